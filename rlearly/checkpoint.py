@@ -1,0 +1,221 @@
+"""Checkpoints in Hugging Face Llama layout, with provenance, written atomically and loaded without pickle.
+
+A checkpoint directory holds `config.json`, `model.safetensors`, `generation_config.json`, the tokenizer
+files, rlearly's resolved `config.yaml`, optionally the trainer state (`optimizer.safetensors` +
+`trainer_state.json`), and `meta.json` (lineage, and the size and sha256 of every file, written last).
+It is built in a hidden temporary directory and renamed into place, so a crash never leaves a
+half-written directory under the final name; a truncated or edited file is caught on load.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+import rlearly
+from rlearly.config import Config, ModelConfig
+from rlearly.errors import CheckpointError
+from rlearly.model import LlamaLM
+from rlearly.tokenizer import Tokenizer
+
+META = "meta.json"
+
+
+def provenance() -> dict:
+    """Package version and git commit of the code that produced an artifact."""
+    commit = None
+    try:
+        here = Path(__file__).resolve().parent
+        out = subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=12"], cwd=here,
+                             capture_output=True, text=True, timeout=5)
+        commit = out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return {"version": rlearly.__version__, "git_commit": commit,
+            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+
+
+def hf_config(cfg: ModelConfig, tok: Tokenizer) -> dict:
+    return {
+        "architectures": ["LlamaForCausalLM"], "model_type": "llama",
+        "vocab_size": tok.vocab_size, "hidden_size": cfg.n_embd, "intermediate_size": cfg.ffn_hidden,
+        "num_hidden_layers": cfg.n_layer, "num_attention_heads": cfg.n_head,
+        "num_key_value_heads": cfg.n_kv_head, "head_dim": cfg.head_dim, "hidden_act": "silu",
+        "max_position_embeddings": cfg.max_seq_len, "rms_norm_eps": cfg.norm_eps,
+        "rope_theta": cfg.rope_theta, "rope_parameters": {"rope_type": "default", "rope_theta": cfg.rope_theta},
+        "tie_word_embeddings": cfg.tie_embeddings, "attention_bias": False, "mlp_bias": False,
+        "initializer_range": cfg.init_std, "bos_token_id": tok.bos_id, "eos_token_id": tok.eos_id,
+        "pad_token_id": tok.pad_id, "torch_dtype": "float32", "use_cache": True,
+    }
+
+
+def model_config_from_hf(hf: dict, where: Path) -> ModelConfig:
+    if hf.get("model_type") != "llama":
+        raise CheckpointError(f"{where}: model_type is {hf.get('model_type')!r}, rlearly loads only 'llama'")
+    for k in ("hidden_act", "attention_bias", "mlp_bias"):
+        if hf.get(k, {"hidden_act": "silu"}.get(k, False)) not in ("silu", False):
+            raise CheckpointError(f"{where}: unsupported {k}={hf[k]!r} (rlearly's Llama has silu and no biases)")
+    theta = hf.get("rope_theta") or (hf.get("rope_parameters") or {}).get("rope_theta", 10000.0)
+    n_head = hf["num_attention_heads"]
+    return ModelConfig(n_layer=hf["num_hidden_layers"], n_head=n_head, n_kv_head=hf.get("num_key_value_heads", n_head),
+                       n_embd=hf["hidden_size"], ffn_hidden=hf["intermediate_size"],
+                       max_seq_len=hf["max_position_embeddings"], rope_theta=float(theta),
+                       norm_eps=hf.get("rms_norm_eps", 1e-5), tie_embeddings=hf.get("tie_word_embeddings", False),
+                       init_std=hf.get("initializer_range", 0.02))
+
+
+def save_checkpoint(path: str | Path, model: LlamaLM, tok: Tokenizer, meta: dict, config: Config | None = None,
+                    optimizers: dict[str, torch.optim.Optimizer] | None = None, trainer_state: dict | None = None) -> Path:
+    """Write a checkpoint atomically. `meta` is lineage (parent, method, step, tokens, seed, ...);
+    provenance and file hashes are added. `optimizers` + `trainer_state` make the run resumable."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        _write_json(tmp / "config.json", hf_config(model.cfg, tok))
+        _write_json(tmp / "generation_config.json", {"bos_token_id": tok.bos_id, "eos_token_id": tok.eos_id,
+                                                      "pad_token_id": tok.pad_id, "do_sample": True,
+                                                      "temperature": 0.6, "top_p": 0.95})
+        state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+        if model.cfg.tie_embeddings:
+            state.pop("lm_head.weight")  # safetensors stores no aliases; HF re-ties from config.json
+        save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        tok.save(tmp, model.cfg.max_seq_len)
+        if config is not None:
+            (tmp / "config.yaml").write_text(config.to_yaml())
+        if optimizers:
+            tensors, groups = {}, {}
+            for name, opt in optimizers.items():
+                t, g = _flatten_optimizer(opt.state_dict(), name)
+                tensors.update(t)
+                groups[name] = g
+            save_file(tensors, str(tmp / "optimizer.safetensors"))
+            _write_json(tmp / "trainer_state.json", {"optimizer_groups": groups, **(trainer_state or {})})
+        files = {p.name: {"bytes": p.stat().st_size, "sha256": _sha256(p)} for p in sorted(tmp.iterdir())}
+        _write_json(tmp / META, {**meta, **provenance(), "files": files})
+        _fsync_dir(tmp)
+        _replace_dir(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+def read_meta(path: str | Path, verify: bool = True) -> dict:
+    """meta.json of a checkpoint; with `verify`, every listed file is checked for size and sha256."""
+    path = Path(path)
+    if not path.is_dir():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    mpath = path / META
+    if not mpath.is_file():
+        raise CheckpointError(f"{path} is not a complete rlearly checkpoint (no {META})")
+    try:
+        meta = json.loads(mpath.read_text())
+    except json.JSONDecodeError:
+        raise CheckpointError(f"{mpath} is corrupt (not valid JSON)") from None
+    if verify:
+        for name, info in meta.get("files", {}).items():
+            f = path / name
+            if not f.is_file():
+                raise CheckpointError(f"{path}: file {name} listed in {META} is missing")
+            if f.stat().st_size != info["bytes"] or _sha256(f) != info["sha256"]:
+                raise CheckpointError(f"{f} is corrupt or truncated (size/sha256 differ from {META})")
+    return meta
+
+
+def load_checkpoint(path: str | Path, verify: bool = True) -> tuple[LlamaLM, Tokenizer, dict]:
+    """Load (model, tokenizer, meta) from an rlearly or plain HF Llama directory (no pickle anywhere)."""
+    path = Path(path)
+    meta = read_meta(path, verify) if (path / META).exists() or not path.is_dir() else {}
+    if not (path / "config.json").is_file() or not (path / "model.safetensors").is_file():
+        raise CheckpointError(f"{path} is not a checkpoint (needs config.json and model.safetensors)")
+    hf = json.loads((path / "config.json").read_text())
+    mcfg = model_config_from_hf(hf, path)
+    tok = Tokenizer.load(path)
+    model = LlamaLM(mcfg, hf["vocab_size"])
+    state = load_file(str(path / "model.safetensors"))
+    if mcfg.tie_embeddings:
+        state.setdefault("lm_head.weight", state["model.embed_tokens.weight"])
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise CheckpointError(f"{path}: weights do not fit the architecture in config.json "
+                              f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+    return model, tok, meta
+
+
+def load_trainer_state(path: str | Path, optimizers: dict[str, torch.optim.Optimizer]) -> dict:
+    """Restore optimizer states in place and return trainer_state.json (step, rng, ...)."""
+    path = Path(path)
+    if not (path / "trainer_state.json").is_file():
+        raise CheckpointError(f"{path} holds no trainer state to resume from")
+    state = json.loads((path / "trainer_state.json").read_text())
+    tensors = load_file(str(path / "optimizer.safetensors"))
+    for name, opt in optimizers.items():
+        opt.load_state_dict(_unflatten_optimizer(tensors, state["optimizer_groups"][name], name))
+    return state
+
+
+def load_config_of(path: str | Path) -> Config:
+    from rlearly.config import load_config
+    f = Path(path) / "config.yaml"
+    if not f.is_file():
+        raise CheckpointError(f"{path} has no config.yaml")
+    return load_config(f)
+
+
+def _flatten_optimizer(sd: dict, prefix: str) -> tuple[dict, list]:
+    tensors = {}
+    for idx, st in sd["state"].items():
+        for k, v in st.items():
+            t = v if torch.is_tensor(v) else torch.tensor(v)
+            tensors[f"{prefix}.{idx}.{k}"] = t.detach().contiguous()
+    groups = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in g.items()} for g in sd["param_groups"]]
+    return tensors, groups
+
+
+def _unflatten_optimizer(tensors: dict, groups: list, prefix: str) -> dict:
+    state: dict[int, dict] = {}
+    for key, t in tensors.items():
+        p, idx, k = key.split(".", 2)
+        if p == prefix:
+            state.setdefault(int(idx), {})[k] = t
+    groups = [{k: (tuple(v) if k == "betas" else v) for k, v in g.items()} for g in groups]
+    return {"state": state, "param_groups": groups}
+
+
+def _write_json(path: Path, obj) -> None:
+    path.write_text(json.dumps(obj, indent=2) + "\n")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _fsync_dir(d: Path) -> None:
+    for p in d.iterdir():
+        with open(p, "rb") as f:
+            os.fsync(f.fileno())
+
+
+def _replace_dir(tmp: Path, final: Path) -> None:
+    """Rename tmp to final; an existing final is moved aside first and removed only afterwards."""
+    old = None
+    if final.exists():
+        old = final.parent / f".{final.name}.old-{os.getpid()}"
+        os.replace(final, old)
+    os.replace(tmp, final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

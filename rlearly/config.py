@@ -1,0 +1,318 @@
+"""One typed config tree for every stage, with strict loading, YAML round-trip and dotted overrides.
+
+A config is a tree of dataclasses. Loading is strict: an unknown key or a value of the wrong type raises
+`ConfigError` naming the dotted field. Overrides such as `pretrain.lr=1e-4` work the same from the CLI,
+a study YAML and a notebook's parameters (`load_config(overrides=[...])`).
+
+A *preset* is a named set of overrides applied first (`tiny` for tests, `small` for the default study,
+`medium`/`large` for the model-scale experiment); anything given after it wins.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from rlearly.errors import ConfigError
+
+
+@dataclass
+class ModelConfig:
+    n_layer: int = 4  # transformer blocks
+    n_head: int = 4  # query heads
+    n_kv_head: int = 4  # key/value heads (< n_head = grouped-query attention)
+    n_embd: int = 128  # residual width
+    ffn_hidden: int = 352  # SwiGLU hidden width (~8/3 * n_embd, rounded)
+    max_seq_len: int = 512  # longest context (RoPE has no learned table; this bounds the KV cache)
+    rope_theta: float = 10000.0
+    norm_eps: float = 1e-5
+    tie_embeddings: bool = False  # the paper's OLMo2 unties input and output embeddings
+    init_std: float = 0.02
+
+    def __post_init__(self):
+        _positive(self, "n_layer", "n_head", "n_kv_head", "n_embd", "ffn_hidden", "max_seq_len")
+        if self.n_embd % self.n_head:
+            raise ConfigError(f"model.n_embd={self.n_embd} must be divisible by model.n_head={self.n_head}")
+        if self.n_head % self.n_kv_head:
+            raise ConfigError(f"model.n_head={self.n_head} must be divisible by model.n_kv_head={self.n_kv_head}")
+        if (self.n_embd // self.n_head) % 2:
+            raise ConfigError("model head size (n_embd / n_head) must be even for RoPE")
+
+    @property
+    def head_dim(self) -> int:
+        return self.n_embd // self.n_head
+
+
+@dataclass
+class WorldConfig:
+    """The embedded synthetic world (DESIGN §4): GSM-like math problems and a general knowledge world."""
+
+    seed: int = 1234  # fixes entities, facts and the train/test/hard splits
+    math_fraction: float = 0.3  # share of pretraining documents that are math problems with solutions
+    hard_fraction: float = 0.0  # share of pretraining math documents drawn at hard difficulty
+    format_fraction: float = 0.1  # share of pretraining math documents ending in the graded \boxed{} format
+    min_ops: int = 1  # train/test difficulty: number of arithmetic operations
+    max_ops: int = 3
+    hard_min_ops: int = 4  # the `hard` split (MATH analogue)
+    hard_max_ops: int = 5
+    max_value: int = 99  # every quantity and intermediate result stays in [0, max_value]
+    n_train: int = 2000  # RL/SFT prompts
+    n_test: int = 500  # GSM8K analogue
+    n_hard: int = 300  # MATH analogue
+    max_solutions: int = 24  # cap on distinct demonstrations per problem (SFT-Gold)
+    n_people: int = 60  # entities of the general world, each with consistent facts
+    n_probe_heldout_docs: int = 200  # held-out general documents for the general-capability NLL
+
+    def __post_init__(self):
+        for name in ("math_fraction", "hard_fraction", "format_fraction"):
+            v = getattr(self, name)
+            if not 0.0 <= v <= 1.0:
+                raise ConfigError(f"world.{name}={v} must lie in [0, 1]")
+        _positive(self, "min_ops", "max_ops", "hard_min_ops", "hard_max_ops", "max_value", "n_people", "max_solutions")
+        if self.min_ops > self.max_ops or self.hard_min_ops > self.hard_max_ops:
+            raise ConfigError("world.min_ops must be <= world.max_ops (and hard_min_ops <= hard_max_ops)")
+        if self.max_value < 20:
+            raise ConfigError(f"world.max_value={self.max_value} is too small to make problems (need >= 20)")
+
+
+@dataclass
+class DataConfig:
+    """Where pretraining text comes from: the synthetic world, or a real corpus through `datasets`."""
+
+    corpus: str = "synthetic"  # "synthetic", a local file (.jsonl/.json/.parquet/.txt) or a hub dataset id
+    text_field: str = "text"  # column holding the document text for a real corpus
+    corpus_fraction: float = 1.0  # with a real corpus: share of documents from it (rest: synthetic world)
+    vocab_size: int = 1024  # byte-level BPE vocabulary, special tokens included
+    tokenizer_docs: int = 4000  # documents used to train the tokenizer
+
+    def __post_init__(self):
+        if not 0.0 <= self.corpus_fraction <= 1.0:
+            raise ConfigError(f"data.corpus_fraction={self.corpus_fraction} must lie in [0, 1]")
+        if self.vocab_size < 300:
+            raise ConfigError(f"data.vocab_size={self.vocab_size} must be >= 300 (256 bytes + specials + merges)")
+        _positive(self, "tokenizer_docs")
+
+
+@dataclass
+class PretrainConfig:
+    tokens: int = 3_000_000  # total training tokens; the cosine schedule ends here
+    batch_size: int = 32  # sequences per step
+    seq_len: int = 256  # tokens per sequence (documents packed, each starting with BOS)
+    lr: float = 2e-3  # peak learning rate
+    min_lr_ratio: float = 0.1  # cosine decays to this x peak at `tokens` (paper: 0.1)
+    warmup_tokens: int = 60_000  # linear warmup (paper: 2% of tokens)
+    weight_decay: float = 0.1  # not applied to embeddings or norms
+    beta1: float = 0.9
+    beta2: float = 0.95
+    grad_clip: float = 1.0
+    checkpoints: list[int] = field(default_factory=list)  # token counts; empty = `n_checkpoints` log-spaced
+    n_checkpoints: int = 6
+    first_checkpoint_tokens: int = 200_000  # where the log-spaced schedule starts
+    eval_every: int = 100  # steps between held-out loss evaluations
+    eval_batches: int = 4  # batches of held-out math / general text per evaluation
+    save_every: int = 200  # steps between resumable trainer-state saves (besides checkpoints)
+    threads: int = 0  # torch threads; 0 = all cores
+
+    def __post_init__(self):
+        _positive(self, "tokens", "batch_size", "seq_len", "eval_every", "eval_batches", "save_every", "n_checkpoints")
+        if self.lr <= 0:
+            raise ConfigError(f"pretrain.lr={self.lr} must be > 0")
+        if any(t <= 0 or t > self.tokens for t in self.checkpoints):
+            raise ConfigError(f"pretrain.checkpoints must lie in (0, pretrain.tokens={self.tokens}]")
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.batch_size * self.seq_len
+
+    @property
+    def total_steps(self) -> int:
+        return -(-self.tokens // self.tokens_per_step)
+
+    def checkpoint_steps(self) -> list[int]:
+        """Steps after which a checkpoint is saved; the last step is always one (the final model)."""
+        if self.checkpoints:
+            toks = sorted(set(self.checkpoints))
+        else:
+            first = min(self.first_checkpoint_tokens, self.tokens)
+            n = self.n_checkpoints
+            ratio = (self.tokens / first) ** (1 / max(n - 1, 1))
+            toks = [first * ratio**i for i in range(n)]
+        steps = {max(1, round(t / self.tokens_per_step)) for t in toks}
+        steps = {min(s, self.total_steps) for s in steps} | {self.total_steps}
+        return sorted(steps)
+
+
+@dataclass
+class Config:
+    preset: str = "small"  # the size preset applied before the rest (see PRESETS)
+    seed: int = 0  # training seed (init, data order); the world has its own seed
+    model: ModelConfig = field(default_factory=ModelConfig)
+    world: WorldConfig = field(default_factory=WorldConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def hash(self) -> str:
+        """Content hash of the resolved config (12 hex chars): names run directories and lineage."""
+        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:12]
+
+
+# Size presets: a dial that sets the rest. `tiny` runs in seconds for tests; `small` is the default
+# study's model (≈1M parameters, DESIGN §10); `medium`/`large` are the wider/deeper models of the
+# data-composition-vs-scale experiment.
+PRESETS: dict[str, dict[str, Any]] = {
+    "tiny": {
+        "model": dict(n_layer=2, n_head=2, n_kv_head=2, n_embd=32, ffn_hidden=64, max_seq_len=256),
+        "data": dict(vocab_size=512, tokenizer_docs=600),
+        "world": dict(n_train=64, n_test=32, n_hard=16, n_people=12, n_probe_heldout_docs=16),
+        "pretrain": dict(tokens=16_384, batch_size=8, seq_len=128, lr=3e-3, warmup_tokens=1024,
+                         n_checkpoints=2, first_checkpoint_tokens=8192, eval_every=8, eval_batches=1,
+                         save_every=4),
+    },
+    "small": {},
+    "medium": {"model": dict(n_layer=6, n_head=6, n_kv_head=6, n_embd=192, ffn_hidden=512)},
+    "large": {"model": dict(n_layer=8, n_head=8, n_kv_head=8, n_embd=256, ffn_hidden=704)},
+}
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | dict | None = None,
+                preset: str | None = None) -> Config:
+    """Resolve a Config: defaults <- preset <- YAML file <- overrides (dotted `a.b=v` strings or a dict)."""
+    raw: dict = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file not found: {p}")
+        try:
+            raw = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{p} is not valid YAML: {str(e).splitlines()[0]}") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{p} must hold a mapping of config sections, got {type(raw).__name__}")
+    for key, value in _overrides_to_pairs(overrides):
+        _set_dotted(raw, key, value)
+    name = preset or raw.get("preset", "small")
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
+    merged = _deep_merge(PRESETS[name], raw)
+    merged["preset"] = name
+    return from_dict(Config, merged)
+
+
+def from_dict(cls, data: dict, prefix: str = ""):
+    """Build dataclass `cls` from a dict, strictly: unknown keys and wrong types name the field."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'} must be a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in names:
+            raise ConfigError(f"unknown config key '{prefix}{key}' (known in {prefix.rstrip('.') or 'top level'}: "
+                              f"{', '.join(sorted(names))})")
+    kwargs = {k: _coerce(hints[k], v, f"{prefix}{k}") for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def _coerce(tp, value, name: str):
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, name + ".")
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(arg, value, name)
+            except ConfigError:
+                pass
+        raise ConfigError(f"config key '{name}' has wrong type: expected {tp}, got {value!r}")
+    if origin is Literal:
+        if value not in typing.get_args(tp):
+            raise ConfigError(f"config key '{name}' must be one of {typing.get_args(tp)}, got {value!r}")
+        return value
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"config key '{name}' must be a list, got {value!r}")
+        (item,) = typing.get_args(tp)
+        return [_coerce(item, v, f"{name}[{i}]") for i, v in enumerate(value)]
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"config key '{name}' must be true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():  # 3e6 in YAML is a float
+                return int(value)
+            raise ConfigError(f"config key '{name}' must be an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, str):  # PyYAML reads 1e-4 (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"config key '{name}' must be a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"config key '{name}' must be a string, got {value!r}")
+        return value
+    raise ConfigError(f"config key '{name}': unsupported type {tp}")  # a bug in the config tree, not input
+
+
+def _overrides_to_pairs(overrides) -> list[tuple[str, Any]]:
+    if not overrides:
+        return []
+    if isinstance(overrides, dict):
+        return list(overrides.items())
+    pairs = []
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like section.key=value")
+        key, text = item.split("=", 1)
+        try:
+            value = yaml.safe_load(text) if text.strip() else ""
+        except yaml.YAMLError:
+            value = text
+        pairs.append((key.strip(), value))
+    return pairs
+
+
+def _set_dotted(raw: dict, key: str, value) -> None:
+    parts = key.split(".")
+    node = raw
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {key!r}: {part!r} is not a section")
+    node[parts[-1]] = value
+
+
+def _deep_merge(base: dict, top: dict) -> dict:
+    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in base.items()}
+    for k, v in top.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _positive(obj, *names: str) -> None:
+    section = type(obj).__name__.replace("Config", "").lower()
+    for n in names:
+        v = getattr(obj, n)
+        if v <= 0:
+            raise ConfigError(f"{section}.{n}={v} must be > 0")

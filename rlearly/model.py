@@ -1,0 +1,210 @@
+"""Llama-architecture decoder (RMSNorm, RoPE, SwiGLU, no biases, optional GQA).
+
+The state dict uses Hugging Face `LlamaForCausalLM` parameter names, so a saved checkpoint loads with
+`transformers.AutoModelForCausalLM` unchanged. One `forward` serves pretraining (mean NLL), SFT (NLL under
+a loss mask), RL (per-token log-probs of given targets) and sampling (logits with a KV cache).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from rlearly.config import ModelConfig
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x):
+        # computed in fp32 as HF Llama does, so logits match to 1e-5
+        xf = x.float()
+        xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * xf.to(x.dtype)
+
+
+def rope_tables(head_dim: int, max_len: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos/sin of shape (max_len, head_dim) in HF's half-split layout (not interleaved)."""
+    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.int64).float() / head_dim))
+    freqs = torch.outer(torch.arange(max_len).float(), inv_freq)  # (T, hd/2)
+    emb = torch.cat([freqs, freqs], dim=-1)  # (T, hd)
+    return emb.cos(), emb.sin()
+
+
+def apply_rope(x, cos, sin):
+    """x: (B, H, T, hd); cos/sin: (B, 1, T, hd). Rotates pairs (i, i + hd/2)."""
+    half = x.shape[-1] // 2
+    rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
+    return x * cos + rotated * sin
+
+
+@dataclass
+class KVCache:
+    """Preallocated keys/values for every layer: (n_layer, B, n_kv_head, max_len, head_dim).
+
+    `length` is the number of positions filled. Sampling prefills once, then appends one token per step.
+    `key_mask` (B, max_len) marks real (non-padding) key positions for left-padded batches.
+    """
+
+    k: torch.Tensor
+    v: torch.Tensor
+    length: int = 0
+    key_mask: torch.Tensor | None = None
+
+    @classmethod
+    def empty(cls, cfg: ModelConfig, batch: int, max_len: int, dtype=torch.float32, device="cpu"):
+        shape = (cfg.n_layer, batch, cfg.n_kv_head, max_len, cfg.head_dim)
+        return cls(torch.empty(shape, dtype=dtype, device=device), torch.empty(shape, dtype=dtype, device=device))
+
+    def expand(self, n: int) -> "KVCache":
+        """Repeat each row n times (one prefill shared by n samples of the same prompt)."""
+        rep = lambda t: t.repeat_interleave(n, dim=1)
+        mask = None if self.key_mask is None else self.key_mask.repeat_interleave(n, dim=0)
+        return KVCache(rep(self.k), rep(self.v), self.length, mask)
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.n_head, self.n_kv, self.hd = cfg.n_head, cfg.n_kv_head, cfg.head_dim
+        self.q_proj = nn.Linear(cfg.n_embd, cfg.n_head * self.hd, bias=False)
+        self.k_proj = nn.Linear(cfg.n_embd, cfg.n_kv_head * self.hd, bias=False)
+        self.v_proj = nn.Linear(cfg.n_embd, cfg.n_kv_head * self.hd, bias=False)
+        self.o_proj = nn.Linear(cfg.n_head * self.hd, cfg.n_embd, bias=False)
+
+    def forward(self, x, cos, sin, cache: KVCache | None, layer: int, attn_mask):
+        B, T, _ = x.shape
+        q = self.q_proj(x).view(B, T, self.n_head, self.hd).transpose(1, 2)  # (B, H, T, hd)
+        k = self.k_proj(x).view(B, T, self.n_kv, self.hd).transpose(1, 2)  # (B, Hkv, T, hd)
+        v = self.v_proj(x).view(B, T, self.n_kv, self.hd).transpose(1, 2)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        if cache is not None:
+            start = cache.length
+            cache.k[layer, :, :, start:start + T] = k
+            cache.v[layer, :, :, start:start + T] = v
+            k, v = cache.k[layer, :, :, :start + T], cache.v[layer, :, :, :start + T]
+        if self.n_kv != self.n_head:
+            k = k.repeat_interleave(self.n_head // self.n_kv, dim=1)
+            v = v.repeat_interleave(self.n_head // self.n_kv, dim=1)
+        if attn_mask is None:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
+        return self.o_proj(y.transpose(1, 2).reshape(B, T, -1))
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.gate_proj = nn.Linear(cfg.n_embd, cfg.ffn_hidden, bias=False)
+        self.up_proj = nn.Linear(cfg.n_embd, cfg.ffn_hidden, bias=False)
+        self.down_proj = nn.Linear(cfg.ffn_hidden, cfg.n_embd, bias=False)
+
+    def forward(self, x):
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))  # SwiGLU
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.input_layernorm = RMSNorm(cfg.n_embd, cfg.norm_eps)
+        self.self_attn = Attention(cfg)
+        self.post_attention_layernorm = RMSNorm(cfg.n_embd, cfg.norm_eps)
+        self.mlp = MLP(cfg)
+
+    def forward(self, x, cos, sin, cache, layer, attn_mask):
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin, cache, layer, attn_mask)
+        return x + self.mlp(self.post_attention_layernorm(x))
+
+
+class _Trunk(nn.Module):
+    """Holds the `model.*` parameters under HF's names (embed_tokens, layers, norm)."""
+
+    def __init__(self, cfg: ModelConfig, vocab_size: int):
+        super().__init__()
+        self.embed_tokens = nn.Embedding(vocab_size, cfg.n_embd)
+        self.layers = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
+        self.norm = RMSNorm(cfg.n_embd, cfg.norm_eps)
+
+
+class LlamaLM(nn.Module):
+    def __init__(self, cfg: ModelConfig, vocab_size: int):
+        super().__init__()
+        self.cfg, self.vocab_size = cfg, vocab_size
+        self.model = _Trunk(cfg, vocab_size)
+        self.lm_head = nn.Linear(cfg.n_embd, vocab_size, bias=False)
+        if cfg.tie_embeddings:
+            self.lm_head.weight = self.model.embed_tokens.weight
+        cos, sin = rope_tables(cfg.head_dim, cfg.max_seq_len, cfg.rope_theta)
+        self.register_buffer("rope_cos", cos, persistent=False)
+        self.register_buffer("rope_sin", sin, persistent=False)
+        self.apply(self._init)
+        for block in self.model.layers:  # GPT-2 style scaled init of residual projections
+            for w in (block.self_attn.o_proj.weight, block.mlp.down_proj.weight):
+                nn.init.normal_(w, std=cfg.init_std / math.sqrt(2 * cfg.n_layer))
+
+    def _init(self, m):
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(m.weight, std=self.cfg.init_std)
+
+    def num_params(self, embeddings: bool = True) -> int:
+        n = sum(p.numel() for p in self.parameters())
+        return n if embeddings else n - self.model.embed_tokens.weight.numel()
+
+    def forward(self, idx, targets=None, loss_mask=None, *, cache: KVCache | None = None,
+                positions=None, reduction: str = "mean"):
+        """idx: (B, T) token ids.
+
+        - targets None: returns logits (B, T, V). With `cache`, idx continues the cached sequence and
+          the cache is extended in place.
+        - targets (B, T): returns the NLL; `loss_mask` (B, T) selects the tokens that count.
+          reduction "mean" = token-mean over masked tokens; "none" = per-token NLL (B, T) (RL's
+          log-probs are its negative).
+        `positions` (B, T) gives RoPE positions per row (left-padded batches); default 0.. or cache offset.
+        """
+        B, T = idx.shape
+        start = cache.length if cache is not None else 0
+        if positions is None:
+            positions = torch.arange(start, start + T, device=idx.device).expand(B, T)
+        if int(positions.max()) >= self.cfg.max_seq_len:
+            raise ValueError(f"sequence position {int(positions.max())} exceeds model.max_seq_len={self.cfg.max_seq_len}")
+        cos = self.rope_cos[positions].unsqueeze(1)  # (B, 1, T, hd)
+        sin = self.rope_sin[positions].unsqueeze(1)
+        attn_mask = self._attn_mask(cache, T, idx.device)
+        x = self.model.embed_tokens(idx)
+        for i, block in enumerate(self.model.layers):
+            x = block(x, cos, sin, cache, i, attn_mask)
+        if cache is not None:
+            cache.length += T
+        logits = self.lm_head(self.model.norm(x))
+        if targets is None:
+            return logits
+        nll = F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1), reduction="none").view(B, T)
+        if reduction == "none":
+            return nll
+        if loss_mask is None:
+            return nll.mean()
+        m = loss_mask.to(nll.dtype)
+        return (nll * m).sum() / m.sum().clamp(min=1)
+
+    @staticmethod
+    def _attn_mask(cache: KVCache | None, T: int, device):
+        """None (plain causal) without a cache; with one, a boolean (B, 1, T, L) mask: causal within the
+        new tokens, all earlier cached keys visible, and padding keys hidden."""
+        if cache is None:
+            return None
+        L = cache.length + T
+        causal = torch.ones(T, L, dtype=torch.bool, device=device).tril(diagonal=cache.length)
+        mask = causal[None, None]
+        if cache.key_mask is not None:
+            # a padding query would see no key at all (NaN softmax): let every query see itself
+            own = torch.zeros(T, L, dtype=torch.bool, device=device)
+            own[torch.arange(T), cache.length + torch.arange(T)] = True
+            mask = (mask & cache.key_mask[:, None, None, :L]) | own[None, None]
+        return mask

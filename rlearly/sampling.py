@@ -1,0 +1,116 @@
+"""Batched, seeded autoregressive sampling with a KV cache: token ids in, token ids + log-probs out.
+
+Reproducibility: every sample carries an integer `key` (e.g. derived from problem id and sample index).
+Its random numbers, one uniform per generated position, come from its own Philox stream seeded with
+(seed, key), and tokens are drawn by inverse-CDF from the (temperature, top-p) distribution. So a sample
+depends on the model, its prompt, `seed` and `key` only, not on which other samples share its batch.
+
+Prompts are left-padded to a common length; one prefill per distinct prompt is shared by its n samples.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from rlearly.model import KVCache, LlamaLM
+
+
+@dataclass
+class Completion:
+    tokens: list[int]  # generated ids, the stop token included when one was hit
+    logprobs: list[float]  # log pi(token) under the model at temperature 1 (RL's pi_old)
+    finished: bool  # True if a stop token ended it, False if cut at max_new_tokens
+
+
+def sample_uniforms(seed: int, keys, length: int) -> np.ndarray:
+    """(len(keys), length) uniforms in [0, 1), one Philox stream per key."""
+    return np.stack([np.random.Generator(np.random.Philox(key=[seed, int(k)])).random(length) for k in keys])
+
+
+def pick_tokens(logits: torch.Tensor, u: torch.Tensor, temperature: float, top_p: float) -> torch.Tensor:
+    """Draw one token per row by inverse CDF. logits (B, V) fp32, u (B,) uniforms. temperature 0 = greedy."""
+    if temperature == 0:
+        return logits.argmax(-1)
+    probs = torch.softmax(logits / temperature, dim=-1)
+    sorted_p, order = probs.sort(dim=-1, descending=True)
+    cum = sorted_p.cumsum(-1)
+    if top_p < 1.0:
+        # nucleus: keep the smallest prefix whose mass reaches top_p (the first token is always kept)
+        sorted_p = sorted_p.masked_fill(cum - sorted_p >= top_p, 0.0)
+        cum = sorted_p.cumsum(-1)
+    target = u.unsqueeze(-1) * cum[:, -1:]
+    idx = torch.searchsorted(cum, target, right=True).clamp(max=cum.size(-1) - 1)
+    return order.gather(-1, idx).squeeze(-1)
+
+
+@torch.no_grad()
+def generate(model: LlamaLM, prompts: list[list[int]], *, n: int = 1, max_new_tokens: int = 64,
+             temperature: float = 1.0, top_p: float = 1.0, stop_ids=(), seed: int = 0,
+             keys: list[int] | None = None, pad_id: int = 0, use_cache: bool = True) -> list[Completion]:
+    """Sample n completions for each prompt. Returns len(prompts) * n completions, prompt-major.
+
+    `keys` (one per completion) fix each sample's random stream; default: its index in the output.
+    `use_cache=False` recomputes the whole sequence every step (the slow reference).
+    """
+    model.eval()
+    total = len(prompts) * n
+    keys = list(range(total)) if keys is None else list(keys)
+    if len(keys) != total:
+        raise ValueError(f"need {total} sample keys, got {len(keys)}")
+    P = max(len(p) for p in prompts)
+    if P + max_new_tokens > model.cfg.max_seq_len:
+        raise ValueError(f"prompt ({P}) + max_new_tokens ({max_new_tokens}) exceeds model.max_seq_len={model.cfg.max_seq_len}")
+    device = model.rope_cos.device
+    ids = torch.full((len(prompts), P), pad_id, dtype=torch.long, device=device)
+    real = torch.zeros(len(prompts), P + max_new_tokens, dtype=torch.bool, device=device)
+    for i, p in enumerate(prompts):  # left padding: every prompt ends at column P-1
+        ids[i, P - len(p):] = torch.tensor(p, dtype=torch.long)
+        real[i, P - len(p):] = True
+    pad = (~real[:, :P]).sum(1)  # (Bp,)
+    u = torch.from_numpy(sample_uniforms(seed, keys, max_new_tokens)).float().to(device)  # (B, T_new)
+    stops = torch.tensor(list(stop_ids) or [-1], device=device)
+
+    if use_cache:
+        cache = KVCache.empty(model.cfg, len(prompts), P + max_new_tokens, device=device)
+        cache.key_mask = real
+        pos = (torch.arange(P, device=device) - pad[:, None]).clamp(min=0)
+        logits = model(ids, cache=cache, positions=pos)[:, -1].float()
+        if n > 1:
+            cache, logits = cache.expand(n), logits.repeat_interleave(n, 0)
+    else:
+        seq, seq_real = ids.repeat_interleave(n, 0), real.repeat_interleave(n, 0)
+    pad = pad.repeat_interleave(n)
+    out = torch.full((total, max_new_tokens), pad_id, dtype=torch.long, device=device)
+    lps = torch.zeros(total, max_new_tokens, device=device)
+    done = torch.zeros(total, dtype=torch.bool, device=device)
+    lengths = torch.full((total,), max_new_tokens, dtype=torch.long, device=device)
+    for t in range(max_new_tokens):
+        if not use_cache:
+            logits = _full_forward_last(model, seq, seq_real[:, :seq.size(1)], pad)
+        tok = pick_tokens(logits, u[:, t], temperature, top_p)
+        lp = torch.log_softmax(logits, -1).gather(-1, tok[:, None]).squeeze(-1)
+        tok = torch.where(done, torch.full_like(tok, pad_id), tok)
+        out[:, t], lps[:, t] = tok, torch.where(done, torch.zeros_like(lp), lp)
+        hit = ~done & torch.isin(tok, stops)
+        lengths = torch.where(hit, torch.full_like(lengths, t + 1), lengths)
+        done |= hit
+        if bool(done.all()) or t == max_new_tokens - 1:
+            break
+        if use_cache:
+            pos = (P + t - pad)[:, None]
+            logits = model(tok[:, None], cache=cache, positions=pos)[:, -1].float()
+        else:
+            seq = torch.cat([seq, tok[:, None]], 1)
+    out, lps, lengths, done = out.tolist(), lps.tolist(), lengths.tolist(), done.tolist()
+    return [Completion(out[i][:lengths[i]], lps[i][:lengths[i]], done[i]) for i in range(total)]
+
+
+def _full_forward_last(model: LlamaLM, seq, real, pad):
+    """No-cache reference: rerun the whole left-padded sequence; return last-position logits (B, V)."""
+    B, L = seq.shape
+    pos = (torch.arange(L, device=seq.device) - pad[:, None]).clamp(min=0)
+    cache = KVCache.empty(model.cfg, B, L, device=seq.device)  # scratch space only, for the padding mask
+    cache.key_mask = real
+    return model(seq, cache=cache, positions=pos)[:, -1].float()

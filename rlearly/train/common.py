@@ -1,0 +1,96 @@
+"""Helpers shared by every training stage: optimizer, LR schedule, metrics log, progress bar, node files.
+
+Shared helpers, not a framework: each stage keeps its own explicit loop.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from rlearly.model import LlamaLM
+
+
+def make_adamw(model: LlamaLM, lr: float, weight_decay: float, betas=(0.9, 0.95), eps: float = 1e-8):
+    """AdamW with weight decay on matrices only (not on embeddings or norm gains, as in OLMo2)."""
+    embed = {id(model.model.embed_tokens.weight)}
+    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2 and id(p) not in embed]
+    ids = {id(p) for p in decay}
+    no_decay = [p for p in model.parameters() if p.requires_grad and id(p) not in ids]
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps, foreach=True)
+
+
+def cosine_lr(step: int, total: int, warmup: int, peak: float, min_ratio: float) -> float:
+    """Linear warmup to `peak`, then cosine decay to `min_ratio * peak` at step `total` (paper §2)."""
+    if warmup > 0 and step < warmup:
+        return peak * (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return peak * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
+    for g in opt.param_groups:
+        g["lr"] = lr
+
+
+class MetricsLog:
+    """Append-only metrics.jsonl: one JSON object per logged step."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def write(self, **row) -> None:
+        with open(self.path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def truncate_after(self, step: int) -> None:
+        """On resume: drop rows logged after the step we restart from (they will be logged again)."""
+        if not self.path.exists():
+            return
+        keep = [l for l in self.path.read_text().splitlines() if l.strip() and json.loads(l).get("step", 0) <= step]
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text("".join(l + "\n" for l in keep))
+        os.replace(tmp, self.path)
+
+
+def read_metrics(path: str | Path) -> list[dict]:
+    p = Path(path)
+    return [json.loads(l) for l in p.read_text().splitlines() if l.strip()] if p.exists() else []
+
+
+def progress(total: int, initial: int = 0, desc: str = "", enabled: bool = True):
+    """A tqdm bar that reads well in a terminal and, refreshed less often, in papermill/CI logs."""
+    return tqdm(total=total, initial=initial, desc=desc, disable=not enabled, dynamic_ncols=True,
+                mininterval=0.5 if sys.stderr.isatty() else 10.0, file=sys.stderr)
+
+
+class Timer:
+    def __init__(self):
+        self.t0 = time.perf_counter()
+
+    def lap(self) -> float:
+        t, self.t0 = self.t0, time.perf_counter()
+        return self.t0 - t
+
+
+def write_atomic(path: str | Path, text: str) -> None:
+    path = Path(path)
+    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
+    tmp.write_text(text)
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def set_threads(n: int) -> None:
+    if n > 0:
+        torch.set_num_threads(n)

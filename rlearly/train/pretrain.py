@@ -1,0 +1,151 @@
+"""Pretraining from scratch on the mixture, with checkpoints on a token schedule and exact resume.
+
+Run directory:
+    config.yaml      the resolved config            metrics.jsonl   one row per logged step
+    tokenizer/       trained once, shared by all    ckpt-<tokens>/  HF-format checkpoints (+ trainer state)
+    state/           latest resumable state         meta.json, DONE written when finished
+Checkpoints sit on the cosine schedule where they fall: they are not annealed (as in the paper).
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+
+from rlearly.checkpoint import load_checkpoint, load_trainer_state, provenance, save_checkpoint
+from rlearly.config import Config, load_config
+from rlearly.data.mixture import Mixture, PretrainBatches, heldout_batches
+from rlearly.data.world import World
+from rlearly.errors import ConfigError
+from rlearly.evaluate import greedy_accuracy, heldout_nll
+from rlearly.model import LlamaLM
+from rlearly.tokenizer import Tokenizer, train_tokenizer
+from rlearly.train.common import (MetricsLog, cosine_lr, make_adamw, progress, set_lr, set_threads,
+                                  write_atomic)
+import json
+
+
+def ckpt_name(tokens: int) -> str:
+    return f"ckpt-{tokens:010d}"
+
+
+def list_checkpoints(run_dir: str | Path) -> list[Path]:
+    """Finished checkpoints of a pretraining run, in token order."""
+    return sorted(p for p in Path(run_dir).glob("ckpt-*") if (p / "meta.json").is_file())
+
+
+def run(cfg: Config, out_dir: str | Path, *, show_progress: bool = True, stop_after: int | None = None) -> Path:
+    """Pretrain `cfg` into `out_dir`, resuming from its latest saved state. Returns out_dir.
+
+    `stop_after` ends the call after that many steps in total (tests use it to simulate an interruption).
+    """
+    out = Path(out_dir)
+    if (out / "DONE").exists():
+        return out
+    out.mkdir(parents=True, exist_ok=True)
+    _claim_dir(out, cfg)
+    set_threads(cfg.pretrain.threads)
+    pc = cfg.pretrain
+    torch.manual_seed(cfg.seed)
+    world = World(cfg.world)
+    mixture = Mixture(cfg, world)
+    tok = _tokenizer(out, cfg, mixture)
+    model = LlamaLM(cfg.model, tok.vocab_size)
+    opt = make_adamw(model, pc.lr, pc.weight_decay, (pc.beta1, pc.beta2))
+    log = MetricsLog(out / "metrics.jsonl")
+    step, elapsed = _resume(out, model, opt, log)
+
+    batches = PretrainBatches(cfg, mixture, tok)
+    math_docs = [world.math.prompt(p) + world.math.one_demo(p) for p in world.math.split("test")]
+    heldout = {"math": heldout_batches(math_docs, tok, pc.batch_size, pc.seq_len, pc.eval_batches),
+               "general": heldout_batches(world.general.heldout_documents(), tok, pc.batch_size, pc.seq_len,
+                                          pc.eval_batches)}
+    ckpt_steps = set(pc.checkpoint_steps())
+    warmup_steps = pc.warmup_tokens // pc.tokens_per_step
+    end = pc.total_steps if stop_after is None else min(pc.total_steps, stop_after)
+    bar = progress(pc.total_steps, step, "pretrain", show_progress)
+    losses, t_log = [], time.perf_counter()
+    model.train()
+    while step < end:
+        lr = cosine_lr(step, pc.total_steps, warmup_steps, pc.lr, pc.min_lr_ratio)
+        set_lr(opt, lr)
+        x, y = batches.batch(step)
+        loss = model(x, y)
+        loss.backward()
+        gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), pc.grad_clip)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        step += 1
+        losses.append(loss.item())
+        bar.update(1)
+        bar.set_postfix(loss=f"{losses[-1]:.3f}")
+        is_ckpt = step in ckpt_steps
+        if step % pc.eval_every == 0 or is_ckpt:
+            dt = time.perf_counter() - t_log
+            elapsed += dt
+            row = dict(step=step, tokens=step * pc.tokens_per_step, lr=lr, loss=sum(losses) / len(losses),
+                       grad_norm=float(gnorm), tok_per_s=len(losses) * pc.tokens_per_step / dt,
+                       elapsed_s=round(elapsed, 2),
+                       **{f"heldout_{k}": heldout_nll(model, b) for k, b in heldout.items()})
+            if is_ckpt:
+                row["greedy_fewshot_acc"] = greedy_accuracy(model, tok, world.math, n_problems=100)
+            log.write(**row)
+            losses, t_log = [], time.perf_counter()
+            model.train()
+        if is_ckpt or step % pc.save_every == 0:
+            meta = dict(method="pretrain", parent=None, step=step, tokens=step * pc.tokens_per_step,
+                        seed=cfg.seed, config_hash=cfg.hash())
+            trainer_state = dict(step=step, elapsed_s=elapsed + time.perf_counter() - t_log)
+            target = out / (ckpt_name(step * pc.tokens_per_step) if is_ckpt else "state")
+            save_checkpoint(target, model, tok, meta, cfg, {"adamw": opt}, trainer_state)
+    bar.close()
+    if step >= pc.total_steps:
+        meta = dict(method="pretrain", parent=None, seed=cfg.seed, config_hash=cfg.hash(), steps=step,
+                    tokens=step * pc.tokens_per_step, n_params=model.num_params(), elapsed_s=round(elapsed, 2),
+                    checkpoints=[p.name for p in list_checkpoints(out)], **provenance())
+        write_atomic(out / "meta.json", json.dumps(meta, indent=2) + "\n")
+        write_atomic(out / "DONE", "")
+    return out
+
+
+def _claim_dir(out: Path, cfg: Config) -> None:
+    """Write config.yaml, or check that the directory holds a run of this very config."""
+    f = out / "config.yaml"
+    if f.exists():
+        old = load_config(f)
+        if old.hash() != cfg.hash():
+            raise ConfigError(f"{out} holds a run of another config (hash {old.hash()} != {cfg.hash()}); "
+                              "use a new output directory")
+    else:
+        write_atomic(f, cfg.to_yaml())
+
+
+def _tokenizer(out: Path, cfg: Config, mixture: Mixture) -> Tokenizer:
+    tdir = out / "tokenizer"
+    if (tdir / "tokenizer.json").exists():
+        return Tokenizer.load(tdir)
+    tok = train_tokenizer(mixture.tokenizer_corpus(cfg.data.tokenizer_docs, cfg.world.seed), cfg.data.vocab_size)
+    tmp = out / ".tokenizer.tmp"
+    tmp.mkdir(exist_ok=True)
+    tok.save(tmp, cfg.model.max_seq_len)
+    tmp.rename(tdir)
+    return tok
+
+
+def _resume(out: Path, model: LlamaLM, opt, log: MetricsLog) -> tuple[int, float]:
+    """Load the most advanced saved state (a checkpoint or state/). Returns (step, elapsed seconds)."""
+    candidates = []
+    for p in [out / "state", *list_checkpoints(out)]:
+        f = p / "trainer_state.json"
+        if f.is_file():
+            candidates.append((json.loads(f.read_text())["step"], p))
+    if not candidates:
+        log.truncate_after(0)
+        return 0, 0.0
+    step, path = max(candidates, key=lambda c: c[0])
+    saved, _, _ = load_checkpoint(path)
+    model.load_state_dict(saved.state_dict())
+    state = load_trainer_state(path, {"adamw": opt})
+    log.truncate_after(step)
+    return step, float(state.get("elapsed_s", 0.0))

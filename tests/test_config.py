@@ -1,0 +1,63 @@
+import pytest
+
+from rlearly.config import Config, load_config
+from rlearly.errors import ConfigError
+
+
+def test_defaults_and_presets():
+    small = load_config()
+    assert small.preset == "small" and small.model.n_layer == 4 and small.model.n_embd == 128
+    tiny = load_config(preset="tiny")
+    assert tiny.model.n_embd == 32 and tiny.pretrain.tokens == 16_384
+    large = load_config(preset="large")
+    assert large.model.n_embd == 256 and large.pretrain.tokens == small.pretrain.tokens
+
+
+def test_yaml_round_trip_and_hash(tmp_path):
+    cfg = load_config(preset="tiny", overrides=["pretrain.lr=1e-4", "world.math_fraction=0.5"])
+    f = tmp_path / "c.yaml"
+    f.write_text(cfg.to_yaml())
+    again = load_config(f)
+    assert again == cfg and again.hash() == cfg.hash()
+    assert again.pretrain.lr == 1e-4 and isinstance(again.pretrain.lr, float)
+    assert load_config(preset="tiny").hash() != cfg.hash()
+
+
+def test_overrides_win_over_file_and_preset(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("preset: tiny\npretrain:\n  lr: 0.01\n  checkpoints: [4096, 8192]\n")
+    cfg = load_config(f, ["pretrain.lr=0.02"])
+    assert cfg.pretrain.lr == 0.02 and cfg.model.n_embd == 32 and cfg.pretrain.checkpoints == [4096, 8192]
+    assert load_config(f, {"model.n_layer": 3}).model.n_layer == 3
+
+
+@pytest.mark.parametrize("override,needle", [
+    (["pretrain.lrr=1"], "unknown config key 'pretrain.lrr'"),
+    (["bogus.x=1"], "unknown config key 'bogus'"),
+    (["model.n_layer=two"], "'model.n_layer' must be an integer"),
+    (["model.n_layer=1.5"], "'model.n_layer' must be an integer"),
+    (["model.tie_embeddings=3"], "'model.tie_embeddings' must be true or false"),
+    (["pretrain.checkpoints=5"], "'pretrain.checkpoints' must be a list"),
+    (["model.n_layer=0"], "model.n_layer=0 must be > 0"),
+    (["world.math_fraction=1.5"], "world.math_fraction=1.5 must lie in [0, 1]"),
+    (["model.n_embd=130"], "divisible by model.n_head"),
+    (["preset=huge"], "unknown preset 'huge'"),
+])
+def test_strict_errors_name_the_field(override, needle):
+    with pytest.raises(ConfigError) as e:
+        load_config(overrides=override)
+    assert needle in str(e.value)
+
+
+def test_checkpoint_schedule_is_log_spaced_and_ends_at_last_step():
+    cfg = load_config(overrides=["pretrain.tokens=3276800", "pretrain.n_checkpoints=4",
+                                 "pretrain.first_checkpoint_tokens=409600"])
+    steps = cfg.pretrain.checkpoint_steps()
+    # 409600 * 2^i tokens at 8192 tokens/step: 50, 100, 200, 400 steps
+    assert steps == [50, 100, 200, 400] and cfg.pretrain.total_steps == 400
+    explicit = load_config(overrides=["pretrain.tokens=819200", "pretrain.checkpoints=[81920, 409600]"])
+    assert explicit.pretrain.checkpoint_steps() == [10, 50, 100]
+
+
+def test_config_dataclass_is_plain():
+    assert Config().to_dict()["model"]["n_head"] == 4

@@ -1,0 +1,68 @@
+import json
+
+import pytest
+import torch
+
+from conftest import tiny_model
+from rlearly.checkpoint import save_checkpoint, load_checkpoint
+from rlearly.model import KVCache
+
+
+def test_forward_shapes_and_masked_loss(model, tok):
+    x = torch.randint(3, tok.vocab_size, (2, 10))
+    logits = model(x)
+    assert logits.shape == (2, 10, tok.vocab_size)
+    nll = model(x, x, reduction="none")
+    assert nll.shape == (2, 10)
+    mask = torch.zeros(2, 10)
+    mask[0, 3] = mask[1, 7] = 1  # masked mean of two tokens = their average
+    assert torch.allclose(model(x, x, mask), (nll[0, 3] + nll[1, 7]) / 2, atol=1e-6)
+    assert torch.allclose(model(x, x), nll.mean(), atol=1e-6)
+
+
+def test_kv_cache_matches_full_forward(model):
+    x = torch.randint(3, 300, (3, 12))
+    full = model(x)
+    cache = KVCache.empty(model.cfg, 3, 16)
+    first = model(x[:, :7], cache=cache)
+    rest = [model(x[:, t:t + 1], cache=cache) for t in range(7, 12)]
+    inc = torch.cat([first, *rest], dim=1)
+    assert cache.length == 12
+    assert (inc - full).abs().max() < 1e-5
+
+
+def test_left_padding_with_positions_matches_unpadded(model):
+    x = torch.randint(3, 300, (1, 6))
+    ref = model(x)[:, -1]
+    padded = torch.cat([torch.zeros(1, 3, dtype=torch.long), x], 1)
+    cache = KVCache.empty(model.cfg, 1, 9)
+    cache.key_mask = torch.tensor([[False] * 3 + [True] * 6])
+    pos = (torch.arange(9) - 3).clamp(min=0)[None]
+    out = model(padded, cache=cache, positions=pos)[:, -1]
+    assert (out - ref).abs().max() < 1e-5
+
+
+@pytest.mark.parametrize("tie", [False, True])
+def test_hf_transformers_loads_checkpoint_with_same_logits(tmp_path, tok, tie):
+    transformers = pytest.importorskip("transformers")
+    model = tiny_model(tok.vocab_size, tie_embeddings=tie)
+    ckpt = save_checkpoint(tmp_path / "ckpt", model, tok, {"method": "test"})
+    hf = transformers.AutoModelForCausalLM.from_pretrained(ckpt, dtype=torch.float32).eval()
+    hf_tok = transformers.AutoTokenizer.from_pretrained(ckpt)
+    text = "Ava has 7 marbles. She buys 5 more."
+    ids = hf_tok(text, return_tensors="pt").input_ids
+    assert ids[0].tolist() == tok.encode(text)  # same ids, BOS first
+    assert ids[0, 0].item() == tok.bos_id
+    with torch.no_grad():
+        diff = (hf(ids).logits - model(ids)).abs().max().item()
+    assert diff <= 1e-4
+    assert hf_tok.decode(ids[0], skip_special_tokens=True) == text
+    config = json.loads((ckpt / "config.json").read_text())
+    assert config["model_type"] == "llama" and config["num_key_value_heads"] == 2
+
+
+def test_param_count_matches_formula(tok):
+    m = tiny_model(tok.vocab_size)  # d=32, 4 heads of 8, 2 kv heads, ffn 64, 2 layers, untied
+    V, d = tok.vocab_size, 32
+    per_layer = d * d + 2 * (d * 16) + d * d + 3 * d * 64 + 2 * d  # q, k+v (2 kv heads * 8), o, mlp, norms
+    assert m.num_params() == 2 * V * d + 2 * per_layer + d

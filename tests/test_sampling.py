@@ -1,0 +1,50 @@
+import torch
+
+from rlearly.sampling import generate, pick_tokens
+
+
+def test_pick_tokens_inverse_cdf_and_top_p():
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.2]]))
+    # sorted probs 0.5, 0.3, 0.2 -> cumulative 0.5, 0.8, 1.0: u=0.1 -> token 0, u=0.6 -> 1, u=0.9 -> 2
+    assert [pick_tokens(logits, torch.tensor([u]), 1.0, 1.0).item() for u in (0.1, 0.6, 0.9)] == [0, 1, 2]
+    # top_p=0.7 keeps {0, 1} (0.5 < 0.7, 0.5+0.3 reaches it): renormalised 0.625/0.375, u=0.9 -> token 1
+    assert pick_tokens(logits, torch.tensor([0.9]), 1.0, 0.7).item() == 1
+    assert pick_tokens(logits, torch.tensor([0.99]), 0.0, 1.0).item() == 0  # greedy ignores u
+
+
+def test_same_seed_same_samples_and_keys_are_batch_independent(model, tok):
+    prompts = [tok.encode("Ava has 3 marbles."), tok.encode("Tom lives in")]
+    kw = dict(max_new_tokens=12, temperature=1.0, top_p=0.95, stop_ids=[tok.eos_id], pad_id=tok.pad_id)
+    a = generate(model, prompts, n=3, seed=7, **kw)
+    b = generate(model, prompts, n=3, seed=7, **kw)
+    assert [c.tokens for c in a] == [c.tokens for c in b]
+    assert len({tuple(c.tokens) for c in a[:3]}) > 1  # different sample index -> different sample
+    c = generate(model, prompts, n=3, seed=8, **kw)
+    assert [x.tokens for x in a] != [x.tokens for x in c]
+    # sample key 4 (second prompt, index 1) alone reproduces its sample from the batched call
+    alone = generate(model, [prompts[1]], n=1, seed=7, keys=[4], **kw)
+    assert alone[0].tokens == a[4].tokens
+
+
+def test_cache_and_no_cache_agree(model, tok):
+    prompts = [tok.encode("Ava has 3"), tok.encode("Mia works as a baker in")]
+    for temp in (0.0, 1.0):
+        kw = dict(n=2, max_new_tokens=10, temperature=temp, seed=3, pad_id=tok.pad_id)
+        fast = generate(model, prompts, **kw)
+        slow = generate(model, prompts, use_cache=False, **kw)
+        assert [c.tokens for c in fast] == [c.tokens for c in slow]
+        for f, s in zip(fast, slow):
+            assert max(abs(x - y) for x, y in zip(f.logprobs, s.logprobs)) < 1e-4
+
+
+def test_logprobs_match_forward_and_stop_tokens(model, tok):
+    prompt = tok.encode("Ava has")
+    out = generate(model, [prompt], n=4, max_new_tokens=8, temperature=1.0, seed=1, pad_id=tok.pad_id)
+    for c in out:
+        ids = torch.tensor([prompt + c.tokens])
+        lp = torch.log_softmax(model(ids)[0, len(prompt) - 1:-1], -1).gather(-1, ids[0, len(prompt):, None])
+        assert torch.allclose(lp.squeeze(-1), torch.tensor(c.logprobs), atol=1e-4)
+        assert not c.finished and len(c.tokens) == 8
+    # make every token a stop token: each completion is exactly one token and finished
+    stopped = generate(model, [prompt], n=2, max_new_tokens=8, seed=1, stop_ids=range(tok.vocab_size))
+    assert all(len(c.tokens) == 1 and c.finished for c in stopped)
