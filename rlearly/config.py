@@ -175,7 +175,7 @@ class Config:
 # data-composition-vs-scale experiment.
 PRESETS: dict[str, dict[str, Any]] = {
     "tiny": {
-        "model": dict(n_layer=2, n_head=2, n_kv_head=2, n_embd=32, ffn_hidden=64, max_seq_len=256),
+        "model": dict(n_layer=2, n_head=2, n_kv_head=2, n_embd=32, ffn_hidden=64, max_seq_len=512),
         "data": dict(vocab_size=512, tokenizer_docs=600),
         "world": dict(n_train=64, n_test=32, n_hard=16, n_people=12, n_probe_heldout_docs=16),
         "pretrain": dict(tokens=16_384, batch_size=8, seq_len=128, lr=3e-3, warmup_tokens=1024,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from rlearly.data.math_world import reward
 from rlearly.model import LlamaLM
 from rlearly.sampling import generate
 from rlearly.tokenizer import Tokenizer
@@ -35,8 +36,10 @@ def greedy_accuracy(model: LlamaLM, tok: Tokenizer, math_world, split: str = "te
         chunk = problems[i:i + batch_size]
         prompts = [tok.encode(prefix + math_world.prompt(p)) for p in chunk]
         room = model.cfg.max_seq_len - max(map(len, prompts))
+        if room < 8:
+            raise ValueError(f"few-shot prompts fill model.max_seq_len={model.cfg.max_seq_len}; use fewer shots")
         outs = generate(model, prompts, max_new_tokens=min(max_new_tokens, room), temperature=0.0,
                         stop_ids=stop, pad_id=tok.pad_id)
         for p, c in zip(chunk, outs):
-            correct += math_world.reward(tok.decode(c.tokens), p) > 0
+            correct += reward(tok.decode(c.tokens), p) > 0
     return correct / max(1, len(problems))

@@ -1,0 +1,496 @@
+"""GSM-like arithmetic word problems with verifiable answers and many valid solutions (DESIGN §4).
+
+Owns: the problem generator (a small computation graph over named quantities told as a story), the
+train/test/hard splits (disjoint by canonical computation), the graded solutions (all distinct demos of a
+problem: step orders x operand orders x phrasings, ending in `\\boxed{N}`), pretraining documents (same
+steps, several closing styles, only `format_fraction` of them graded), answer extraction and the reward.
+
+A problem's structure is one of
+  chain: one person's count through n_ops events (+, -, *, exact /);
+  sum:   2 or 3 people, each with their own events, combined by addition at the end;
+  diff:  2 people, "how many more does A have than B" at the end.
+n_ops counts every arithmetic operation, the final combine included. Every quantity and every
+intermediate result lies in [2, max_value] (never 0 or 1, which keeps the stories grammatical).
+
+Text layout of a math document / task example: `question + "\\n" + solution`.
+"""
+from __future__ import annotations
+
+import hashlib
+import itertools
+import operator
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import numpy as np
+
+from rlearly.config import WorldConfig
+from rlearly.errors import DataError
+
+SPLITS = ("train", "test", "hard")
+
+NAMES = (("Ava", "f"), ("Emma", "f"), ("Lily", "f"), ("Zoe", "f"), ("Nora", "f"), ("Ella", "f"),
+         ("Ruby", "f"), ("Ivy", "f"), ("Lucy", "f"), ("Anna", "f"), ("Ben", "m"), ("Sam", "m"),
+         ("Leo", "m"), ("Max", "m"), ("Tom", "m"), ("Jack", "m"), ("Owen", "m"), ("Eli", "m"),
+         ("Noah", "m"), ("Finn", "m"))
+OBJECTS = ("marbles", "apples", "stickers", "books", "pencils", "cookies", "shells", "stamps", "cards",
+           "coins", "toys", "balloons", "candles", "buttons", "eggs")
+_PRONOUNS = {"f": ("she", "her"), "m": ("he", "his")}  # (subject, possessive)
+
+# Story sentence and the "After ..." phrase a solution step may use, per operation. {P} is the subject
+# slot ("She" / "Then she"), {Q} the possessive slot ("Her" / "Then her"), {p}/{q} their lower-case forms.
+EVENT_TEMPLATES = {
+    "+": (("{P} buys {n} more {o}.", "buying {n} more"),
+          ("{P} finds {n} more {o}.", "finding {n} more"),
+          ("{P} gets {n} more {o} from a friend.", "getting {n} more")),
+    "-": (("{P} sells {n} {o}.", "selling {n}"),
+          ("{P} loses {n} {o}.", "losing {n}"),
+          ("{P} gives {n} {o} to a friend.", "giving away {n}")),
+    "*": (("{P} buys more {o} until {p} has {n} times as many.", "buying more"),
+          ("{Q} {o} grow to {n} times as many.", "the {o} grow")),
+    "/": (("{P} splits {q} {o} into {n} equal piles and keeps one pile.", "splitting them into {n} piles"),
+          ("{P} puts {q} {o} into {n} equal bags and keeps one bag.", "keeping one of {n} bags")),
+}
+_OP_WEIGHTS = {"+": 0.3, "-": 0.3, "*": 0.2, "/": 0.2}  # tried in a weighted order; infeasible ones skipped
+_OPS = tuple(_OP_WEIGHTS)
+_INV_WEIGHTS = 1.0 / np.array(list(_OP_WEIGHTS.values()))
+_ADD_MAX = 20  # largest operand of + and -
+_START_MAX = 30  # largest starting count (capped by max_value // 2)
+_ARITH = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.floordiv}  # / is always exact
+_BOXED = re.compile(r"\\boxed\{([^{}]*)\}")
+_INT = re.compile(r"[+-]?\d+")
+
+
+@dataclass(frozen=True)
+class Event:
+    op: str  # one of + - * /
+    n: int  # operand
+    template: int  # index into EVENT_TEMPLATES[op]: story wording only, not part of the problem key
+
+
+@dataclass(frozen=True)
+class Chain:
+    name: str
+    gender: str  # "f" / "m", for pronouns
+    start: int
+    events: tuple[Event, ...]
+
+    def values(self) -> list[int]:
+        vals = [self.start]
+        for ev in self.events:
+            vals.append(_apply(vals[-1], ev.op, ev.n))
+        return vals
+
+
+@dataclass(frozen=True)
+class Spec:
+    """The computation graph of a problem with its story choices (names, object)."""
+
+    obj: str  # plural noun shared by every person in the problem
+    chains: tuple[Chain, ...]
+    combine: str  # "" (one chain), "+" (sum of all chains), "-" (first chain minus second)
+
+    @property
+    def structure(self) -> str:
+        return {"": "chain", "+": "sum", "-": "diff"}[self.combine]
+
+
+@dataclass(frozen=True)
+class Problem:
+    id: str  # "<split>-00017"; pretraining problems: "pretrain-<hash>"
+    split: str
+    question: str
+    answer: int
+    n_ops: int
+    key: str  # canonical computation (structure + numbers, not names/objects/wording)
+    spec: Spec | None = field(default=None, repr=False)  # None for problems from outside this world
+
+
+def _apply(a: int, op: str, b: int) -> int:
+    return _ARITH[op](a, b)
+
+
+def stable_seed(*parts) -> int:
+    """A 64-bit seed from text, stable across processes (Python's hash() is salted per process)."""
+    digest = hashlib.sha256("\x1f".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(digest[:8], "little")
+
+
+def _operands(v: int, op: str, max_value: int) -> list[int]:
+    """Operands that keep the result of `v op n` an integer in [2, max_value]."""
+    if op == "+":
+        return list(range(2, min(_ADD_MAX, max_value - v) + 1))
+    if op == "-":
+        return list(range(2, min(_ADD_MAX, v - 2) + 1))
+    if op == "*":
+        return [m for m in range(2, 10) if v * m <= max_value]
+    return [d for d in range(2, 10) if v % d == 0 and v // d >= 2]
+
+
+def _gen_event(rng: np.random.Generator, v: int, max_value: int) -> Event | None:
+    # weighted order without replacement (Efraimidis-Spirakis keys u**(1/w)); rng.choice(p=..,
+    # replace=False) does the same but is ~20x slower and this runs for every event of every draw
+    keys = rng.random(len(_OPS)) ** _INV_WEIGHTS
+    for k in np.argsort(-keys):
+        op = _OPS[k]
+        cands = _operands(v, op, max_value)
+        if cands:
+            n = cands[int(rng.integers(len(cands)))]
+            return Event(op, n, int(rng.integers(len(EVENT_TEMPLATES[op]))))
+    return None
+
+
+def _gen_chain(rng, n_events: int, max_value: int, name: str, gender: str) -> Chain | None:
+    v = int(rng.integers(2, max(3, min(_START_MAX, max_value // 2)) + 1))
+    start, events = v, []
+    for _ in range(n_events):
+        ev = _gen_event(rng, v, max_value)
+        if ev is None:
+            return None
+        events.append(ev)
+        v = _apply(v, ev.op, ev.n)
+    return Chain(name, gender, start, tuple(events))
+
+
+def _gen_spec(rng: np.random.Generator, n_ops: int, max_value: int) -> Spec:
+    """One random problem with exactly n_ops operations (resampled until every value is in range)."""
+    while True:
+        u = rng.random()  # structure: one person 35%, two 45%, three 20% (one op: half and half)
+        n_chains = (1 if u < 0.5 else 2) if n_ops == 1 else (1 if u < 0.35 else 2 if u < 0.8 else 3)
+        # events of a multi-person problem are spread over the people at random (some may have none)
+        owners = rng.integers(n_chains, size=n_ops - (n_chains - 1))
+        people = np.argsort(rng.random(len(NAMES)))[:n_chains]  # distinct names
+        chains = [_gen_chain(rng, int((owners == i).sum()), max_value, *NAMES[people[i]]) for i in range(n_chains)]
+        if any(c is None for c in chains):
+            continue
+        combine = "" if n_chains == 1 else ("+" if n_chains == 3 or rng.random() < 0.5 else "-")
+        spec = Spec(OBJECTS[int(rng.integers(len(OBJECTS)))], tuple(chains), combine)
+        finals = [c.values()[-1] for c in chains]
+        if not ((combine == "+" and sum(finals) > max_value) or (combine == "-" and finals[0] - finals[1] < 2)):
+            return spec
+
+
+def _chain_key(c: Chain) -> str:
+    return str(c.start) + "".join(f"{e.op}{e.n}" for e in c.events)
+
+
+def problem_key(spec: Spec) -> str:
+    """Canonical computation: the same numbers told with other names, objects or verbs share a key."""
+    keys = [_chain_key(c) for c in spec.chains]
+    if spec.combine == "+":
+        keys = sorted(keys)  # addition does not care who is told first
+    return {"": "C", "+": "S", "-": "D"}[spec.combine] + ":" + "|".join(keys)
+
+
+def spec_answer(spec: Spec) -> int:
+    finals = [c.values()[-1] for c in spec.chains]
+    return finals[0] - finals[1] if spec.combine == "-" else sum(finals)  # one chain: its own count
+
+
+def spec_n_ops(spec: Spec) -> int:
+    return sum(len(c.events) for c in spec.chains) + len(spec.chains) - 1
+
+
+def _slot(lead: bool, word: str) -> str:
+    return f"Then {word}" if lead else word.capitalize()
+
+
+def question_text(spec: Spec) -> str:
+    parts = []
+    for ch in spec.chains:
+        sub, pos = _PRONOUNS[ch.gender]
+        parts.append(f"{ch.name} has {ch.start} {spec.obj}.")
+        for j, ev in enumerate(ch.events):
+            tpl = EVENT_TEMPLATES[ev.op][ev.template][0]
+            parts.append(tpl.format(P=_slot(j > 0, sub), Q=_slot(j > 0, pos), p=sub, q=pos, n=ev.n, o=spec.obj))
+    names = [c.name for c in spec.chains]
+    if spec.combine == "":
+        parts.append(f"How many {spec.obj} does {names[0]} have now?")
+    elif spec.combine == "-":
+        parts.append(f"How many more {spec.obj} does {names[0]} have than {names[1]}?")
+    else:
+        parts.append(f"How many {spec.obj} do {_and(names)} have together?")
+    return " ".join(parts)
+
+
+def _and(names) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def conclusion(spec: Spec, answer: int) -> str:
+    names = [c.name for c in spec.chains]
+    if spec.combine == "":
+        return f"So {names[0]} has {answer} {spec.obj}."
+    if spec.combine == "-":
+        return f"So {names[0]} has {answer} more {spec.obj} than {names[1]}."
+    return f"So {_and(names)} have {answer} {spec.obj} together."
+
+
+def graded_closing(spec: Spec, answer: int) -> str:
+    """The one machine-checked ending that RL rewards and evaluation reads."""
+    return conclusion(spec, answer) + f" The answer is \\boxed{{{answer}}}."
+
+
+def plain_closings(spec: Spec, answer: int) -> list[str]:
+    """Endings of pretraining documents that do NOT use the graded format (web-text styles)."""
+    more = "more " if spec.combine == "-" else ""
+    return [conclusion(spec, answer), f"Answer: {answer}", f"#### {answer}",
+            f"That makes {answer} {more}{spec.obj}."]
+
+
+@dataclass(frozen=True)
+class _Step:
+    kind: str  # "event", "partial" (first sum of three people), "sum", "diff"
+    chain: int  # index of the person for an event, -1 for a combine
+    a: int
+    op: str
+    b: int
+    c: int
+    deps: tuple[int, ...]  # indices of steps whose results this one uses
+    names: tuple[str, ...] = ()  # people a combine step is about
+    event: Event | None = None
+
+
+def _steps(spec: Spec, last: int) -> list[_Step]:
+    """The graph's steps; for a 3-person sum, `last` is the person added after the other two."""
+    steps, tail, finals = [], {}, []
+    for i, ch in enumerate(spec.chains):
+        vals = ch.values()
+        for j, ev in enumerate(ch.events):
+            deps = (len(steps) - 1,) if j else ()
+            steps.append(_Step("event", i, vals[j], ev.op, ev.n, vals[j + 1], deps, event=ev))
+        tail[i] = (len(steps) - 1,) if ch.events else ()
+        finals.append(vals[-1])
+    names = tuple(c.name for c in spec.chains)
+    if spec.combine == "-":
+        steps.append(_Step("diff", -1, finals[0], "-", finals[1], finals[0] - finals[1], tail[0] + tail[1], names))
+    elif spec.combine == "+" and len(finals) == 2:
+        steps.append(_Step("sum", -1, finals[0], "+", finals[1], sum(finals), tail[0] + tail[1], names))
+    elif spec.combine == "+":
+        x, y = [i for i in range(3) if i != last]
+        part = finals[x] + finals[y]
+        steps.append(_Step("partial", -1, finals[x], "+", finals[y], part, tail[x] + tail[y], (names[x], names[y])))
+        steps.append(_Step("sum", -1, part, "+", finals[last], part + finals[last],
+                           (len(steps) - 1,) + tail[last], names))
+    return steps
+
+
+def _topo_orders(steps: list[_Step], cap: int = 256) -> list[tuple[int, ...]]:
+    """Every order of the steps that respects their dependencies (at most `cap`), lexicographic."""
+    out: list[tuple[int, ...]] = []
+
+    def grow(prefix: list[int]):
+        if len(out) >= cap:
+            return
+        if len(prefix) == len(steps):
+            out.append(tuple(prefix))
+            return
+        for k, st in enumerate(steps):
+            if k not in prefix and all(d in prefix for d in st.deps):
+                grow(prefix + [k])
+
+    grow([])
+    return out
+
+
+def _plans(spec: Spec) -> list[tuple[list[_Step], tuple[int, ...]]]:
+    """(steps, order) for every valid way to sequence the computation."""
+    lasts = range(3) if spec.combine == "+" and len(spec.chains) == 3 else [2]
+    plans = []
+    for last in lasts:
+        steps = _steps(spec, last)
+        plans += [(steps, order) for order in _topo_orders(steps)]
+    return plans
+
+
+def _step_variants(spec: Spec, st: _Step, prev: _Step | None) -> list[str]:
+    """Every sentence that may tell step `st`; [0] is the canonical one."""
+    exprs = [f"{st.a} {st.op} {st.b} = {st.c}"]
+    if st.op in "+*" and st.a != st.b:  # commutative operand order
+        exprs.append(f"{st.b} {st.op} {st.a} = {st.c}")
+    o = spec.obj
+    if st.kind == "event":
+        ch = spec.chains[st.chain]
+        after = EVENT_TEMPLATES[st.op][st.event.template][1].format(n=st.b, o=o)
+        forms = ["{N} has {e} {o}.", "After " + after + ", {N} has {e} {o}.", "{e}."]
+        if prev is not None and prev.chain == st.chain:  # a pronoun only right after the same person
+            forms.append(_PRONOUNS[ch.gender][0].capitalize() + " now has {e} {o}.")
+        return [f.format(N=ch.name, e=e, o=o) for f in forms for e in exprs]
+    if st.kind == "diff":
+        forms = [f"{st.names[0]} has {{e}} more {o} than {st.names[1]}.", "The difference is {e}.", "{e}."]
+    elif st.kind == "partial":
+        forms = [f"{_and(st.names)} have {{e}} {o}.", "{e}."]
+    else:
+        forms = [f"Together they have {{e}} {o}.", f"{_and(st.names)} have {{e}} {o} in total.", "{e}."]
+    return [f.format(e=e) for f in forms for e in exprs]
+
+
+def _plan_variants(spec: Spec, steps: list[_Step], order: tuple[int, ...]) -> list[list[str]]:
+    return [_step_variants(spec, steps[k], steps[order[i - 1]] if i else None) for i, k in enumerate(order)]
+
+
+@lru_cache(maxsize=8192)
+def _solutions(spec: Spec, cap: int) -> tuple[str, ...]:
+    answer = spec_answer(spec)
+    closing = graded_closing(spec, answer)
+    plans = _plans(spec)
+    variants: dict[int, list[list[str]]] = {}
+
+    def render(p: int, choice) -> str:
+        if p not in variants:
+            variants[p] = _plan_variants(spec, *plans[p])
+        return " ".join([vs[c] for vs, c in zip(variants[p], choice)] + [closing])
+
+    out: dict[str, None] = {}  # insertion-ordered set
+    if len(plans) <= cap:
+        for p in range(len(plans)):
+            render(p, ())  # fill the variant table to count the combinations
+        if sum(int(np.prod([len(v) for v in variants[p]])) for p in variants) <= cap:
+            for p in range(len(plans)):  # few enough: all of them, in a fixed order
+                for choice in itertools.product(*(range(len(v)) for v in variants[p])):
+                    out[render(p, choice)] = None
+            return tuple(out)
+    # Too many: the canonical solution first, then a seeded sample that visits plans round-robin
+    # (so step orders are spread evenly) with random phrasing and operand order per step.
+    rng = np.random.default_rng(stable_seed("solutions", problem_key(spec), question_text(spec)))
+    out[render(0, [0] * len(plans[0][1]))] = None
+    perm = rng.permutation(len(plans))
+    for attempt in range(40 * cap):
+        if len(out) >= cap:
+            break
+        p = int(perm[attempt % len(plans)])
+        render(p, ())
+        out[render(p, [int(rng.integers(len(v))) for v in variants[p]])] = None
+    return tuple(out)
+
+
+def random_solution_steps(spec: Spec, rng: np.random.Generator) -> str:
+    """The steps of one solution drawn at random (a random valid order, phrasing and operand order)."""
+    last = int(rng.integers(3)) if spec.combine == "+" and len(spec.chains) == 3 else 2
+    steps = _steps(spec, last)
+    order: list[int] = []
+    while len(order) < len(steps):
+        ready = [k for k, st in enumerate(steps) if k not in order and all(d in order for d in st.deps)]
+        order.append(ready[int(rng.integers(len(ready)))])
+    sents = _plan_variants(spec, steps, tuple(order))
+    return " ".join(vs[int(rng.integers(len(vs)))] for vs in sents)
+
+
+def extract_answer(text: str) -> int | None:
+    """The integer inside the LAST `\\boxed{...}` of text; None when there is none or it is not an integer."""
+    boxes = _BOXED.findall(text)
+    if not boxes:
+        return None
+    inner = boxes[-1].strip()
+    return int(inner) if _INT.fullmatch(inner) else None
+
+
+def extract_answer_flexible(text: str) -> int | None:
+    """Diagnostics only: the boxed answer when a box exists, else the last integer anywhere in text."""
+    if _BOXED.search(text):
+        return extract_answer(text)
+    ints = re.findall(r"-?\d+", text)
+    return int(ints[-1]) if ints else None
+
+
+def reward(text: str, problem: Problem) -> float:
+    """Verifiable binary reward: 1.0 iff the last boxed integer equals the reference answer."""
+    return 1.0 if extract_answer(text) == problem.answer else 0.0
+
+
+class MathWorld:
+    """Splits, solutions and pretraining documents of the math world, all fixed by cfg.seed."""
+
+    def __init__(self, cfg: WorldConfig):
+        self.cfg = cfg
+        self._splits: dict[str, list[Problem]] | None = None
+        self._reserved: frozenset[str] = frozenset()
+
+    def _ops_range(self, hard: bool) -> tuple[int, int]:
+        c = self.cfg
+        return (c.hard_min_ops, c.hard_max_ops) if hard else (c.min_ops, c.max_ops)
+
+    def make_problem(self, spec: Spec, split: str, pid: str) -> Problem:
+        return Problem(pid, split, question_text(spec), spec_answer(spec), spec_n_ops(spec), problem_key(spec), spec)
+
+    def _build_split(self, name: str, size: int, taken: set[str]) -> list[Problem]:
+        lo, hi = self._ops_range(name == "hard")
+        rng = np.random.default_rng([self.cfg.seed, 0x5B117, SPLITS.index(name)])
+        out, attempts = [], 0
+        while len(out) < size:
+            attempts += 1
+            if attempts > 200 * size + 10_000:
+                raise DataError(f"could only make {len(out)} of {size} distinct '{name}' problems with "
+                                f"{lo}-{hi} operations and max_value={self.cfg.max_value}; lower the split size")
+            spec = _gen_spec(rng, int(rng.integers(lo, hi + 1)), self.cfg.max_value)
+            key = problem_key(spec)
+            if key in taken:
+                continue
+            taken.add(key)
+            out.append(self.make_problem(spec, name, f"{name}-{len(out):05d}"))
+        return out
+
+    def _ensure_splits(self) -> dict[str, list[Problem]]:
+        if self._splits is None:
+            # Evaluation splits first, so they do not depend on n_train; train then avoids their keys.
+            taken: set[str] = set()
+            test = self._build_split("test", self.cfg.n_test, taken)
+            hard = self._build_split("hard", self.cfg.n_hard, taken)
+            self._reserved = frozenset(p.key for p in test + hard)
+            train = self._build_split("train", self.cfg.n_train, taken)
+            self._splits = {"train": train, "test": test, "hard": hard}
+        return self._splits
+
+    def split(self, name: str) -> list[Problem]:
+        if name not in SPLITS:
+            raise DataError(f"unknown math split {name!r}; known: {', '.join(SPLITS)}")
+        return self._ensure_splits()[name]
+
+    def reserved_keys(self) -> frozenset[str]:
+        """Keys of test and hard problems: never shown in pretraining."""
+        self._ensure_splits()
+        return self._reserved
+
+    @staticmethod
+    def prompt(problem: Problem) -> str:
+        """The exact prefix RL and evaluation feed the model."""
+        return problem.question + "\n"
+
+    def solutions(self, problem: Problem) -> list[str]:
+        """All distinct graded demonstrations (capped at max_solutions), in a fixed order."""
+        if problem.spec is None:
+            raise DataError(f"problem {problem.id} has no computation graph: solutions exist only for "
+                            "problems made by the synthetic math world")
+        return list(_solutions(problem.spec, self.cfg.max_solutions))
+
+    def one_demo(self, problem: Problem) -> str:
+        """The single SFT demonstration: solutions()[sha256(problem.id) mod count] (stable, 'random')."""
+        sols = self.solutions(problem)
+        return sols[stable_seed("demo", problem.id) % len(sols)]
+
+    def sample_pretrain_problem(self, rng: np.random.Generator, hard: bool = False) -> Problem:
+        """A fresh problem for pretraining; test and hard problems are rejected (train ones may appear)."""
+        reserved = self.reserved_keys()
+        lo, hi = self._ops_range(hard)
+        for _ in range(10_000):
+            spec = _gen_spec(rng, int(rng.integers(lo, hi + 1)), self.cfg.max_value)
+            key = problem_key(spec)
+            if key not in reserved:
+                return self.make_problem(spec, "pretrain", f"pretrain-{stable_seed(key) % 10**10:010d}")
+        raise DataError("every sampled pretraining problem is a test/hard problem; raise world.max_value")
+
+    def document_for(self, problem: Problem, rng: np.random.Generator, graded: bool | None = None) -> str:
+        """A pretraining document for `problem`: random solution steps, closing graded with prob.
+        format_fraction (or as `graded` says), else one of the plain styles."""
+        if graded is None:
+            graded = bool(rng.random() < self.cfg.format_fraction)
+        if graded:
+            closing = graded_closing(problem.spec, problem.answer)
+        else:
+            styles = plain_closings(problem.spec, problem.answer)
+            closing = styles[int(rng.integers(len(styles)))]
+        return self.prompt(problem) + random_solution_steps(problem.spec, rng) + " " + closing
+
+    def pretrain_document(self, rng: np.random.Generator, hard: bool = False) -> str:
+        return self.document_for(self.sample_pretrain_problem(rng, hard), rng)

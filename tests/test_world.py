@@ -1,0 +1,282 @@
+"""The synthetic world: math splits, solutions, answer extraction, pretraining mix, general facts, probes."""
+import re
+import time
+from collections import defaultdict
+
+import numpy as np
+import pytest
+
+from rlearly.config import WorldConfig, load_config
+from rlearly.data.general_world import DAYS, NUMBER_WORDS, GeneralWorld
+from rlearly.data.math_world import (Chain, Event, MathWorld, Spec, extract_answer, extract_answer_flexible,
+                                     problem_key, reward)
+from rlearly.data.world import World
+from rlearly.errors import DataError
+
+STEP = re.compile(r"(\d+) ([-+*/]) (\d+) = (\d+)")
+OPS = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b, "/": lambda a, b: a / b}
+
+
+@pytest.fixture(scope="module")
+def world():
+    return World(WorldConfig())
+
+
+@pytest.fixture(scope="module")
+def small():
+    return WorldConfig(n_train=200, n_test=100, n_hard=50)
+
+
+def check_steps(text: str, max_value: int) -> list[int]:
+    """Re-evaluate every `a op b = c` in text; return the results in order."""
+    results = []
+    for a, op, b, c in STEP.findall(text):
+        value = OPS[op](int(a), int(b))
+        assert value == int(c), text
+        assert 0 <= value <= max_value and 0 <= int(a) <= max_value and 0 <= int(b) <= max_value
+        results.append(int(c))
+    return results
+
+
+# ---------------------------------------------------------------- splits
+
+def test_splits_deterministic_and_seeded(small):
+    a, b = MathWorld(small), MathWorld(small)
+    for name in ("train", "test", "hard"):
+        assert [(p.id, p.question, p.answer, p.key) for p in a.split(name)] == \
+               [(p.id, p.question, p.answer, p.key) for p in b.split(name)]
+    other = MathWorld(WorldConfig(seed=small.seed + 1, n_train=200, n_test=100, n_hard=50))
+    assert [p.key for p in other.split("test")] != [p.key for p in a.split("test")]
+    assert a.split("test") is a.split("test")  # cached
+
+
+def test_split_sizes_ids_ranges_and_disjoint(world):
+    cfg = world.cfg
+    t0 = time.perf_counter()
+    fresh = MathWorld(cfg)
+    splits = {n: fresh.split(n) for n in ("train", "test", "hard")}
+    assert time.perf_counter() - t0 < 5.0  # ~0.4 s here; generous for a loaded machine
+    assert {n: len(s) for n, s in splits.items()} == {"train": 2000, "test": 500, "hard": 300}
+    assert splits["test"][17].id == "test-00017" and splits["test"][17].split == "test"
+    all_keys = [p.key for s in splits.values() for p in s]
+    assert len(set(all_keys)) == len(all_keys) == 2800
+    for name, (lo, hi) in {"train": (1, 3), "test": (1, 3), "hard": (4, 5)}.items():
+        assert {p.n_ops for p in splits[name]} == set(range(lo, hi + 1))
+    for p in splits["train"] + splits["hard"]:
+        assert all(2 <= int(x) <= cfg.max_value for x in re.findall(r"\d+", p.question))
+        assert 2 <= p.answer <= cfg.max_value
+
+
+def test_unknown_split_names_known_ones(world):
+    with pytest.raises(DataError, match="train, test, hard"):
+        world.math.split("valid")
+
+
+def test_key_ignores_names_and_objects():
+    ev = (Event("+", 5, 0), Event("-", 3, 1))
+    a = Spec("marbles", (Chain("Ava", "f", 7, ev), Chain("Ben", "m", 4, ())), "+")
+    b = Spec("apples", (Chain("Leo", "m", 4, ()), Chain("Zoe", "f", 7, (Event("+", 5, 2), Event("-", 3, 0)))), "+")
+    assert problem_key(a) == problem_key(b) == "S:4|7+5-3"
+    diff = Spec("marbles", a.chains, "-")
+    assert problem_key(diff) == "D:7+5-3|4"
+
+
+def test_pretraining_never_shows_test_or_hard(world):
+    m = world.math
+    reserved = {p.key for p in m.split("test") + m.split("hard")}
+    rng = np.random.default_rng(5)
+    drawn = [m.sample_pretrain_problem(rng, hard=i % 4 == 0) for i in range(2000)]
+    assert not reserved & {p.key for p in drawn}
+    assert {p.n_ops for p in drawn if p.n_ops >= 4} == {4, 5}
+    train = {p.key for p in m.split("train")}
+    assert train & {p.key for p in drawn}  # train problems may appear, as GSM8K train did in the paper
+
+
+# ---------------------------------------------------------------- solutions
+
+def test_every_solution_is_correct(world):
+    m, cap = world.math, world.cfg.max_solutions
+    for p in m.split("train")[:300] + m.split("hard")[:60]:
+        sols = m.solutions(p)
+        assert 1 <= len(sols) <= cap and len(set(sols)) == len(sols)
+        for s in sols:
+            results = check_steps(s, world.cfg.max_value)
+            assert len(results) == p.n_ops  # one explicit equation per operation
+            assert results[-1] == p.answer
+            assert extract_answer(s) == p.answer and s.endswith(f"The answer is \\boxed{{{p.answer}}}.")
+            assert reward(m.prompt(p) + s, p) == 1.0
+
+
+def test_solution_counts(world):
+    m = world.math
+    by_ops = defaultdict(list)
+    for p in m.split("train"):
+        by_ops[p.n_ops].append(len(m.solutions(p)))
+    mean = np.mean([n for v in by_ops.values() for n in v])
+    assert mean >= 5, mean  # measured ~16.6
+    assert min(by_ops[1]) >= 3  # a single '-' step: three phrasings
+    assert np.mean(by_ops[2]) >= 10 and np.mean(by_ops[3]) >= 20  # measured ~21 and 24 (the cap)
+    assert max(max(v) for v in by_ops.values()) == world.cfg.max_solutions
+
+
+def test_two_people_have_several_step_orders(world):
+    m = world.math
+    p = next(q for q in m.split("train")
+             if q.spec.structure in ("sum", "diff") and all(c.events for c in q.spec.chains))
+    orders = {tuple(check_steps(s, 99)) for s in m.solutions(p)}
+    assert len(orders) >= 2, p.question  # independent steps told in different orders
+
+
+def test_commutative_operand_orders():
+    spec = Spec("marbles", (Chain("Ava", "f", 7, (Event("+", 5, 0),)),), "")
+    m = MathWorld(WorldConfig())
+    p = m.make_problem(spec, "test", "test-99999")
+    sols = m.solutions(p)
+    assert any("7 + 5 = 12" in s for s in sols) and any("5 + 7 = 12" in s for s in sols)
+    assert sols[0] == "Ava has 7 + 5 = 12 marbles. So Ava has 12 marbles. The answer is \\boxed{12}."
+    assert len(sols) == 6  # 3 phrasings x 2 operand orders
+    minus = m.make_problem(Spec("coins", (Chain("Ben", "m", 9, (Event("-", 4, 1),)),), ""), "test", "x")
+    assert not any("4 - 9" in s for s in m.solutions(minus)) and len(m.solutions(minus)) == 3
+
+
+def test_one_demo_and_prompt(world):
+    m = world.math
+    p = m.split("train")[3]
+    assert m.prompt(p) == p.question + "\n"
+    demo = m.one_demo(p)
+    assert demo in m.solutions(p) and demo == MathWorld(world.cfg).one_demo(p)
+    demos = [m.one_demo(q) for q in m.split("train")[:200]]
+    firsts = [m.solutions(q)[0] for q in m.split("train")[:200]]
+    assert sum(d != f for d, f in zip(demos, firsts)) > 100  # not always the canonical solution
+
+
+# ---------------------------------------------------------------- answers
+
+@pytest.mark.parametrize("text,expected", [
+    ("So 9. The answer is \\boxed{9}.", 9),
+    ("\\boxed{3} then \\boxed{12}", 12),  # the last box wins
+    ("\\boxed{12} then \\boxed{x}", None),  # ... even when it is not an integer
+    ("The answer is 9.", None),
+    ("\\boxed{ 7 }", 7),
+    ("\\boxed{-4}", -4),
+    ("\\boxed{3.5}", None),
+    ("\\boxed{}", None),
+    ("\\boxed{9", None),
+])
+def test_extract_answer(text, expected):
+    assert extract_answer(text) == expected
+
+
+def test_flexible_extraction_and_reward(world):
+    assert extract_answer_flexible("7 + 5 = 12. #### 12") == 12
+    assert extract_answer_flexible("12 then \\boxed{3}") == 3
+    assert extract_answer_flexible("no numbers") is None
+    p = world.math.split("test")[0]
+    assert reward(f"\\boxed{{{p.answer}}}", p) == 1.0
+    assert reward(f"\\boxed{{{p.answer + 1}}}", p) == 0.0
+    assert reward(f"{p.answer}", p) == 0.0  # unboxed answers earn nothing
+
+
+# ---------------------------------------------------------------- pretraining mix
+
+def test_pretraining_mix_fractions(world):
+    rng = np.random.default_rng(0)
+    docs = [world.pretrain_document(rng) for _ in range(4000)]
+    math_docs = [d for d in docs if "\n" in d]  # only math documents have a question line
+    assert abs(len(math_docs) / 4000 - world.cfg.math_fraction) < 0.03  # 4 sigma
+    boxed = [d for d in math_docs if "\\boxed{" in d]
+    assert abs(len(boxed) / len(math_docs) - world.cfg.format_fraction) < 0.035  # 4 sigma
+    for d in math_docs[:300]:
+        question, solution = d.split("\n")
+        assert question.endswith("?")
+        check_steps(solution, world.cfg.max_value)
+    endings = {re.sub(r"\d+", "N", d.split(". ")[-1])[:8] for d in math_docs}
+    assert len(endings) >= 4  # several closing styles
+
+
+def test_hard_fraction_dial():
+    w = World(WorldConfig(math_fraction=1.0, hard_fraction=1.0, n_train=50, n_test=20, n_hard=20))
+    rng = np.random.default_rng(1)
+    docs = [w.pretrain_document(rng) for _ in range(200)]
+    assert all(len(STEP.findall(d.split("\n")[1])) >= 4 for d in docs)
+
+
+def test_small_and_tiny_configs():
+    w = World(WorldConfig(max_value=20, n_train=100, n_test=40, n_hard=20))
+    for p in w.math.split("hard"):
+        for s in w.math.solutions(p)[:3]:
+            assert max(check_steps(s, 20)) <= 20
+    tiny = World(load_config(preset="tiny").world)
+    assert len(tiny.math.split("train")) == 64 and len(tiny.general.people) == 12
+
+
+def test_tokenizer_corpus_covers_evaluation_text(world):
+    texts = world.tokenizer_corpus(200, seed=3)
+    assert texts == world.tokenizer_corpus(200, seed=3)
+    joined = "\n".join(texts)
+    assert "\\boxed{" in joined
+    for pr in world.general.probes():
+        assert all(pr.context + o in joined for o in pr.options)
+
+
+# ---------------------------------------------------------------- general world
+
+def test_facts_consistent_across_documents(world):
+    g = world.general
+    people = {p.name: p for p in g.people}
+    patterns = [("job", r"(\w+) (?:works as a|is a|has worked as a) (\w+)"), ("city", r"(\w+) lives in (\w+)"),
+                ("pet", r"(\w+) has a pet (\w+)"), ("color", r"(\w+)'s favourite colour is (\w+)"),
+                ("city", r"visits (\w+) in (\w+)")]
+    rng = np.random.default_rng(11)
+    seen = 0
+    for doc in [g.document(rng) for _ in range(600)] + g.heldout_documents(100):
+        for attr, pat in patterns:
+            for name, value in re.findall(pat, doc):
+                if name in people:
+                    assert getattr(people[name], attr) == value, doc
+                    seen += 1
+    assert seen > 300
+
+
+def test_general_documents_and_heldout(world):
+    g = world.general
+    assert len(g.heldout_documents()) == world.cfg.n_probe_heldout_docs
+    assert g.heldout_documents(5) == g.heldout_documents(5)
+    assert GeneralWorld(world.cfg).people == g.people
+    assert GeneralWorld(WorldConfig(seed=99)).people != g.people
+    rng = np.random.default_rng(2)
+    docs = [g.document(rng) for _ in range(300)]
+    assert sum("The next day," in d for d in docs) > 30 and sum(" counts " in d for d in docs) > 30
+    for d in docs:  # pronouns agree with the person the document is about
+        name = re.match(r"(?:On \w+, )?(\w+)", d).group(1)
+        person = next(p for p in g.people if p.name == name)
+        wrong = {"f": r"\b(?:He|he|His|his)\b", "m": r"\b(?:She|she|Her|her)\b"}[person.gender]
+        assert not re.search(wrong, d.split(" often visits ")[0]), d
+
+
+def test_probes(world):
+    g = world.general
+    probes = g.probes()
+    assert probes == g.probes() and len({p.id for p in probes}) == len(probes)
+    kinds = defaultdict(list)
+    for p in probes:
+        kinds[p.kind].append(p)
+        assert len(p.options) == 4 and len(set(p.options)) == 4 and 0 <= p.answer < 4
+        assert all(o.startswith(" ") for o in p.options)
+    assert len(kinds["fact"]) == 4 * world.cfg.n_people
+    assert len(kinds["pronoun"]) >= 20 and len(kinds["sequence"]) >= 20
+    people = {p.name: p for p in g.people}
+    for p in kinds["fact"]:
+        attr = p.id.split("-")[1]
+        name = re.match(r"(\w+)", p.context).group(1)
+        assert p.options[p.answer] == " " + getattr(people[name], attr)
+    for p in kinds["pronoun"]:
+        assert p.options[p.answer] == {"f": " She", "m": " He"}[people[re.match(r"(\w+)", p.context).group(1)].gender]
+    assert 0.3 < np.mean([p.answer == 0 for p in kinds["pronoun"]]) < 0.7
+    for p in kinds["sequence"]:
+        last = re.findall(r"\w+", p.context)
+        right = p.options[p.answer].strip()
+        if p.id.startswith("sequence-day"):
+            assert DAYS.index(right) == (DAYS.index(last[1]) + 1) % 7
+        else:
+            assert NUMBER_WORDS.index(right) == NUMBER_WORDS.index(last[-1]) + 1
