@@ -185,16 +185,18 @@ def delta_passk(c_start, c_branch, n_start: int, n_branch: int, k_max: int | Non
 def crossover_k(c_start, c_branch, n_start: int, n_branch: int) -> int | None:
     """Smallest k where the branch's mean pass@k is <= the start's, given that it is above at k = 1.
 
-    None when the branch is not above at k = 1 or never comes down to the start for k <= min(n).
+    None when the branch is not above at k = 1 or never comes down to the start for k <= min(n). Both
+    curves reaching 1.0 (every problem solved by both) is a tie at saturation, not a crossing.
     A sharpened branch crosses (higher pass@1, lower pass@k_max); an expanded one does not.
     """
     a, b = _pair(c_start, c_branch, n_start, n_branch)
     k_max = min(int(n_start), int(n_branch))
     for k in range(1, k_max + 1):
-        gap = np.mean(pass_at_k(n_branch, b, k)) - np.mean(pass_at_k(n_start, a, k))
+        p_start = float(np.mean(pass_at_k(n_start, a, k)))
+        gap = float(np.mean(pass_at_k(n_branch, b, k))) - p_start
         if k == 1 and gap <= 0:
             return None
-        if gap <= 0:
+        if gap <= 1e-12 and p_start < 1.0 - 1e-12:
             return k
     return None
 

@@ -224,7 +224,8 @@ class SampleStore:
         have = set(zip(df["problem_id"], df["sample_index"].astype(int)))
         return [(p, i) for p in pids for i in range(int(n)) if (p, i) not in have]
 
-    def _first_n(self, checkpoint_id: str, split: str, n: int, seed: int, problem_ids) -> tuple[list[str], pd.DataFrame]:
+    def _first_n(self, checkpoint_id: str, split: str, n: int, seed: int,
+                 problem_ids) -> tuple[list[str], pd.DataFrame]:
         df = self._frame(checkpoint_id, split)
         df = df[(df["seed"] == int(seed)) & (df["sample_index"] < int(n))]
         where = f"checkpoint {checkpoint_id!r} split {split!r} seed {seed}"

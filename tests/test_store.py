@@ -1,0 +1,163 @@
+"""The parquet sample store (rlearly.store): keys, gaps, counts, dedup, corruption, round trip, compaction."""
+import os
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from rlearly.errors import DataError
+from rlearly.passk import distinct_correct
+from rlearly.store import SCHEMA, SampleStore
+
+CKPT = "runs/demo/ckpt-0000100"  # slashes in ids are fine
+
+
+def row(pid, i, seed=0, correct=True, ckpt=CKPT, split="test", **kw):
+    r = dict(checkpoint_id=ckpt, split=split, problem_id=pid, sample_index=i, seed=seed,
+             completion=f"{pid} sample {i} \\boxed{{{i}}}", tokens=5 + i, answer=i, correct=correct,
+             logprob=-1.25 * (i + 1), finished=True, temperature=0.6, top_p=0.95, prompt_mode="few-shot")
+    r.update(kw)
+    return r
+
+
+def parts(store, ckpt=CKPT, split="test"):
+    folder = store._dir(ckpt, split)
+    return sorted(f for f in os.listdir(folder) if f.endswith(".parquet"))
+
+
+def test_missing_lists_exactly_the_gaps(tmp_path):
+    s = SampleStore(tmp_path)
+    assert s.missing(CKPT, "test", ["a", "b"], 2, seed=0) == [("a", 0), ("a", 1), ("b", 0), ("b", 1)]
+    assert s.add([row("a", 0), row("a", 1), row("a", 3), row("b", 2)]) == 4
+    assert s.missing(CKPT, "test", ["a"], 2, seed=0) == []
+    assert s.missing(CKPT, "test", ["a", "b", "c"], 4, seed=0) == [
+        ("a", 2), ("b", 0), ("b", 1), ("b", 3), ("c", 0), ("c", 1), ("c", 2), ("c", 3)]
+    # another seed, split or checkpoint shares nothing
+    assert len(s.missing(CKPT, "test", ["a"], 2, seed=1)) == 2
+    assert len(s.missing(CKPT, "train", ["a"], 2, seed=0)) == 2
+    assert len(s.missing(CKPT + "x", "test", ["a"], 2, seed=0)) == 2
+
+
+def test_missing_refuses_samples_from_another_protocol(tmp_path):
+    s = SampleStore(tmp_path)
+    s.add([row("a", 0)])
+    assert s.missing(CKPT, "test", ["a"], 1, 0, temperature=0.6, top_p=0.95, prompt_mode="few-shot") == []
+    with pytest.raises(DataError, match="temperature=0.6, not 1.0"):
+        s.missing(CKPT, "test", ["a"], 1, 0, temperature=1.0)
+    with pytest.raises(DataError, match="few-shot, not zero-shot"):
+        s.missing(CKPT, "test", ["a"], 1, 0, prompt_mode="zero-shot")
+
+
+def test_counts_by_hand(tmp_path):
+    s = SampleStore(tmp_path)
+    # a: 1,0,1,1 (+ index 4 correct, beyond n=4); b: 0,0,0,0; c: 1,1,1,1 under seed 0; c under seed 7: 0
+    rows = [row("a", i, correct=c) for i, c in enumerate([True, False, True, True, True])]
+    rows += [row("b", i, correct=False) for i in range(4)]
+    rows += [row("c", i) for i in range(4)] + [row("c", i, seed=7, correct=False) for i in range(4)]
+    s.add(rows[:6])
+    s.add(rows[6:])
+    pids, c = s.counts(CKPT, "test", n=4, seed=0)
+    assert pids == ["a", "b", "c"] and c.tolist() == [3, 0, 4] and c.dtype == np.int64
+    assert s.counts(CKPT, "test", n=5, seed=0, problem_ids=["a"])[1].tolist() == [4]
+    assert s.counts(CKPT, "test", n=4, seed=7)[1].tolist() == [0]
+    assert s.counts(CKPT, "test", n=2, seed=0, problem_ids=["c", "a"]) == (["c", "a"], pytest.approx([2, 1]))
+    with pytest.raises(DataError, match="fewer than n=5 samples"):
+        s.counts(CKPT, "test", n=5, seed=0)  # b and c have 4
+    with pytest.raises(DataError, match="no samples stored"):
+        s.counts(CKPT, "hard", n=1, seed=0)
+
+
+def test_duplicates_are_never_double_counted(tmp_path):
+    s = SampleStore(tmp_path)
+    assert s.add([row("a", 0, correct=True), row("a", 0, correct=False, completion="second")]) == 1
+    assert s.add([row("a", 0, correct=True), row("a", 1, correct=True)]) == 1  # only index 1 is new
+    assert s.add([row("a", 0), row("a", 1)]) == 0
+    assert len(parts(s)) == 2  # nothing written for an all-duplicate batch
+    df = s.load(CKPT, "test")
+    assert len(df) == 2 and df["completion"][0] == "a sample 0 \\boxed{0}"
+    assert s.counts(CKPT, "test", 2, 0)[1].tolist() == [2]
+    # a racing writer that bypassed add(): the first part in name order wins on read
+    folder = s._dir(CKPT, "test")
+    late = pa.Table.from_pylist([{**row("a", 0, correct=False), "answer_text": "0"}], schema=SCHEMA)
+    pq.write_table(late, folder / "part-99999999999999999999-0-zz.parquet")
+    assert SampleStore(tmp_path).counts(CKPT, "test", 2, 0)[1].tolist() == [2]
+
+
+def test_corrupt_part_names_the_file(tmp_path):
+    s = SampleStore(tmp_path)
+    s.add([row("a", 0)])
+    s.add([row("a", 1)])
+    victim = s._dir(CKPT, "test") / parts(s)[1]
+    data = victim.read_bytes()
+    victim.write_bytes(data[: len(data) // 2])  # truncated
+    fresh = SampleStore(tmp_path)
+    with pytest.raises(DataError, match=victim.name) as e:
+        fresh.load(CKPT, "test")
+    assert "corrupt or truncated" in str(e.value) and "\n" not in str(e.value)
+    victim.write_bytes(b"not parquet at all")
+    with pytest.raises(DataError, match=victim.name):
+        SampleStore(tmp_path).counts(CKPT, "test", 1, 0)
+
+
+def test_round_trip_of_every_column(tmp_path):
+    s = SampleStore(tmp_path)
+    rows = [row("p1", 0, answer=None, correct=False, finished=False, logprob=-0.5, tokens=96),
+            row("p1", 1, answer=-42, prompt_mode="zero-shot", temperature=1.0, top_p=1.0),
+            row("p2", 0, answer="\\frac{1}{2}", completion="x = \\boxed{\\frac{1}{2}} ünïcödé"),
+            row("p2", 1, answer="17", logprob=np.float32(-3.5), tokens=np.int64(7), correct=np.bool_(True))]
+    s.add(rows)
+    df = SampleStore(tmp_path).load(CKPT, "test")
+    assert list(df.columns) == SCHEMA.names
+    assert df["answer"].dtype == "Int64"
+    assert df["answer"].isna().tolist() == [True, False, True, False]
+    assert df["answer"][1] == -42 and df["answer"][3] == 17
+    assert df["answer_text"].tolist()[1:] == ["-42", "\\frac{1}{2}", "17"] and pd.isna(df["answer_text"][0])
+    assert df["completion"][2].endswith("ünïcödé")
+    assert df["tokens"].tolist() == [96, 6, 5, 7] and df["tokens"].dtype == np.int64
+    assert df["logprob"].tolist() == [-0.5, -2.5, -1.25, -3.5]
+    assert df["correct"].tolist() == [False, True, True, True] and df["correct"].dtype == bool
+    assert df["finished"].tolist() == [False, True, True, True]
+    assert df["temperature"].tolist() == [0.6, 1.0, 0.6, 0.6] and df["top_p"].tolist() == [0.95, 1.0, 0.95, 0.95]
+    assert df["prompt_mode"].tolist() == ["few-shot", "zero-shot", "few-shot", "few-shot"]
+    assert df["checkpoint_id"].unique().tolist() == [CKPT] and df["seed"].tolist() == [0] * 4
+
+
+def test_bad_rows_name_the_field(tmp_path):
+    s = SampleStore(tmp_path)
+    with pytest.raises(DataError, match="unknown field.*'colour'"):
+        s.add([row("a", 0, colour="red")])
+    with pytest.raises(DataError, match="'tokens' must be an integer"):
+        s.add([row("a", 0, tokens=3.5)])
+    with pytest.raises(DataError, match="prompt_mode"):
+        s.add([row("a", 0, prompt_mode="8-shot")])
+    bad = row("a", 0)
+    del bad["correct"]
+    with pytest.raises(DataError, match="lacks field.*correct"):
+        s.add([bad])
+    assert not s._dir(CKPT, "test").exists()  # nothing written
+
+
+def test_many_small_adds_are_compacted(tmp_path):
+    s = SampleStore(tmp_path, max_parts=3)
+    for p in range(10):
+        s.add([row(f"p{p:02d}", i, correct=i < p) for i in range(4)])
+        assert len(parts(s)) <= 4
+    assert not [f for f in os.listdir(s._dir(CKPT, "test")) if f.startswith(".tmp")]
+    expected = [min(p, 4) for p in range(10)]
+    assert s.counts(CKPT, "test", 4, 0)[1].tolist() == expected
+    fresh = SampleStore(tmp_path)
+    assert fresh.counts(CKPT, "test", 4, 0)[1].tolist() == expected
+    fresh.compact(CKPT, "test")
+    assert len(parts(fresh)) == 1 and len(fresh.load(CKPT, "test")) == 40
+    assert s.add([row("p00", 0)]) == 0  # still known after another instance compacted
+
+
+def test_correct_sets_feed_distinct_correct(tmp_path):
+    s = SampleStore(tmp_path)
+    s.add([row("a", 0, completion="x"), row("a", 1, completion="x"), row("a", 2, completion="y"),
+           row("b", 0, correct=False), row("b", 1, correct=False), row("b", 2, completion="z")])
+    pids, sets = s.correct_sets(CKPT, "test", n=2, seed=0)
+    assert pids == ["a", "b"] and sets == [["x", "x"], []]
+    assert distinct_correct(s.correct_sets(CKPT, "test", n=3, seed=0)[1]) == pytest.approx((2 + 1) / 2)
