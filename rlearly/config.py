@@ -136,17 +136,95 @@ class PretrainConfig:
         return -(-self.tokens // self.tokens_per_step)
 
     def checkpoint_steps(self) -> list[int]:
-        """Steps after which a checkpoint is saved; the last step is always one (the final model)."""
+        """Steps after which a checkpoint is saved; the last step is always one (the final model).
+        Without an explicit list: `n_checkpoints` log-spaced steps from `first_checkpoint_tokens` to the end."""
+        total = self.total_steps
         if self.checkpoints:
-            toks = sorted(set(self.checkpoints))
+            steps = {max(1, min(total, round(t / self.tokens_per_step))) for t in self.checkpoints}
         else:
-            first = min(self.first_checkpoint_tokens, self.tokens)
+            first = max(1, min(total, round(self.first_checkpoint_tokens / self.tokens_per_step)))
             n = self.n_checkpoints
-            ratio = (self.tokens / first) ** (1 / max(n - 1, 1))
-            toks = [first * ratio**i for i in range(n)]
-        steps = {max(1, round(t / self.tokens_per_step)) for t in toks}
-        steps = {min(s, self.total_steps) for s in steps} | {self.total_steps}
-        return sorted(steps)
+            ratio = (total / first) ** (1 / max(n - 1, 1))
+            steps = {min(total, round(first * ratio**i)) for i in range(n)}
+        return sorted(steps | {total})
+
+
+@dataclass
+class SFTConfig:
+    """Supervised fine-tuning on demonstrations (paper §3.2): NLL on response tokens only."""
+
+    steps: int = 60  # optimizer steps
+    batch_size: int = 32  # examples per step (epochs over the demos in a seeded order)
+    lr: float = 1e-4  # constant after warmup (paper: 4e-5, constant)
+    warmup_steps: int = 0
+    weight_decay: float = 0.01  # paper's SFT/RL AdamW setting
+    beta1: float = 0.9
+    beta2: float = 0.999
+    grad_clip: float = 1.0
+    loss_agg: str = "token-mean"  # see rlearly.losses.AGG_MODES
+    split: str = "train"  # problems whose demonstrations are trained on (same prompts as RL)
+
+    def __post_init__(self):
+        _positive(self, "steps", "batch_size")
+        if self.lr <= 0:
+            raise ConfigError(f"sft.lr={self.lr} must be > 0")
+        _known("sft.loss_agg", self.loss_agg, _loss_aggs())
+
+
+@dataclass
+class RLConfig:
+    """GRPO with a verifiable binary reward (paper §3.1, VeRL settings scaled down)."""
+
+    steps: int = 60  # rollout batches
+    prompts_per_step: int = 16
+    group_size: int = 8  # rollouts per prompt (G)
+    temperature: float = 1.0  # rollout temperature (paper: 1.0; evaluation uses 0.6)
+    top_p: float = 1.0
+    max_new_tokens: int = 128
+    lr: float = 1e-4  # constant after warmup (paper: 1e-6 at 1B scale)
+    warmup_steps: int = 0
+    weight_decay: float = 0.01
+    beta1: float = 0.9
+    beta2: float = 0.999
+    grad_clip: float = 1.0
+    mini_batches: int = 1  # optimizer updates per rollout batch (paper: 4)
+    epochs: int = 1  # passes over each rollout batch (paper: 1)
+    clip_low: float = 0.2  # ratio clipped to [1 - clip_low, 1 + clip_high]
+    clip_high: float = 0.2
+    dual_clip: float = 3.0  # bound on the loss of negative-advantage tokens (VeRL c=3); 0 = off
+    loss_agg: str = "token-mean"  # token-mean (paper), seq-mean-token-mean, seq-mean-token-sum-norm (Dr.GRPO)
+    normalize_std: bool = True  # divide group-centred rewards by the group std (GRPO) or not (Dr.GRPO)
+    kl_coef: float = 0.0  # beta of the k3 KL to the start checkpoint (paper: 0.001)
+    kl_estimator: str = "k3"
+    split: str = "train"
+
+    def __post_init__(self):
+        _positive(self, "steps", "prompts_per_step", "group_size", "max_new_tokens", "mini_batches", "epochs")
+        if self.lr <= 0:
+            raise ConfigError(f"rl.lr={self.lr} must be > 0")
+        _known("rl.loss_agg", self.loss_agg, _loss_aggs())
+        _known("rl.kl_estimator", self.kl_estimator, ("k1", "k2", "k3"))
+        if (self.prompts_per_step * self.group_size) % self.mini_batches:
+            raise ConfigError("rl.mini_batches must divide rl.prompts_per_step * rl.group_size")
+
+
+@dataclass
+class BranchConfig:
+    """Settings shared by every post-training recipe, and the mixing of RL with SFT."""
+
+    parallel_rl_weight: float = 0.5  # parallel averaging: theta = w * theta_RL + (1 - w) * theta_SFT (paper: 1/2)
+    combined_sft_weight: float = 0.5  # combined: one optimizer on lambda * L_SFT + (1 - lambda) * L_RL
+    interleave_block: int = 10  # interleaved: alternate blocks of this many SFT then RL steps
+    save_every: int = 20  # steps between resumable states and intermediate checkpoints
+    eval_every: int = 20  # steps between quick validation pass@k measurements (0 = off)
+    eval_problems: int = 64  # test problems in the quick validation
+    eval_n: int = 8  # samples per problem in the quick validation (temperature 0.6, top-p 0.95)
+
+    def __post_init__(self):
+        for name in ("parallel_rl_weight", "combined_sft_weight"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(f"branch.{name}={getattr(self, name)} must lie in [0, 1]")
+        _positive(self, "interleave_block", "save_every", "eval_problems", "eval_n")
 
 
 @dataclass
@@ -157,6 +235,9 @@ class Config:
     world: WorldConfig = field(default_factory=WorldConfig)
     data: DataConfig = field(default_factory=DataConfig)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    sft: SFTConfig = field(default_factory=SFTConfig)
+    rl: RLConfig = field(default_factory=RLConfig)
+    branch: BranchConfig = field(default_factory=BranchConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -181,6 +262,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "pretrain": dict(tokens=16_384, batch_size=8, seq_len=128, lr=3e-3, warmup_tokens=1024,
                          n_checkpoints=2, first_checkpoint_tokens=8192, eval_every=8, eval_batches=1,
                          save_every=4),
+        "sft": dict(steps=4, batch_size=8),
+        "rl": dict(steps=3, prompts_per_step=4, group_size=4, max_new_tokens=48),
+        "branch": dict(save_every=2, eval_every=2, eval_problems=8, eval_n=4, interleave_block=2),
     },
     "small": {},
     "medium": {"model": dict(n_layer=6, n_head=6, n_kv_head=6, n_embd=192, ffn_hidden=512)},
@@ -308,6 +392,16 @@ def _deep_merge(base: dict, top: dict) -> dict:
     for k, v in top.items():
         out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
+
+
+def _loss_aggs() -> tuple[str, ...]:
+    from rlearly.losses import AGG_MODES  # the loss module owns the list
+    return AGG_MODES
+
+
+def _known(name: str, value: str, known) -> None:
+    if value not in known:
+        raise ConfigError(f"{name}={value!r} is unknown; known: {', '.join(known)}")
 
 
 def _positive(obj, *names: str) -> None:

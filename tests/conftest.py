@@ -24,3 +24,22 @@ def tiny_model(vocab: int, seed: int = 0, **kw) -> LlamaLM:
 @pytest.fixture
 def model(tok):
     return tiny_model(tok.vocab_size)
+
+
+@pytest.fixture(scope="session")
+def tiny_pretrain_run(tmp_path_factory):
+    """A tiny-preset pretraining run (a few seconds), shared by every test that needs a checkpoint."""
+    from rlearly.config import load_config
+    from rlearly.train import pretrain
+
+    cfg = load_config(preset="tiny")
+    out = tmp_path_factory.mktemp("pretrain") / "run"
+    pretrain.run(cfg, out, show_progress=False)
+    return cfg, out
+
+
+@pytest.fixture(scope="session")
+def tiny_ckpt(tiny_pretrain_run):
+    from rlearly.train import pretrain
+
+    return pretrain.list_checkpoints(tiny_pretrain_run[1])[-1]

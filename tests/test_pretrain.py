@@ -20,12 +20,9 @@ def test_cosine_schedule_values():
     assert cosine_lr(110, 110, 10, 1.0, 0.1) == pytest.approx(0.1)
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    cfg = load_config(preset="tiny")
-    out = tmp_path_factory.mktemp("pt") / "run"
-    pretrain.run(cfg, out, show_progress=False)
-    return cfg, out
+@pytest.fixture
+def tiny_run(tiny_pretrain_run):
+    return tiny_pretrain_run
 
 
 def test_tiny_pretraining_learns_and_checkpoints(tiny_run):

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from rlearly.errors import ConfigError
 from rlearly.model import LlamaLM
 
 
@@ -94,3 +95,51 @@ def write_atomic(path: str | Path, text: str) -> None:
 def set_threads(n: int) -> None:
     if n > 0:
         torch.set_num_threads(n)
+
+
+def claim_run_dir(out: Path, cfg) -> None:
+    """Write config.yaml into a new run directory, or check that it holds a run of this very config
+    (so a finished run is never overwritten by a different one)."""
+    from rlearly.config import load_config
+
+    out.mkdir(parents=True, exist_ok=True)
+    f = out / "config.yaml"
+    if f.exists():
+        old = load_config(f)
+        if old.hash() != cfg.hash():
+            raise ConfigError(f"{out} holds a run of another config (hash {old.hash()} != {cfg.hash()}); "
+                              "use a new output directory")
+    else:
+        write_atomic(f, cfg.to_yaml())
+
+
+def resume_latest(candidates: list[Path], model: LlamaLM, optimizers: dict, log: MetricsLog) -> tuple[int, float]:
+    """Load the most advanced saved trainer state among `candidates` into model and optimizers.
+    Returns (step, elapsed seconds); (0, 0.0) when there is none. Metrics logged later are dropped."""
+    from rlearly.checkpoint import load_checkpoint, load_trainer_state
+
+    found = [(json.loads((p / "trainer_state.json").read_text())["step"], p)
+             for p in candidates if (p / "trainer_state.json").is_file()]
+    if not found:
+        log.truncate_after(0)
+        return 0, 0.0
+    step, path = max(found, key=lambda c: c[0])
+    saved, _, _ = load_checkpoint(path)
+    model.load_state_dict(saved.state_dict())
+    state = load_trainer_state(path, optimizers)
+    log.truncate_after(step)
+    return step, float(state.get("elapsed_s", 0.0))
+
+
+def epoch_batch(seed: int, step: int, batch_size: int, n_items: int) -> list[int]:
+    """Indices of batch `step` when items are visited in a fresh seeded permutation each epoch.
+    A pure function of (seed, step), so a resumed run draws the same batches."""
+    import numpy as np
+
+    start = step * batch_size
+    out = []
+    while len(out) < batch_size:
+        epoch, offset = divmod(start + len(out), n_items)
+        perm = np.random.default_rng([seed, 0xE90C, epoch]).permutation(n_items)
+        out.extend(int(i) for i in perm[offset:offset + batch_size - len(out)])
+    return out

@@ -13,16 +13,15 @@ from pathlib import Path
 
 import torch
 
-from rlearly.checkpoint import load_checkpoint, load_trainer_state, provenance, save_checkpoint
-from rlearly.config import Config, load_config
+from rlearly.checkpoint import provenance, save_checkpoint
+from rlearly.config import Config
 from rlearly.data.mixture import Mixture, PretrainBatches, heldout_batches
 from rlearly.data.world import World
-from rlearly.errors import ConfigError
 from rlearly.evaluate import greedy_accuracy, heldout_nll
 from rlearly.model import LlamaLM
 from rlearly.tokenizer import Tokenizer, train_tokenizer
-from rlearly.train.common import (MetricsLog, cosine_lr, make_adamw, progress, set_lr, set_threads,
-                                  write_atomic)
+from rlearly.train.common import (MetricsLog, claim_run_dir, cosine_lr, make_adamw, progress, resume_latest,
+                                  set_lr, set_threads, write_atomic)
 import json
 
 
@@ -43,8 +42,7 @@ def run(cfg: Config, out_dir: str | Path, *, show_progress: bool = True, stop_af
     out = Path(out_dir)
     if (out / "DONE").exists():
         return out
-    out.mkdir(parents=True, exist_ok=True)
-    _claim_dir(out, cfg)
+    claim_run_dir(out, cfg)
     set_threads(cfg.pretrain.threads)
     pc = cfg.pretrain
     torch.manual_seed(cfg.seed)
@@ -54,7 +52,7 @@ def run(cfg: Config, out_dir: str | Path, *, show_progress: bool = True, stop_af
     model = LlamaLM(cfg.model, tok.vocab_size)
     opt = make_adamw(model, pc.lr, pc.weight_decay, (pc.beta1, pc.beta2))
     log = MetricsLog(out / "metrics.jsonl")
-    step, elapsed = _resume(out, model, opt, log)
+    step, elapsed = resume_latest([out / "state", *list_checkpoints(out)], model, {"adamw": opt}, log)
 
     batches = PretrainBatches(cfg, mixture, tok)
     math_docs = [world.math.prompt(p) + world.math.one_demo(p) for p in world.math.split("test")]
@@ -109,18 +107,6 @@ def run(cfg: Config, out_dir: str | Path, *, show_progress: bool = True, stop_af
     return out
 
 
-def _claim_dir(out: Path, cfg: Config) -> None:
-    """Write config.yaml, or check that the directory holds a run of this very config."""
-    f = out / "config.yaml"
-    if f.exists():
-        old = load_config(f)
-        if old.hash() != cfg.hash():
-            raise ConfigError(f"{out} holds a run of another config (hash {old.hash()} != {cfg.hash()}); "
-                              "use a new output directory")
-    else:
-        write_atomic(f, cfg.to_yaml())
-
-
 def _tokenizer(out: Path, cfg: Config, mixture: Mixture) -> Tokenizer:
     tdir = out / "tokenizer"
     if (tdir / "tokenizer.json").exists():
@@ -131,21 +117,3 @@ def _tokenizer(out: Path, cfg: Config, mixture: Mixture) -> Tokenizer:
     tok.save(tmp, cfg.model.max_seq_len)
     tmp.rename(tdir)
     return tok
-
-
-def _resume(out: Path, model: LlamaLM, opt, log: MetricsLog) -> tuple[int, float]:
-    """Load the most advanced saved state (a checkpoint or state/). Returns (step, elapsed seconds)."""
-    candidates = []
-    for p in [out / "state", *list_checkpoints(out)]:
-        f = p / "trainer_state.json"
-        if f.is_file():
-            candidates.append((json.loads(f.read_text())["step"], p))
-    if not candidates:
-        log.truncate_after(0)
-        return 0, 0.0
-    step, path = max(candidates, key=lambda c: c[0])
-    saved, _, _ = load_checkpoint(path)
-    model.load_state_dict(saved.state_dict())
-    state = load_trainer_state(path, {"adamw": opt})
-    log.truncate_after(step)
-    return step, float(state.get("elapsed_s", 0.0))

@@ -1,0 +1,144 @@
+"""Post-training branches: every recipe starts from a checkpoint M_t and records its lineage.
+
+    run(cfg, parent, out_dir, method)   method in METHODS
+
+Branch directory:
+    config.yaml  metrics.jsonl  state/ (resumable)  step-<n>/ (intermediate weights)  final/  meta.json  DONE
+`sft_rl` first runs (or reuses) the `sft` branch in `<out>/sft`, then RL from its final checkpoint.
+A recipe is an object with `optimizers` (name -> optimizer) and `step(i) -> metrics`; this module owns
+the loop around it: learning-rate warmup, logging, quick validation pass@k, saving and exact resume.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rlearly.checkpoint import load_checkpoint, provenance, read_meta, save_checkpoint
+from rlearly.config import Config
+from rlearly.errors import ConfigError
+from rlearly.passk import pass_at_k_curve
+from rlearly.sampling import generate
+from rlearly.tasks import Task, get_task
+from rlearly.train.common import (MetricsLog, claim_run_dir, progress, resume_latest, set_lr, set_threads,
+                                  write_atomic)
+from rlearly.train.mix import CombinedRecipe, InterleavedRecipe, ParallelRecipe
+from rlearly.train.rl import RLRecipe, stable_seed
+from rlearly.train.sft import SFTRecipe
+
+METHODS = ("sft", "sft_gold", "rl", "sft_rl", "parallel", "combined", "interleaved")
+
+
+def make_recipe(method: str, cfg: Config, model, tok, task: Task):
+    if method == "sft":
+        return SFTRecipe(cfg, model, tok, task, all_demos=False)
+    if method == "sft_gold":
+        return SFTRecipe(cfg, model, tok, task, all_demos=True)
+    if method == "rl":
+        return RLRecipe(cfg, model, tok, task)
+    if method == "parallel":
+        return ParallelRecipe(cfg, model, tok, task)
+    if method == "combined":
+        return CombinedRecipe(cfg, model, tok, task)
+    if method == "interleaved":
+        return InterleavedRecipe(cfg, model, tok, task)
+    raise ConfigError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
+
+
+def total_steps(method: str, cfg: Config) -> int:
+    if method in ("sft", "sft_gold"):
+        return cfg.sft.steps
+    if method == "interleaved":
+        return cfg.sft.steps + cfg.rl.steps
+    return cfg.rl.steps
+
+
+def run(cfg: Config, parent: str | Path, out_dir: str | Path, method: str, *, show_progress: bool = True,
+        stop_after: int | None = None) -> Path:
+    """Train branch `method` from checkpoint `parent` into `out_dir` (resuming if interrupted)."""
+    if method not in METHODS:
+        raise ConfigError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
+    out = Path(out_dir)
+    if method == "sft_rl":  # the paper's pipeline: RL from the SFT branch of the same checkpoint
+        sft_dir = run(cfg, parent, out / "sft", "sft", show_progress=show_progress, stop_after=stop_after)
+        if not (sft_dir / "DONE").exists():
+            return out
+        return _run(cfg, sft_dir / "final", out, "rl", "sft_rl", show_progress, stop_after)
+    return _run(cfg, Path(parent), out, method, method, show_progress, stop_after)
+
+
+def _run(cfg: Config, parent: Path, out: Path, method: str, label: str, show_progress: bool,
+         stop_after: int | None) -> Path:
+    if (out / "DONE").exists():
+        return out
+    parent_meta = read_meta(parent)
+    claim_run_dir(out, cfg)
+    set_threads(cfg.pretrain.threads)
+    model, tok, _ = load_checkpoint(parent, verify=False)  # verified by read_meta above
+    torch.manual_seed(cfg.seed)
+    task = get_task("synthetic", world=cfg.world)
+    recipe = make_recipe(method, cfg, model, tok, task)
+    log = MetricsLog(out / "metrics.jsonl")
+    steps = total_steps(method, cfg)
+    step, elapsed = resume_latest([out / "state"], model, recipe.optimizers, log)
+    lineage = dict(method=label, parent=str(parent), parent_id=_weights_id(parent_meta),
+                   parent_tokens=parent_meta.get("tokens"), seed=cfg.seed, config_hash=cfg.hash())
+    eval_problems = task.problems("test")[:cfg.branch.eval_problems]
+    end = steps if stop_after is None else min(steps, stop_after)
+    bar = progress(steps, step, label, show_progress)
+    t0 = time.perf_counter()
+    while step < end:
+        _warmup(recipe, cfg, step)
+        row = recipe.step(step)
+        step += 1
+        bar.update(1)
+        if "reward_mean" in row:
+            bar.set_postfix(reward=f"{row['reward_mean']:.2f}")
+        if cfg.branch.eval_every and (step % cfg.branch.eval_every == 0 or step == steps):
+            row.update(quick_passk(model, tok, task, eval_problems, cfg.branch.eval_n, stable_seed(cfg.seed, "val")))
+        now = time.perf_counter()
+        elapsed, t0 = elapsed + now - t0, now
+        log.write(step=step, elapsed_s=round(elapsed, 3), **row)
+        if step % cfg.branch.save_every == 0 and step < steps:
+            save_checkpoint(out / f"step-{step:06d}", model, tok, {**lineage, "step": step}, cfg)
+            save_checkpoint(out / "state", model, tok, {**lineage, "step": step}, cfg, recipe.optimizers,
+                            {"step": step, "elapsed_s": elapsed})
+    bar.close()
+    if step >= steps:
+        save_checkpoint(out / "final", model, tok, {**lineage, "step": step}, cfg)
+        write_atomic(out / "meta.json", json.dumps({**lineage, "steps": step, "elapsed_s": round(elapsed, 2),
+                                                    **provenance()}, indent=2) + "\n")
+        write_atomic(out / "DONE", "")
+    return out
+
+
+def _warmup(recipe, cfg: Config, step: int) -> None:
+    """Constant learning rate after a linear warmup (the paper's SFT and RL schedules)."""
+    for name, opt in recipe.optimizers.items():
+        sec = cfg.sft if name == "sft" else cfg.rl
+        factor = min(1.0, (step + 1) / sec.warmup_steps) if sec.warmup_steps else 1.0
+        set_lr(opt, sec.lr * factor)
+
+
+def _weights_id(meta: dict) -> str | None:
+    sha = meta.get("files", {}).get("model.safetensors", {}).get("sha256")
+    return sha[:16] if sha else None
+
+
+@torch.no_grad()
+def quick_passk(model, tok, task: Task, problems, n: int, seed: int) -> dict:
+    """Zero-shot validation during training: pass@1 and pass@n on a few test problems at T=0.6, top-p 0.95
+    (the paper's evaluation sampling). The full evaluation with stored samples lives in rlearly.evaluate."""
+    if not problems:
+        return {}
+    prompts = [tok.encode(task.prompt(p)) for p in problems]
+    outs = generate(model, prompts, n=n, max_new_tokens=min(128, model.cfg.max_seq_len - max(map(len, prompts))),
+                    temperature=0.6, top_p=0.95, stop_ids=[tok.eos_id, *tok.ids_containing("\n")], seed=seed,
+                    pad_id=tok.pad_id)
+    correct = np.array([sum(task.reward(tok.decode(outs[i * n + j].tokens), p) > 0 for j in range(n))
+                        for i, p in enumerate(problems)])
+    curve = pass_at_k_curve(n, correct, ks=[1, n])
+    return {"val_pass@1": curve[1], f"val_pass@{n}": curve[n]}

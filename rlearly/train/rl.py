@@ -1,0 +1,127 @@
+"""GRPO with a verifiable binary reward (paper §3.1): rollouts, group advantages, clipped policy updates.
+
+Each step: draw `prompts_per_step` training prompts (seeded epoch order), sample `group_size` rollouts per
+prompt from the current policy (pi_old) at the rollout temperature, score them with the task's reward,
+compute group-normalised advantages, then take `mini_batches` x `epochs` optimizer steps on the clipped
+token-level loss (+ optional k3 KL to the frozen start checkpoint). Rollout randomness is a pure function
+of (seed, step, sample), so a resumed run samples exactly what an uninterrupted one would.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from rlearly.config import Config
+from rlearly.losses import entropy_from_logits, group_advantages, grpo_loss, token_logprobs
+from rlearly.sampling import generate
+from rlearly.tasks import Task
+from rlearly.tokenizer import Tokenizer
+from rlearly.train.common import epoch_batch, make_adamw
+
+
+def stable_seed(*parts) -> int:
+    """A 63-bit seed from any printable parts (stable across processes, unlike hash())."""
+    return int.from_bytes(hashlib.sha256(repr(parts).encode()).digest()[:8], "little") >> 1
+
+
+@dataclass
+class Rollouts:
+    x: torch.Tensor  # (N, L-1) inputs: prompt + completion, right-padded
+    y: torch.Tensor  # (N, L-1) next-token targets
+    mask: torch.Tensor  # (N, L-1) 1 on completion targets
+    old_logprobs: torch.Tensor  # (N, L-1) log pi_old of the targets (0 off the mask)
+    rewards: torch.Tensor  # (N,)
+    finished: torch.Tensor  # (N,) bool: stopped by EOS/newline rather than max_new_tokens
+    lengths: torch.Tensor  # (N,) completion lengths
+
+
+def rollout_tensors(prompts: list[list[int]], completions, rewards, pad_id: int) -> Rollouts:
+    """Pack prompt+completion sequences; old log-probs are placed at their target positions."""
+    seqs = [p + c.tokens for p, c in zip(prompts, completions)]
+    L = max(map(len, seqs))
+    N = len(seqs)
+    seq = torch.full((N, L), pad_id, dtype=torch.long)
+    mask, old = torch.zeros(N, L - 1), torch.zeros(N, L - 1)
+    for i, (p, c) in enumerate(zip(prompts, completions)):
+        seq[i, :len(seqs[i])] = torch.tensor(seqs[i])
+        span = slice(len(p) - 1, len(p) - 1 + len(c.tokens))  # target j predicts token j+1
+        mask[i, span] = 1.0
+        old[i, span] = torch.tensor(c.logprobs)
+    return Rollouts(seq[:, :-1], seq[:, 1:], mask, old, torch.tensor(rewards, dtype=torch.float32),
+                    torch.tensor([c.finished for c in completions]),
+                    torch.tensor([len(c.tokens) for c in completions]))
+
+
+class RLRecipe:
+    """One GRPO rollout batch + its updates per call; `collect` and `loss` serve the mixed recipes."""
+
+    def __init__(self, cfg: Config, model, tok: Tokenizer, task: Task):
+        self.cfg, self.model, self.tok, self.task = cfg, model, tok, task
+        rc = cfg.rl
+        self.problems = task.problems(rc.split)
+        self.prompts = [tok.encode(task.prompt(p)) for p in self.problems]
+        self.stop_ids = [tok.eos_id, *tok.ids_containing("\n")]  # solutions are one line
+        self.opt = make_adamw(model, rc.lr, rc.weight_decay, (rc.beta1, rc.beta2))
+        self.optimizers = {"rl": self.opt}
+        self.ref = None
+        if rc.kl_coef > 0:  # frozen start checkpoint for the KL term
+            self.ref = copy.deepcopy(model).eval().requires_grad_(False)
+
+    def collect(self, step: int) -> tuple[Rollouts, torch.Tensor, dict]:
+        """Sample rollouts from the current weights; returns them with advantages and stats."""
+        rc, G = self.cfg.rl, self.cfg.rl.group_size
+        idx = epoch_batch(self.cfg.seed, step, rc.prompts_per_step, len(self.prompts))
+        prompts = [self.prompts[i] for i in idx]
+        outs = generate(self.model, prompts, n=G, max_new_tokens=rc.max_new_tokens, temperature=rc.temperature,
+                        top_p=rc.top_p, stop_ids=self.stop_ids, seed=stable_seed(self.cfg.seed, "rl", step),
+                        pad_id=self.tok.pad_id)
+        rewards = [self.task.reward(self.tok.decode(o.tokens), self.problems[idx[k // G]]) for k, o in enumerate(outs)]
+        ro = rollout_tensors([p for p in prompts for _ in range(G)], outs, rewards, self.tok.pad_id)
+        adv, astats = group_advantages(ro.rewards, G, normalize_std=rc.normalize_std)
+        stats = {"reward_mean": astats["reward_mean"], "frac_zero_std": astats["frac_zero_std"],
+                 "truncated_frac": float((~ro.finished).float().mean()),
+                 "response_len": float(ro.lengths.float().mean())}
+        return ro, adv, stats
+
+    def loss(self, ro: Rollouts, adv: torch.Tensor, rows) -> tuple[torch.Tensor, dict]:
+        """GRPO loss on the rollouts `rows` (a mini-batch)."""
+        rc = self.cfg.rl
+        x, y, mask = ro.x[rows], ro.y[rows], ro.mask[rows]
+        logits = self.model(x)
+        lp = token_logprobs(logits, y)  # (n, L-1)
+        ref_lp = None
+        if self.ref is not None:
+            with torch.no_grad():
+                ref_lp = token_logprobs(self.ref(x), y)
+        loss, stats = grpo_loss(lp, ro.old_logprobs[rows], adv[rows], mask, ref_lp, rc.kl_coef,
+                                clip_low=rc.clip_low, clip_high=rc.clip_high, dual_clip=rc.dual_clip or None,
+                                kl_estimator=rc.kl_estimator, agg=rc.loss_agg, max_len=rc.max_new_tokens)
+        stats["entropy"] = entropy_from_logits(logits.detach(), mask)
+        return loss, stats
+
+    def minibatches(self, step: int, n: int) -> list[np.ndarray]:
+        rc = self.cfg.rl
+        out = []
+        for epoch in range(rc.epochs):
+            perm = np.random.default_rng([self.cfg.seed, 0x61, step, epoch]).permutation(n)
+            out += np.array_split(perm, rc.mini_batches)
+        return out
+
+    def step(self, step: int) -> dict:
+        ro, adv, stats = self.collect(step)
+        self.model.train()
+        agg: dict[str, list] = {}
+        for rows in self.minibatches(step, len(adv)):
+            rows = torch.from_numpy(rows)
+            loss, s = self.loss(ro, adv, rows)
+            loss.backward()
+            s["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.rl.grad_clip))
+            self.opt.step()
+            self.opt.zero_grad(set_to_none=True)
+            for k, v in s.items():
+                agg.setdefault(k, []).append(v)
+        return {**stats, **{f"rl_{k}": sum(v) / len(v) for k, v in agg.items()}}

@@ -1,0 +1,59 @@
+"""SFT and SFT-Gold (paper §3.2–3.3): next-token NLL on response tokens only.
+
+`sft` trains on one demonstration per problem, `sft_gold` on every known demonstration. An example is
+BOS + prompt + demonstration + EOS; only the demonstration and EOS are scored. Batch `step` is a pure
+function of (seed, step): examples are visited in a fresh seeded permutation every epoch.
+"""
+from __future__ import annotations
+
+import torch
+
+from rlearly.config import Config
+from rlearly.losses import masked_nll, token_logprobs
+from rlearly.tasks import Task
+from rlearly.tokenizer import Tokenizer
+from rlearly.train.common import epoch_batch, make_adamw
+
+
+def collate(pairs: list[tuple[list[int], list[int]]], pad_id: int):
+    """(prompt ids, response ids) pairs -> x, y (B, L-1) right-padded, and mask (B, L-1) of the targets
+    that are response tokens. Right padding keeps positions 0.. so a plain causal forward is exact."""
+    L = max(len(p) + len(r) for p, r in pairs)
+    seq = torch.full((len(pairs), L), pad_id, dtype=torch.long)
+    mask = torch.zeros(len(pairs), L - 1)
+    for i, (p, r) in enumerate(pairs):
+        seq[i, :len(p) + len(r)] = torch.tensor(p + r)
+        mask[i, len(p) - 1:len(p) + len(r) - 1] = 1.0  # target j is token j+1: response starts at len(p)
+    return seq[:, :-1], seq[:, 1:], mask
+
+
+class SFTRecipe:
+    """One optimizer step of SFT per call; `loss(step)` alone serves the combined recipe."""
+
+    def __init__(self, cfg: Config, model, tok: Tokenizer, task: Task, all_demos: bool):
+        self.cfg, self.model, self.tok = cfg, model, tok
+        sc = cfg.sft
+        self.examples = [(tok.encode(task.prompt(p)), tok.encode(demo, bos=False) + [tok.eos_id])
+                         for p in task.problems(sc.split)
+                         for demo in (p.solutions if all_demos else (p.demo,))]
+        self.opt = make_adamw(model, sc.lr, sc.weight_decay, (sc.beta1, sc.beta2))
+        self.optimizers = {"sft": self.opt}
+
+    def batch(self, step: int):
+        idx = epoch_batch(self.cfg.seed, step, self.cfg.sft.batch_size, len(self.examples))
+        return collate([self.examples[i] for i in idx], self.tok.pad_id)
+
+    def loss(self, batch) -> tuple[torch.Tensor, dict]:
+        x, y, mask = batch
+        lp = token_logprobs(self.model(x), y)  # (B, L-1)
+        loss, stats = masked_nll(lp, mask, agg=self.cfg.sft.loss_agg)
+        return loss, {"sft_loss": loss.item(), "sft_tokens": stats["n_tokens"]}
+
+    def step(self, step: int) -> dict:
+        self.model.train()
+        loss, stats = self.loss(self.batch(step))
+        loss.backward()
+        gnorm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.sft.grad_clip)
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+        return {**stats, "sft_grad_norm": float(gnorm)}
