@@ -31,6 +31,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     p = sub.add_parser("info", help="show a checkpoint's lineage and model shape")
     p.add_argument("checkpoint")
+    p = sub.add_parser("eval", help="pass@k of a checkpoint (samples stored once, reused) + general capability")
+    p.add_argument("checkpoint")
+    p.add_argument("--split", default="test", help="task split (synthetic: train, test, hard)")
+    p.add_argument("--n", type=int, default=32, help="samples per problem")
+    p.add_argument("--k", default="1,8,32", help="comma-separated k values, each <= n")
+    p.add_argument("--task", default="synthetic", help="synthetic, gsm8k or math")
+    p.add_argument("--data", action="append", metavar="[SPLIT=]FILE",
+                   help="local .jsonl/.json/.parquet file of a split (gsm8k, math; default split --split); "
+                        "repeat for the train split that few-shot exemplars come from")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--store", default="runs/samples", help="sample store root")
+    p.add_argument("--prompt-mode", default="auto", help="auto (base few-shot, branch zero-shot), few-shot, zero-shot")
+    p.add_argument("--max-problems", type=int, help="only the first N problems of the split")
+    p.add_argument("--backend", default="torch", help="torch or vllm")
+    p.add_argument("--out", help="folder for eval-<split>.json (default <checkpoint>/../eval/<checkpoint name>)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch threads (0: torch's default); 1 is far faster on a machine shared with training")
+    p.add_argument("--no-progress", action="store_true")
     return ap
 
 
@@ -67,7 +85,57 @@ def _dispatch(args) -> int:
         model, tok, meta = load_checkpoint(args.checkpoint)
         meta.pop("files", None)
         print(json.dumps({"params": model.num_params(), "vocab": tok.vocab_size, **meta}, indent=2))
+    elif args.cmd == "eval":
+        _eval(args)
     return 0
+
+
+def _eval(args) -> None:
+    """`rlearly eval`: pass@k table (+ general capability for the synthetic task), eval-<split>.json."""
+    from rlearly import evaluate
+    from rlearly.checkpoint import load_checkpoint, load_config_of
+    from rlearly.tasks import get_task
+    from rlearly.train.common import write_atomic
+
+    try:
+        ks = [int(k) for k in args.k.split(",") if k.strip()]
+    except ValueError:
+        raise RlearlyError(f"--k {args.k!r} must be comma-separated integers, e.g. 1,8,32") from None
+    if args.n < 1:
+        raise RlearlyError(f"--n {args.n} must be >= 1")
+    bad = [k for k in ks if k > args.n]
+    if bad:
+        raise RlearlyError(f"--k {max(bad)} exceeds --n {args.n}: pass@k needs at least k samples per problem")
+    if args.threads > 0:
+        import torch
+        torch.set_num_threads(args.threads)
+    ckpt = Path(args.checkpoint)
+    files = {}
+    for d in args.data or []:
+        split, _, f = d.partition("=") if "=" in d and not Path(d).exists() else (args.split, "", d)
+        files[split] = f
+    task = get_task(args.task, files=files) if files else args.task
+    res = evaluate.evaluate_passk(ckpt, task, args.split, args.n, ks, args.seed, args.store, args.prompt_mode,
+                                  max_problems=args.max_problems, backend=args.backend,
+                                  progress=not args.no_progress)
+    print(f"{ckpt.name} (id {res['checkpoint_id']}) · {res['task']}/{res['split']} · {res['n_problems']} "
+          f"problems × n={res['n']} · {res['prompt_mode']} · T={res['temperature']} top-p={res['top_p']} "
+          f"· seed {res['seed']}")
+    print(f"{'k':>5}  {'pass@k':>7}  95% CI")
+    for r in res["passk"]:
+        print(f"{r['k']:>5}  {r['pass_at_k']:>7.4f}  [{r['ci_low']:.4f}, {r['ci_high']:.4f}]")
+    print(f"mean length {res['mean_tokens']:.1f} tokens · truncated {res['truncation_rate']:.1%} · "
+          f"answer extracted {res['format_rate']:.1%}")
+    out = {"passk": res}
+    if res["task"] == "synthetic":
+        model, tok, _ = load_checkpoint(ckpt)
+        gen = evaluate.general_capability(model, tok, load_config_of(ckpt).world)
+        print("general: " + " · ".join(f"{k} {v:.4f}" for k, v in gen.items()))
+        out["general"] = gen
+    folder = Path(args.out) if args.out else ckpt.parent / "eval" / ckpt.name
+    folder.mkdir(parents=True, exist_ok=True)
+    write_atomic(folder / f"eval-{args.split}.json", json.dumps(out, indent=2) + "\n")
+    print(f"wrote {folder / f'eval-{args.split}.json'}")
 
 
 if __name__ == "__main__":

@@ -1,13 +1,46 @@
-"""Evaluation: held-out NLL and greedy accuracy on the math task (pass@k and diagnostics build on these).
+"""Evaluation (DESIGN §5 "Evaluation protocol"): stored samples, pass@k, branch diagnostics, general capability.
+
+Owns:
+  heldout_nll, greedy_accuracy       the quick numbers pretraining logs at every checkpoint
+  checkpoint_id, sample_key          the sample store's keys: a checkpoint's weights, a sample's random stream
+  sample_problems                    draws exactly the (problem, sample index) pairs the store lacks
+  evaluate_passk                     pass@k with bootstrap CIs, mean length, truncation and format rates
+  compare_branch                     a branch against its start (passk.compare) + the start model's NLL of
+                                     the branch's samples
+  general_capability, general_delta  held-out general-text NLL and cloze probes, and branch − base
+  readiness                          the base checkpoint's pass@k on the RL training prompts
+
+A sample's random stream is keyed by (seed, sample_key(problem id, sample index)), so the same
+(checkpoint, problem, sample index, seed) gives the same completion whatever else shares its batch.
+Base checkpoints are evaluated few-shot, trained branches zero-shot; prompt_mode "auto" picks by meta.json.
+A completion is cut at its first newline (a solution is one line; the sampler stops on newline tokens).
 """
 from __future__ import annotations
 
+import hashlib
+import re
+from pathlib import Path
+
+import numpy as np
 import torch
 
+from rlearly import passk
+from rlearly.checkpoint import META, load_checkpoint, load_config_of, read_meta
+from rlearly.config import WorldConfig
+from rlearly.data.general_world import GeneralWorld
 from rlearly.data.math_world import reward
+from rlearly.errors import CheckpointError, DataError, RlearlyError
 from rlearly.model import LlamaLM
 from rlearly.sampling import generate
+from rlearly.store import PROMPT_MODES, SampleStore
+from rlearly.tasks import Task, TaskProblem, get_task
 from rlearly.tokenizer import Tokenizer
+from rlearly.train.common import progress as progress_bar
+
+BACKENDS = ("torch", "vllm")
+SHOTS = 2  # few-shot exemplars for base checkpoints (as greedy_accuracy)
+MAX_NEW_TOKENS = 128  # a one-line solution of the hard split fits in about 90 tokens
+FLUSH_ROWS = 1024  # samples buffered before a store write (an interrupted run loses at most these)
 
 
 @torch.no_grad()
@@ -43,3 +76,356 @@ def greedy_accuracy(model: LlamaLM, tok: Tokenizer, math_world, split: str = "te
         for p, c in zip(chunk, outs):
             correct += reward(tok.decode(c.tokens), p) > 0
     return correct / max(1, len(problems))
+
+
+# ---------------------------------------------------------------- keys and prompts
+
+def checkpoint_id(path) -> str:
+    """Stable id of a checkpoint's weights: the first 16 hex of model.safetensors' sha256 (from meta.json,
+    or hashed here for a plain HF directory). Two copies of the same weights share their samples."""
+    path = Path(path)
+    if (path / META).is_file():
+        sha = read_meta(path, verify=False).get("files", {}).get("model.safetensors", {}).get("sha256")
+        if sha:
+            return sha[:16]
+    f = path / "model.safetensors"
+    if not f.is_file():
+        raise CheckpointError(f"checkpoint not found: {path} (no model.safetensors)")
+    h = hashlib.sha256()
+    with open(f, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def sample_key(problem_id: str, sample_index: int) -> int:
+    """63-bit key of one sample's random stream, stable across processes and batch layouts."""
+    digest = hashlib.sha256(f"{problem_id}\x1f{int(sample_index)}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+def task_prompt(task: Task, problem: TaskProblem, prompt_mode: str, shots: int = SHOTS) -> str:
+    """The prompt text: zero-shot, or few-shot with the task's first train exemplars (never the problem itself)."""
+    if prompt_mode == "zero-shot":
+        return task.prompt(problem)
+    if prompt_mode != "few-shot":
+        raise RlearlyError(f"prompt_mode={prompt_mode!r} must be one of {PROMPT_MODES}")
+    try:
+        exemplars = [s for s in task.exemplars(shots + 1) if s.question != problem.question][:shots]
+    except DataError as e:
+        raise DataError(f"few-shot exemplars come from the train split, which failed to load: {e}") from None
+    return task.prompt(problem, exemplars)
+
+
+def resolve_prompt_mode(prompt_mode: str, meta: dict) -> str:
+    """"auto": few-shot for a base (pretraining) checkpoint, zero-shot for a trained branch (DESIGN §5)."""
+    if prompt_mode == "auto":
+        return "few-shot" if meta.get("method") == "pretrain" else "zero-shot"
+    if prompt_mode not in PROMPT_MODES:
+        raise RlearlyError(f"prompt_mode={prompt_mode!r} must be 'auto' or one of {', '.join(PROMPT_MODES)}")
+    return prompt_mode
+
+
+def resolve_task(task: Task | str, ckpt_path) -> Task:
+    """A Task as given, or by name; the synthetic world is the one the checkpoint was trained on."""
+    if not Path(ckpt_path).is_dir():
+        raise CheckpointError(f"checkpoint not found: {ckpt_path}")
+    if isinstance(task, Task):
+        return task
+    if task == "synthetic":
+        return get_task("synthetic", world=load_config_of(ckpt_path).world)
+    return get_task(task)
+
+
+def check_ks(ks, n: int) -> list[int]:
+    ks = sorted({int(k) for k in ks})
+    if not ks or ks[0] < 1:
+        raise RlearlyError(f"k values must be >= 1, got {ks}")
+    if ks[-1] > n:
+        raise RlearlyError(f"k={ks[-1]} exceeds n={n}: pass@k needs at least k samples per problem; raise n")
+    return ks
+
+
+# ---------------------------------------------------------------- sampling into the store
+
+def _sampler(backend: str):
+    if backend == "torch":
+        return generate
+    if backend == "vllm":
+        from rlearly import vllm_backend
+        return vllm_backend.generate
+    raise RlearlyError(f"unknown sampling backend {backend!r}; known: {', '.join(BACKENDS)}")
+
+
+def _plan(todo: dict[str, list[int]], room: dict[str, int], batch_size: int):
+    """Generate calls as (max_new_tokens, samples per prompt, [(problem id, sample indices)]): each call
+    holds prompts with the same sample count and length budget, so one prefill serves each problem."""
+    groups: dict[tuple[int, int], list] = {}
+    for pid, idx in todo.items():
+        for s in range(0, len(idx), batch_size):
+            piece = idx[s:s + batch_size]
+            groups.setdefault((room[pid], len(piece)), []).append((pid, piece))
+    for (T, m), pieces in groups.items():
+        per = max(1, batch_size // m)
+        for s in range(0, len(pieces), per):
+            yield T, m, pieces[s:s + per]
+
+
+def _max_len(model) -> int:
+    cfg = getattr(model, "cfg", None)
+    return cfg.max_seq_len if cfg is not None else int(model.max_seq_len)
+
+
+def sample_problems(model, tok: Tokenizer, task: Task, problems, *, checkpoint_id: str, split: str, n: int,
+                    seed: int, store: SampleStore, temperature: float = 0.6, top_p: float = 0.95,
+                    max_new_tokens: int = MAX_NEW_TOKENS, prompt_mode: str = "zero-shot", shots: int = SHOTS,
+                    batch_size: int = 64, backend: str = "torch", progress: bool = True) -> int:
+    """Draw the samples among problems × range(n) that `store` lacks, score them, store them. Returns rows added.
+
+    `model` is a LlamaLM (backend "torch") or a vllm_backend.VllmModel (backend "vllm"). Each problem's
+    budget is min(max_new_tokens, max_seq_len − prompt length), so it never depends on the batch.
+    """
+    gen = _sampler(backend)
+    if prompt_mode not in PROMPT_MODES:
+        raise RlearlyError(f"prompt_mode={prompt_mode!r} must be one of {', '.join(PROMPT_MODES)}")
+    by_id = {str(p.id): p for p in problems}
+    missing = store.missing(checkpoint_id, split, list(by_id), n, seed, temperature, top_p, prompt_mode)
+    if not missing:
+        return 0
+    todo: dict[str, list[int]] = {}
+    for pid, i in missing:
+        todo.setdefault(pid, []).append(i)
+    prompts = {pid: tok.encode(task_prompt(task, by_id[pid], prompt_mode, shots)) for pid in todo}
+    room = {pid: min(int(max_new_tokens), _max_len(model) - len(ids)) for pid, ids in prompts.items()}
+    for pid, r in room.items():
+        if r < 8:
+            raise RlearlyError(f"the {prompt_mode} prompt of problem {pid!r} has {len(prompts[pid])} tokens, leaving "
+                               f"{r} of max_seq_len={_max_len(model)} to answer in; use fewer shots")
+    stop = [tok.eos_id, *tok.ids_containing("\n")]  # a solution is one line
+    bar = progress_bar(len(missing), desc=f"sample {split}", enabled=progress)
+    base = dict(checkpoint_id=checkpoint_id, split=split, seed=int(seed), temperature=float(temperature),
+                top_p=float(top_p), prompt_mode=prompt_mode)
+    rows, added = [], 0
+    for T, m, pieces in _plan(todo, room, batch_size):
+        keys = [sample_key(pid, i) for pid, idx in pieces for i in idx]
+        outs = gen(model, [prompts[pid] for pid, _ in pieces], n=m, max_new_tokens=T, temperature=temperature,
+                   top_p=top_p, stop_ids=stop, seed=seed, keys=keys, pad_id=tok.pad_id)
+        pairs = [(pid, i) for pid, idx in pieces for i in idx]
+        for (pid, i), c in zip(pairs, outs):
+            text = tok.decode(c.tokens).split("\n", 1)[0]
+            rows.append(dict(base, problem_id=pid, sample_index=i, completion=text, tokens=len(c.tokens),
+                             **_answer_fields(task.extract(text)), correct=task.reward(text, by_id[pid]) > 0,
+                             logprob=float(sum(c.logprobs)), finished=bool(c.finished)))
+        bar.update(len(outs))
+        if len(rows) >= FLUSH_ROWS:
+            added, rows = added + store.add(rows), []
+    bar.close()
+    return added + (store.add(rows) if rows else 0)
+
+
+def _answer_fields(answer) -> dict:
+    """The store's answer/answer_text; an integer beyond int64 (a long run of sampled digits) is kept as text."""
+    if isinstance(answer, (int, np.integer)) and not -2**63 <= int(answer) < 2**63:
+        return {"answer": None, "answer_text": str(answer)}
+    if isinstance(answer, str) and re.fullmatch(r"[+-]?\d+", answer.strip()) and not -2**63 <= int(answer) < 2**63:
+        return {"answer": None, "answer_text": answer}
+    return {"answer": answer}
+
+
+def _load(path: Path, backend: str):
+    if backend == "vllm":
+        from rlearly import vllm_backend
+        return vllm_backend.load_model(path), Tokenizer.load(path)
+    _sampler(backend)  # unknown backend: the error names the known ones
+    model, tok, _ = load_checkpoint(path)
+    return model, tok
+
+
+def _ensure_samples(ckpt_path, task: Task, split: str, n: int, seed: int, store: SampleStore, prompt_mode: str,
+                    max_problems: int | None, sampling: dict) -> tuple[str, str, list[str]]:
+    """Sample what the store lacks for one checkpoint (loading it only then). Returns (id, prompt mode, ids)."""
+    path = Path(ckpt_path)
+    cid = checkpoint_id(path)
+    meta = read_meta(path, verify=False) if (path / META).is_file() else {}
+    mode = resolve_prompt_mode(prompt_mode, meta)
+    problems = task.problems(split)
+    problems = problems[:max_problems] if max_problems else problems
+    pids = [str(p.id) for p in problems]
+    t, p = sampling.get("temperature", 0.6), sampling.get("top_p", 0.95)
+    if store.missing(cid, split, pids, n, seed, t, p, mode):
+        model, tok = _load(path, sampling.get("backend", "torch"))
+        sample_problems(model, tok, task, problems, checkpoint_id=cid, split=split, n=n, seed=seed, store=store,
+                        prompt_mode=mode, **sampling)
+    return cid, mode, pids
+
+
+def evaluate_passk(ckpt_path, task: Task | str = "synthetic", split: str = "test", n: int = 32, ks=(1, 8, 32),
+                   seed: int = 0, store_root="runs/samples", prompt_mode: str = "auto", *,
+                   max_problems: int | None = None, n_boot: int = 1000, **sampling) -> dict:
+    """pass@k of a checkpoint for every k in ks (95% bootstrap CIs over problems), from stored samples.
+
+    Draws only what the store lacks; `sampling` goes to sample_problems (temperature, top_p,
+    max_new_tokens, shots, batch_size, backend, progress). Rates are over all n samples of all problems.
+    """
+    ks = check_ks(ks, n)
+    task = resolve_task(task, ckpt_path)
+    store = SampleStore(store_root)
+    cid, mode, pids = _ensure_samples(ckpt_path, task, split, n, seed, store, prompt_mode, max_problems, sampling)
+    _, counts = store.counts(cid, split, n, seed, pids)
+    df = _rows(store, cid, split, n, seed, pids)
+    curve = []
+    for k in ks:
+        low, high = passk.bootstrap_ci(counts, n, k, n_boot=n_boot, seed=seed)
+        curve.append({"k": k, "pass_at_k": float(np.mean(passk.pass_at_k(n, counts, k))), "ci_low": low,
+                      "ci_high": high})
+    return {"checkpoint": str(ckpt_path), "checkpoint_id": cid, "task": task.name, "split": split, "n": n,
+            "seed": seed, "prompt_mode": mode, "temperature": float(df["temperature"].iloc[0]),
+            "top_p": float(df["top_p"].iloc[0]), "n_problems": len(pids), "passk": curve,
+            "mean_tokens": float(df["tokens"].mean()), "truncation_rate": float((~df["finished"]).mean()),
+            "format_rate": float(df["answer_text"].notna().mean())}
+
+
+def _rows(store: SampleStore, cid: str, split: str, n: int, seed: int, pids: list[str]):
+    df = store.load(cid, split, seed)
+    return df[df["problem_id"].isin(pids) & (df["sample_index"] < n)].reset_index(drop=True)
+
+
+def readiness(ckpt_path, task: Task | str = "synthetic", n: int = 32, ks=None, seed: int = 0,
+              store_root="runs/samples", *, max_problems: int | None = None, **sampling) -> dict:
+    """The base checkpoint's pass@k curve on the RL *training* prompts (split "train", few-shot)."""
+    task = resolve_task(task, ckpt_path)
+    store = SampleStore(store_root)
+    cid, mode, pids = _ensure_samples(ckpt_path, task, "train", n, seed, store, "few-shot", max_problems, sampling)
+    _, counts = store.counts(cid, "train", n, seed, pids)
+    return {"checkpoint": str(ckpt_path), "checkpoint_id": cid, "split": "train", "prompt_mode": mode, "n": n,
+            "n_problems": len(pids), "passk": passk.readiness(counts, n, check_ks(ks, n) if ks else None)}
+
+
+# ---------------------------------------------------------------- scoring text
+
+@torch.no_grad()
+def continuation_logprobs(model: LlamaLM, pairs, batch_size: int = 64) -> list[float]:
+    """log p(cont | ctx) summed over cont's tokens, for each (ctx ids, cont ids) pair.
+
+    Right-padded batches, sorted by length (causal attention: padding after a row never changes it). A pair
+    longer than max_seq_len + 1 tokens loses its first tokens (context first) to fit.
+    """
+    model.eval()
+    L = model.cfg.max_seq_len
+    seqs = [((list(ctx) + list(cont))[-(L + 1):], len(cont)) for ctx, cont in pairs]
+    order = sorted(range(len(seqs)), key=lambda i: len(seqs[i][0]))
+    out = [0.0] * len(seqs)
+    for s in range(0, len(order), batch_size):
+        chunk = order[s:s + batch_size]
+        T = max(len(seqs[i][0]) for i in chunk) - 1
+        if T < 1:
+            continue
+        x = torch.zeros(len(chunk), T, dtype=torch.long)
+        y = torch.zeros(len(chunk), T, dtype=torch.long)
+        mask = torch.zeros(len(chunk), T)
+        for r, i in enumerate(chunk):
+            ids, m = seqs[i]
+            x[r, :len(ids) - 1], y[r, :len(ids) - 1] = torch.tensor(ids[:-1]), torch.tensor(ids[1:])
+            mask[r, len(ids) - 1 - min(m, len(ids) - 1):len(ids) - 1] = 1.0
+        lp = -(model(x, y, reduction="none") * mask).sum(1)  # (B,)
+        for r, i in enumerate(chunk):
+            out[i] = float(lp[r])
+    return out
+
+
+def score_probes(model: LlamaLM, tok: Tokenizer, probes, batch_size: int = 64) -> list[dict]:
+    """Per probe: log-likelihood and token count of each option given the context, and the picks by
+    log-likelihood (`pred`) and by log-likelihood per option token (`pred_norm`)."""
+    pairs, lens = [], []
+    for pr in probes:
+        ctx = tok.encode(pr.context)
+        for opt in pr.options:
+            cont = tok.encode(opt, bos=False)
+            pairs.append((ctx, cont))
+            lens.append(len(cont))
+    lls = continuation_logprobs(model, pairs, batch_size)
+    out, j = [], 0
+    for pr in probes:
+        k = len(pr.options)
+        ll, nt = lls[j:j + k], lens[j:j + k]
+        j += k
+        norm = [a / max(b, 1) for a, b in zip(ll, nt)]
+        out.append({"id": pr.id, "kind": pr.kind, "answer": pr.answer, "loglik": ll, "tokens": nt,
+                    "pred": int(np.argmax(ll)), "pred_norm": int(np.argmax(norm))})
+    return out
+
+
+def general_capability(model: LlamaLM, tok: Tokenizer, world, *, n_docs: int | None = None,
+                       batch_size: int = 64) -> dict:
+    """Held-out general-text NLL (nats/token over BOS + document + EOS) and cloze-probe accuracy
+    (acc: highest log-likelihood option; acc_norm: highest per option token), overall and per kind.
+
+    `world` is a data.world.World, a GeneralWorld or a WorldConfig. Keys: heldout_nll, probe_acc,
+    probe_acc_norm, probe_acc.<kind>, probe_acc_norm.<kind>.
+    """
+    g = GeneralWorld(world) if isinstance(world, WorldConfig) else getattr(world, "general", world)
+    docs = [tok.encode(d) + [tok.eos_id] for d in g.heldout_documents(n_docs)]
+    lps = continuation_logprobs(model, [(d[:1], d[1:]) for d in docs], batch_size)
+    n_tok = sum(min(len(d), model.cfg.max_seq_len + 1) - 1 for d in docs)
+    out = {"heldout_nll": -sum(lps) / max(n_tok, 1)}
+    scored = score_probes(model, tok, g.probes(), batch_size)
+    for kind in [None, *sorted({s["kind"] for s in scored})]:
+        group = [s for s in scored if kind is None or s["kind"] == kind]
+        suffix = "" if kind is None else f".{kind}"
+        out["probe_acc" + suffix] = float(np.mean([s["pred"] == s["answer"] for s in group]))
+        out["probe_acc_norm" + suffix] = float(np.mean([s["pred_norm"] == s["answer"] for s in group]))
+    return out
+
+
+def general_delta(base: dict, branch: dict) -> dict:
+    """branch − base for every number of general_capability (NLL: lower is better; accuracies: higher)."""
+    if set(base) != set(branch):
+        raise RlearlyError(f"general capability results differ in keys: {sorted(set(base) ^ set(branch))}")
+    return {k: float(branch[k]) - float(base[k]) for k in base}
+
+
+# ---------------------------------------------------------------- a branch against its start
+
+def compare_branch(start_ckpt, branch_ckpt, task: Task | str = "synthetic", split: str = "test", n: int = 32,
+                   seed: int = 0, store_root="runs/samples", *, start_prompt_mode: str = "auto",
+                   branch_prompt_mode: str = "auto", max_problems: int | None = None, n_boot: int = 1000,
+                   nll_batch_size: int = 64, **sampling) -> dict:
+    """passk.compare of a branch against its start on the same problems, plus `start_nll`: the start
+    model's mean per-token NLL of the branch's completions (all, and the correct ones), each completion
+    given the prompt the start model is evaluated with. Low = text the start already found likely
+    (sharpening); high = text new to it. `start_nll_own` is the same for the start's own samples.
+    Means are token-weighted over samples; None where there is no sample to score.
+    """
+    task = resolve_task(task, start_ckpt)  # a branch lives in its start's world
+    store = SampleStore(store_root)
+    cs, ms, pids = _ensure_samples(start_ckpt, task, split, n, seed, store, start_prompt_mode, max_problems, sampling)
+    cb, mb, _ = _ensure_samples(branch_ckpt, task, split, n, seed, store, branch_prompt_mode, max_problems, sampling)
+    _, c_start = store.counts(cs, split, n, seed, pids)
+    _, c_branch = store.counts(cb, split, n, seed, pids)
+    _, sets_start = store.correct_sets(cs, split, n, seed, pids)
+    _, sets_branch = store.correct_sets(cb, split, n, seed, pids)
+    out = passk.compare(c_start, c_branch, n, n, sets_start, sets_branch, n_boot=n_boot, seed=seed)
+    out.update(start={"checkpoint": str(start_ckpt), "checkpoint_id": cs, "prompt_mode": ms},
+               branch={"checkpoint": str(branch_ckpt), "checkpoint_id": cb, "prompt_mode": mb},
+               split=split, n=n, seed=seed, n_problems=len(pids))
+    model, tok, _ = load_checkpoint(start_ckpt)
+    shots = sampling.get("shots", SHOTS)
+    by_id = {str(p.id): p for p in task.problems(split)}
+    prompts = {pid: tok.encode(task_prompt(task, by_id[pid], ms, shots)) for pid in pids}
+    for name, cid in (("start_nll", cb), ("start_nll_own", cs)):
+        df = _rows(store, cid, split, n, seed, pids)
+        out[name] = {"all": _mean_nll(model, tok, prompts, df, nll_batch_size),
+                     "correct": _mean_nll(model, tok, prompts, df[df["correct"]], nll_batch_size)}
+    return out
+
+
+def _mean_nll(model: LlamaLM, tok: Tokenizer, prompts: dict, df, batch_size: int) -> float | None:
+    """Token-weighted mean NLL of the completions in df given their prompts; each distinct text scored once."""
+    if len(df) == 0:
+        return None
+    uniq = df.groupby(["problem_id", "completion"]).size().reset_index(name="count")
+    conts = [tok.encode(c, bos=False) for c in uniq["completion"]]
+    lps = continuation_logprobs(model, [(prompts[p], c) for p, c in zip(uniq["problem_id"], conts)], batch_size)
+    counts = uniq["count"].to_numpy()
+    n_tok = float(np.dot(counts, [len(c) for c in conts]))
+    return None if n_tok == 0 else float(-np.dot(counts, lps) / n_tok)

@@ -1,0 +1,102 @@
+"""The `vllm` sampling backend: the interface of sampling.generate on top of vLLM (optional `[gpu]` extra).
+
+Owns: loading a checkpoint into `vllm.LLM`, mapping our sampling arguments onto `vllm.SamplingParams`,
+and turning vLLM's outputs into `rlearly.sampling.Completion` records. vLLM is CUDA-only and is imported
+lazily, only when this backend is used; without it every entry point raises one clear RlearlyError.
+
+Mapping (vLLM's documented SamplingParams fields):
+  one request per sample, n=1     vLLM seeds per request; a request with n>1 derives its samples from one
+                                  seed, so a sample would depend on how many share its request. Requests
+                                  of the same prompt share the prefill through vLLM's prefix caching.
+  temperature, top_p              as given (temperature 0 = greedy in both backends)
+  max_new_tokens -> max_tokens
+  stop_ids -> stop_token_ids      vLLM keeps a stop token in `token_ids`, as our Completion does
+  (seed, key) -> seed             a 63-bit hash of both: the per-sample stream of the torch backend
+  logprobs=0                      the sampled token's log-prob only. vLLM's V1 default logprobs_mode
+                                  "raw_logprobs" is the model's distribution before temperature/top-p,
+                                  i.e. temperature 1 as in our Completion.logprobs (RL's pi_old).
+The same seed and key give a reproducible sample within vLLM, but not the torch backend's sample: the two
+backends draw differently, so keep their samples under different seeds or store folders.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from rlearly.errors import CheckpointError, RlearlyError
+from rlearly.sampling import Completion
+
+MISSING = "the vllm backend needs the [gpu] extra: pip install 'rlearly[gpu]' (CUDA only)"
+
+
+def _vllm():
+    """The vllm module, imported on first use."""
+    try:
+        import vllm
+    except ImportError:
+        raise RlearlyError(MISSING) from None
+    return vllm
+
+
+@dataclass
+class VllmModel:
+    """A loaded vLLM engine and the context length its prompts must fit in (read from config.json)."""
+
+    llm: object
+    max_seq_len: int
+
+
+def load_model(path, **llm_kwargs) -> VllmModel:
+    """`vllm.LLM` over an rlearly checkpoint directory (HF Llama layout), with prefix caching on."""
+    vllm = _vllm()
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise CheckpointError(f"checkpoint not found: {path} (no config.json)")
+    max_len = json.loads((path / "config.json").read_text())["max_position_embeddings"]
+    kw = dict(model=str(path), tokenizer=str(path), enable_prefix_caching=True, max_model_len=max_len)
+    return VllmModel(vllm.LLM(**{**kw, **llm_kwargs}), int(max_len))
+
+
+def sample_seed(seed: int, key: int) -> int:
+    """vLLM's per-request seed for sample `key` under `seed` (63 bits, stable across processes)."""
+    digest = hashlib.sha256(f"{int(seed)}\x1f{int(key)}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+def sampling_params(keys, *, max_new_tokens: int, temperature: float, top_p: float, stop_ids, seed: int) -> list:
+    """One `vllm.SamplingParams` per sample key (see the module docstring for the mapping)."""
+    vllm = _vllm()
+    return [vllm.SamplingParams(n=1, temperature=float(temperature), top_p=float(top_p),
+                                max_tokens=int(max_new_tokens), stop_token_ids=[int(t) for t in stop_ids],
+                                seed=sample_seed(seed, k), logprobs=0)
+            for k in keys]
+
+
+def to_completion(output) -> Completion:
+    """A vLLM CompletionOutput (token_ids, logprobs: one {token id: Logprob} per token, finish_reason)."""
+    tokens = [int(t) for t in output.token_ids]
+    if output.logprobs is None:
+        raise RlearlyError("vLLM returned no log-probs; the backend must request logprobs=0")
+    lps = []
+    for tok_id, at in zip(tokens, output.logprobs):
+        lp = at[tok_id]
+        lps.append(float(getattr(lp, "logprob", lp)))
+    return Completion(tokens, lps, output.finish_reason == "stop")
+
+
+def generate(model: VllmModel, prompts: list[list[int]], *, n: int = 1, max_new_tokens: int = 64,
+             temperature: float = 1.0, top_p: float = 1.0, stop_ids=(), seed: int = 0,
+             keys: list[int] | None = None, pad_id: int = 0) -> list[Completion]:
+    """sampling.generate's contract on vLLM: len(prompts) * n completions, prompt-major, one key each.
+    `pad_id` is unused (vLLM does not pad)."""
+    total = len(prompts) * n
+    keys = list(range(total)) if keys is None else list(keys)
+    if len(keys) != total:
+        raise ValueError(f"need {total} sample keys, got {len(keys)}")
+    requests = [{"prompt_token_ids": list(p)} for p in prompts for _ in range(n)]
+    params = sampling_params(keys, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
+                             stop_ids=stop_ids, seed=seed)
+    outs = model.llm.generate(requests, params, use_tqdm=False)
+    return [to_completion(o.outputs[0]) for o in outs]
