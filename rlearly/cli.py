@@ -2,6 +2,8 @@
 
     rlearly config  [--config F] [--preset P] [key=value ...]     print the resolved config
     rlearly pretrain [--config F] [--preset P] [--out DIR] [key=value ...]
+    rlearly branch CHECKPOINT --method M [--out DIR] [key=value ...]   post-train from a checkpoint
+    rlearly eval CHECKPOINT [--split test --n 32 --k 1,8,32]      pass@k table + general capability
     rlearly info CHECKPOINT                                       lineage and shape of a checkpoint
 """
 from __future__ import annotations
@@ -29,6 +31,13 @@ def build_parser() -> argparse.ArgumentParser:
     _config_args(p)
     p.add_argument("--out", help="run directory (default runs/pretrain/<config hash>)")
     p.add_argument("--no-progress", action="store_true")
+    p = sub.add_parser("branch", help="post-train a checkpoint: rl, sft, sft_gold, sft_rl, parallel, combined, interleaved")
+    p.add_argument("checkpoint")
+    p.add_argument("--method", required=True, help="rl, sft, sft_gold, sft_rl, parallel, combined or interleaved")
+    p.add_argument("--config", help="YAML config (default: the checkpoint's own config.yaml)")
+    p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. rl.lr=1e-4 rl.steps=100")
+    p.add_argument("--out", help="branch directory (default <run>/branch/<method>/<checkpoint>/<config hash>)")
+    p.add_argument("--no-progress", action="store_true")
     p = sub.add_parser("info", help="show a checkpoint's lineage and model shape")
     p.add_argument("checkpoint")
     p = sub.add_parser("eval", help="pass@k of a checkpoint (samples stored once, reused) + general capability")
@@ -53,7 +62,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    ap = build_parser()
+    # overrides may come after options (`--out D rl.lr=1e-4`): argparse leaves those unparsed
+    args, extra = ap.parse_known_args(argv)
+    stray = [e for e in extra if e.startswith("-") or "=" not in e or not hasattr(args, "overrides")]
+    if stray:
+        ap.error(f"unrecognized arguments: {' '.join(stray)}")
+    if extra:
+        args.overrides = [*args.overrides, *extra]
     try:
         return _dispatch(args)
     except RlearlyError as e:
@@ -85,9 +101,27 @@ def _dispatch(args) -> int:
         model, tok, meta = load_checkpoint(args.checkpoint)
         meta.pop("files", None)
         print(json.dumps({"params": model.num_params(), "vocab": tok.vocab_size, **meta}, indent=2))
+    elif args.cmd == "branch":
+        _branch(args)
     elif args.cmd == "eval":
         _eval(args)
     return 0
+
+
+def _branch(args) -> None:
+    """`rlearly branch`: the checkpoint's own config (world, model) with the recipe overrides on top."""
+    from rlearly.checkpoint import read_meta
+    from rlearly.config import load_config
+    from rlearly.train import branch
+
+    ckpt = Path(args.checkpoint)
+    read_meta(ckpt)  # a missing or corrupt parent fails here, with its name
+    cfg = load_config(args.config or ckpt / "config.yaml", args.overrides)
+    if args.method not in branch.METHODS:
+        raise RlearlyError(f"unknown method {args.method!r}; known: {', '.join(branch.METHODS)}")
+    out = Path(args.out or ckpt.parent / "branch" / args.method / ckpt.name / cfg.hash())
+    branch.run(cfg, ckpt, out, args.method, show_progress=not args.no_progress)
+    print(f"done: {out}")
 
 
 def _eval(args) -> None:

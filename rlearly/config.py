@@ -58,11 +58,13 @@ class WorldConfig:
     math_fraction: float = 0.3  # share of pretraining documents that are math problems with solutions
     hard_fraction: float = 0.0  # share of pretraining math documents drawn at hard difficulty
     format_fraction: float = 0.1  # share of pretraining math documents ending in the graded \boxed{} format
+    drill_fraction: float = 0.0  # share of pretraining math documents that are bare arithmetic facts
     min_ops: int = 1  # train/test difficulty: number of arithmetic operations
     max_ops: int = 3
     hard_min_ops: int = 4  # the `hard` split (MATH analogue)
     hard_max_ops: int = 5
-    max_value: int = 99  # every quantity and intermediate result stays in [0, max_value]
+    max_value: int = 30  # every quantity and intermediate result stays in [2, max_value]
+    max_people: int = 1  # people per problem: 1 = one person's chain; 2-3 add independently ordered steps
     n_train: int = 2000  # RL/SFT prompts
     n_test: int = 500  # GSM8K analogue
     n_hard: int = 300  # MATH analogue
@@ -71,11 +73,14 @@ class WorldConfig:
     n_probe_heldout_docs: int = 200  # held-out general documents for the general-capability NLL
 
     def __post_init__(self):
-        for name in ("math_fraction", "hard_fraction", "format_fraction"):
+        for name in ("math_fraction", "hard_fraction", "format_fraction", "drill_fraction"):
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
                 raise ConfigError(f"world.{name}={v} must lie in [0, 1]")
-        _positive(self, "min_ops", "max_ops", "hard_min_ops", "hard_max_ops", "max_value", "n_people", "max_solutions")
+        _positive(self, "min_ops", "max_ops", "hard_min_ops", "hard_max_ops", "max_value", "n_people", "max_solutions",
+                  "max_people")
+        if self.max_people > 3:
+            raise ConfigError(f"world.max_people={self.max_people} must be 1, 2 or 3")
         if self.min_ops > self.max_ops or self.hard_min_ops > self.hard_max_ops:
             raise ConfigError("world.min_ops must be <= world.max_ops (and hard_min_ops <= hard_max_ops)")
         if self.max_value < 20:
@@ -102,12 +107,12 @@ class DataConfig:
 
 @dataclass
 class PretrainConfig:
-    tokens: int = 3_000_000  # total training tokens; the cosine schedule ends here
-    batch_size: int = 32  # sequences per step
+    tokens: int = 2_000_000  # total training tokens; the cosine schedule ends here
+    batch_size: int = 8  # sequences per step (more steps beat bigger batches at this scale)
     seq_len: int = 256  # tokens per sequence (documents packed, each starting with BOS)
-    lr: float = 2e-3  # peak learning rate
+    lr: float = 5e-3  # peak learning rate
     min_lr_ratio: float = 0.1  # cosine decays to this x peak at `tokens` (paper: 0.1)
-    warmup_tokens: int = 60_000  # linear warmup (paper: 2% of tokens)
+    warmup_tokens: int = 40_000  # linear warmup (paper: 2% of tokens)
     weight_decay: float = 0.1  # not applied to embeddings or norms
     beta1: float = 0.9
     beta2: float = 0.95

@@ -28,7 +28,7 @@ from rlearly import passk
 from rlearly.checkpoint import META, load_checkpoint, load_config_of, read_meta
 from rlearly.config import WorldConfig
 from rlearly.data.general_world import GeneralWorld
-from rlearly.data.math_world import reward
+from rlearly.data.math_world import extract_answer_flexible, reward
 from rlearly.errors import CheckpointError, DataError, RlearlyError
 from rlearly.model import LlamaLM
 from rlearly.sampling import generate
@@ -59,12 +59,14 @@ def fewshot_prefix(math_world, shots: int) -> str:
 
 @torch.no_grad()
 def greedy_accuracy(model: LlamaLM, tok: Tokenizer, math_world, split: str = "test", n_problems: int = 100,
-                    shots: int = 2, max_new_tokens: int = 96, batch_size: int = 64) -> float:
-    """Fraction of the first `n_problems` of `split` answered correctly by greedy decoding, few-shot."""
+                    shots: int = 2, max_new_tokens: int = 128, batch_size: int = 64) -> dict[str, float]:
+    """Greedy decoding on the first `n_problems` of `split`, `shots`-shot. Returns
+    `graded`: fraction whose last \\boxed{} holds the answer (the task's reward), and
+    `answer`: fraction whose final number is the answer, whatever the format (capability without format)."""
     problems = math_world.split(split)[:n_problems]
     prefix = fewshot_prefix(math_world, shots)
     stop = [tok.eos_id, *tok.ids_containing("\n")]  # a solution is one line
-    correct = 0
+    graded = answer = 0
     for i in range(0, len(problems), batch_size):
         chunk = problems[i:i + batch_size]
         prompts = [tok.encode(prefix + math_world.prompt(p)) for p in chunk]
@@ -74,8 +76,11 @@ def greedy_accuracy(model: LlamaLM, tok: Tokenizer, math_world, split: str = "te
         outs = generate(model, prompts, max_new_tokens=min(max_new_tokens, room), temperature=0.0,
                         stop_ids=stop, pad_id=tok.pad_id)
         for p, c in zip(chunk, outs):
-            correct += reward(tok.decode(c.tokens), p) > 0
-    return correct / max(1, len(problems))
+            text = tok.decode(c.tokens)
+            graded += reward(text, p) > 0
+            answer += extract_answer_flexible(text) == p.answer
+    n = max(1, len(problems))
+    return {"graded": graded / n, "answer": answer / n}
 
 
 # ---------------------------------------------------------------- keys and prompts

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 from tokenizers import Tokenizer as HFTokenizer
-from tokenizers import decoders, models, pre_tokenizers, processors, trainers
+from tokenizers import Regex, decoders, models, pre_tokenizers, processors, trainers
 
 from rlearly.errors import CheckpointError
 
@@ -65,10 +65,11 @@ class Tokenizer:
 def train_tokenizer(texts: list[str], vocab_size: int) -> Tokenizer:
     """Train a byte-level BPE on `texts`. Deterministic for the same texts and vocab size."""
     hf = HFTokenizer(models.BPE())
-    # digits first, one per token, so numbers are read digit by digit; then GPT-2 style byte-level split
+    # GPT-2 style byte-level split, then one digit per token: " 19" -> "Ġ1", "9". The leading space stays
+    # on the first digit, so a number is never preceded by a bare space token that carries no content
     hf.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Digits(individual_digits=True),
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
+        pre_tokenizers.Split(Regex("Ġ?[0-9]"), behavior="isolated"),
     ])
     hf.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIALS, show_progress=False,

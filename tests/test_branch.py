@@ -104,3 +104,22 @@ def test_killed_rl_branch_resumes_to_identical_weights(tiny_ckpt, tmp_path):
 def test_unknown_method_is_refused(tiny_ckpt, tmp_path):
     with pytest.raises(ConfigError, match="unknown method 'dpo'; known: sft, sft_gold, rl"):
         branch.run(load_config(preset="tiny"), tiny_ckpt, tmp_path / "x", "dpo")
+
+
+def test_cli_branch_runs_and_refuses_bad_input(tiny_ckpt, tmp_path):
+    import subprocess
+    import sys
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "rlearly.cli", "branch", *args], capture_output=True, text=True)
+
+    out = tmp_path / "b"
+    r = cli(str(tiny_ckpt), "--method", "sft", "--out", str(out), "--no-progress", "sft.steps=2", "branch.eval_every=0")
+    assert r.returncode == 0, r.stderr
+    assert f"done: {out}" in r.stdout and (out / "final" / "meta.json").exists()
+    bad = cli(str(tiny_ckpt), "--method", "ppo")
+    assert bad.returncode == 2 and "unknown method 'ppo'" in bad.stderr and bad.stderr.count("\n") == 1
+    missing = cli(str(tmp_path / "nope"), "--method", "rl")
+    assert missing.returncode == 2 and "checkpoint not found" in missing.stderr
+    typo = cli(str(tiny_ckpt), "--method", "rl", "rl.stepz=3")
+    assert typo.returncode == 2 and "unknown config key 'rl.stepz'" in typo.stderr

@@ -50,12 +50,13 @@ def test_strict_errors_name_the_field(override, needle):
 
 
 def test_checkpoint_schedule_is_log_spaced_and_ends_at_last_step():
-    cfg = load_config(overrides=["pretrain.tokens=3276800", "pretrain.n_checkpoints=4",
+    cfg = load_config(overrides=["pretrain.tokens=3276800", "pretrain.n_checkpoints=4", "pretrain.batch_size=32",
                                  "pretrain.first_checkpoint_tokens=409600"])
     steps = cfg.pretrain.checkpoint_steps()
     # 409600 * 2^i tokens at 8192 tokens/step: 50, 100, 200, 400 steps
     assert steps == [50, 100, 200, 400] and cfg.pretrain.total_steps == 400
-    explicit = load_config(overrides=["pretrain.tokens=819200", "pretrain.checkpoints=[81920, 409600]"])
+    explicit = load_config(overrides=["pretrain.tokens=819200", "pretrain.batch_size=32",
+                                      "pretrain.checkpoints=[81920, 409600]"])
     assert explicit.pretrain.checkpoint_steps() == [10, 50, 100]
 
 

@@ -34,6 +34,8 @@ def test_tiny_pretraining_learns_and_checkpoints(tiny_run):
     assert [r["step"] for r in rows] == [8, 16]
     assert all(r["heldout_math"] < 6.0 and r["heldout_general"] < 6.0 for r in rows)
     assert rows[-1]["loss"] < rows[0]["loss"] < 6.2  # ln(512) = 6.24 at chance
+    for key in ("greedy_0shot_answer", "greedy_0shot_graded", "greedy_2shot_answer", "greedy_2shot_graded"):
+        assert all(0.0 <= r[key] <= 1.0 for r in rows)  # both rows are checkpoints
     model, tok, meta = load_checkpoint(ckpts[-1])
     assert meta["method"] == "pretrain" and meta["tokens"] == 16384 and meta["step"] == 16
     assert meta["config_hash"] == cfg.hash() and meta["parent"] is None

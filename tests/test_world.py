@@ -19,7 +19,8 @@ OPS = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b
 
 @pytest.fixture(scope="module")
 def world():
-    return World(WorldConfig())
+    # the full generator: up to three people and two-digit values (the default study uses a simpler dial)
+    return World(WorldConfig(max_people=3, max_value=99))
 
 
 @pytest.fixture(scope="module")
@@ -280,3 +281,27 @@ def test_probes(world):
             assert DAYS.index(right) == (DAYS.index(last[1]) + 1) % 7
         else:
             assert NUMBER_WORDS.index(right) == NUMBER_WORDS.index(last[-1]) + 1
+
+
+def test_drill_documents_are_correct_arithmetic_in_range():
+    import re
+
+    from rlearly.data.world import World
+    cfg = WorldConfig(max_value=40, drill_fraction=1.0, math_fraction=1.0)
+    w = World(cfg)
+    rng = np.random.default_rng(3)
+    facts = [m for _ in range(50) for m in re.findall(r"(\d+) ([-+*/]) (\d+) = (\d+)\.", w.pretrain_document(rng))]
+    assert len(facts) == 50 * 8
+    ops = {"+": int.__add__, "-": int.__sub__, "*": int.__mul__, "/": int.__floordiv__}
+    for a, op, b, c in facts:
+        a, b, c = int(a), int(b), int(c)
+        assert ops[op](a, b) == c and 2 <= c <= 40
+        if op == "/":
+            assert a % b == 0
+    assert {op for _, op, _, _ in facts} == set("+-*/")
+
+
+def test_max_people_one_gives_single_person_chains():
+    w = MathWorld(WorldConfig(max_people=1, n_train=200, n_test=50, n_hard=20))
+    for split in ("train", "test", "hard"):
+        assert all(p.key.startswith("C:") for p in w.split(split))  # C = one person's chain

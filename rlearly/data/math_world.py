@@ -153,11 +153,12 @@ def _gen_chain(rng, n_events: int, max_value: int, name: str, gender: str) -> Ch
     return Chain(name, gender, start, tuple(events))
 
 
-def _gen_spec(rng: np.random.Generator, n_ops: int, max_value: int) -> Spec:
+def _gen_spec(rng: np.random.Generator, n_ops: int, max_value: int, max_people: int = 3) -> Spec:
     """One random problem with exactly n_ops operations (resampled until every value is in range)."""
     while True:
         u = rng.random()  # structure: one person 35%, two 45%, three 20% (one op: half and half)
         n_chains = (1 if u < 0.5 else 2) if n_ops == 1 else (1 if u < 0.35 else 2 if u < 0.8 else 3)
+        n_chains = min(n_chains, max_people)
         # events of a multi-person problem are spread over the people at random (some may have none)
         owners = rng.integers(n_chains, size=n_ops - (n_chains - 1))
         people = np.argsort(rng.random(len(NAMES)))[:n_chains]  # distinct names
@@ -423,7 +424,7 @@ class MathWorld:
             if attempts > 200 * size + 10_000:
                 raise DataError(f"could only make {len(out)} of {size} distinct '{name}' problems with "
                                 f"{lo}-{hi} operations and max_value={self.cfg.max_value}; lower the split size")
-            spec = _gen_spec(rng, int(rng.integers(lo, hi + 1)), self.cfg.max_value)
+            spec = _gen_spec(rng, int(rng.integers(lo, hi + 1)), self.cfg.max_value, self.cfg.max_people)
             key = problem_key(spec)
             if key in taken:
                 continue
@@ -474,7 +475,7 @@ class MathWorld:
         reserved = self.reserved_keys()
         lo, hi = self._ops_range(hard)
         for _ in range(10_000):
-            spec = _gen_spec(rng, int(rng.integers(lo, hi + 1)), self.cfg.max_value)
+            spec = _gen_spec(rng, int(rng.integers(lo, hi + 1)), self.cfg.max_value, self.cfg.max_people)
             key = problem_key(spec)
             if key not in reserved:
                 return self.make_problem(spec, "pretrain", f"pretrain-{stable_seed(key) % 10**10:010d}")
@@ -494,3 +495,17 @@ class MathWorld:
 
     def pretrain_document(self, rng: np.random.Generator, hard: bool = False) -> str:
         return self.document_for(self.sample_pretrain_problem(rng, hard), rng)
+
+    def drill_document(self, rng: np.random.Generator, n_facts: int = 8) -> str:
+        """Bare arithmetic facts in the solutions' notation ("17 + 5 = 22."), every value in
+        [2, max_value]: the basic-math share of a pretraining mix (the paper's has such sources)."""
+        facts = []
+        while len(facts) < n_facts:
+            v = int(rng.integers(2, self.cfg.max_value + 1))
+            op = _OPS[int(rng.integers(len(_OPS)))]
+            cands = _operands(v, op, self.cfg.max_value)
+            if cands:
+                n = cands[int(rng.integers(len(cands)))]
+                a, b = (n, v) if op in "+*" and rng.random() < 0.5 else (v, n)  # both operand orders
+                facts.append(f"{a} {op} {b} = {_apply(v, op, n)}.")
+        return " ".join(facts)

@@ -23,6 +23,8 @@ class World:
     def pretrain_document(self, rng: np.random.Generator) -> str:
         """A math document with prob. math_fraction (hard with prob. hard_fraction), else a general one."""
         if rng.random() < self.cfg.math_fraction:
+            if rng.random() < self.cfg.drill_fraction:
+                return self.math.drill_document(rng)
             return self.math.pretrain_document(rng, hard=bool(rng.random() < self.cfg.hard_fraction))
         return self.general.document(rng)
 

@@ -86,8 +86,10 @@ def run(cfg: Config, out_dir: str | Path, *, show_progress: bool = True, stop_af
                        grad_norm=float(gnorm), tok_per_s=len(losses) * pc.tokens_per_step / dt,
                        elapsed_s=round(elapsed, 2),
                        **{f"heldout_{k}": heldout_nll(model, b) for k, b in heldout.items()})
-            if is_ckpt:
-                row["greedy_fewshot_acc"] = greedy_accuracy(model, tok, world.math, n_problems=100)
+            if is_ckpt:  # zero-shot (the format is rare in pretraining) and 2-shot with graded exemplars
+                for shots in (0, 2):
+                    acc = greedy_accuracy(model, tok, world.math, n_problems=100, shots=shots)
+                    row[f"greedy_{shots}shot_answer"], row[f"greedy_{shots}shot_graded"] = acc["answer"], acc["graded"]
             log.write(**row)
             losses, t_log = [], time.perf_counter()
             model.train()
