@@ -43,3 +43,9 @@ def tiny_ckpt(tiny_pretrain_run):
     from rlearly.train import pretrain
 
     return pretrain.list_checkpoints(tiny_pretrain_run[1])[-1]
+
+
+def pytest_configure(config):
+    # the test models are tiny: one thread avoids synchronisation overhead (and oversubscription when
+    # another job shares the two cores), which is several times faster here
+    torch.set_num_threads(1)
