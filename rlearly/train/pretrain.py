@@ -8,6 +8,7 @@ Checkpoints sit on the cosine schedule where they fall: they are not annealed (a
 """
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -22,7 +23,6 @@ from rlearly.model import LlamaLM
 from rlearly.tokenizer import Tokenizer, train_tokenizer
 from rlearly.train.common import (MetricsLog, claim_run_dir, cosine_lr, make_adamw, progress, resume_latest,
                                   set_lr, set_threads, write_atomic)
-import json
 
 
 def ckpt_name(tokens: int) -> str:
