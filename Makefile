@@ -25,9 +25,9 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
 
-# The default study runner lands with issue #5; until then `make report` pretrains the default model.
+# The default study, node by node (finished nodes are skipped). Notebooks and HTML reports: issue #5.
 report: $(STAMP)
-	$(BIN)/rlearly pretrain --preset small --out runs/default/pretrain
+	$(BIN)/rlearly study run studies/default.yaml
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -3,6 +3,7 @@
     rlearly config  [--config F] [--preset P] [key=value ...]     print the resolved config
     rlearly pretrain [--config F] [--preset P] [--out DIR] [key=value ...]
     rlearly branch CHECKPOINT --method M [--out DIR] [key=value ...]   post-train from a checkpoint
+    rlearly study run|status SPEC [--root DIR]                     a whole study, cached node by node
     rlearly eval CHECKPOINT [--split test --n 32 --k 1,8,32]      pass@k table + general capability
     rlearly info CHECKPOINT                                       lineage and shape of a checkpoint
 """
@@ -38,6 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. rl.lr=1e-4 rl.steps=100")
     p.add_argument("--out", help="branch directory (default <run>/branch/<method>/<checkpoint>/<config hash>)")
     p.add_argument("--no-progress", action="store_true")
+    p = sub.add_parser("study", help="run a study spec (pretrain -> branches -> evaluations), or show its status")
+    p.add_argument("action", choices=["run", "status"])
+    p.add_argument("spec", help="study YAML, e.g. studies/tiny.yaml")
+    p.add_argument("--root", help="study directory (default runs/<study name>)")
     p = sub.add_parser("info", help="show a checkpoint's lineage and model shape")
     p.add_argument("checkpoint")
     p = sub.add_parser("eval", help="pass@k of a checkpoint (samples stored once, reused) + general capability")
@@ -103,6 +108,19 @@ def _dispatch(args) -> int:
         print(json.dumps({"params": model.num_params(), "vocab": tok.vocab_size, **meta}, indent=2))
     elif args.cmd == "branch":
         _branch(args)
+    elif args.cmd == "study":
+        from rlearly import study
+
+        spec = study.load_study(args.spec)
+        root = Path(args.root or f"runs/{spec.name}")
+        if args.action == "run":
+            study.run(spec, root)
+            print(f"done: {root} (tables in {root / 'tables'})")
+        else:
+            rows = study.status(spec, root)
+            for key, done in rows:
+                print(f"{'done' if done else 'todo'}  {key}")
+            print(f"{sum(d for _, d in rows)}/{len(rows)} nodes done")
     elif args.cmd == "eval":
         _eval(args)
     return 0

@@ -57,13 +57,15 @@ def total_steps(method: str, cfg: Config) -> int:
 
 
 def run(cfg: Config, parent: str | Path, out_dir: str | Path, method: str, *, show_progress: bool = True,
-        stop_after: int | None = None) -> Path:
-    """Train branch `method` from checkpoint `parent` into `out_dir` (resuming if interrupted)."""
+        stop_after: int | None = None, sft_dir: str | Path | None = None) -> Path:
+    """Train branch `method` from checkpoint `parent` into `out_dir` (resuming if interrupted).
+    For `sft_rl`, `sft_dir` names the SFT branch to start from (run there if unfinished; default <out>/sft)."""
     if method not in METHODS:
         raise ConfigError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
     out = Path(out_dir)
     if method == "sft_rl":  # the paper's pipeline: RL from the SFT branch of the same checkpoint
-        sft_dir = run(cfg, parent, out / "sft", "sft", show_progress=show_progress, stop_after=stop_after)
+        sft_dir = run(cfg, parent, sft_dir or out / "sft", "sft", show_progress=show_progress,
+                      stop_after=stop_after)
         if not (sft_dir / "DONE").exists():
             return out
         return _run(cfg, sft_dir / "final", out, "rl", "sft_rl", show_progress, stop_after)
@@ -85,7 +87,9 @@ def _run(cfg: Config, parent: Path, out: Path, method: str, label: str, show_pro
     steps = total_steps(method, cfg)
     step, elapsed = resume_latest([out / "state"], model, recipe.optimizers, log)
     lineage = dict(method=label, parent=str(parent), parent_id=_weights_id(parent_meta),
-                   parent_tokens=parent_meta.get("tokens"), seed=cfg.seed, config_hash=cfg.hash())
+                   # pretraining tokens of the start checkpoint M_t, carried through SFT for sft_rl
+                   parent_tokens=parent_meta.get("tokens", parent_meta.get("parent_tokens")),
+                   seed=cfg.seed, config_hash=cfg.hash())
     eval_problems = task.problems("test")[:cfg.branch.eval_problems]
     end = steps if stop_after is None else min(steps, stop_after)
     bar = progress(steps, step, label, show_progress)

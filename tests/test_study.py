@@ -1,0 +1,79 @@
+"""The study runner on studies/tiny.yaml: plans, runs every node once, skips finished ones, writes tables."""
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from rlearly import study
+from rlearly.errors import ConfigError
+
+TINY = Path(__file__).parent.parent / "studies" / "tiny.yaml"
+
+
+@pytest.fixture(scope="module")
+def tiny_study(tmp_path_factory):
+    spec = study.load_study(TINY)
+    root = tmp_path_factory.mktemp("study") / "tiny"
+    study.run(spec, root, log=lambda *a: None)
+    return spec, root
+
+
+def test_every_node_done_and_second_run_does_nothing(tiny_study):
+    spec, root = tiny_study
+    nodes = study.plan(spec, root)
+    assert len(nodes) == 1 + 2 * 5 + 2 * 6  # pretrain, 2 checkpoints x 5 methods, 12 evaluations
+    assert all(n.done for n in nodes)
+    ran = []
+    study.run(spec, root, log=ran.append)
+    assert ran == [f"study tiny: {len(nodes)} nodes, {len(nodes)} done, 0 to run"]
+
+
+def test_sft_rl_starts_from_the_studys_sft_branch(tiny_study):
+    spec, root = tiny_study
+    sft_rl = next((root / "branch" / "sft_rl").glob("*/*/final"))
+    meta = json.loads((sft_rl / "meta.json").read_text())
+    ck = sft_rl.parent.parent.name
+    assert meta["parent"] == str(next((root / "branch" / "sft" / ck).glob("*")) / "final")
+    assert meta["parent_tokens"] == int(ck.split("-")[1])  # the pretraining tokens of M_t
+    assert not (sft_rl.parent / "sft").exists()  # no second SFT run
+
+
+def test_tables_agree_with_the_stored_evaluations(tiny_study):
+    spec, root = tiny_study
+    passk = pd.read_csv(root / "tables" / "passk.csv")
+    assert set(passk["method"]) == {"base", "rl", "sft", "sft_gold", "sft_rl", "parallel"}
+    assert len(passk) == 12 * len(spec.eval.ks)
+    for f in (root / "eval").glob("*/test.json"):
+        r = json.loads(f.read_text())
+        got = passk[passk["checkpoint_id"] == r["checkpoint_id"]].set_index("k")["pass_at_k"]
+        assert [got[p["k"]] for p in r["passk"]] == pytest.approx([p["pass_at_k"] for p in r["passk"]])
+    base = passk[passk["method"] == "base"]
+    assert set(base["prompt_mode"]) == {"few-shot"} and set(passk[passk["method"] == "rl"]["prompt_mode"]) == {"zero-shot"}
+    general = pd.read_csv(root / "tables" / "general.csv")
+    assert {"heldout_nll", "probe_acc"} <= set(general["metric"])
+    branch = pd.read_csv(root / "tables" / "branch_metrics.csv")
+    assert set(branch["method"]) == {"rl", "sft", "sft_gold", "sft_rl", "parallel"}
+
+
+def test_a_lost_evaluation_is_the_only_node_rerun(tiny_study):
+    spec, root = tiny_study
+    victim = next((root / "eval").glob("*/test.json"))
+    before = victim.read_text()
+    victim.unlink()
+    logs = []
+    study.run(spec, root, log=logs.append)
+    assert logs[0].endswith("1 to run") and victim.read_text() == before  # same stored samples, same numbers
+
+
+@pytest.mark.parametrize("text,needle", [
+    ("name: x\nbogus: 1\n", "unknown config key 'bogus'"),
+    ("name: x\nbranch:\n  methods: [dpo]\n", "unknown method 'dpo'"),
+    ("name: x\neval:\n  n: 4\n  ks: [8]\n", "eval.ks=[8] must lie in [1, eval.n=4]"),
+    ("name: x\nconfig:\n  model.n_layr: 2\n", "unknown config key 'model.n_layr'"),
+])
+def test_bad_study_specs_name_the_problem(tmp_path, text, needle):
+    f = tmp_path / "s.yaml"
+    f.write_text(text)
+    with pytest.raises(ConfigError, match=needle.replace("[", r"\[").replace("]", r"\]")):
+        study.load_study(f)
