@@ -1,0 +1,414 @@
+"""Figures for the notebooks and the report (DESIGN §5 `plots.py`, PAPER §1 figures 1–6).
+
+Owns: every figure a notebook shows, drawn from the study runner's tidy tables (`passk`, `general`,
+`pretrain_metrics`, `branch_metrics`, plus small coverage / readiness / solve-rate tables), and the one
+colour per method (`METHOD_COLORS`) that makes every figure agree. Each function takes DataFrames plus
+options and returns a pyplot-managed `matplotlib.figure.Figure` (close it with `plt.close(fig)`); nothing
+here reads or writes files (the caller saves) or picks a backend.
+
+No statistics are computed here beyond two views of the tables:
+  - seeds: where a table holds several seeds, a line/bar is the **mean over seeds** and a band or error
+    bar spans the **lowest `ci_low` to the highest `ci_high`** across seeds (an envelope of the per-seed
+    bootstrap CIs, not a CI of the mean); without CI columns it spans the seed min..max;
+  - deltas: branch − base at the same `parent_tokens`, each side averaged over seeds first. Paired CIs of
+    a delta come from `rlearly.passk.compare`, not from here.
+Bad input (empty table, missing column, no rows for the asked split/k/metric) raises ValueError naming it.
+"""
+from __future__ import annotations
+
+import functools
+import math
+import warnings
+import zlib
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib import ticker
+
+# one colour per method, seaborn "colorblind" hues; base is neutral grey (PAPER §1 figures: base vs recipes)
+METHOD_COLORS = {
+    "base": "#555555",
+    "rl": "#0173b2",
+    "sft": "#de8f05",
+    "sft_gold": "#ca9161",
+    "sft_rl": "#029e73",
+    "parallel": "#cc78bc",
+    "combined": "#56b4e9",
+    "interleaved": "#d55e00",
+}
+METHOD_LABELS = {"base": "base M_t", "rl": "RL", "sft": "SFT", "sft_gold": "SFT-Gold", "sft_rl": "SFT→RL",
+                 "parallel": "parallel", "combined": "combined", "interleaved": "interleaved"}
+_FALLBACK_COLORS = ("#fbafe4", "#ece133", "#949494", "#8c564b", "#17becf")
+COVERAGE_COLORS = {"both": "#8da0cb", "branch_only": "#1b9e77", "start_only": "#e7298a", "neither": "#dddddd"}
+_PASSK_COLS = ["method", "parent_tokens", "seed", "split", "k", "pass_at_k", "ci_low", "ci_high"]
+
+
+def method_color(method: str) -> str:
+    """The method's fixed colour; an unknown method gets a stable (name-hashed) fallback."""
+    return METHOD_COLORS.get(method) or _FALLBACK_COLORS[zlib.crc32(method.encode()) % len(_FALLBACK_COLORS)]
+
+
+def method_label(method: str) -> str:
+    return METHOD_LABELS.get(method, method)
+
+
+def fmt_tokens(tokens) -> str:
+    """4200000 -> '4.2M', 2.1e9 -> '2.1B'."""
+    t = float(tokens)
+    for div, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if abs(t) >= div:
+            return f"{t / div:.3g}{suffix}"
+    return f"{t:.3g}"
+
+
+# ---------------------------------------------------------------- helpers
+
+def _styled(fn):
+    """Draw inside seaborn's whitegrid style without touching the caller's global rcParams."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with sns.axes_style("whitegrid"), sns.plotting_context("notebook", font_scale=0.85):
+            return fn(*args, **kwargs)
+    return wrapper
+
+
+def _order(methods) -> list[str]:
+    known = [m for m in METHOD_COLORS if m in set(methods)]
+    return known + sorted(set(methods) - set(known))
+
+
+def _require(df, name: str, cols) -> pd.DataFrame:
+    if df is None or len(df) == 0:
+        raise ValueError(f"{name} table is empty")
+    missing = [c for c in cols if c not in df.columns]
+    if missing:
+        raise ValueError(f"{name} table lacks column(s) {missing}; it has {list(df.columns)}")
+    return df
+
+
+def _select(df: pd.DataFrame, name: str, **where) -> pd.DataFrame:
+    """Rows whose column equals the value (or is in the list); an empty result is an error naming it."""
+    for col, want in where.items():
+        if want is None:
+            continue
+        wants = list(want) if isinstance(want, (list, tuple, set, np.ndarray)) else [want]
+        sub = df[df[col].isin(wants)]
+        if sub.empty:
+            have = sorted(df[col].dropna().unique().tolist())
+            shown = repr(wants[0]) if len(wants) == 1 else repr(wants)
+            raise ValueError(f"{name} table has no rows for {col} {shown} (it has {have})")
+        df = sub
+    return df
+
+
+def _check_unique(df: pd.DataFrame, name: str, keys: list[str], id_cols=("checkpoint_id", "prompt_mode", "n")):
+    dup = df[df.duplicated(keys, keep=False)]
+    if len(dup):
+        varying = [c for c in id_cols if c in dup and dup.groupby(keys)[c].nunique(dropna=False).max() > 1]
+        why = f"differing in {varying}; filter the table to one of each first" if varying else "exact duplicates"
+        raise ValueError(f"{name} table has several rows per {keys} ({why})")
+
+
+def _passk_table(passk, split: str, **where) -> pd.DataFrame:
+    """One row per (method, parent_tokens, k): mean pass@k over seeds, CI envelope over seeds."""
+    df = _select(_require(passk, "passk", _PASSK_COLS), "passk", split=split, **where)
+    _check_unique(df, f"passk (split {split!r})", ["method", "parent_tokens", "seed", "k"])
+    return df.groupby(["method", "parent_tokens", "k"], as_index=False).agg(
+        pass_at_k=("pass_at_k", "mean"), ci_low=("ci_low", "min"), ci_high=("ci_high", "max"))
+
+
+def _minus_base(df: pd.DataFrame, value: str, name: str) -> pd.DataFrame:
+    """Branch rows with `delta` = value − base value at the same parent_tokens (one row per method, parent)."""
+    base = df[df["method"] == "base"].set_index("parent_tokens")[value]
+    if base.empty:
+        raise ValueError(f"{name} table has no 'base' rows to take deltas against")
+    branches = df[df["method"] != "base"]
+    orphans = sorted(set(branches["parent_tokens"]) - set(base.index))
+    if orphans:
+        warnings.warn(f"{name}: no base rows at parent_tokens {orphans}; their branches are left out")
+    branches = branches[branches["parent_tokens"].isin(base.index)]
+    if branches.empty:
+        raise ValueError(f"{name} table has no branch rows with a base at the same parent_tokens")
+    return branches.assign(delta=branches[value].to_numpy() - base.loc[branches["parent_tokens"]].to_numpy())
+
+
+def _panels(n: int, *, sharex=False, sharey=True, width=3.8, height=3.0, max_cols=4):
+    ncols = min(n, max_cols)
+    nrows = math.ceil(n / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols + 1.5, height * nrows), sharex=sharex,
+                             sharey=sharey, squeeze=False, layout="constrained")
+    axes = list(axes.flat)
+    for ax in axes[n:]:  # the unused tail of the last row
+        ax.remove()
+    return fig, axes[:n]
+
+
+def _ylabel(axes, text: str):
+    for ax in axes:
+        if ax.get_subplotspec().is_first_col():
+            ax.set_ylabel(text)
+
+
+def _fig_legend(fig, axes, title=None):
+    """One figure legend with every label met in any panel (a method absent from panel 1 still shows)."""
+    handles = {}
+    for ax in axes:
+        for h, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, h)
+    fig.legend(list(handles.values()), list(handles), loc="outside right upper", title=title, frameon=False)
+
+
+def _token_axis(ax, values, log=True):
+    if log:
+        ax.set_xscale("log")
+    ax.xaxis.set_minor_locator(ticker.NullLocator())
+    ax.set_xticks(sorted(set(values)), [fmt_tokens(v) for v in sorted(set(values))])
+    ax.set_xlabel("pretraining tokens of M_t")
+
+
+def _grouped_bars(ax, d: pd.DataFrame, value: str):
+    """Bars of `value`, groups on x = parent_tokens, one bar (and BarContainer) per method, zero line."""
+    parents = sorted(d["parent_tokens"].unique())
+    methods = _order(d["method"].unique())
+    width = 0.8 / len(methods)
+    pos = {p: i for i, p in enumerate(parents)}
+    for j, m in enumerate(methods):
+        dm = d[d["method"] == m].sort_values("parent_tokens")
+        xs = [pos[p] + (j - (len(methods) - 1) / 2) * width for p in dm["parent_tokens"]]
+        ax.bar(xs, dm[value], width=width, color=method_color(m), label=method_label(m))
+    ax.axhline(0.0, color="0.2", lw=0.8)
+    ax.set_xticks(range(len(parents)), [fmt_tokens(p) for p in parents])
+    ax.set_xlabel("pretraining tokens of M_t")
+
+
+# ---------------------------------------------------------------- pass@k
+
+@_styled
+def passk_curves(passk: pd.DataFrame, parent_tokens=None, split: str = "test"):
+    """pass@k vs k (log2 x), one line per method with its CI band, one panel per parent_tokens (shared y).
+
+    PAPER figures 1–3 analogue. `parent_tokens`: None (all), one value or a list. Several seeds: mean line,
+    band = lowest ci_low .. highest ci_high over seeds.
+    """
+    df = _passk_table(passk, split, parent_tokens=parent_tokens)
+    parents = sorted(df["parent_tokens"].unique())
+    fig, axes = _panels(len(parents))
+    for ax, pt in zip(axes, parents):
+        sub = df[df["parent_tokens"] == pt]
+        for m in _order(sub["method"].unique()):
+            d = sub[sub["method"] == m].sort_values("k")
+            ax.plot(d["k"], d["pass_at_k"], marker="o", ms=3, color=method_color(m), label=method_label(m))
+            ax.fill_between(d["k"], d["ci_low"], d["ci_high"], color=method_color(m), alpha=0.15, lw=0)
+        ax.set_xscale("log", base=2)
+        ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.set(title=f"M_t at {fmt_tokens(pt)} tokens", xlabel="k")
+    _ylabel(axes, f"pass@k ({split})")
+    fig.suptitle(f"pass@k vs k, split '{split}' (band: CI, envelope over seeds)")
+    _fig_legend(fig, axes, "method")
+    return fig
+
+
+@_styled
+def checkpoint_sweep(passk: pd.DataFrame, ks=(1, 8, 32), split: str = "test"):
+    """pass@k vs the start checkpoint's pretraining tokens (log x): one panel per k, one line per method
+    with CI error bars — "when does RL start working" (PAPER §1a, headline finding 1)."""
+    df = _passk_table(passk, split)
+    for k in ks:
+        _select(df, f"passk (split {split!r})", k=k)
+    fig, axes = _panels(len(ks), sharex=True)
+    for ax, k in zip(axes, ks):
+        sub = df[df["k"] == k]
+        for m in _order(sub["method"].unique()):
+            d = sub[sub["method"] == m].sort_values("parent_tokens")
+            y = d["pass_at_k"].to_numpy(float)
+            yerr = np.clip([y - d["ci_low"].to_numpy(float), d["ci_high"].to_numpy(float) - y], 0, None)
+            ax.errorbar(d["parent_tokens"], y, yerr=yerr, marker="o", ms=4, capsize=0, color=method_color(m),
+                        label=method_label(m))
+        _token_axis(ax, df["parent_tokens"])
+        ax.set_title(f"pass@{k}")
+    _ylabel(axes, f"pass@k ({split})")
+    fig.suptitle(f"pass@k across pretraining checkpoints, split '{split}' (bars: CI, envelope over seeds)")
+    _fig_legend(fig, axes, "method")
+    return fig
+
+
+def _common_kmax(df: pd.DataFrame) -> int:
+    common = set.intersection(*df.groupby(["method", "parent_tokens"])["k"].apply(set))
+    if not common:
+        raise ValueError("passk table has no k shared by every (method, parent_tokens); pass k_large")
+    return int(max(common))
+
+
+@_styled
+def delta_vs_base(passk: pd.DataFrame, k_small: int = 1, k_large: int | None = None, split: str = "test"):
+    """Δpass@k_small and Δpass@k_large (default: the largest k every method has) of each method against
+    base at the same parent_tokens. Expansion: both up; sharpening: k_small up, k_large down (PAPER §4)."""
+    df = _passk_table(passk, split)
+    k_large = _common_kmax(df) if k_large is None else k_large
+    fig, axes = _panels(2)
+    for ax, k in zip(axes, (k_small, k_large)):
+        sub = _select(df, f"passk (split {split!r})", k=k)
+        _grouped_bars(ax, _minus_base(sub, "pass_at_k", "passk"), "delta")
+        ax.set_title(f"Δpass@{k}")
+    _ylabel(axes, "branch − base")
+    fig.suptitle(f"Change against base, split '{split}': expansion = both up, sharpening = pass@{k_large} down")
+    _fig_legend(fig, axes, "method")
+    return fig
+
+
+@_styled
+def coverage_bars(coverage: pd.DataFrame, normalize: bool = True):
+    """Stacked coverage sets (solved by both / branch only / start only / neither), one panel per method,
+    x = parent_tokens. Several seeds: mean counts. `normalize` shows fractions of problems."""
+    cats = list(COVERAGE_COLORS)
+    _require(coverage, "coverage", ["method", "parent_tokens", *cats])
+    df = coverage.groupby(["method", "parent_tokens"], as_index=False)[cats].mean()
+    if normalize:
+        df[cats] = df[cats].div(df[cats].sum(axis=1).replace(0, np.nan), axis=0)
+    methods = _order(df["method"].unique())
+    fig, axes = _panels(len(methods))
+    for ax, m in zip(axes, methods):
+        d = df[df["method"] == m].sort_values("parent_tokens")
+        x = np.arange(len(d))
+        bottom = np.zeros(len(d))
+        for cat in cats:
+            ax.bar(x, d[cat], bottom=bottom, color=COVERAGE_COLORS[cat], label=cat.replace("_", " "), width=0.7)
+            bottom += d[cat].fillna(0).to_numpy()
+        ax.set_xticks(x, [fmt_tokens(p) for p in d["parent_tokens"]])
+        ax.set(xlabel="pretraining tokens of M_t")
+        ax.set_title(method_label(m), color=method_color(m))
+    _ylabel(axes, "fraction of problems" if normalize else "problems")
+    fig.suptitle("Coverage: problems solved (≥ 1 correct sample) by start M_t and branch")
+    _fig_legend(fig, axes, "solved by")
+    return fig
+
+
+# ---------------------------------------------------------------- general capability and dynamics
+
+@_styled
+def general_deltas(general: pd.DataFrame, metric: str = "probe_acc"):
+    """branch − base of one general-capability metric at the same parent_tokens, bars per method grouped
+    by parent_tokens, zero line (PAPER figure 5 analogue: RL ≈ 0, SFT-family below)."""
+    df = _select(_require(general, "general", ["method", "parent_tokens", "seed", "metric", "value"]),
+                 "general", metric=metric)
+    _check_unique(df, f"general (metric {metric!r})", ["method", "parent_tokens", "seed"], ("checkpoint_id",))
+    df = df.groupby(["method", "parent_tokens"], as_index=False)["value"].mean()
+    fig, axes = _panels(1, width=max(5.0, 1.2 * df["parent_tokens"].nunique()), height=3.5)
+    _grouped_bars(axes[0], _minus_base(df, "value", "general"), "delta")
+    better = "lower is better" if "nll" in metric else "higher is better"
+    axes[0].set_ylabel(f"Δ {metric} (branch − base; {better})")
+    axes[0].set_title(f"General capability against base: {metric}")
+    _fig_legend(fig, axes, "method")
+    return fig
+
+
+@_styled
+def training_curves(branch_metrics: pd.DataFrame, y: str = "reward_mean"):
+    """`y` vs post-training step, one line per method (mean over seeds, band = seed min..max), one panel
+    per parent_tokens. Rows where `y` is NaN (not logged at that step) are skipped."""
+    _require(branch_metrics, "branch_metrics", ["method", "parent_tokens", "step", y])
+    df = branch_metrics.dropna(subset=[y])
+    if df.empty:
+        raise ValueError(f"branch_metrics column {y!r} has no values (all NaN)")
+    agg = df.groupby(["method", "parent_tokens", "step"], as_index=False)[y].agg(["mean", "min", "max", "count"])
+    parents = sorted(agg["parent_tokens"].unique())
+    fig, axes = _panels(len(parents))
+    for ax, pt in zip(axes, parents):
+        sub = agg[agg["parent_tokens"] == pt]
+        for m in _order(sub["method"].unique()):
+            d = sub[sub["method"] == m].sort_values("step")
+            ax.plot(d["step"], d["mean"], color=method_color(m), label=method_label(m))
+            if (d["count"] > 1).any():
+                ax.fill_between(d["step"], d["min"], d["max"], color=method_color(m), alpha=0.15, lw=0)
+        ax.set(title=f"from M_t at {fmt_tokens(pt)} tokens", xlabel="step")
+    _ylabel(axes, y)
+    fig.suptitle(f"{y} during post-training (band: spread over seeds)")
+    _fig_legend(fig, axes, "method")
+    return fig
+
+
+@_styled
+def pretraining_curves(pretrain_metrics: pd.DataFrame, logx: bool = False):
+    """Left: training loss and held-out NLLs vs tokens. Right: greedy accuracies (`greedy_*` columns) at
+    the checkpoints. A run without greedy evaluations gets a note in the right panel, not an error."""
+    pm = _require(pretrain_metrics, "pretrain_metrics", ["tokens"])
+    left = [c for c in ("loss", "heldout_math", "heldout_general") if c in pm and pm[c].notna().any()]
+    if not left:
+        raise ValueError(f"pretrain_metrics has no values for loss/heldout_math/heldout_general; it has "
+                         f"{list(pm.columns)}")
+    greedy = sorted(c for c in pm.columns if c.startswith("greedy_") and pm[c].notna().any())
+    fig, (ax_l, ax_r) = _panels(2, sharey=False, width=4.5)
+    for cols, ax, marker in ((left, ax_l, None), (greedy, ax_r, "o")):
+        for color, col in zip(sns.color_palette("deep"), cols):
+            d = pm[["tokens", col]].dropna().sort_values("tokens")
+            ax.plot(d["tokens"], d[col], marker=marker, ms=4, color=color, label=col)
+        if logx:
+            ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: fmt_tokens(v)))
+        ax.set_xlabel("pretraining tokens")
+    if greedy:
+        ax_r.legend(title="greedy accuracy", frameon=False)
+    else:
+        ax_r.text(0.5, 0.5, "no greedy_* evaluations in pretrain_metrics", ha="center", transform=ax_r.transAxes)
+    ax_l.legend(frameon=False)
+    ax_l.set(title="loss and held-out NLL", ylabel="nats / token")
+    ax_r.set(title="greedy accuracy at checkpoints", ylabel="accuracy")
+    fig.suptitle("Pretraining")
+    return fig
+
+
+# ---------------------------------------------------------------- diagnostics
+
+@_styled
+def readiness_scatter(points: pd.DataFrame, x: str = "base_train_passk", y: str = "rl_delta_pass1"):
+    """x = base pass@k on the RL training prompts, y = RL Δpass@1 on test; one point per parent_tokens
+    (mean over seeds, vertical bar = seed min..max), labelled with its tokens; y = 0 line (PAPER §4)."""
+    _require(points, "readiness points", ["parent_tokens", x, y])
+    agg = points.groupby("parent_tokens", as_index=False).agg(x=(x, "mean"), y=(y, "mean"), lo=(y, "min"),
+                                                              hi=(y, "max"))
+    fig, axes = _panels(1, width=5.0, height=4.0)
+    ax = axes[0]
+    ax.errorbar(agg["x"], agg["y"], yerr=[agg["y"] - agg["lo"], agg["hi"] - agg["y"]], fmt="o", capsize=0,
+                color=method_color("rl"), label="RL branch (bar: seed range)")
+    for _, r in agg.iterrows():
+        ax.annotate(fmt_tokens(r["parent_tokens"]), (r["x"], r["y"]), textcoords="offset points", xytext=(5, 5))
+    ax.axhline(0.0, color="0.2", lw=0.8)
+    ax.set(xlabel=f"{x} (base M_t, RL training prompts)", ylabel=f"{y} (RL − base, test)",
+           title="Readiness: base solve rate on RL prompts vs RL gain")
+    ax.legend(frameon=False)
+    return fig
+
+
+def _rates(start_rates, branch_rates) -> tuple[np.ndarray, np.ndarray]:
+    if isinstance(start_rates, pd.Series) and isinstance(branch_rates, pd.Series):
+        start_rates, branch_rates = start_rates.align(branch_rates, join="inner")  # same problems by id
+    a, b = np.asarray(start_rates, float).ravel(), np.asarray(branch_rates, float).ravel()
+    for name, v in (("start_rates", a), ("branch_rates", b)):
+        if v.size == 0:
+            raise ValueError(f"solve_rate_scatter: {name} is empty (or shares no problem ids with the other)")
+        if np.nanmin(v) < 0 or np.nanmax(v) > 1:
+            raise ValueError(f"solve_rate_scatter: {name} must be rates in [0, 1] (c/n, not counts c)")
+    if a.shape != b.shape:
+        raise ValueError(f"solve_rate_scatter: start_rates and branch_rates cover different problems: "
+                         f"{a.size} vs {b.size}")
+    return a, b
+
+
+@_styled
+def solve_rate_scatter(start_rates, branch_rates, method: str = "rl"):
+    """Per-problem solve rate (c/n) of the start (x) against the branch (y), with the y = x diagonal.
+
+    Arrays in the same problem order, or two Series indexed by problem id (aligned, inner join).
+    """
+    a, b = _rates(start_rates, branch_rates)
+    fig, axes = _panels(1, width=4.5, height=4.5)
+    ax = axes[0]
+    ax.scatter(a, b, s=18, alpha=0.5, color=method_color(method), label=f"problems ({a.size})")
+    ax.plot([0, 1], [0, 1], ls="--", color="0.3", lw=1, label="unchanged (y = x)")
+    ax.set(xlim=(-0.02, 1.02), ylim=(-0.02, 1.02), aspect="equal", xlabel="solve rate of start M_t",
+           ylabel=f"solve rate of {method_label(method)} branch")
+    ax.set_title(f"Per-problem solve rate: up {np.mean(b > a):.0%}, down {np.mean(b < a):.0%}")
+    ax.legend(frameon=False, loc="upper left")
+    return fig
