@@ -341,7 +341,7 @@ def pretraining_curves(pretrain_metrics: pd.DataFrame, logx: bool = False):
     greedy = sorted(c for c in pm.columns if c.startswith("greedy_") and pm[c].notna().any())
     fig, (ax_l, ax_r) = _panels(2, sharey=False, width=4.5)
     for cols, ax, marker in ((left, ax_l, None), (greedy, ax_r, "o")):
-        for color, col in zip(sns.color_palette("deep"), cols):
+        for color, col in zip(sns.color_palette("deep", max(len(cols), 1)), cols):
             d = pm[["tokens", col]].dropna().sort_values("tokens")
             ax.plot(d["tokens"], d[col], marker=marker, ms=4, color=color, label=col)
         if logx:

@@ -100,7 +100,8 @@ class RLRecipe:
         loss, stats = grpo_loss(lp, ro.old_logprobs[rows], adv[rows], mask, ref_lp, rc.kl_coef,
                                 clip_low=rc.clip_low, clip_high=rc.clip_high, dual_clip=rc.dual_clip or None,
                                 kl_estimator=rc.kl_estimator, agg=rc.loss_agg, max_len=rc.max_new_tokens)
-        stats["entropy"] = entropy_from_logits(logits.detach(), mask)
+        sel = mask.bool()  # entropy over response positions only: a third of the (n, L, V) softmax
+        stats["entropy"] = entropy_from_logits(logits.detach()[sel], mask[sel])
         return loss, stats
 
     def minibatches(self, step: int, n: int) -> list[np.ndarray]:
