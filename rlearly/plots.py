@@ -370,7 +370,8 @@ def readiness_scatter(points: pd.DataFrame, x: str = "base_train_passk", y: str 
                                                               hi=(y, "max"))
     fig, axes = _panels(1, width=5.0, height=4.0)
     ax = axes[0]
-    ax.errorbar(agg["x"], agg["y"], yerr=[agg["y"] - agg["lo"], agg["hi"] - agg["y"]], fmt="o", capsize=0,
+    x_, y_, lo, hi = (agg[c].to_numpy(float) for c in ("x", "y", "lo", "hi"))
+    ax.errorbar(x_, y_, yerr=[y_ - lo, hi - y_], fmt="o", capsize=0,
                 color=method_color("rl"), label="RL branch (bar: seed range)")
     for _, r in agg.iterrows():
         ax.annotate(fmt_tokens(r["parent_tokens"]), (r["x"], r["y"]), textcoords="offset points", xytext=(5, 5))

@@ -77,3 +77,15 @@ def test_bad_study_specs_name_the_problem(tmp_path, text, needle):
     f.write_text(text)
     with pytest.raises(ConfigError, match=needle.replace("[", r"\[").replace("]", r"\]")):
         study.load_study(f)
+
+
+def test_paper_1b_spec_loads_and_plans_the_papers_shape(tmp_path):
+    spec = study.load_study(TINY.parent / "paper-1b.yaml")
+    cfg = spec.base_config()
+    assert (cfg.model.n_layer, cfg.model.n_embd, cfg.pretrain.tokens) == (16, 2048, 50_000_000_000)
+    assert cfg.pretrain.tokens_per_step == 512 * 4096
+    assert [s // 1000 for s in cfg.pretrain.checkpoint_steps()[:-1]] == [1, 2, 3, 5, 6, 7, 10, 14, 22]
+    rl = spec.branch_config(0).rl
+    assert (rl.group_size, rl.prompts_per_step, rl.lr, rl.kl_coef) == (32, 512, 1e-6, 0.001)
+    nodes = study.plan(spec, tmp_path)
+    assert sum(n.kind == "branch" for n in nodes) == 9 * 5 * 4  # nine checkpoints, 5 recipes, 4 seeds
