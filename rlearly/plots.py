@@ -1,18 +1,18 @@
 """Figures for the notebooks and the report (DESIGN §5 `plots.py`, PAPER §1 figures 1–6).
 
 Owns: every figure a notebook shows, drawn from the study runner's tidy tables (`passk`, `general`,
-`pretrain_metrics`, `branch_metrics`, plus small coverage / readiness / solve-rate tables), and the one
-colour per method (`METHOD_COLORS`) that makes every figure agree. Each function takes DataFrames plus
-options and returns a pyplot-managed `matplotlib.figure.Figure` (close it with `plt.close(fig)`); nothing
-here reads or writes files (the caller saves) or picks a backend.
+`pretrain_metrics`, `branch_metrics`, small coverage / readiness / solve-rate tables), and the one colour
+per method (`METHOD_COLORS`) that makes every figure agree. Each function takes DataFrames plus options
+and returns a pyplot-managed Figure (close it with `plt.close(fig)`); nothing here reads or writes files
+(the caller saves) or picks a backend. Bad input (empty table, missing column, no rows for the asked
+split/k/metric) raises ValueError naming what is missing.
 
-No statistics are computed here beyond two views of the tables:
-  - seeds: where a table holds several seeds, a line/bar is the **mean over seeds** and a band or error
-    bar spans the **lowest `ci_low` to the highest `ci_high`** across seeds (an envelope of the per-seed
-    bootstrap CIs, not a CI of the mean); without CI columns it spans the seed min..max;
-  - deltas: branch − base at the same `parent_tokens`, each side averaged over seeds first. Paired CIs of
-    a delta come from `rlearly.passk.compare`, not from here.
-Bad input (empty table, missing column, no rows for the asked split/k/metric) raises ValueError naming it.
+Only two views of the tables are computed here; pass@k, CIs and coverage come from `rlearly.passk`:
+  - seeds: a line/bar is the **mean over seeds**; its band or error bar spans the **lowest `ci_low` to the
+    highest `ci_high`** across seeds (an envelope of per-seed CIs, not a CI of the mean); tables without
+    CIs (training curves, readiness) show the seed min..max instead;
+  - deltas: branch − base at the same `parent_tokens`, each side averaged over seeds first (paired CIs of
+    a delta come from `rlearly.passk.compare`).
 """
 from __future__ import annotations
 
@@ -28,16 +28,8 @@ import seaborn as sns
 from matplotlib import ticker
 
 # one colour per method, seaborn "colorblind" hues; base is neutral grey (PAPER §1 figures: base vs recipes)
-METHOD_COLORS = {
-    "base": "#555555",
-    "rl": "#0173b2",
-    "sft": "#de8f05",
-    "sft_gold": "#ca9161",
-    "sft_rl": "#029e73",
-    "parallel": "#cc78bc",
-    "combined": "#56b4e9",
-    "interleaved": "#d55e00",
-}
+METHOD_COLORS = {"base": "#555555", "rl": "#0173b2", "sft": "#de8f05", "sft_gold": "#ca9161", "sft_rl": "#029e73",
+                 "parallel": "#cc78bc", "combined": "#56b4e9", "interleaved": "#d55e00"}
 METHOD_LABELS = {"base": "base M_t", "rl": "RL", "sft": "SFT", "sft_gold": "SFT-Gold", "sft_rl": "SFT→RL",
                  "parallel": "parallel", "combined": "combined", "interleaved": "interleaved"}
 _FALLBACK_COLORS = ("#fbafe4", "#ece133", "#949494", "#8c564b", "#17becf")
@@ -151,18 +143,20 @@ def _ylabel(axes, text: str):
             ax.set_ylabel(text)
 
 
-def _fig_legend(fig, axes, title=None):
+def _fig_legend(fig, axes, title="method", by_method=True):
     """One figure legend with every label met in any panel (a method absent from panel 1 still shows)."""
     handles = {}
     for ax in axes:
         for h, label in zip(*ax.get_legend_handles_labels()):
             handles.setdefault(label, h)
+    if by_method:  # the palette's order, whichever panel a method first appears in
+        rank = {method_label(m): i for i, m in enumerate(METHOD_COLORS)}
+        handles = dict(sorted(handles.items(), key=lambda kv: rank.get(kv[0], len(rank))))
     fig.legend(list(handles.values()), list(handles), loc="outside right upper", title=title, frameon=False)
 
 
-def _token_axis(ax, values, log=True):
-    if log:
-        ax.set_xscale("log")
+def _token_axis(ax, values):
+    ax.set_xscale("log")
     ax.xaxis.set_minor_locator(ticker.NullLocator())
     ax.set_xticks(sorted(set(values)), [fmt_tokens(v) for v in sorted(set(values))])
     ax.set_xlabel("pretraining tokens of M_t")
@@ -187,11 +181,8 @@ def _grouped_bars(ax, d: pd.DataFrame, value: str):
 
 @_styled
 def passk_curves(passk: pd.DataFrame, parent_tokens=None, split: str = "test"):
-    """pass@k vs k (log2 x), one line per method with its CI band, one panel per parent_tokens (shared y).
-
-    PAPER figures 1–3 analogue. `parent_tokens`: None (all), one value or a list. Several seeds: mean line,
-    band = lowest ci_low .. highest ci_high over seeds.
-    """
+    """pass@k vs k (log2 x), one line per method with its CI band, one panel per parent_tokens (shared y):
+    PAPER figures 1–3. `parent_tokens`: None (all), one value or a list. Seeds: mean line, CI envelope."""
     df = _passk_table(passk, split, parent_tokens=parent_tokens)
     parents = sorted(df["parent_tokens"].unique())
     fig, axes = _panels(len(parents))
@@ -206,7 +197,7 @@ def passk_curves(passk: pd.DataFrame, parent_tokens=None, split: str = "test"):
         ax.set(title=f"M_t at {fmt_tokens(pt)} tokens", xlabel="k")
     _ylabel(axes, f"pass@k ({split})")
     fig.suptitle(f"pass@k vs k, split '{split}' (band: CI, envelope over seeds)")
-    _fig_legend(fig, axes, "method")
+    _fig_legend(fig, axes)
     return fig
 
 
@@ -230,15 +221,8 @@ def checkpoint_sweep(passk: pd.DataFrame, ks=(1, 8, 32), split: str = "test"):
         ax.set_title(f"pass@{k}")
     _ylabel(axes, f"pass@k ({split})")
     fig.suptitle(f"pass@k across pretraining checkpoints, split '{split}' (bars: CI, envelope over seeds)")
-    _fig_legend(fig, axes, "method")
+    _fig_legend(fig, axes)
     return fig
-
-
-def _common_kmax(df: pd.DataFrame) -> int:
-    common = set.intersection(*df.groupby(["method", "parent_tokens"])["k"].apply(set))
-    if not common:
-        raise ValueError("passk table has no k shared by every (method, parent_tokens); pass k_large")
-    return int(max(common))
 
 
 @_styled
@@ -246,15 +230,18 @@ def delta_vs_base(passk: pd.DataFrame, k_small: int = 1, k_large: int | None = N
     """Δpass@k_small and Δpass@k_large (default: the largest k every method has) of each method against
     base at the same parent_tokens. Expansion: both up; sharpening: k_small up, k_large down (PAPER §4)."""
     df = _passk_table(passk, split)
-    k_large = _common_kmax(df) if k_large is None else k_large
-    fig, axes = _panels(2)
+    if k_large is None:  # the largest k that every (method, parent_tokens) has
+        k_large = max(set.intersection(*df.groupby(["method", "parent_tokens"])["k"].apply(set)), default=None)
+        if k_large is None:
+            raise ValueError("passk table has no k shared by every (method, parent_tokens); pass k_large")
+    fig, axes = _panels(2, width=4.5)
     for ax, k in zip(axes, (k_small, k_large)):
         sub = _select(df, f"passk (split {split!r})", k=k)
         _grouped_bars(ax, _minus_base(sub, "pass_at_k", "passk"), "delta")
         ax.set_title(f"Δpass@{k}")
     _ylabel(axes, "branch − base")
-    fig.suptitle(f"Change against base, split '{split}': expansion = both up, sharpening = pass@{k_large} down")
-    _fig_legend(fig, axes, "method")
+    fig.suptitle(f"Δ against base ('{split}'): expansion = both up; sharpening = pass@{k_large} down")
+    _fig_legend(fig, axes)
     return fig
 
 
@@ -281,7 +268,7 @@ def coverage_bars(coverage: pd.DataFrame, normalize: bool = True):
         ax.set_title(method_label(m), color=method_color(m))
     _ylabel(axes, "fraction of problems" if normalize else "problems")
     fig.suptitle("Coverage: problems solved (≥ 1 correct sample) by start M_t and branch")
-    _fig_legend(fig, axes, "solved by")
+    _fig_legend(fig, axes, "solved by", by_method=False)
     return fig
 
 
@@ -300,7 +287,7 @@ def general_deltas(general: pd.DataFrame, metric: str = "probe_acc"):
     better = "lower is better" if "nll" in metric else "higher is better"
     axes[0].set_ylabel(f"Δ {metric} (branch − base; {better})")
     axes[0].set_title(f"General capability against base: {metric}")
-    _fig_legend(fig, axes, "method")
+    _fig_legend(fig, axes)
     return fig
 
 
@@ -325,7 +312,7 @@ def training_curves(branch_metrics: pd.DataFrame, y: str = "reward_mean"):
         ax.set(title=f"from M_t at {fmt_tokens(pt)} tokens", xlabel="step")
     _ylabel(axes, y)
     fig.suptitle(f"{y} during post-training (band: spread over seeds)")
-    _fig_legend(fig, axes, "method")
+    _fig_legend(fig, axes)
     return fig
 
 
@@ -336,8 +323,7 @@ def pretraining_curves(pretrain_metrics: pd.DataFrame, logx: bool = False):
     pm = _require(pretrain_metrics, "pretrain_metrics", ["tokens"])
     left = [c for c in ("loss", "heldout_math", "heldout_general") if c in pm and pm[c].notna().any()]
     if not left:
-        raise ValueError(f"pretrain_metrics has no values for loss/heldout_math/heldout_general; it has "
-                         f"{list(pm.columns)}")
+        raise ValueError(f"pretrain_metrics has no values for loss/heldout_math/heldout_general: {list(pm)}")
     greedy = sorted(c for c in pm.columns if c.startswith("greedy_") and pm[c].notna().any())
     fig, (ax_l, ax_r) = _panels(2, sharey=False, width=4.5)
     for cols, ax, marker in ((left, ax_l, None), (greedy, ax_r, "o")):
@@ -368,8 +354,7 @@ def readiness_scatter(points: pd.DataFrame, x: str = "base_train_passk", y: str 
     _require(points, "readiness points", ["parent_tokens", x, y])
     agg = points.groupby("parent_tokens", as_index=False).agg(x=(x, "mean"), y=(y, "mean"), lo=(y, "min"),
                                                               hi=(y, "max"))
-    fig, axes = _panels(1, width=5.0, height=4.0)
-    ax = axes[0]
+    fig, (ax,) = _panels(1, width=5.0, height=4.0)
     x_, y_, lo, hi = (agg[c].to_numpy(float) for c in ("x", "y", "lo", "hi"))
     ax.errorbar(x_, y_, yerr=[y_ - lo, hi - y_], fmt="o", capsize=0,
                 color=method_color("rl"), label="RL branch (bar: seed range)")
@@ -392,20 +377,16 @@ def _rates(start_rates, branch_rates) -> tuple[np.ndarray, np.ndarray]:
         if np.nanmin(v) < 0 or np.nanmax(v) > 1:
             raise ValueError(f"solve_rate_scatter: {name} must be rates in [0, 1] (c/n, not counts c)")
     if a.shape != b.shape:
-        raise ValueError(f"solve_rate_scatter: start_rates and branch_rates cover different problems: "
-                         f"{a.size} vs {b.size}")
+        raise ValueError(f"solve_rate_scatter: start and branch rates cover different problems ({a.size} vs {b.size})")
     return a, b
 
 
 @_styled
 def solve_rate_scatter(start_rates, branch_rates, method: str = "rl"):
-    """Per-problem solve rate (c/n) of the start (x) against the branch (y), with the y = x diagonal.
-
-    Arrays in the same problem order, or two Series indexed by problem id (aligned, inner join).
-    """
+    """Per-problem solve rate (c/n) of the start (x) against the branch (y), with the y = x diagonal. Arrays
+    in the same problem order, or two Series indexed by problem id (aligned, inner join)."""
     a, b = _rates(start_rates, branch_rates)
-    fig, axes = _panels(1, width=4.5, height=4.5)
-    ax = axes[0]
+    fig, (ax,) = _panels(1, width=4.5, height=4.5)
     ax.scatter(a, b, s=18, alpha=0.5, color=method_color(method), label=f"problems ({a.size})")
     ax.plot([0, 1], [0, 1], ls="--", color="0.3", lw=1, label="unchanged (y = x)")
     ax.set(xlim=(-0.02, 1.02), ylim=(-0.02, 1.02), aspect="equal", xlabel="solve rate of start M_t",

@@ -109,6 +109,14 @@ def test_passk_curves_bad_input_names_what_is_missing():
         plots.passk_curves(two_modes)
 
 
+def test_legend_keeps_palette_order_when_first_panel_lacks_a_method():
+    df = make_passk(methods=("base", "rl", "sft_rl", "parallel"))
+    df = df[~((df.method == "sft_rl") & (df.parent_tokens == PARENTS[0]))]  # no SFT→RL at the first checkpoint
+    fig = plots.passk_curves(df)
+    assert [len(ax.get_lines()) for ax in fig.axes] == [3, 4]
+    assert labels(fig) == ["base M_t", "RL", "SFT→RL", "parallel"]
+
+
 def test_checkpoint_sweep_panel_per_k_log_tokens_axis():
     fig = plots.checkpoint_sweep(make_passk(), ks=(1, 8))
     assert [ax.get_title() for ax in fig.axes] == ["pass@1", "pass@8"]
@@ -142,6 +150,10 @@ def test_delta_vs_base_bars_are_branch_minus_base_at_same_checkpoint():
     assert list(dk.get_lines()[0].get_ydata()) == [0, 0]  # zero line
     with pytest.raises(ValueError, match="no 'base' rows"):
         plots.delta_vs_base(df[df.method != "base"])
+    orphan = df[~((df.method == "base") & (df.parent_tokens == PARENTS[0]))]
+    with pytest.warns(UserWarning, match=r"no base rows at parent_tokens \[1000000\]"):
+        fig = plots.delta_vs_base(orphan)
+    assert [len(c) for c in fig.axes[0].containers] == [1, 1]  # only the checkpoint with a base is left
 
 
 def test_coverage_bars_stack_four_sets_per_checkpoint():
@@ -203,7 +215,8 @@ def test_training_curves_mean_over_seeds_and_skip_nan():
 def test_pretraining_curves_losses_left_greedy_right():
     tokens = [0, 1000, 2000, 3000, 4000]
     pm = pd.DataFrame(dict(step=range(5), tokens=tokens, loss=[5, 4, 3, 2.5, 2.2],
-                           heldout_math=[5.1, np.nan, 3.1, np.nan, 2.4], heldout_general=[5.2, np.nan, 3.3, np.nan, 2.6],
+                           heldout_math=[5.1, np.nan, 3.1, np.nan, 2.4],
+                           heldout_general=[5.2, np.nan, 3.3, np.nan, 2.6],
                            greedy_0shot_answer=[0.0, np.nan, 0.1, np.nan, 0.3]))
     fig = plots.pretraining_curves(pm)
     left, right = fig.axes
