@@ -9,14 +9,16 @@ Spec (studies/*.yaml; unknown keys are errors):
       methods: [rl, sft, sft_rl]
       seeds: [0]
       overrides: {rl.steps: 60}     # recipe settings on top of the base config
-    eval: {splits: [test], n: 32, ks: [1, 8, 32], max_problems: 200, seed: 0}
+    eval: {splits: [test], n: 32, ks: [1, 8, 32], max_problems: 200, seed: 0, readiness: true}
 
 Layout under the study root (default runs/<name>):
 
     pretrain/<config hash>/                        the pretraining run and its checkpoints
     branch/<method>/<checkpoint>/s<seed>-<hash>/   one branch per (method, checkpoint, seed)
     samples/                                       the sample store (every evaluation sample, once)
-    eval/<checkpoint id>/<split>.json              pass@k with CIs + general capability
+    eval/<checkpoint>/<split>.json                 pass@k with CIs + general capability
+                                                   (split "train" on base checkpoints: the readiness
+                                                   diagnostic, base pass@k on the RL training prompts)
     tables/*.csv                                   tidy tables the notebooks read
 
 Every node directory is content-addressed by its config hash and finished nodes are skipped, so a second
@@ -50,6 +52,7 @@ class EvalPlan:
     ks: list[int] = field(default_factory=lambda: [1, 8, 32])
     max_problems: int = 200
     seed: int = 0
+    readiness: bool = False  # also evaluate each branched base checkpoint on the RL training prompts
 
     def __post_init__(self):
         if self.n < 1 or any(k < 1 or k > self.n for k in self.ks):
@@ -132,7 +135,8 @@ def plan(spec: StudySpec, root: str | Path) -> list[Node]:
                                   _branch_job(bcfg, parent, out, method, sft_dir)))
                 finals.append(out / "final")
     for ck_path in finals:
-        for split in spec.eval.splits:
+        readiness = ["train"] if spec.eval.readiness and ck_path.parent == pre_dir else []
+        for split in [*spec.eval.splits, *[s for s in readiness if s not in spec.eval.splits]]:
             out = root / "eval" / _label(root, ck_path) / f"{split}.json"
             nodes.append(Node("eval", f"eval {_label(root, ck_path)} {split}", out,
                               _eval_job(spec, root, ck_path, split, out)))
