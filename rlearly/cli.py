@@ -3,7 +3,7 @@
     rlearly config  [--config F] [--preset P] [key=value ...]     print the resolved config
     rlearly pretrain [--config F] [--preset P] [--out DIR] [key=value ...]
     rlearly branch CHECKPOINT --method M [--out DIR] [key=value ...]   post-train from a checkpoint
-    rlearly study run|status SPEC [--root DIR]                     a whole study, cached node by node
+    rlearly study run|status|report SPEC [--root DIR]              a whole study, cached node by node; its reports
     rlearly eval CHECKPOINT [--split test --n 32 --k 1,8,32]      pass@k table + general capability
     rlearly info CHECKPOINT                                       lineage and shape of a checkpoint
 """
@@ -39,8 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. rl.lr=1e-4 rl.steps=100")
     p.add_argument("--out", help="branch directory (default <run>/branch/<method>/<checkpoint>/<config hash>)")
     p.add_argument("--no-progress", action="store_true")
-    p = sub.add_parser("study", help="run a study spec (pretrain -> branches -> evaluations), or show its status")
-    p.add_argument("action", choices=["run", "status"])
+    p = sub.add_parser("study", help="run a study spec (pretrain -> branches -> evaluations), show its status, or render its reports")
+    p.add_argument("action", choices=["run", "status", "report"])
     p.add_argument("spec", help="study YAML, e.g. studies/tiny.yaml")
     p.add_argument("--root", help="study directory (default runs/<study name>)")
     p = sub.add_parser("info", help="show a checkpoint's lineage and model shape")
@@ -116,6 +116,10 @@ def _dispatch(args) -> int:
         if args.action == "run":
             study.run(spec, root)
             print(f"done: {root} (tables in {root / 'tables'})")
+        elif args.action == "report":
+            from rlearly import report
+
+            print(f"done: {report.report(spec, root)['index']}")
         else:
             rows = study.status(spec, root)
             for key, done in rows:

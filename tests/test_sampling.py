@@ -48,3 +48,13 @@ def test_logprobs_match_forward_and_stop_tokens(model, tok):
     # make every token a stop token: each completion is exactly one token and finished
     stopped = generate(model, [prompt], n=2, max_new_tokens=8, seed=1, stop_ids=range(tok.vocab_size))
     assert all(len(c.tokens) == 1 and c.finished for c in stopped)
+
+
+def test_pick_tokens_without_nucleus_follows_vocabulary_order():
+    logits = torch.log(torch.tensor([[0.2, 0.5, 0.3]]))
+    # top_p=1: CDF in vocabulary order 0.2, 0.7, 1.0: u=0.1 -> 0, u=0.5 -> 1, u=0.8 -> 2
+    assert [pick_tokens(logits, torch.tensor([u]), 1.0, 1.0).item() for u in (0.1, 0.5, 0.8)] == [0, 1, 2]
+    # frequencies over a uniform grid of u match the probabilities exactly
+    u = (torch.arange(1000) + 0.5) / 1000
+    picks = pick_tokens(logits.expand(1000, 3), u, 1.0, 1.0)
+    assert torch.bincount(picks, minlength=3).tolist() == [200, 500, 300]
