@@ -25,9 +25,11 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
 
-# The default study, node by node (finished nodes are skipped). Notebooks and HTML reports: issue #5.
+# The default study, node by node (finished nodes are skipped), then its notebooks (papermill) and
+# HTML reports (nbconvert) with reports/index.html
 report: $(STAMP)
 	$(BIN)/rlearly study run studies/default.yaml
+	$(BIN)/rlearly study report studies/default.yaml
 
 clean:
 	rm -rf $(VENV) .pytest_cache

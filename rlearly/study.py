@@ -112,7 +112,7 @@ def load_study(path: str | Path) -> StudySpec:
 
 def plan(spec: StudySpec, root: str | Path) -> list[Node]:
     """Every node of the study in execution order (dependencies first)."""
-    from rlearly.train import branch, pretrain
+    from rlearly.train import pretrain
 
     root = Path(root)
     cfg = spec.base_config()

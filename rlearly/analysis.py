@@ -1,0 +1,287 @@
+"""Views on a study's tidy tables, for notebooks: seed means, deltas against base with paired bootstrap CIs
+from the sample store, general-capability deltas, headline numbers, and `results.json`.
+
+Conventions: a "checkpoint" is a pretraining checkpoint, named by `parent_tokens`; "last" is the one with
+the most tokens. Where a table holds several branch seeds a value is the mean over seeds. A delta is branch
+- base at the same `parent_tokens`; its CI (paired bootstrap over problems, `rlearly.passk`) spans the
+lowest to the highest per-seed bound, so "up" means every seed's CI lies above zero.
+Nothing here trains or samples; the tables and the sample store are only read.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from rlearly.errors import RlearlyError
+
+TABLES = ("passk", "general", "branch_metrics", "pretrain_metrics")
+SFT_FAMILY = ("sft", "sft_gold", "sft_rl")
+CAPABILITY_TOL = 0.01  # PAPER §8 claim 6: "|Δ| ≲ 1 pp or relative equivalent"
+
+
+def repo_root() -> Path:
+    """The checkout holding `notebooks/` (the package is installed editable from it)."""
+    return Path(__file__).resolve().parent.parent
+
+
+def resolve_path(path: str | os.PathLike) -> Path:
+    """A relative path from the working directory, else from the repo root (JupyterLab runs in notebooks/)."""
+    p = Path(path)
+    if p.is_absolute() or p.exists():
+        return p.resolve()
+    return (repo_root() / p).resolve() if (repo_root() / p).exists() else p.resolve()
+
+
+# ---------------------------------------------------------------- tables
+
+def load_tables(study_root: str | os.PathLike) -> dict[str, pd.DataFrame]:
+    """The four tidy tables of a finished study (an empty CSV gives an empty DataFrame)."""
+    folder = resolve_path(study_root) / "tables"
+    missing = [t for t in TABLES if not (folder / f"{t}.csv").is_file()]
+    if missing:
+        raise RlearlyError(f"{folder} lacks {', '.join(t + '.csv' for t in missing)}: run "
+                           f"`rlearly study run <spec> --root {folder.parent}` first")
+    out = {}
+    for t in TABLES:
+        try:
+            out[t] = pd.read_csv(folder / f"{t}.csv")
+        except pd.errors.EmptyDataError:
+            out[t] = pd.DataFrame()
+    return out
+
+
+def seed_mean(passk: pd.DataFrame, split: str = "test") -> pd.DataFrame:
+    """One row per (method, parent_tokens, k): mean pass@k over seeds, CI envelope, seed count."""
+    df = passk[passk["split"] == split]
+    if df.empty:
+        have = sorted(passk["split"].unique()) if "split" in passk else []
+        raise RlearlyError(f"the passk table has no rows for split {split!r} (it has {have})")
+    return df.groupby(["method", "parent_tokens", "k"], as_index=False).agg(
+        pass_at_k=("pass_at_k", "mean"), ci_low=("ci_low", "min"), ci_high=("ci_high", "max"),
+        n_seeds=("pass_at_k", "size"))
+
+
+def k_max(passk: pd.DataFrame, split: str = "test") -> int:
+    """The largest k that every (method, checkpoint) was evaluated at."""
+    ks = seed_mean(passk, split).groupby(["method", "parent_tokens"])["k"].apply(set)
+    common = set.intersection(*ks)
+    if not common:
+        raise RlearlyError("the passk table has no k shared by every method and checkpoint")
+    return int(max(common))
+
+
+def pivot_at(passk: pd.DataFrame, k: int, split: str = "test") -> pd.DataFrame:
+    """pass@k, rows = method, columns = parent_tokens (mean over seeds)."""
+    df = seed_mean(passk, split)
+    out = df[df["k"] == k].pivot(index="method", columns="parent_tokens", values="pass_at_k")
+    return out.reindex(_method_order(out.index))
+
+
+def passk_wide(passk: pd.DataFrame, parent_tokens, split: str = "test") -> pd.DataFrame:
+    """pass@k at one checkpoint, rows = method, columns = k (mean over seeds)."""
+    df = seed_mean(passk, split)
+    out = df[df["parent_tokens"] == parent_tokens].pivot(index="method", columns="k", values="pass_at_k")
+    return out.reindex(_method_order(out.index))
+
+
+def deltas_vs_base(passk: pd.DataFrame, ks, split: str = "test") -> pd.DataFrame:
+    """Rows (method, parent_tokens, k, base, branch, delta) for every branch with a base at its checkpoint."""
+    df = seed_mean(passk, split)
+    df = df[df["k"].isin(list(ks))]
+    base = df[df["method"] == "base"].set_index(["parent_tokens", "k"])["pass_at_k"].rename("base")
+    out = df[df["method"] != "base"].join(base, on=["parent_tokens", "k"], how="inner")
+    out = out.rename(columns={"pass_at_k": "branch"}).assign(delta=lambda d: d["branch"] - d["base"])
+    return _by_method(out[["method", "parent_tokens", "k", "base", "branch", "delta"]])
+
+
+def _sample_counts(store, row_a, row_b, split: str):
+    """Per-problem correct counts of two evaluated checkpoints on their shared problems (None if unpaired)."""
+    from rlearly.errors import DataError
+
+    try:
+        a, b = store.load(row_a.checkpoint_id, split), store.load(row_b.checkpoint_id, split)
+    except DataError:
+        return None
+    for seed in sorted(set(a["seed"]) & set(b["seed"]), key=lambda s: (s != 0, s)):
+        ok = [set(d[(d["seed"] == seed) & (d["sample_index"] < int(r.n))].groupby("problem_id").size()
+                  .loc[lambda s: s >= int(r.n)].index) for d, r in ((a, row_a), (b, row_b))]
+        pids = sorted(ok[0] & ok[1])
+        if pids:
+            return (store.counts(row_a.checkpoint_id, split, int(row_a.n), seed, pids)[1],
+                    store.counts(row_b.checkpoint_id, split, int(row_b.n), seed, pids)[1])
+    return None
+
+
+def compare_methods(study_root, passk: pd.DataFrame, method: str, against: str = "base", ks=None,
+                    split: str = "test", n_boot: int = 1000) -> pd.DataFrame:
+    """`method` − `against` at each checkpoint (and seed; base has one), with a paired bootstrap CI.
+
+    Rows (parent_tokens, seed, k, start, branch, diff, low, high). start/branch/diff come from the table;
+    the CI from the stored samples, and is NaN when those are missing or do not reproduce the table.
+    """
+    from rlearly import passk as pk
+    from rlearly.store import SampleStore
+
+    df = passk[passk["split"] == split]
+    ks = list(ks) if ks is not None else [1, k_max(passk, split)]
+    ids = df.drop_duplicates(["method", "parent_tokens", "seed"])
+    rows, store = [], SampleStore(resolve_path(study_root) / "samples")
+    for b in ids[ids["method"] == method].itertuples():
+        match = ids[(ids["method"] == against) & (ids["parent_tokens"] == b.parent_tokens)]
+        if against != "base":
+            match = match[match["seed"] == b.seed]
+        if match.empty:
+            continue
+        a = next(match.itertuples())
+        counts = _sample_counts(store, a, b, split)
+        for k in ks:
+            va = df[(df["checkpoint_id"] == a.checkpoint_id) & (df["k"] == k)]["pass_at_k"]
+            vb = df[(df["checkpoint_id"] == b.checkpoint_id) & (df["k"] == k)]["pass_at_k"]
+            if va.empty or vb.empty:
+                continue
+            diff, low, high = float(vb.iloc[0] - va.iloc[0]), math.nan, math.nan
+            if counts is not None and k <= min(int(a.n), int(b.n)):
+                d = pk.delta_at(counts[0], counts[1], int(a.n), int(b.n), k, n_boot=n_boot)
+                if abs(d.diff - diff) < 1e-9:  # the same problems as the table: the CI belongs to it
+                    low, high = d.low, d.high
+            rows.append(dict(parent_tokens=b.parent_tokens, seed=b.seed, k=k, start=float(va.iloc[0]),
+                             branch=float(vb.iloc[0]), diff=diff, low=low, high=high))
+    cols = ["parent_tokens", "seed", "k", "start", "branch", "diff", "low", "high"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def over_seeds(cmp: pd.DataFrame) -> pd.DataFrame:
+    """compare_methods rows -> one row per (parent_tokens, k): mean diff, CI envelope, `up`/`down` flags."""
+    out = cmp.groupby(["parent_tokens", "k"], as_index=False).agg(
+        start=("start", "mean"), branch=("branch", "mean"), diff=("diff", "mean"), low=("low", "min"),
+        high=("high", "max"))
+    return out.assign(up=out["low"] > 0, down=out["high"] < 0)
+
+
+def expansion_table(study_root, passk: pd.DataFrame, split: str = "test", against: str = "base",
+                    methods=None) -> pd.DataFrame:
+    """Δpass@1 and Δpass@k_max with CIs and a verdict (expansion / sharpening / ...), per method and checkpoint."""
+    from rlearly import passk as pk
+
+    km = k_max(passk, split)
+    methods = methods or [m for m in _method_order(passk["method"]) if m != against]
+    rows = []
+    for m in methods:
+        d = over_seeds(compare_methods(study_root, passk, m, against, [1, km], split))
+        for pt, g in d.groupby("parent_tokens"):
+            one, big = (g[g["k"] == k].iloc[0] for k in (1, km))
+            rows.append({"method": m, "vs": against, "parent_tokens": pt, "Δpass@1": one["diff"],
+                         "Δpass@1 CI": _ci(one), f"Δpass@{km}": big["diff"], f"Δpass@{km} CI": _ci(big),
+                         "verdict": pk.verdict(_delta(one), _delta(big)) if _has_ci(one, big) else "no CI"})
+    return pd.DataFrame(rows).set_index(["method", "vs", "parent_tokens"]) if rows else pd.DataFrame(rows)
+
+
+def expansion_headline(passk: pd.DataFrame, split: str = "test") -> dict:
+    """results.json of expansion_vs_sharpening: Δpass@1 / Δpass@k_max of each method against base and of
+    SFT→RL against SFT, at the last checkpoint (means over seeds, from the table)."""
+    km, last = k_max(passk, split), passk["parent_tokens"].max()
+    d = deltas_vs_base(passk, [1, km], split).query("parent_tokens == @last")
+    out = {"last_checkpoint_tokens": last, "k_max": km}
+    for k, label in ((1, "1"), (km, "k_max")):
+        out |= {f"dpass@{label}.{r.method}": r.delta for r in d[d["k"] == k].itertuples()}
+        p = pivot_at(passk, k, split)[last]
+        out[f"sft_rl_vs_sft.dpass@{label}"] = p.get("sft_rl", math.nan) - p.get("sft", math.nan)
+    return out
+
+
+def general_deltas(general: pd.DataFrame, metrics=("probe_acc", "heldout_nll")) -> pd.DataFrame:
+    """Rows (method, parent_tokens, metric, base, value, delta): mean over seeds, branch − base."""
+    df = general[general["metric"].isin(metrics)]
+    df = df.groupby(["method", "parent_tokens", "metric"], as_index=False)["value"].mean()
+    base = df[df["method"] == "base"].set_index(["parent_tokens", "metric"])["value"].rename("base")
+    out = df[df["method"] != "base"].join(base, on=["parent_tokens", "metric"], how="inner")
+    return _by_method(out.assign(delta=out["value"] - out["base"]))
+
+
+def final_values(branch_metrics: pd.DataFrame, column: str) -> pd.DataFrame:
+    """Last logged value of `column` per (method, parent_tokens), mean over seeds; empty if never logged."""
+    if branch_metrics.empty or column not in branch_metrics:
+        return pd.DataFrame(columns=["method", "parent_tokens", column])
+    df = branch_metrics.dropna(subset=[column]).sort_values("step")
+    last = df.groupby(["method", "parent_tokens", "seed"], as_index=False, dropna=False).last()
+    return _by_method(last.groupby(["method", "parent_tokens"], as_index=False)[column].mean())
+
+
+def last_values(df: pd.DataFrame, columns, by: str = "tokens") -> dict:
+    """{column: its last non-missing value in `by` order} for each present column (final NLLs, accuracies)."""
+    df = df.sort_values(by) if by in df else df
+    return {c: df[c].dropna().iloc[-1] for c in present_columns(df, columns)}
+
+
+def present_columns(df: pd.DataFrame, columns) -> list[str]:
+    """The columns of `df` among `columns` that hold at least one value (what there is to plot)."""
+    return [c for c in columns if c in df and df[c].notna().any()]
+
+
+def sweep_ks(passk: pd.DataFrame, split: str = "test") -> list[int]:
+    """1, a middle k and k_max among the evaluated ks (the checkpoint sweep's panels)."""
+    ks = sorted(k for k in seed_mean(passk, split)["k"].unique() if k <= k_max(passk, split))
+    return sorted({ks[0], ks[len(ks) // 2], ks[-1]})
+
+
+def _method_order(methods) -> list[str]:
+    known = ["base", "rl", "sft", "sft_gold", "sft_rl", "parallel", "combined", "interleaved"]
+    return [m for m in known if m in set(methods)] + sorted(set(methods) - set(known))
+
+
+def _by_method(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows in the figures' method order (base, rl, sft, ...), stable within a method."""
+    rank = {m: i for i, m in enumerate(_method_order(df["method"]))}
+    return df.sort_values("method", key=lambda c: c.map(rank), kind="stable").reset_index(drop=True)
+
+
+def _delta(row):
+    from rlearly.passk import Delta
+    return Delta(int(row["k"]), row["start"], row["branch"], row["diff"], row["low"], row["high"])
+
+
+def _has_ci(*rows) -> bool:
+    return all(np.isfinite(r["low"]) and np.isfinite(r["high"]) for r in rows)
+
+
+def _ci(row) -> str:
+    return f"[{row['low']:+.3f}, {row['high']:+.3f}]" if _has_ci(row) else "n/a"
+
+
+def fmt_tokens(t) -> str:
+    from rlearly.plots import fmt_tokens as f
+    return f(t)
+
+
+# ---------------------------------------------------------------- results.json
+
+def _number(key: str, v):
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return None  # NaN in a table means "not measured"
+    if isinstance(v, (bool, np.bool_)):
+        return int(v)
+    if isinstance(v, (int, np.integer)):
+        return int(v)
+    v = float(v)
+    if not math.isfinite(v):
+        raise RlearlyError(f"results value {key!r} is {v}: results.json holds finite numbers or null")
+    return v
+
+
+def write_results(results: dict, results_dir: str | os.PathLike, name: str) -> Path:
+    """`<results_dir>/<name>.results.json`: a flat {key: finite number | null} mapping, written atomically."""
+    clean = {str(k): _number(str(k), v) for k, v in results.items()}
+    out = Path(results_dir) if Path(results_dir).is_absolute() else repo_root() / results_dir
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{name}.results.json"
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(clean, indent=2, allow_nan=False) + "\n")
+    tmp.replace(path)
+    return path
+
+

@@ -1,0 +1,288 @@
+"""Notebooks and reports: every notebook executed by papermill on the tiny study, results.json checked
+against the tables, HTML offline with embedded figures, the index, caching; the claims on a made-up study."""
+import json
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from rlearly import passk as pk
+from rlearly import analysis, claims, report, study
+from rlearly.errors import RlearlyError
+from rlearly.store import SampleStore
+
+REPO = Path(__file__).resolve().parent.parent
+QUIET = lambda *a, **k: None  # noqa: E731
+
+
+# ---------------------------------------------------------------- the tiny study, executed once
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """The tiny study (pretrain, 10 branches, 12 evaluations) and its report, under a temp dir."""
+    spec = study.load_study(REPO / "studies" / "tiny.yaml")
+    root = tmp_path_factory.mktemp("study") / "tiny"
+    study.run(spec, root, log=QUIET)
+    out = tmp_path_factory.mktemp("report")
+    res = report.report(spec, root, runs_dir=out / "papermill_runs", reports_dir=out / "reports", log=QUIET)
+    return spec, root, out, res
+
+
+def _results(out: Path, name: str) -> dict:
+    return json.loads((out / "papermill_runs" / "tiny" / f"{name}.results.json").read_text())
+
+
+@pytest.mark.notebooks
+def test_every_notebook_writes_finite_results(tiny):
+    spec, root, out, res = tiny
+    assert [p.stem for p in res["notebooks"]] == list(report.NOTEBOOKS)
+    for name in report.NOTEBOOKS:
+        values = _results(out, name)
+        assert values, name
+        for key, v in values.items():
+            assert v is None or (isinstance(v, (int, float)) and math.isfinite(v)), (name, key, v)
+        assert any(v is not None for v in values.values()), name
+        # the report copy is the same file
+        assert json.loads((out / "reports" / "tiny" / f"{name}.results.json").read_text()) == values
+
+
+@pytest.mark.notebooks
+def test_results_equal_what_the_tables_give(tiny):
+    spec, root, out, res = tiny
+    passk = pd.read_csv(root / "tables" / "passk.csv")
+    general = pd.read_csv(root / "tables" / "general.csv")
+    pm = pd.read_csv(root / "tables" / "pretrain_metrics.csv")
+    bm = pd.read_csv(root / "tables" / "branch_metrics.csv")
+    last = passk["parent_tokens"].max()
+    kmax = max(spec.eval.ks)
+
+    def p(method, k):
+        rows = passk[(passk.method == method) & (passk.parent_tokens == last) & (passk.k == k)]
+        return rows["pass_at_k"].mean()
+
+    curves, exp = _results(out, "passk_curves"), _results(out, "expansion_vs_sharpening")
+    assert curves["k_max"] == kmax and curves["last_checkpoint_tokens"] == last
+    for m in spec.branch.methods + ["base"]:
+        assert curves[f"pass@1.{m}"] == pytest.approx(p(m, 1), abs=1e-12)
+        assert curves[f"pass@k_max.{m}"] == pytest.approx(p(m, kmax), abs=1e-12)
+    for m in spec.branch.methods:
+        assert exp[f"dpass@1.{m}"] == pytest.approx(p(m, 1) - p("base", 1), abs=1e-12)
+        assert exp[f"dpass@k_max.{m}"] == pytest.approx(p(m, kmax) - p("base", kmax), abs=1e-12)
+    assert exp["sft_rl_vs_sft.dpass@1"] == pytest.approx(p("sft_rl", 1) - p("sft", 1), abs=1e-12)
+
+    gen = _results(out, "general_capabilities")
+    g = general[general.parent_tokens == last].groupby(["method", "metric"])["value"].mean()
+    for m in spec.branch.methods:
+        assert gen[f"dprobe_acc.{m}"] == pytest.approx(g[m, "probe_acc"] - g["base", "probe_acc"], abs=1e-12)
+        assert gen[f"dheldout_nll.{m}"] == pytest.approx(g[m, "heldout_nll"] - g["base", "heldout_nll"], abs=1e-12)
+
+    pre = _results(out, "pretrain")
+    final = pm.sort_values("tokens").iloc[-1]
+    assert pre["heldout_general"] == pytest.approx(final["heldout_general"])
+    assert pre["heldout_math"] == pytest.approx(final["heldout_math"])
+
+    dyn = _results(out, "training_dynamics")
+    rl = bm[(bm.method == "rl") & (bm.parent_tokens == last)].sort_values("step")
+    assert dyn["final_reward.rl"] == pytest.approx(rl["reward_mean"].iloc[-1])
+    assert "final_reward.sft" not in dyn  # SFT logs no reward
+
+    summ = _results(out, "summary")
+    assert summ["claim1.dpass1_last"] == pytest.approx(p("rl", 1) - p("base", 1), abs=1e-12)
+    assert summ["claims_measured"] + 0 <= 10
+    for unmeasured in ("claim8", "claim9"):  # the tiny study has no rollout-budget or composition runs
+        assert not any(k.startswith(unmeasured + ".") for k in summ)
+
+
+@pytest.mark.notebooks
+def test_html_reports_are_offline_and_show_figures(tiny):
+    spec, root, out, res = tiny
+    assert [p.name for p in res["html"]] == [f"{n}.html" for n in report.NOTEBOOKS]
+    for page in res["html"]:
+        text = page.read_text()
+        if page.stem != "summary":  # the summary is a table; every other report has figures
+            assert "data:image/png;base64," in text, page.name
+        scripts = re.findall(r"<script[^>]*\bsrc\s*=\s*['\"]([^'\"]*)", text)
+        assert not [s for s in scripts if s.startswith(("http", "//")) or "cdn" in s], (page.name, scripts)
+        assert "study_root = " not in text  # the parameters cells are removed
+        assert "analysis.load_tables" not in text  # set-up code is hidden
+    assert "<table" in res["html"][-1].read_text() and "claim" in res["html"][-1].read_text()
+
+
+@pytest.mark.notebooks
+def test_index_links_every_report_with_headline_numbers(tiny):
+    spec, root, out, res = tiny
+    index = res["index"]
+    assert index == out / "reports" / "index.html"
+    text = index.read_text()
+    for name in report.NOTEBOOKS:
+        assert f"href='tiny/{name}.html'" in text
+        assert (index.parent / "tiny" / f"{name}.html").is_file()
+    assert "pass@1.rl = " in text and "heldout_general = " in text
+    assert "<script" not in text
+
+
+@pytest.mark.notebooks
+def test_second_report_executes_and_renders_nothing(tiny):
+    spec, root, out, res = tiny
+    files = [*res["notebooks"], *res["html"]]
+    before = {p: p.stat().st_mtime_ns for p in files}
+    lines = []
+    again = report.report(spec, root, runs_dir=out / "papermill_runs", reports_dir=out / "reports", log=lines.append)
+    assert {p: p.stat().st_mtime_ns for p in files} == before
+    assert again["notebooks"] == res["notebooks"] and all("up to date" in line for line in lines)
+
+
+@pytest.mark.notebooks
+def test_failing_notebook_names_itself_and_its_line(tiny, tmp_path):
+    spec, root, out, res = tiny
+    bad = tmp_path / "bad"
+    (bad / "tables").mkdir(parents=True)
+    for f in (root / "tables").glob("*.csv"):
+        (bad / "tables" / f.name).write_text(f.read_text())
+    passk = pd.read_csv(root / "tables" / "passk.csv")
+    passk.assign(split="hard").to_csv(bad / "tables" / "passk.csv", index=False)  # no "test" rows
+    with pytest.raises(RlearlyError, match=r"notebook passk_curves failed in cell \d+, line `km = analysis.k_max"):
+        report.execute_notebooks(spec, bad, names=["passk_curves"], out_dir=tmp_path / "runs", log=QUIET)
+    assert not (tmp_path / "runs" / "passk_curves.ipynb").exists()  # nothing that looks finished
+    assert not (tmp_path / "runs" / "passk_curves.results.json").exists()
+    assert (tmp_path / "runs" / "passk_curves.failed.ipynb").is_file()
+
+
+def test_report_without_tables_says_run_the_study(tmp_path):
+    with pytest.raises(RlearlyError, match="rlearly study run"):
+        report.execute_notebooks(REPO / "studies" / "tiny.yaml", tmp_path / "nothing", out_dir=tmp_path / "o")
+
+
+def test_cli_study_report_calls_report(tmp_path, monkeypatch, capsys):
+    from rlearly import cli
+
+    seen = {}
+
+    def fake(spec, root):
+        seen.update(spec=spec.name, root=Path(root))
+        return {"index": tmp_path / "reports" / "index.html"}
+
+    monkeypatch.setattr(report, "report", fake)
+    assert cli.main(["study", "report", str(REPO / "studies" / "tiny.yaml"), "--root", str(tmp_path)]) == 0
+    assert seen == {"spec": "tiny", "root": tmp_path}
+    assert "index.html" in capsys.readouterr().out
+
+
+def test_write_results_keeps_finite_numbers_and_nulls(tmp_path):
+    path = analysis.write_results({"a": np.float64(0.5), "b": float("nan"), "c": np.int64(3), "d": None},
+                                tmp_path, "x")
+    assert json.loads(path.read_text()) == {"a": 0.5, "b": None, "c": 3, "d": None}
+    with pytest.raises(RlearlyError, match="'e' is inf"):
+        analysis.write_results({"e": float("inf")}, tmp_path, "y")
+
+
+# ---------------------------------------------------------------- the claims, on a made-up study
+
+N, T = 8, (1000, 2000, 4000)
+
+
+def _counts(*groups):
+    """_counts((20, 2), (20, 0)) -> 20 problems with 2 of N correct, then 20 with 0."""
+    return np.concatenate([np.full(size, c) for size, c in groups])
+
+
+def _made_up_study(root: Path) -> Path:
+    """Per-problem counts of 40 problems x N=8 samples, chosen so the verdicts are known:
+    RL = base at 1k tokens, then +3 correct per problem (pass@1 and pass@8 up: expansion after a threshold);
+    SFT→RL turns SFT's 4/8 problems into 8/8 and half its 1/8 problems into 0/8 (sharpening)."""
+    base = {1000: _counts((4, 1), (36, 0)), 2000: _counts((20, 2), (20, 0)), 4000: _counts((30, 4), (10, 0))}
+    counts = {("base", t): c for t, c in base.items()}
+    for t, c in base.items():
+        counts["rl", t] = c if t == 1000 else np.minimum(c + 3, N)
+        counts["sft", t] = _counts((20, 4), (20, 1))
+        counts["sft_rl", t] = _counts((20, 8), (10, 1), (10, 0))
+        counts["sft_gold", t] = _counts((40, 2))
+        counts["parallel", t] = counts["rl", t]
+    store, passk_rows, general_rows = SampleStore(root / "samples"), [], []
+    for (method, t), c in counts.items():
+        cid, mode = f"{method}-{t}", "few-shot" if method == "base" else "zero-shot"
+        store.add([dict(checkpoint_id=cid, split="test", problem_id=f"p{i:02d}", sample_index=j, seed=0,
+                        completion="x", tokens=1, correct=bool(j < ci), logprob=-1.0, finished=True,
+                        temperature=0.6, top_p=0.95, prompt_mode=mode) for i, ci in enumerate(c) for j in range(N)])
+        ident = dict(checkpoint_id=cid, method=method, parent_tokens=t, seed=0, split="test")
+        for k in (1, 2, 4, 8):
+            lo, hi = pk.bootstrap_ci(c, N, k)
+            passk_rows.append({**ident, "prompt_mode": mode, "n": N, "k": k,
+                               "pass_at_k": float(np.mean(pk.pass_at_k(N, c, k))), "ci_low": lo, "ci_high": hi})
+        erode = 0.05 if method.startswith("sft") else 0.0
+        general_rows += [{**ident, "metric": "probe_acc", "value": 0.6 - erode},
+                         {**ident, "metric": "heldout_nll", "value": 3.0 + 2 * erode}]
+    tables = root / "tables"
+    tables.mkdir(parents=True)
+    pd.DataFrame(passk_rows).to_csv(tables / "passk.csv", index=False)
+    pd.DataFrame(general_rows).to_csv(tables / "general.csv", index=False)
+    pd.DataFrame([dict(method="rl", parent_tokens=t, seed=0, step=s, reward_mean=0.1 * s) for t in T
+                  for s in (1, 2)]).to_csv(tables / "branch_metrics.csv", index=False)
+    pd.DataFrame([dict(step=1, tokens=t, loss=4.0, heldout_math=4.0, heldout_general=4.0) for t in T]).to_csv(
+        tables / "pretrain_metrics.csv", index=False)
+    return root
+
+
+@pytest.fixture(scope="module")
+def made_up_claims(tmp_path_factory):
+    root = _made_up_study(tmp_path_factory.mktemp("made_up"))
+    return root, {c.id: c for c in claims.claims(root)}
+
+
+def test_claims_verdicts_follow_the_measurements(made_up_claims):
+    root, cl = made_up_claims
+    assert cl[1].verdict == "held" and "2k" in cl[1].why  # flat at 1k, significant gain from 2k
+    assert cl[1].stats["dpass1_first"] == 0.0
+    assert cl[1].stats["dpass1_last"] == pytest.approx((30 * 7 + 10 * 3) / 320 - 120 / 320)
+    assert cl[3].verdict == "held"  # pass@8 up wherever pass@1 is
+    assert cl[4].verdict == "held" and "significantly down" in cl[4].why
+    assert cl[4].stats["dpass1"] == pytest.approx((160 + 10) / 320 - (80 + 20) / 320)
+    assert cl[4].stats["dpasskmax"] == pytest.approx(30 / 40 - 1.0)
+    assert cl[5].verdict == "partly held" and "crossover: yes" in cl[5].why and "gold wins: no" in cl[5].why
+    assert cl[6].verdict == "held"  # RL Δ = 0; every SFT-family branch loses 0.05 probe accuracy
+    for i in (2, 8, 9, 10):  # no train-split evaluations, no rollout/composition runs, one seed
+        assert cl[i].verdict == claims.NOT_MEASURED and cl[i].why
+    res = claims.claims_results(list(cl.values()))
+    assert res["claims_measured"] == 6 and res["claims_held"] == 4
+    assert all(v is None or math.isfinite(v) for v in res.values())
+
+
+def test_paired_cis_come_from_the_stored_samples(made_up_claims):
+    root = made_up_claims[0]
+    passk = pd.read_csv(root / "tables" / "passk.csv")
+    d = analysis.compare_methods(root, passk, "sft_rl", "sft", ks=[1, 8])
+    assert len(d) == 6 and d[["low", "high"]].notna().all().all()
+    row = d[(d.parent_tokens == 4000) & (d.k == 8)].iloc[0]
+    assert row["low"] <= row["diff"] <= row["high"] < 0  # SFT→RL loses pass@8 significantly
+    # without the samples the deltas still come from the tables, with no CI
+    d2 = analysis.compare_methods(root / "elsewhere", passk, "sft_rl", "sft", ks=[1, 8])
+    assert d2["diff"].tolist() == d["diff"].tolist() and d2["low"].isna().all()
+
+
+@pytest.mark.notebooks
+def test_nothing_solved_is_inconclusive_not_a_verdict(tiny):
+    spec, root, out, res = tiny
+    passk = pd.read_csv(root / "tables" / "passk.csv")
+    if passk["pass_at_k"].max() > 0:
+        pytest.skip("the tiny study solved something; nothing to check here")
+    cl = {c.id: c for c in claims.claims(root)}
+    for i in (1, 3, 4, 5, 7):
+        assert cl[i].verdict == "inconclusive", (i, cl[i].verdict)
+
+
+def test_templates_are_thin_with_cleared_outputs():
+    import nbformat
+
+    names = sorted(p.stem for p in (REPO / "notebooks").glob("*.ipynb"))
+    assert names == sorted(report.NOTEBOOKS)
+    for name in names:
+        nb = nbformat.read(REPO / "notebooks" / f"{name}.ipynb", as_version=4)
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        assert all(not c.outputs and c.execution_count is None for c in code), f"{name}: clear its outputs"
+        params = [c for c in code if "parameters" in c.metadata.get("tags", [])]
+        assert len(params) == 1 and "study_root = " in params[0].source and "study_name = " in params[0].source
+        assert f'"{name}")' in code[-1].source and "write_results" in code[-1].source  # results.json last
+        assert max(len(c.source.splitlines()) for c in code) <= 6, f"{name}: a long cell belongs in the package"
