@@ -280,17 +280,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 def load_config(path: str | Path | None = None, overrides: list[str] | dict | None = None,
                 preset: str | None = None) -> Config:
     """Resolve a Config: defaults <- preset <- YAML file <- overrides (dotted `a.b=v` strings or a dict)."""
-    raw: dict = {}
-    if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"config file not found: {p}")
-        try:
-            raw = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{p} is not valid YAML: {str(e).splitlines()[0]}") from None
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{p} must hold a mapping of config sections, got {type(raw).__name__}")
+    raw = read_yaml_mapping(path, "config") if path is not None else {}
     for key, value in _overrides_to_pairs(overrides):
         _set_dotted(raw, key, value)
     name = preset or raw.get("preset", "small")
@@ -299,6 +289,20 @@ def load_config(path: str | Path | None = None, overrides: list[str] | dict | No
     merged = _deep_merge(PRESETS[name], raw)
     merged["preset"] = name
     return from_dict(Config, merged)
+
+
+def read_yaml_mapping(path: str | Path, what: str) -> dict:
+    """A YAML file holding a mapping; a missing file, bad YAML or another type is one clear error."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{what} file not found: {p}")
+    try:
+        raw = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{p} is not valid YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{p} must hold a mapping of {what} keys, got {type(raw).__name__}")
+    return raw
 
 
 def from_dict(cls, data: dict, prefix: str = ""):

@@ -31,9 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import yaml
-
-from rlearly.config import Config, from_dict, load_config
+from rlearly.config import Config, from_dict, load_config, read_yaml_mapping
 from rlearly.errors import ConfigError
 
 
@@ -86,15 +84,7 @@ class Node:
 
 
 def load_study(path: str | Path) -> StudySpec:
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"study file not found: {p}")
-    try:
-        raw = yaml.safe_load(p.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{p} is not valid YAML: {str(e).splitlines()[0]}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{p} must hold a mapping (name, config, branch, eval)")
+    raw = read_yaml_mapping(path, "study")
     branch = raw.get("branch") or {}
     config, overrides = raw.pop("config", None) or {}, branch.pop("overrides", None) or {}
     if not isinstance(config, dict) or not isinstance(overrides, dict):
