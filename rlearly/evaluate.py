@@ -194,7 +194,9 @@ def sample_problems(model, tok: Tokenizer, task: Task, problems, *, checkpoint_i
     if prompt_mode not in PROMPT_MODES:
         raise RlearlyError(f"prompt_mode={prompt_mode!r} must be one of {', '.join(PROMPT_MODES)}")
     by_id = {str(p.id): p for p in problems}
-    missing = store.missing(checkpoint_id, split, list(by_id), n, seed, temperature, top_p, prompt_mode)
+    protocol = dict(max_new_tokens=int(max_new_tokens), shots=int(shots) if prompt_mode == "few-shot" else 0,
+                    backend=backend)
+    missing = store.missing(checkpoint_id, split, list(by_id), n, seed, temperature, top_p, prompt_mode, **protocol)
     if not missing:
         return 0
     todo: dict[str, list[int]] = {}
@@ -209,7 +211,7 @@ def sample_problems(model, tok: Tokenizer, task: Task, problems, *, checkpoint_i
     stop = [tok.eos_id, *tok.ids_containing("\n")]  # a solution is one line
     bar = progress_bar(len(missing), desc=f"sample {split}", enabled=progress)
     base = dict(checkpoint_id=checkpoint_id, split=split, seed=int(seed), temperature=float(temperature),
-                top_p=float(top_p), prompt_mode=prompt_mode)
+                top_p=float(top_p), prompt_mode=prompt_mode, **protocol)
     rows, added = [], 0
     for T, m, pieces in _plan(todo, room, batch_size):
         keys = [sample_key(pid, i) for pid, idx in pieces for i in idx]
@@ -257,7 +259,10 @@ def _ensure_samples(ckpt_path, task: Task, split: str, n: int, seed: int, store:
     problems = problems[:max_problems] if max_problems else problems
     pids = [str(p.id) for p in problems]
     t, p = sampling.get("temperature", 0.6), sampling.get("top_p", 0.95)
-    if store.missing(cid, split, pids, n, seed, t, p, mode):
+    protocol = dict(max_new_tokens=int(sampling.get("max_new_tokens", MAX_NEW_TOKENS)),
+                    shots=int(sampling.get("shots", SHOTS)) if mode == "few-shot" else 0,
+                    backend=sampling.get("backend", "torch"))
+    if store.missing(cid, split, pids, n, seed, t, p, mode, **protocol):
         model, tok = _load(path, sampling.get("backend", "torch"))
         sample_problems(model, tok, task, problems, checkpoint_id=cid, split=split, n=n, seed=seed, store=store,
                         prompt_mode=mode, **sampling)

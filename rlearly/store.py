@@ -50,9 +50,13 @@ SCHEMA = pa.schema([
     ("temperature", pa.float64()),
     ("top_p", pa.float64()),
     ("prompt_mode", pa.string()),  # "zero-shot" or "few-shot"
+    ("max_new_tokens", pa.int64()),  # token budget the sample was drawn with (null: not recorded)
+    ("shots", pa.int64()),  # few-shot exemplars in the prompt (0 for zero-shot; null: not recorded)
+    ("backend", pa.string()),  # sampling engine: torch or vllm (null: not recorded)
 ])
 PROMPT_MODES = ("zero-shot", "few-shot")
-_OPTIONAL = {"answer": None, "answer_text": None}
+_OPTIONAL = {"answer": None, "answer_text": None, "max_new_tokens": None, "shots": None, "backend": None}
+_PROTOCOL = ("max_new_tokens", "shots", "backend")  # compared exactly when both sides record them
 _STR = ("checkpoint_id", "split", "problem_id", "completion", "prompt_mode")
 _INT = ("sample_index", "seed", "tokens")
 _FLOAT = ("logprob", "temperature", "top_p")
@@ -94,6 +98,12 @@ def _check_row(i: int, row: dict) -> dict:
         if not isinstance(out[f], (bool, np.bool_)):
             raise DataError(f"sample row {i}: field '{f}' must be a bool, got {out[f]!r}")
         out[f] = bool(out[f])
+    for f in _PROTOCOL:
+        v = out[f]
+        ok = v is None or (isinstance(v, str) if f == "backend" else
+                           isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)))
+        if not ok:
+            raise DataError(f"sample row {i}: field '{f}' has the wrong type: {v!r}")
     if out["sample_index"] < 0:
         raise DataError(f"sample row {i}: sample_index={out['sample_index']} must be >= 0")
     if out["prompt_mode"] not in PROMPT_MODES:
@@ -195,8 +205,15 @@ class SampleStore:
             df = df[df["seed"] == int(seed)]
         return df.sort_values(["problem_id", "sample_index", "seed"], kind="stable").reset_index(drop=True)
 
-    def _check_settings(self, df: pd.DataFrame, where: str, temperature, top_p, prompt_mode) -> None:
+    def _check_settings(self, df: pd.DataFrame, where: str, temperature, top_p, prompt_mode, **protocol) -> None:
         """Stored samples under the same key must come from the same sampling protocol."""
+        for field, want in protocol.items():
+            if want is not None and len(df) and field in df:
+                have = df[field].dropna()
+                bad = have != want
+                if bad.any():
+                    raise DataError(f"{where}: stored samples use {field}={have[bad].iloc[0]}, not {want}; "
+                                    f"use another seed or store folder for a different protocol")
         for field, want in (("temperature", temperature), ("top_p", top_p)):
             if want is not None and len(df):
                 bad = ~np.isclose(df[field].to_numpy(), float(want))
@@ -210,17 +227,20 @@ class SampleStore:
                                 f"use another seed or store folder for a different protocol")
 
     def missing(self, checkpoint_id: str, split: str, problem_ids, n: int, seed: int, temperature: float | None = None,
-                top_p: float | None = None, prompt_mode: str | None = None) -> list[tuple[str, int]]:
+                top_p: float | None = None, prompt_mode: str | None = None, **protocol) -> list[tuple[str, int]]:
         """(problem_id, sample_index) pairs among problem_ids x range(n) not stored yet for this seed.
 
-        Given temperature/top_p/prompt_mode, stored samples of these problems drawn otherwise are an error
-        (they would be silently reused under the wrong protocol).
+        Given temperature/top_p/prompt_mode (and max_new_tokens/shots/backend as keywords), stored samples of
+        these problems drawn otherwise are an error (they would be silently reused under the wrong protocol).
         """
+        unknown = set(protocol) - set(_PROTOCOL)
+        if unknown:
+            raise TypeError(f"unknown protocol field(s) {sorted(unknown)}; known: {', '.join(_PROTOCOL)}")
         pids = [str(p) for p in problem_ids]
         df = self._frame(checkpoint_id, split)
         df = df[(df["seed"] == int(seed)) & (df["sample_index"] < int(n)) & df["problem_id"].isin(pids)]
         where = f"checkpoint {checkpoint_id!r} split {split!r} seed {seed}"
-        self._check_settings(df, where, temperature, top_p, prompt_mode)
+        self._check_settings(df, where, temperature, top_p, prompt_mode, **protocol)
         have = set(zip(df["problem_id"], df["sample_index"].astype(int)))
         return [(p, i) for p in pids for i in range(int(n)) if (p, i) not in have]
 

@@ -161,3 +161,17 @@ def test_correct_sets_feed_distinct_correct(tmp_path):
     pids, sets = s.correct_sets(CKPT, "test", n=2, seed=0)
     assert pids == ["a", "b"] and sets == [["x", "x"], []]
     assert distinct_correct(s.correct_sets(CKPT, "test", n=3, seed=0)[1]) == pytest.approx((2 + 1) / 2)
+
+
+def test_missing_refuses_samples_drawn_with_another_budget_shots_or_backend(tmp_path):
+    s = SampleStore(tmp_path)
+    s.add([row("a", 0, max_new_tokens=64, shots=2, backend="torch")])
+    same = dict(max_new_tokens=64, shots=2, backend="torch")
+    assert s.missing(CKPT, "test", ["a"], 2, 0, 0.6, 0.95, "few-shot", **same) == [("a", 1)]
+    for field, other in (("max_new_tokens", 128), ("shots", 4), ("backend", "vllm")):
+        with pytest.raises(DataError, match=f"stored samples use {field}="):
+            s.missing(CKPT, "test", ["a"], 2, 0, 0.6, 0.95, "few-shot", **{**same, field: other})
+    s.add([row("b", 0)])  # a row that records no budget is compared on the other fields only
+    assert s.missing(CKPT, "test", ["b"], 1, 0, 0.6, 0.95, "few-shot", max_new_tokens=512) == []
+    with pytest.raises(TypeError, match="unknown protocol field"):
+        s.missing(CKPT, "test", ["b"], 1, 0, top_k=5)
