@@ -65,7 +65,7 @@ def greedy_accuracy(model: LlamaLM, tok: Tokenizer, math_world, split: str = "te
     `answer`: fraction whose final number is the answer, whatever the format (capability without format)."""
     problems = math_world.split(split)[:n_problems]
     prefix = fewshot_prefix(math_world, shots)
-    stop = [tok.eos_id, *tok.ids_containing("\n")]  # a solution is one line
+    stop = tok.line_stop_ids  # a solution is one line
     graded = answer = 0
     for i in range(0, len(problems), batch_size):
         chunk = problems[i:i + batch_size]
@@ -208,7 +208,7 @@ def sample_problems(model, tok: Tokenizer, task: Task, problems, *, checkpoint_i
         if r < 8:
             raise RlearlyError(f"the {prompt_mode} prompt of problem {pid!r} has {len(prompts[pid])} tokens, leaving "
                                f"{r} of max_seq_len={_max_len(model)} to answer in; use fewer shots")
-    stop = [tok.eos_id, *tok.ids_containing("\n")]  # a solution is one line
+    stop = tok.line_stop_ids  # a solution is one line
     bar = progress_bar(len(missing), desc=f"sample {split}", enabled=progress)
     base = dict(checkpoint_id=checkpoint_id, split=split, seed=int(seed), temperature=float(temperature),
                 top_p=float(top_p), prompt_mode=prompt_mode, **protocol)

@@ -6,6 +6,7 @@ and every prompt starts with it, DESIGN §4); decoding drops special tokens.
 """
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -37,6 +38,12 @@ class Tokenizer:
 
     def decode(self, ids) -> str:
         return self.hf.decode(list(ids), skip_special_tokens=True)
+
+    @functools.cached_property
+    def line_stop_ids(self) -> list[int]:
+        """EOS and every token holding a newline: where a one-line solution ends. Computed once per tokenizer
+        (it decodes the whole vocabulary)."""
+        return [self.eos_id, *self.ids_containing("\n")]
 
     def ids_containing(self, text: str) -> list[int]:
         """Ids of every token whose decoded text contains `text` (e.g. newline stop tokens)."""

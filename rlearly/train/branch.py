@@ -20,6 +20,7 @@ import torch
 from rlearly.checkpoint import load_checkpoint, provenance, read_meta, save_checkpoint
 from rlearly.config import Config
 from rlearly.errors import ConfigError
+from rlearly.evaluate import checkpoint_id
 from rlearly.passk import pass_at_k_curve
 from rlearly.sampling import generate
 from rlearly.tasks import Task, get_task
@@ -86,7 +87,7 @@ def _run(cfg: Config, parent: Path, out: Path, method: str, label: str, show_pro
     log = MetricsLog(out / "metrics.jsonl")
     steps = total_steps(method, cfg)
     step, elapsed = resume_latest([out / "state"], model, recipe.optimizers, log)
-    lineage = dict(method=label, parent=str(parent), parent_id=_weights_id(parent_meta),
+    lineage = dict(method=label, parent=str(parent), parent_id=checkpoint_id(parent),
                    # pretraining tokens of the start checkpoint M_t, carried through SFT for sft_rl
                    parent_tokens=parent_meta.get("tokens", parent_meta.get("parent_tokens")),
                    seed=cfg.seed, config_hash=cfg.hash())
@@ -127,11 +128,6 @@ def _warmup(recipe, cfg: Config, step: int) -> None:
         set_lr(opt, sec.lr * factor)
 
 
-def _weights_id(meta: dict) -> str | None:
-    sha = meta.get("files", {}).get("model.safetensors", {}).get("sha256")
-    return sha[:16] if sha else None
-
-
 @torch.no_grad()
 def quick_passk(model, tok, task: Task, problems, n: int, seed: int) -> dict:
     """Zero-shot validation during training: pass@1 and pass@n on a few test problems at T=0.6, top-p 0.95
@@ -140,7 +136,7 @@ def quick_passk(model, tok, task: Task, problems, n: int, seed: int) -> dict:
         return {}
     prompts = [tok.encode(task.prompt(p)) for p in problems]
     outs = generate(model, prompts, n=n, max_new_tokens=min(128, model.cfg.max_seq_len - max(map(len, prompts))),
-                    temperature=0.6, top_p=0.95, stop_ids=[tok.eos_id, *tok.ids_containing("\n")], seed=seed,
+                    temperature=0.6, top_p=0.95, stop_ids=tok.line_stop_ids, seed=seed,
                     pad_id=tok.pad_id)
     correct = np.array([sum(task.reward(tok.decode(outs[i * n + j].tokens), p) > 0 for j in range(n))
                         for i, p in enumerate(problems)])

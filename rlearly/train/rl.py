@@ -64,7 +64,6 @@ class RLRecipe:
         rc = cfg.rl
         self.problems = task.problems(rc.split)
         self.prompts = [tok.encode(task.prompt(p)) for p in self.problems]
-        self.stop_ids = [tok.eos_id, *tok.ids_containing("\n")]  # solutions are one line
         self.opt = make_adamw(model, rc.lr, rc.weight_decay, (rc.beta1, rc.beta2))
         self.optimizers = {"rl": self.opt}
         self.ref = None
@@ -77,7 +76,7 @@ class RLRecipe:
         idx = epoch_batch(self.cfg.seed, step, rc.prompts_per_step, len(self.prompts))
         prompts = [self.prompts[i] for i in idx]
         outs = generate(self.model, prompts, n=G, max_new_tokens=rc.max_new_tokens, temperature=rc.temperature,
-                        top_p=rc.top_p, stop_ids=self.stop_ids, seed=stable_seed(self.cfg.seed, "rl", step),
+                        top_p=rc.top_p, stop_ids=self.tok.line_stop_ids, seed=stable_seed(self.cfg.seed, "rl", step),
                         pad_id=self.tok.pad_id)
         rewards = [self.task.reward(self.tok.decode(o.tokens), self.problems[idx[k // G]]) for k, o in enumerate(outs)]
         ro = rollout_tensors([p for p in prompts for _ in range(G)], outs, rewards, self.tok.pad_id)
