@@ -3,7 +3,7 @@
     rlearly config  [--config F] [--preset P] [key=value ...]     print the resolved config
     rlearly pretrain [--config F] [--preset P] [--out DIR] [key=value ...]
     rlearly branch CHECKPOINT --method M [--out DIR] [key=value ...]   post-train from a checkpoint
-    rlearly study run|status|report SPEC [--root DIR]              a whole study, cached node by node; its reports
+    rlearly study run|status|report SPEC [--root DIR] [--jobs N]  a whole study, cached node by node; its reports
     rlearly eval CHECKPOINT [--split test --n 32 --k 1,8,32]      pass@k table + general capability
     rlearly info CHECKPOINT                                       lineage and shape of a checkpoint
 """
@@ -43,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["run", "status", "report"])
     p.add_argument("spec", help="study YAML, e.g. studies/tiny.yaml")
     p.add_argument("--root", help="study directory (default runs/<study name>)")
+    p.add_argument("--jobs", type=int, default=1, help="run: independent nodes at a time, in worker processes "
+                   "sharing the cores (default 1)")
     p = sub.add_parser("info", help="show a checkpoint's lineage and model shape")
     p.add_argument("checkpoint")
     p = sub.add_parser("eval", help="pass@k of a checkpoint (samples stored once, reused) + general capability")
@@ -114,7 +116,9 @@ def _dispatch(args) -> int:
         spec = study.load_study(args.spec)
         root = Path(args.root or f"runs/{spec.name}")
         if args.action == "run":
-            study.run(spec, root)
+            if args.jobs < 1:
+                raise RlearlyError(f"--jobs {args.jobs} must be >= 1")
+            study.run(spec, root, jobs=args.jobs)
             print(f"done: {root} (tables in {root / 'tables'})")
         elif args.action == "report":
             from rlearly import report

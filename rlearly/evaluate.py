@@ -184,7 +184,7 @@ def _max_len(model) -> int:
 def sample_problems(model, tok: Tokenizer, task: Task, problems, *, checkpoint_id: str, split: str, n: int,
                     seed: int, store: SampleStore, temperature: float = 0.6, top_p: float = 0.95,
                     max_new_tokens: int = MAX_NEW_TOKENS, prompt_mode: str = "zero-shot", shots: int = SHOTS,
-                    batch_size: int = 64, backend: str = "torch", progress: bool = True) -> int:
+                    batch_size: int = 512, backend: str = "torch", progress: bool = True) -> int:
     """Draw the samples among problems × range(n) that `store` lacks, score them, store them. Returns rows added.
 
     `model` is a LlamaLM (backend "torch") or a vllm_backend.VllmModel (backend "vllm"). Each problem's

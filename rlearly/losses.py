@@ -22,6 +22,11 @@ def token_logprobs(logits: Tensor, targets: Tensor) -> Tensor:
     return picked - torch.logsumexp(logits, dim=-1)  # log_softmax gathered, without a (B,T,V) copy
 
 
+def scatter_masked(values: Tensor, mask: Tensor) -> Tensor:
+    """Place (M,) values at the M nonzero positions of mask (B, T), row-major; 0 elsewhere (differentiable)."""
+    return torch.zeros(mask.shape, dtype=values.dtype, device=values.device).masked_scatter(mask.bool(), values)
+
+
 @torch.no_grad()
 def entropy_from_logits(logits: Tensor, mask: Tensor) -> float:
     """Mean token entropy H(π(·|prefix)) in nats over masked positions, fp32; 0.0 for an empty mask."""

@@ -50,23 +50,63 @@ class KVCache:
 
     `length` is the number of positions filled. Sampling prefills once, then appends one token per step.
     `key_mask` (B, max_len) marks real (non-padding) key positions for left-padded batches.
+
+    A cache made by `share_prefix(n, new_len)` serves n samples per prompt: the prompt's keys/values stay
+    once per prompt in `prefix` (n_layer, B/n, n_kv_head, P, head_dim), with its padding mask, and `k`/`v`
+    hold only each sample's own continuation, so attention reads a prompt once for its n samples.
     """
 
     k: torch.Tensor
     v: torch.Tensor
     length: int = 0
     key_mask: torch.Tensor | None = None
+    prefix: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None  # (k, v, key mask) of the prompts
+    group: int = 1  # samples per prompt (rows b*group .. b*group+group-1 share prefix row b)
 
     @classmethod
     def empty(cls, cfg: ModelConfig, batch: int, max_len: int, dtype=torch.float32, device="cpu"):
         shape = (cfg.n_layer, batch, cfg.n_kv_head, max_len, cfg.head_dim)
         return cls(torch.empty(shape, dtype=dtype, device=device), torch.empty(shape, dtype=dtype, device=device))
 
-    def expand(self, n: int) -> "KVCache":
-        """Repeat each row n times (one prefill shared by n samples of the same prompt)."""
-        rep = lambda t: t.repeat_interleave(n, dim=1)
-        mask = None if self.key_mask is None else self.key_mask.repeat_interleave(n, dim=0)
-        return KVCache(rep(self.k), rep(self.v), self.length, mask)
+    @property
+    def prefix_len(self) -> int:
+        return 0 if self.prefix is None else self.prefix[0].shape[3]
+
+    def share_prefix(self, n: int, new_len: int) -> "KVCache":
+        """This (prefilled, unshared) cache as the shared prompt of n samples each, with room for
+        `new_len` further positions per sample."""
+        if self.prefix is not None:
+            raise ValueError("cache already has a shared prefix")
+        L = self.length
+        mask = self.key_mask[:, :L] if self.key_mask is not None else torch.ones(
+            self.k.shape[1], L, dtype=torch.bool, device=self.k.device)
+        nl, B, H, _, hd = self.k.shape
+        shape = (nl, B * n, H, new_len, hd)
+        return KVCache(self.k.new_empty(shape), self.v.new_empty(shape), L, None,
+                       (self.k[:, :, :, :L], self.v[:, :, :, :L], mask), n)
+
+
+def shared_prefix_attention(q, ks, vs, pk, pv, pmask, group: int):
+    """Softmax attention of q (B, H, T, hd) over a prompt prefix shared by `group` consecutive rows
+    (pk/pv (B/group, H, P, hd), pmask (B/group, P) True on real keys) followed by each row's own keys
+    ks/vs (B, H, S + T, hd), causal within the T new positions. Same result as attending over the
+    concatenation, but the prefix is read once per prompt instead of once per sample."""
+    B, H, T, hd = q.shape
+    Bp, P = pk.shape[0], pk.shape[2]
+    scale = 1.0 / math.sqrt(hd)
+    qg = q.reshape(Bp, group, H, T, hd).transpose(1, 2).reshape(Bp, H, group * T, hd)
+    sp = torch.matmul(qg, pk.transpose(-1, -2)) * scale  # (Bp, H, group*T, P)
+    sp = sp.masked_fill(~pmask[:, None, None, :], float("-inf"))
+    sp = sp.reshape(Bp, H, group, T, P).transpose(1, 2).reshape(B, H, T, P)
+    ss = torch.matmul(q, ks.transpose(-1, -2)) * scale  # (B, H, T, S + T)
+    if T > 1:
+        S = ks.shape[2] - T
+        future = torch.ones(T, S + T, dtype=torch.bool, device=q.device).triu(diagonal=S + 1)
+        ss = ss.masked_fill(future, float("-inf"))
+    w = torch.softmax(torch.cat([sp, ss], dim=-1), dim=-1)
+    wp = w[..., :P].reshape(Bp, group, H, T, P).transpose(1, 2).reshape(Bp, H, group * T, P)
+    yp = torch.matmul(wp, pv).reshape(Bp, H, group, T, hd).transpose(1, 2).reshape(B, H, T, hd)
+    return yp + torch.matmul(w[..., P:], vs)
 
 
 class Attention(nn.Module):
@@ -85,18 +125,23 @@ class Attention(nn.Module):
         v = self.v_proj(x).view(B, T, self.n_kv, self.hd).transpose(1, 2)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         if cache is not None:
-            start = cache.length
+            start = cache.length - cache.prefix_len  # where the new positions go in this cache's k/v
             cache.k[layer, :, :, start:start + T] = k
             cache.v[layer, :, :, start:start + T] = v
             k, v = cache.k[layer, :, :, :start + T], cache.v[layer, :, :, :start + T]
-        if self.n_kv != self.n_head:
-            k = k.repeat_interleave(self.n_head // self.n_kv, dim=1)
-            v = v.repeat_interleave(self.n_head // self.n_kv, dim=1)
-        if attn_mask is None:
+        k, v = self._heads(k), self._heads(v)
+        if cache is not None and cache.prefix is not None:
+            pk, pv, pmask = cache.prefix
+            y = shared_prefix_attention(q, k, v, self._heads(pk[layer]), self._heads(pv[layer]), pmask, cache.group)
+        elif attn_mask is None:
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         else:
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
         return self.o_proj(y.transpose(1, 2).reshape(B, T, -1))
+
+    def _heads(self, t):
+        """Grouped-query attention: repeat each key/value head for its query heads."""
+        return t if self.n_kv == self.n_head else t.repeat_interleave(self.n_head // self.n_kv, dim=1)
 
 
 class MLP(nn.Module):
@@ -168,6 +213,20 @@ class LlamaLM(nn.Module):
           log-probs are its negative).
         `positions` (B, T) gives RoPE positions per row (left-padded batches); default 0.. or cache offset.
         """
+        logits = self.lm_head(self.hidden(idx, cache=cache, positions=positions))
+        if targets is None:
+            return logits
+        B, T = idx.shape
+        nll = F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1), reduction="none").view(B, T)
+        if reduction == "none":
+            return nll
+        if loss_mask is None:
+            return nll.mean()
+        m = loss_mask.to(nll.dtype)
+        return (nll * m).sum() / m.sum().clamp(min=1)
+
+    def hidden(self, idx, *, cache: KVCache | None = None, positions=None):
+        """The final normed hidden states (B, T, n_embd), before the LM head."""
         B, T = idx.shape
         start = cache.length if cache is not None else 0
         if positions is None:
@@ -182,22 +241,18 @@ class LlamaLM(nn.Module):
             x = block(x, cos, sin, cache, i, attn_mask)
         if cache is not None:
             cache.length += T
-        logits = self.lm_head(self.model.norm(x))
-        if targets is None:
-            return logits
-        nll = F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1), reduction="none").view(B, T)
-        if reduction == "none":
-            return nll
-        if loss_mask is None:
-            return nll.mean()
-        m = loss_mask.to(nll.dtype)
-        return (nll * m).sum() / m.sum().clamp(min=1)
+        return self.model.norm(x)
+
+    def masked_logits(self, idx, mask):
+        """Logits (M, V) at the M positions where `mask` (B, T) is nonzero, in row-major order. The LM head
+        and everything after it run on those positions only (RL and SFT score responses, not prompts)."""
+        return self.lm_head(self.hidden(idx)[mask.bool()])
 
     @staticmethod
     def _attn_mask(cache: KVCache | None, T: int, device):
         """None (plain causal) without a cache; with one, a boolean (B, 1, T, L) mask: causal within the
         new tokens, all earlier cached keys visible, and padding keys hidden."""
-        if cache is None:
+        if cache is None or cache.prefix is not None:  # no mask, or the shared-prefix path's own
             return None
         L = cache.length + T
         causal = torch.ones(T, L, dtype=torch.bool, device=device).tril(diagonal=cache.length)

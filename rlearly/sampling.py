@@ -29,23 +29,38 @@ def sample_uniforms(seed: int, keys, length: int) -> np.ndarray:
     return np.stack([np.random.Generator(np.random.Philox(key=[seed, int(k)])).random(length) for k in keys])
 
 
+NUCLEUS_CANDIDATES = 64  # top-p looks for its cut among this many most likely tokens before sorting a row
+
+
+def nucleus_threshold(probs: torch.Tensor, top_p: float) -> torch.Tensor:
+    """(B,) the smallest probability inside each row's nucleus: the most likely tokens whose mass before
+    them is < top_p. Found among the top NUCLEUS_CANDIDATES tokens; only rows whose nucleus is wider are
+    fully sorted."""
+    K = min(NUCLEUS_CANDIDATES, probs.size(-1))
+    vals = probs.topk(K, dim=-1).values  # (B, K), descending
+    wide = vals.sum(-1) < top_p  # the cut may lie beyond the candidates
+    if bool(wide.any()):
+        full = probs[wide].sort(dim=-1, descending=True).values
+        vals = torch.cat([vals, vals.new_zeros(vals.size(0), full.size(-1) - K)], -1)
+        vals[wide] = full
+    inside = (vals.cumsum(-1) - vals) < top_p  # mass before each token < top_p (the first always is)
+    last = inside.sum(-1, keepdim=True) - 1
+    return vals.gather(-1, last).squeeze(-1)
+
+
 def pick_tokens(logits: torch.Tensor, u: torch.Tensor, temperature: float, top_p: float) -> torch.Tensor:
-    """Draw one token per row by inverse CDF. logits (B, V) fp32, u (B,) uniforms. temperature 0 = greedy."""
+    """Draw one token per row by inverse CDF. logits (B, V) fp32, u (B,) uniforms. temperature 0 = greedy.
+
+    The CDF runs in vocabulary order over the allowed tokens, so no per-token sort is needed; top-p keeps
+    every token at least as likely as the least likely token of the nucleus (ties at the cut all stay)."""
     if temperature == 0:
         return logits.argmax(-1)
     probs = torch.softmax(logits / temperature, dim=-1)
-    if top_p >= 1.0:  # no nucleus: the CDF in vocabulary order is as good, and skips a (B, V) sort per token
-        cum = probs.cumsum(-1)
-        idx = torch.searchsorted(cum, u.unsqueeze(-1) * cum[:, -1:], right=True).clamp(max=cum.size(-1) - 1)
-        return idx.squeeze(-1)
-    sorted_p, order = probs.sort(dim=-1, descending=True)
-    cum = sorted_p.cumsum(-1)
-    # nucleus: keep the smallest prefix whose mass reaches top_p (the first token is always kept)
-    sorted_p = sorted_p.masked_fill(cum - sorted_p >= top_p, 0.0)
-    cum = sorted_p.cumsum(-1)
-    target = u.unsqueeze(-1) * cum[:, -1:]
-    idx = torch.searchsorted(cum, target, right=True).clamp(max=cum.size(-1) - 1)
-    return order.gather(-1, idx).squeeze(-1)
+    if top_p < 1.0:
+        probs = probs * (probs >= nucleus_threshold(probs, top_p).unsqueeze(-1))
+    cum = probs.cumsum(-1)
+    idx = torch.searchsorted(cum, u.unsqueeze(-1) * cum[:, -1:], right=True).clamp(max=cum.size(-1) - 1)
+    return idx.squeeze(-1)
 
 
 @torch.no_grad()
@@ -75,13 +90,12 @@ def generate(model: LlamaLM, prompts: list[list[int]], *, n: int = 1, max_new_to
     u = torch.from_numpy(sample_uniforms(seed, keys, max_new_tokens)).float().to(device)  # (B, T_new)
     stops = torch.tensor(list(stop_ids) or [-1], device=device)
 
-    if use_cache:
-        cache = KVCache.empty(model.cfg, len(prompts), P + max_new_tokens, device=device)
-        cache.key_mask = real
+    if use_cache:  # prefill each prompt once; its n samples share those keys/values (KVCache.share_prefix)
+        cache = KVCache.empty(model.cfg, len(prompts), P, device=device)
+        cache.key_mask = real[:, :P]
         pos = (torch.arange(P, device=device) - pad[:, None]).clamp(min=0)
         logits = model(ids, cache=cache, positions=pos)[:, -1].float()
-        if n > 1:
-            cache, logits = cache.expand(n), logits.repeat_interleave(n, 0)
+        cache, logits = cache.share_prefix(n, max_new_tokens), logits.repeat_interleave(n, 0)
     else:
         seq, seq_real = ids.repeat_interleave(n, 0), real.repeat_interleave(n, 0)
     pad = pad.repeat_interleave(n)

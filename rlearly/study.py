@@ -7,9 +7,18 @@ Spec (studies/*.yaml; unknown keys are errors):
     branch:
       checkpoints: [0, -1]          # indices into the pretraining checkpoints, or "all"
       methods: [rl, sft, sft_rl]
+      per_method: {sft_rl: [-1]}    # checkpoints of some methods, instead of `checkpoints`
       seeds: [0]
       overrides: {rl.steps: 60}     # recipe settings on top of the base config
     eval: {splits: [test], n: 32, ks: [1, 8, 32], max_problems: 200, seed: 0, readiness: true}
+    arms:                           # further experiments, each on top of the above
+      rollout_g4:
+        config: {}                  # pretraining/world overrides (a different one = its own pretraining run)
+        branch: {checkpoints: [-1], methods: [rl], overrides: {rl.group_size: 4}}
+        eval: {splits: [test, hard]}
+
+The main plan is the arm "main". Arms that share a pretraining config share its run and base evaluations
+(a node belongs to the first arm that plans it).
 
 Layout under the study root (default runs/<name>):
 
@@ -19,20 +28,27 @@ Layout under the study root (default runs/<name>):
     eval/<checkpoint>/<split>.json                 pass@k with CIs + general capability
                                                    (split "train" on base checkpoints: the readiness
                                                    diagnostic, base pass@k on the RL training prompts)
+    timings.jsonl                                  wall time of every node run (stage breakdown)
     tables/*.csv                                   tidy tables the notebooks read
 
 Every node directory is content-addressed by its config hash and finished nodes are skipped, so a second
-run with nothing changed trains and samples nothing; an interrupted node resumes.
+run with nothing changed trains and samples nothing; an interrupted node resumes. `run(..., jobs=N)` runs
+independent nodes in N worker processes; a lock file keeps a second runner off the same study.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from rlearly.config import Config, from_dict, load_config, read_yaml_mapping
-from rlearly.errors import ConfigError
+from rlearly.errors import ConfigError, RlearlyError
+
+MAIN = "main"
 
 
 @dataclass
@@ -41,6 +57,7 @@ class BranchPlan:
     methods: list[str] = field(default_factory=lambda: ["rl", "sft"])
     seeds: list[int] = field(default_factory=lambda: [0])
     overrides: dict = field(default_factory=dict)
+    per_method: dict = field(default_factory=dict)  # method -> checkpoint indices (instead of `checkpoints`)
 
 
 @dataclass
@@ -58,11 +75,12 @@ class EvalPlan:
 
 
 @dataclass
-class StudySpec:
+class Arm:
+    """One experiment of a study: config overrides on top of the study's, its branches and evaluations."""
     name: str
-    config: dict = field(default_factory=dict)
-    branch: BranchPlan = field(default_factory=BranchPlan)
-    eval: EvalPlan = field(default_factory=EvalPlan)
+    config: dict
+    branch: BranchPlan
+    eval: EvalPlan
 
     def base_config(self) -> Config:
         return load_config(overrides=dict(self.config))
@@ -72,77 +90,239 @@ class StudySpec:
 
 
 @dataclass
+class StudySpec:
+    name: str
+    config: dict = field(default_factory=dict)
+    branch: BranchPlan = field(default_factory=BranchPlan)
+    eval: EvalPlan = field(default_factory=EvalPlan)
+    arms: dict = field(default_factory=dict)  # name -> Arm (after load_study; the main arm is not in it)
+
+    def base_config(self) -> Config:
+        return load_config(overrides=dict(self.config))
+
+    def branch_config(self, seed: int) -> Config:
+        return load_config(overrides={**self.config, **self.branch.overrides, "seed": seed})
+
+    def all_arms(self) -> list[Arm]:
+        return [Arm(MAIN, dict(self.config), self.branch, self.eval), *self.arms.values()]
+
+
+@dataclass
 class Node:
     kind: str  # pretrain | branch | eval
     key: str  # human-readable id, e.g. "branch rl ckpt-0000200704 s0"
     path: Path  # where its result lives; `done` checks it
     run: Callable[[], None]
+    arm: str = MAIN
+    deps: list[Path] = field(default_factory=list)  # paths of the nodes it needs finished first
 
     @property
     def done(self) -> bool:
         return (self.path / "DONE").exists() if self.kind != "eval" else self.path.exists()
 
 
+def _branch_plan(raw, where: str) -> BranchPlan:
+    raw = dict(raw or {})
+    if not isinstance(raw, dict):
+        raise ConfigError(f"study {where} must be a mapping")
+    overrides, per_method = raw.pop("overrides", None) or {}, raw.pop("per_method", None) or {}
+    if not isinstance(overrides, dict) or not isinstance(per_method, dict):
+        raise ConfigError(f"study keys '{where}.overrides' and '{where}.per_method' must be mappings")
+    plan = from_dict(BranchPlan, raw, where + ".")
+    from rlearly.train.branch import METHODS
+    for m in plan.methods:
+        if m not in METHODS:
+            raise ConfigError(f"study {where}.methods: unknown method {m!r}; known: {', '.join(METHODS)}")
+    for m, idx in per_method.items():
+        if m not in plan.methods:
+            raise ConfigError(f"study {where}.per_method names {m!r}, which is not in {where}.methods")
+        if not isinstance(idx, list) or not all(isinstance(i, int) for i in idx):
+            raise ConfigError(f"study {where}.per_method.{m} must be a list of checkpoint indices, got {idx!r}")
+    plan.overrides, plan.per_method = dict(overrides), dict(per_method)
+    return plan
+
+
 def load_study(path: str | Path) -> StudySpec:
     raw = read_yaml_mapping(path, "study")
-    branch = raw.get("branch") or {}
-    config, overrides = raw.pop("config", None) or {}, branch.pop("overrides", None) or {}
-    if not isinstance(config, dict) or not isinstance(overrides, dict):
-        raise ConfigError("study keys 'config' and 'branch.overrides' must be mappings of config keys")
-    raw["branch"] = branch
+    config, arms = raw.pop("config", None) or {}, raw.pop("arms", None) or {}
+    if not isinstance(config, dict):
+        raise ConfigError("study key 'config' must be a mapping of config keys")
+    if not isinstance(arms, dict):
+        raise ConfigError("study key 'arms' must map arm names to {config, branch, eval}")
+    branch = _branch_plan(raw.pop("branch", None), "branch")
     spec = from_dict(StudySpec, raw)  # strict: unknown keys and wrong types name the field
-    spec.config, spec.branch.overrides = dict(config), dict(overrides)
+    spec.config, spec.branch = dict(config), branch
     spec.base_config(), spec.branch_config(0)  # fail now, naming the bad key, not mid-study
-    from rlearly.train.branch import METHODS
-    for m in spec.branch.methods:
-        if m not in METHODS:
-            raise ConfigError(f"study branch.methods: unknown method {m!r}; known: {', '.join(METHODS)}")
+    for name, a in arms.items():
+        where = f"arms.{name}"
+        if name == MAIN or not isinstance(a, dict):
+            raise ConfigError(f"study {where} must be a mapping of config/branch/eval (and not be named {MAIN!r})")
+        unknown = set(a) - {"config", "branch", "eval"}
+        if unknown:
+            raise ConfigError(f"unknown study key '{where}.{sorted(unknown)[0]}' (known: branch, config, eval)")
+        cfg = a.get("config") or {}
+        if not isinstance(cfg, dict):
+            raise ConfigError(f"study key '{where}.config' must be a mapping of config keys")
+        ev = from_dict(EvalPlan, {**dataclasses.asdict(spec.eval), **(a.get("eval") or {})}, where + ".eval.")
+        arm = Arm(name, {**spec.config, **cfg}, _branch_plan(a.get("branch"), where + ".branch"), ev)
+        arm.base_config(), arm.branch_config(0)
+        spec.arms[name] = arm
     return spec
 
 
 def plan(spec: StudySpec, root: str | Path) -> list[Node]:
-    """Every node of the study in execution order (dependencies first)."""
+    """Every node of the study in execution order (dependencies first); shared nodes appear once."""
+    root = Path(root)
+    nodes: dict[Path, Node] = {}
+    for arm in spec.all_arms():
+        for node in _arm_nodes(spec, arm, root):
+            nodes.setdefault(node.path, node)
+    return list(nodes.values())
+
+
+def _arm_nodes(spec: StudySpec, arm: Arm, root: Path) -> list[Node]:
     from rlearly.train import pretrain
 
-    root = Path(root)
-    cfg = spec.base_config()
+    cfg = arm.base_config()
     pre_dir = root / "pretrain" / cfg.hash()
     nodes = [Node("pretrain", f"pretrain {cfg.hash()}", pre_dir,
-                  lambda: pretrain.run(cfg, pre_dir, show_progress=True))]
+                  lambda: pretrain.run(cfg, pre_dir, show_progress=True), arm.name)]
     steps = cfg.pretrain.checkpoint_steps()
     names = [pretrain.ckpt_name(s * cfg.pretrain.tokens_per_step) for s in steps]
-    chosen = names if spec.branch.checkpoints == "all" else [names[i] for i in _indices(spec.branch.checkpoints, names)]
-    finals = []
-    for ck in chosen:
+    bp = arm.branch
+    every = names if bp.checkpoints == "all" else [names[i] for i in _indices(bp.checkpoints, names)]
+    per = {m: [names[i] for i in _indices(idx, names)] for m, idx in bp.per_method.items()}
+    finals: list[tuple[Path, list[Path]]] = []  # (checkpoint to evaluate, the nodes it needs)
+    for ck in names:
+        methods = [m for m in bp.methods if ck in per.get(m, every)]
+        if not methods:
+            continue
         parent = pre_dir / ck
-        finals.append(parent)
-        for seed in spec.branch.seeds:
-            bcfg = spec.branch_config(seed)
-            for method in spec.branch.methods:
+        finals.append((parent, [pre_dir]))
+        for seed in bp.seeds:
+            bcfg = arm.branch_config(seed)
+            for method in methods:
                 out = root / "branch" / method / ck / f"s{seed}-{bcfg.hash()}"
                 sft_dir = root / "branch" / "sft" / ck / f"s{seed}-{bcfg.hash()}" if method == "sft_rl" else None
-                nodes.append(Node("branch", f"branch {method} {ck} s{seed}", out,
-                                  _branch_job(bcfg, parent, out, method, sft_dir)))
-                finals.append(out / "final")
-    for ck_path in finals:
-        readiness = ["train"] if spec.eval.readiness and ck_path.parent == pre_dir else []
-        for split in [*spec.eval.splits, *[s for s in readiness if s not in spec.eval.splits]]:
+                deps = [pre_dir] + ([sft_dir] if sft_dir and "sft" in methods else [])
+                nodes.append(Node("branch", f"branch {method} {ck} s{seed} [{arm.name}]", out,
+                                  _branch_job(bcfg, parent, out, method, sft_dir), arm.name, deps))
+                finals.append((out / "final", [out]))
+    for ck_path, deps in finals:
+        readiness = ["train"] if arm.eval.readiness and ck_path.parent == pre_dir else []
+        for split in [*arm.eval.splits, *[s for s in readiness if s not in arm.eval.splits]]:
             out = root / "eval" / _label(root, ck_path) / f"{split}.json"
             nodes.append(Node("eval", f"eval {_label(root, ck_path)} {split}", out,
-                              _eval_job(spec, root, ck_path, split, out)))
+                              _eval_job(arm.eval, root, ck_path, split, out), arm.name, deps))
     return nodes
 
 
-def run(spec: StudySpec, root: str | Path, log=print) -> list[Node]:
-    """Run every unfinished node in order; finished ones are skipped. Then write the tables."""
-    nodes = plan(spec, root)
-    todo = [n for n in nodes if not n.done]
-    log(f"study {spec.name}: {len(nodes)} nodes, {len(nodes) - len(todo)} done, {len(todo)} to run")
-    for i, node in enumerate(todo, 1):
-        log(f"[{i}/{len(todo)}] {node.key}")
-        node.run()
-    write_tables(spec, root)
+def run(spec: StudySpec, root: str | Path, log=print, jobs: int = 1) -> list[Node]:
+    """Run every unfinished node (finished ones are skipped), `jobs` at a time. Then write the tables."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    with _Lock(root / ".lock"):
+        nodes = plan(spec, root)
+        todo = [n for n in nodes if not n.done]
+        log(f"study {spec.name}: {len(nodes)} nodes, {len(nodes) - len(todo)} done, {len(todo)} to run"
+            + (f", {jobs} at a time" if jobs > 1 and todo else ""))
+        if jobs <= 1:
+            for i, node in enumerate(todo, 1):
+                log(f"[{i}/{len(todo)}] {node.key}")
+                _timed(node, root)
+        elif todo:
+            _run_parallel(spec, root, todo, jobs, log)
+        write_tables(spec, root)
     return nodes
+
+
+def _timed(node: Node, root: Path) -> float:
+    t0 = time.perf_counter()
+    node.run()
+    seconds = time.perf_counter() - t0
+    row = dict(key=node.key, kind=node.kind, arm=node.arm, seconds=round(seconds, 2), threads=_threads(),
+               finished=time.strftime("%Y-%m-%dT%H:%M:%S"))
+    with open(root / "timings.jsonl", "a") as f:
+        f.write(json.dumps(row) + "\n")
+    return seconds
+
+
+def _threads() -> int:
+    import torch
+    return torch.get_num_threads()
+
+
+def _worker_init(threads: int) -> None:
+    import torch
+    torch.set_num_threads(threads)
+
+
+def _run_one(spec: StudySpec, root: str, key: str) -> float:
+    """Worker process: re-plan the study and run the node named `key` (closures do not cross processes)."""
+    node = next(n for n in plan(spec, root) if n.key == key)
+    return _timed(node, Path(root))
+
+
+def _run_parallel(spec: StudySpec, root: Path, todo: list[Node], jobs: int, log) -> None:
+    """Dependency-ordered execution in `jobs` spawned processes, each with cores/jobs torch threads."""
+    import multiprocessing as mp
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    pending, running, started = list(todo), {}, 0
+    is_done = {n.path: n.done for n in plan(spec, root)}
+    failure = None
+    with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"), initializer=_worker_init,
+                             initargs=(threads,)) as pool:
+        while pending or running:
+            ready = [n for n in pending if all(is_done.get(d, True) for d in n.deps)] if failure is None else []
+            for node in ready[:jobs - len(running)]:
+                pending.remove(node)
+                started += 1
+                log(f"[{started}/{len(todo)}] start {node.key}")
+                running[pool.submit(_run_one, spec, str(root), node.key)] = node
+            if not running:
+                break
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                node = running.pop(fut)
+                try:
+                    log(f"done {node.key} ({fut.result():.0f} s)")
+                    is_done[node.path] = True
+                except Exception as e:  # let the others finish, start nothing new, then report
+                    failure = failure or (node, e)
+    if failure:
+        node, e = failure
+        if isinstance(e, RlearlyError):
+            raise type(e)(f"{node.key}: {e}") from e
+        raise RlearlyError(f"{node.key} failed: {type(e).__name__}: {e}") from e
+
+
+class _Lock:
+    """An exclusive lock on the study root, so a second `study run` stops with a clear message."""
+
+    def __init__(self, path: Path):
+        self.path, self.fh = path, None
+
+    def __enter__(self):
+        import fcntl
+        self.fh = open(self.path, "a+")
+        try:
+            fcntl.flock(self.fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.fh.seek(0)
+            holder = self.fh.read().strip() or "another process"
+            self.fh.close()
+            raise RlearlyError(f"study {self.path.parent} is being run by {holder}; wait for it to finish "
+                               "(or stop it) and run again") from None
+        self.fh.seek(0)
+        self.fh.truncate()
+        self.fh.write(f"pid {os.getpid()}")
+        self.fh.flush()
+        return self
+
+    def __exit__(self, *exc):
+        self.fh.close()  # releases the lock
 
 
 def status(spec: StudySpec, root: str | Path) -> list[tuple[str, bool]]:
@@ -153,7 +333,7 @@ def _indices(idx: list[int], names: list[str]) -> list[int]:
     out = []
     for i in idx:
         if not -len(names) <= i < len(names):
-            raise ConfigError(f"study branch.checkpoints index {i} is out of range: the run has {len(names)} checkpoints")
+            raise ConfigError(f"study checkpoint index {i} is out of range: the run has {len(names)} checkpoints")
         out.append(i % len(names))
     return sorted(set(out))
 
@@ -170,13 +350,12 @@ def _branch_job(cfg: Config, parent: Path, out: Path, method: str, sft_dir: Path
     return job
 
 
-def _eval_job(spec: StudySpec, root: Path, ckpt: Path, split: str, out: Path):
+def _eval_job(e: EvalPlan, root: Path, ckpt: Path, split: str, out: Path):
     def job():
         from rlearly import evaluate
         from rlearly.checkpoint import load_checkpoint, load_config_of
         from rlearly.train.common import write_atomic
 
-        e = spec.eval
         res = evaluate.evaluate_passk(ckpt, "synthetic", split, e.n, e.ks, e.seed, root / "samples", "auto",
                                       max_problems=e.max_problems, progress=False)
         model, tok, meta = load_checkpoint(ckpt)
@@ -190,29 +369,36 @@ def _eval_job(spec: StudySpec, root: Path, ckpt: Path, split: str, out: Path):
 
 
 def write_tables(spec: StudySpec, root: str | Path) -> dict:
-    """Collect every finished node's results into tidy CSV tables under root/tables (what notebooks read)."""
+    """Collect the finished nodes of the plan into tidy CSV tables under root/tables (what notebooks read).
+    Every row carries its `arm`; nodes of an older plan left in the root are not read."""
     import pandas as pd
 
     from rlearly.train.common import read_metrics
 
     root = Path(root)
-    passk_rows, general_rows, branch_rows = [], [], []
-    for f in sorted((root / "eval").glob("*/*.json")):
-        r = json.loads(f.read_text())
-        method = "base" if r["method"] == "pretrain" else r["method"]
-        ident = dict(checkpoint_id=r["checkpoint_id"], method=method, parent_tokens=r["parent_tokens"],
-                     seed=r["seed"], split=r["split"])
-        passk_rows += [{**ident, "prompt_mode": r["prompt_mode"], "n": r["n"], **p} for p in r["passk"]]
-        general_rows += [{**ident, "metric": k, "value": v} for k, v in r.get("general", {}).items()]
-    for meta_f in sorted((root / "branch").glob("*/*/*/meta.json")):
-        meta = json.loads(meta_f.read_text())
-        for row in read_metrics(meta_f.parent / "metrics.jsonl"):
-            branch_rows.append({"method": meta["method"], "parent_tokens": meta["parent_tokens"],
-                                "seed": meta["seed"], **row})
-    pre = [read_metrics(p) for p in sorted((root / "pretrain").glob("*/metrics.jsonl"))]
+    passk_rows, general_rows, branch_rows, pre_rows = [], [], [], []
+    for node in plan(spec, root):
+        if not node.done:
+            continue
+        if node.kind == "eval":
+            r = json.loads(node.path.read_text())
+            method = "base" if r["method"] == "pretrain" else r["method"]
+            ident = dict(arm=node.arm, checkpoint_id=r["checkpoint_id"], method=method,
+                         parent_tokens=r["parent_tokens"], seed=r["seed"], split=r["split"])
+            passk_rows += [{**ident, "prompt_mode": r["prompt_mode"], "n": r["n"], **p} for p in r["passk"]]
+            general_rows += [{**ident, "metric": k, "value": v} for k, v in r.get("general", {}).items()]
+        elif node.kind == "branch":
+            meta = json.loads((node.path / "meta.json").read_text())
+            cfg = load_config(node.path / "config.yaml")
+            ident = dict(arm=node.arm, method=meta["method"], parent_tokens=meta["parent_tokens"],
+                         seed=meta["seed"], group_size=cfg.rl.group_size, prompts_per_step=cfg.rl.prompts_per_step)
+            branch_rows += [{**ident, **row} for row in read_metrics(node.path / "metrics.jsonl")]
+        else:
+            pre_rows += [{"arm": node.arm, "config_hash": node.path.name, **row}
+                         for row in read_metrics(node.path / "metrics.jsonl")]
     tables = {"passk": pd.DataFrame(passk_rows), "general": pd.DataFrame(general_rows),
-              "branch_metrics": pd.DataFrame(branch_rows),
-              "pretrain_metrics": pd.DataFrame([r for rows in pre for r in rows])}
+              "branch_metrics": pd.DataFrame(branch_rows), "pretrain_metrics": pd.DataFrame(pre_rows),
+              "timings": pd.DataFrame(read_metrics(root / "timings.jsonl"))}
     (root / "tables").mkdir(parents=True, exist_ok=True)
     for name, df in tables.items():
         tmp = root / "tables" / f".{name}.csv.tmp"

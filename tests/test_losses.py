@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from rlearly.losses import (aggregate, entropy_from_logits, group_advantages, grpo_loss, kl_penalty,
-                            masked_nll, policy_loss, token_logprobs)
+                            masked_nll, policy_loss, scatter_masked, token_logprobs)
 
 T = torch.tensor
 LN = math.log
@@ -257,3 +257,12 @@ def test_entropy_from_logits():
     # uniform over 4 → ln 4 = 1.386294; one-hot → 0 (not NaN); mean over the first two = ln 4 / 2
     assert entropy_from_logits(logits, T([[1.0, 1.0, 0.0]])) == pytest.approx(LN(4) / 2)
     assert entropy_from_logits(logits, torch.zeros(1, 3)) == 0.0
+
+
+def test_scatter_masked_places_values_row_major_and_passes_gradients():
+    mask = torch.tensor([[0, 1, 1], [1, 0, 0]])
+    v = torch.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    out = scatter_masked(v, mask)
+    assert out.tolist() == [[0.0, 1.0, 2.0], [3.0, 0.0, 0.0]]
+    (out * torch.tensor([[5.0, 6.0, 7.0], [8.0, 9.0, 10.0]])).sum().backward()
+    assert v.grad.tolist() == [6.0, 7.0, 8.0]

@@ -42,6 +42,30 @@ def test_left_padding_with_positions_matches_unpadded(model):
     assert (out - ref).abs().max() < 1e-5
 
 
+def test_shared_prefix_cache_matches_full_forward(model):
+    """Two left-padded prompts, three continuations each: the prompts' keys stored once per prompt
+    (KVCache.share_prefix) give the logits of running every full sequence on its own."""
+    prompts = [torch.randint(3, 300, (4,)), torch.randint(3, 300, (6,))]
+    conts = torch.randint(3, 300, (6, 5))  # row 3*b + j continues prompt b
+    P = 6
+    ids = torch.zeros(2, P, dtype=torch.long)
+    mask = torch.zeros(2, P, dtype=torch.bool)
+    for b, p in enumerate(prompts):
+        ids[b, P - len(p):], mask[b, P - len(p):] = p, True
+    pad = (~mask).sum(1)
+    cache = KVCache.empty(model.cfg, 2, P)
+    cache.key_mask = mask
+    model(ids, cache=cache, positions=(torch.arange(P) - pad[:, None]).clamp(min=0))
+    cache = cache.share_prefix(3, 5)
+    pos = lambda t0, T: (P + torch.arange(t0, t0 + T) - pad.repeat_interleave(3)[:, None])
+    first = model(conts[:, :2], cache=cache, positions=pos(0, 2))  # two new positions at once (causal)
+    rest = [model(conts[:, t:t + 1], cache=cache, positions=pos(t, 1)) for t in range(2, 5)]
+    inc = torch.cat([first, *rest], dim=1)
+    for row in range(6):
+        full = model(torch.cat([prompts[row // 3], conts[row]])[None])[0, -5:]
+        assert (inc[row] - full).abs().max() < 1e-4
+
+
 @pytest.mark.parametrize("tie", [False, True])
 def test_hf_transformers_loads_checkpoint_with_same_logits(tmp_path, tok, tie):
     transformers = pytest.importorskip("transformers")

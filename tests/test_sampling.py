@@ -1,6 +1,6 @@
 import torch
 
-from rlearly.sampling import generate, pick_tokens
+from rlearly.sampling import NUCLEUS_CANDIDATES, generate, nucleus_threshold, pick_tokens
 
 
 def test_pick_tokens_inverse_cdf_and_top_p():
@@ -58,3 +58,33 @@ def test_pick_tokens_without_nucleus_follows_vocabulary_order():
     u = (torch.arange(1000) + 0.5) / 1000
     picks = pick_tokens(logits.expand(1000, 3), u, 1.0, 1.0)
     assert torch.bincount(picks, minlength=3).tolist() == [200, 500, 300]
+
+
+def _sorted_nucleus(probs, top_p):
+    """Reference: sort, keep tokens whose preceding mass is < top_p."""
+    vals, order = probs.sort(descending=True)
+    keep = (vals.cumsum(-1) - vals) < top_p
+    out = torch.zeros_like(probs, dtype=torch.bool)
+    out[order[keep]] = True
+    return out
+
+
+def test_nucleus_threshold_matches_a_full_sort_for_narrow_and_wide_rows():
+    g = torch.Generator().manual_seed(0)
+    V = 4 * NUCLEUS_CANDIDATES
+    peaked = torch.softmax(torch.randn(V, generator=g) * 6, -1)  # nucleus of a few tokens
+    flat = torch.softmax(torch.randn(V, generator=g) * 0.1, -1)  # nucleus wider than the candidates
+    probs = torch.stack([peaked, flat])
+    thr = nucleus_threshold(probs, 0.95)
+    for row in range(2):
+        assert torch.equal(probs[row] >= thr[row], _sorted_nucleus(probs[row], 0.95))
+    assert (probs[1] >= thr[1]).sum() > NUCLEUS_CANDIDATES
+
+
+def test_top_p_samples_in_vocabulary_order_among_the_kept_tokens():
+    logits = torch.log(torch.tensor([[0.1, 0.5, 0.05, 0.35]]))
+    # top_p=0.8 keeps 0.5 and 0.35 (mass before 0.35 is 0.5 < 0.8; before 0.1 it is 0.85): tokens 1 and 3,
+    # renormalised 0.5/0.85 and 0.35/0.85 in vocabulary order
+    u = (torch.arange(1700) + 0.5) / 1700
+    picks = pick_tokens(logits.expand(1700, 4), u, 1.0, 0.8)
+    assert torch.bincount(picks, minlength=4).tolist() == [0, 1000, 0, 700]

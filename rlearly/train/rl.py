@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from rlearly.config import Config
-from rlearly.losses import entropy_from_logits, group_advantages, grpo_loss, token_logprobs
+from rlearly.losses import entropy_from_logits, group_advantages, grpo_loss, scatter_masked, token_logprobs
 from rlearly.sampling import generate
 from rlearly.tasks import Task
 from rlearly.tokenizer import Tokenizer
@@ -90,17 +90,17 @@ class RLRecipe:
         """GRPO loss on the rollouts `rows` (a mini-batch)."""
         rc = self.cfg.rl
         x, y, mask = ro.x[rows], ro.y[rows], ro.mask[rows]
-        logits = self.model(x)
-        lp = token_logprobs(logits, y)  # (n, L-1)
+        sel = mask.bool()  # the LM head, log-probs and entropy run on response positions only
+        logits = self.model.masked_logits(x, mask)  # (M, V)
+        lp = scatter_masked(token_logprobs(logits, y[sel]), mask)  # (n, L-1), 0 off the mask
         ref_lp = None
         if self.ref is not None:
             with torch.no_grad():
-                ref_lp = token_logprobs(self.ref(x), y)
+                ref_lp = scatter_masked(token_logprobs(self.ref.masked_logits(x, mask), y[sel]), mask)
         loss, stats = grpo_loss(lp, ro.old_logprobs[rows], adv[rows], mask, ref_lp, rc.kl_coef,
                                 clip_low=rc.clip_low, clip_high=rc.clip_high, dual_clip=rc.dual_clip or None,
                                 kl_estimator=rc.kl_estimator, agg=rc.loss_agg, max_len=rc.max_new_tokens)
-        sel = mask.bool()  # entropy over response positions only: a third of the (n, L, V) softmax
-        stats["entropy"] = entropy_from_logits(logits.detach()[sel], mask[sel])
+        stats["entropy"] = entropy_from_logits(logits.detach(), mask[sel])
         return loss, stats
 
     def minibatches(self, step: int, n: int) -> list[np.ndarray]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from rlearly.config import Config
-from rlearly.losses import masked_nll, token_logprobs
+from rlearly.losses import masked_nll, scatter_masked, token_logprobs
 from rlearly.tasks import Task
 from rlearly.tokenizer import Tokenizer
 from rlearly.train.common import epoch_batch, make_adamw
@@ -45,7 +45,7 @@ class SFTRecipe:
 
     def loss(self, batch) -> tuple[torch.Tensor, dict]:
         x, y, mask = batch
-        lp = token_logprobs(self.model(x), y)  # (B, L-1)
+        lp = scatter_masked(token_logprobs(self.model.masked_logits(x, mask), y[mask.bool()]), mask)  # (B, L-1)
         loss, stats = masked_nll(lp, mask, agg=self.cfg.sft.loss_agg)
         return loss, {"sft_loss": loss.item(), "sft_tokens": stats["n_tokens"]}
 
