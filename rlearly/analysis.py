@@ -39,20 +39,31 @@ def resolve_path(path: str | os.PathLike) -> Path:
 
 # ---------------------------------------------------------------- tables
 
-def load_tables(study_root: str | os.PathLike) -> dict[str, pd.DataFrame]:
-    """The four tidy tables of a finished study (an empty CSV gives an empty DataFrame)."""
+def load_tables(study_root: str | os.PathLike, arm: str | None = "main") -> dict[str, pd.DataFrame]:
+    """The tidy tables of a finished study (an empty CSV gives an empty DataFrame), restricted to the rows
+    of one `arm` (default the main experiment; None = every arm). `timings` is optional."""
     folder = resolve_path(study_root) / "tables"
     missing = [t for t in TABLES if not (folder / f"{t}.csv").is_file()]
     if missing:
         raise RlearlyError(f"{folder} lacks {', '.join(t + '.csv' for t in missing)}: run "
                            f"`rlearly study run <spec> --root {folder.parent}` first")
     out = {}
-    for t in TABLES:
+    for t in (*TABLES, "timings"):
         try:
-            out[t] = pd.read_csv(folder / f"{t}.csv")
-        except pd.errors.EmptyDataError:
-            out[t] = pd.DataFrame()
+            df = pd.read_csv(folder / f"{t}.csv")
+        except (pd.errors.EmptyDataError, FileNotFoundError):
+            df = pd.DataFrame()
+        if arm is not None and "arm" in df and t != "timings":
+            df = df[df["arm"] == arm].reset_index(drop=True)
+        out[t] = df
     return out
+
+
+def arms(study_root: str | os.PathLike) -> list[str]:
+    """The arms a study's tables hold, main first."""
+    df = load_tables(study_root, arm=None)["passk"]
+    names = list(dict.fromkeys(df["arm"])) if "arm" in df else []
+    return sorted(names, key=lambda a: (a != "main", names.index(a)))
 
 
 def seed_mean(passk: pd.DataFrame, split: str = "test") -> pd.DataFrame:
@@ -227,6 +238,92 @@ def sweep_ks(passk: pd.DataFrame, split: str = "test") -> list[int]:
     """1, a middle k and k_max among the evaluated ks (the checkpoint sweep's panels)."""
     ks = sorted(k for k in seed_mean(passk, split)["k"].unique() if k <= k_max(passk, split))
     return sorted({ks[0], ks[len(ks) // 2], ks[-1]})
+
+
+# ---------------------------------------------------------------- side experiments (arms)
+
+def readiness_points(study_root, tables: dict, split: str = "test") -> pd.DataFrame:
+    """One row per (checkpoint, RL seed): the base's pass@1 and pass@k_max on the RL training prompts
+    (split "train") beside the RL branch's Δpass@1 on `split` (PAPER §4 diagnostic)."""
+    passk = tables["passk"]
+    train = passk[(passk["split"] == "train") & (passk["method"] == "base")]
+    if train.empty:
+        raise RlearlyError("no base evaluations on the train split: set eval.readiness: true in the study spec")
+    kt = int(train["k"].max())
+    base = train.pivot_table(index="parent_tokens", columns="k", values="pass_at_k")
+    d = compare_methods(study_root, passk, "rl", "base", [1], split)
+    d = d.rename(columns={"diff": "rl_delta_pass1", "low": "rl_delta_low", "high": "rl_delta_high"})
+    d = d.join(base[1].rename("base_train_pass1"), on="parent_tokens")
+    d = d.join(base[kt].rename("base_train_passk"), on="parent_tokens")
+    return d[["parent_tokens", "seed", "base_train_pass1", "base_train_passk", "rl_delta_pass1",
+              "rl_delta_low", "rl_delta_high"]].assign(k_train=kt)
+
+
+def arm_gains(study_root, passk: pd.DataFrame, arms, splits=("test", "hard")) -> pd.DataFrame:
+    """RL − base at each arm's last RL checkpoint, per split and k ∈ {1, k_max}, with paired bootstrap
+    CIs (data composition vs model scale). `passk`: the table of every arm (load_tables(..., arm=None))."""
+    rows = []
+    for arm in arms:
+        for split in splits:
+            df = passk[(passk["arm"] == arm) & (passk["split"] == split)]
+            if not {"rl", "base"} <= set(df["method"]):
+                continue
+            last = df[df["method"] == "rl"]["parent_tokens"].max()
+            df = df[df["parent_tokens"] == last]
+            km = k_max(df, split)
+            d = over_seeds(compare_methods(study_root, df, "rl", "base", sorted({1, km}), split))
+            rows += [dict(arm=arm, split=split, parent_tokens=last, k=int(r.k), base=r.start, rl=r.branch,
+                          gain=r.diff, low=r.low, high=r.high) for r in d.itertuples()]
+    return pd.DataFrame(rows, columns=["arm", "split", "parent_tokens", "k", "base", "rl", "gain", "low", "high"])
+
+
+def budget_curves(branch_metrics: pd.DataFrame, arms, parent_tokens=None) -> pd.DataFrame:
+    """Validation pass@k along RL training of the given arms, against the training data and compute used:
+    prompts seen, rollouts generated and generated tokens (cumulative). `branch_metrics` of every arm;
+    `parent_tokens` default: the last checkpoint that every arm trained RL from."""
+    bm = branch_metrics[branch_metrics["arm"].isin(list(arms)) & (branch_metrics["method"] == "rl")].copy()
+    if bm.empty:
+        raise RlearlyError(f"no RL training metrics for arms {list(arms)}")
+    if parent_tokens is None:
+        common = set.intersection(*(set(g["parent_tokens"]) for _, g in bm.groupby("arm")))
+        if not common:
+            raise RlearlyError(f"arms {list(arms)} share no RL start checkpoint")
+        parent_tokens = max(common)
+    bm = bm[bm["parent_tokens"] == parent_tokens]
+    bm = bm.sort_values(["arm", "parent_tokens", "seed", "step"])
+    per_step = bm["prompts_per_step"] * bm["group_size"]
+    bm["prompts_seen"] = bm["step"] * bm["prompts_per_step"]
+    bm["rollouts"] = bm["step"] * per_step
+    bm["gen_tokens"] = (bm["response_len"] * per_step).groupby(
+        [bm["arm"], bm["parent_tokens"], bm["seed"]]).cumsum()
+    vals = [c for c in bm.columns if c.startswith("val_pass@")]
+    keep = ["arm", "group_size", "parent_tokens", "seed", "step", "prompts_seen", "rollouts", "gen_tokens",
+            "reward_mean", "frac_zero_std", *vals]
+    return bm[keep].reset_index(drop=True)
+
+
+def parallel_headline(passk: pd.DataFrame, general: pd.DataFrame, parent_tokens) -> dict:
+    """results.json of parallel_averaging: pass@1 and pass@k_max of each recipe and its general-capability
+    deltas against base at `parent_tokens` (means over seeds, from the tables)."""
+    km = k_max(passk)
+    out = {"parent_tokens": parent_tokens, "k_max": km}
+    for k, label in ((1, "1"), (km, "k_max")):
+        out |= {f"pass@{label}.{m}": v for m, v in pivot_at(passk, k)[parent_tokens].items()}
+    d = general_deltas(general).query("parent_tokens == @parent_tokens")
+    return out | {f"d{r.metric}.{r.method}": r.delta for r in d.itertuples()}
+
+
+def budget_headline(curves: pd.DataFrame, final: pd.DataFrame) -> dict:
+    """results.json of rollout_budget: per group size G, the last validation pass@1 with the prompts seen
+    and tokens generated to get there, and the final test pass@k (`final`: rows arm, columns k, plus
+    'rollouts / prompt')."""
+    out = {"parent_tokens": curves["parent_tokens"].iloc[0]}
+    last = curves.sort_values("step").groupby("group_size").last()
+    for g, r in last.iterrows():
+        out |= {f"G{g}.{c}": r[c] for c in ("val_pass@1", "prompts_seen", "gen_tokens")}
+    for _, r in final.iterrows():
+        out |= {f"G{int(r['rollouts / prompt'])}.test_pass@{k}": r[k] for k in final.columns if k != "rollouts / prompt"}
+    return out
 
 
 def _method_order(methods) -> list[str]:

@@ -394,3 +394,53 @@ def solve_rate_scatter(start_rates, branch_rates, method: str = "rl"):
     ax.set_title(f"Per-problem solve rate: up {np.mean(b > a):.0%}, down {np.mean(b < a):.0%}")
     ax.legend(frameon=False, loc="upper left")
     return fig
+
+
+# ---------------------------------------------------------------- side experiments (arms)
+
+def _arm_label(arm: str) -> str:
+    return {"main": "main (small, 30% math)"}.get(arm, arm)
+
+
+@_styled
+def arm_gain_bars(gains: pd.DataFrame):
+    """RL − base per arm (bars, paired CI as error bars), one panel per (split, k): data composition vs
+    model scale (PAPER §5). `gains`: analysis.arm_gains."""
+    _require(gains, "arm gains", ["arm", "split", "k", "gain", "low", "high"])
+    panels = sorted({(s, k) for s, k in zip(gains["split"], gains["k"])}, key=lambda sk: (sk[0] != "test", sk))
+    fig, axes = _panels(len(panels), sharey=False)
+    palette = dict(zip(dict.fromkeys(gains["arm"]), sns.color_palette("deep")))
+    for ax, (split, k) in zip(axes, panels):
+        d = gains[(gains["split"] == split) & (gains["k"] == k)].reset_index(drop=True)
+        lo, hi = (d["gain"] - d["low"]).clip(lower=0), (d["high"] - d["gain"]).clip(lower=0)
+        ax.bar(range(len(d)), d["gain"], yerr=[lo.fillna(0), hi.fillna(0)], capsize=3,
+               color=[palette[a] for a in d["arm"]])
+        ax.axhline(0.0, color="0.2", lw=0.8)
+        ax.set_xticks(range(len(d)), [_arm_label(a) for a in d["arm"]], rotation=20, ha="right")
+        ax.set(title=f"{split} split, pass@{k}", ylabel="RL − base")
+    fig.suptitle("RL gain at the last checkpoint of each pretraining variant (error bar: paired 95% CI)")
+    return fig
+
+
+@_styled
+def budget_curves(curves: pd.DataFrame, y: str = "val_pass@1"):
+    """`y` along RL training for several rollouts-per-prompt settings, against prompts seen (left) and
+    generated tokens (right, the compute that sampling costs): PAPER §6, the rollout-budget study.
+    Several seeds of a setting: x and y are averaged per step."""
+    _require(curves, "budget curves", ["group_size", "prompts_seen", "gen_tokens", y])
+    df = curves.dropna(subset=[y])
+    if df.empty:
+        raise ValueError(f"budget curves: column {y!r} has no values (set branch.eval_every > 0)")
+    fig, axes = _panels(2)
+    sizes = sorted(df["group_size"].unique())
+    colors = dict(zip(sizes, sns.color_palette("viridis", len(sizes))))
+    for ax, x, label in zip(axes, ("prompts_seen", "gen_tokens"), ("prompts seen", "generated tokens")):
+        for g in sizes:
+            d = df[df["group_size"] == g].groupby("step", as_index=False)[[x, y]].mean().sort_values(x)
+            ax.plot(d[x], d[y], marker="o", ms=3, color=colors[g], label=f"{g} rollouts / prompt")
+        ax.set_xlabel(label)
+        ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: fmt_tokens(v)))
+    _ylabel(axes, y)
+    fig.suptitle(f"{y} during RL: rollouts per prompt against data (left) and compute (right)")
+    _fig_legend(fig, axes, title="group size", by_method=False)
+    return fig

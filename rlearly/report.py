@@ -15,7 +15,8 @@ from rlearly.errors import RlearlyError
 
 from rlearly.analysis import load_tables, repo_root
 
-NOTEBOOKS = ("pretrain", "passk_curves", "expansion_vs_sharpening", "general_capabilities", "training_dynamics",
+NOTEBOOKS = ("pretrain", "passk_curves", "expansion_vs_sharpening", "general_capabilities", "parallel_averaging",
+             "training_dynamics", "readiness", "rollout_budget", "composition_vs_scale",
              "summary")  # execution and index order
 KERNEL = "python3"
 

@@ -18,7 +18,8 @@ Spec (studies/*.yaml; unknown keys are errors):
         eval: {splits: [test, hard]}
 
 The main plan is the arm "main". Arms that share a pretraining config share its run and base evaluations
-(a node belongs to the first arm that plans it).
+(a node belongs to the first arm that plans it), and an arm with the same pretraining and recipe config as
+an earlier one (adding seeds, checkpoints or splits to it) is labelled as that one in the tables.
 
 Layout under the study root (default runs/<name>):
 
@@ -49,6 +50,7 @@ from rlearly.config import Config, from_dict, load_config, read_yaml_mapping
 from rlearly.errors import ConfigError, RlearlyError
 
 MAIN = "main"
+_PRIORITY = {"pretrain": 0, "branch": 1, "eval": 2}  # start order among ready nodes with --jobs
 
 
 @dataclass
@@ -174,19 +176,22 @@ def plan(spec: StudySpec, root: str | Path) -> list[Node]:
     """Every node of the study in execution order (dependencies first); shared nodes appear once."""
     root = Path(root)
     nodes: dict[Path, Node] = {}
+    labels: dict[tuple[str, str], str] = {}  # (pretraining hash, recipe hash) -> first arm with them
     for arm in spec.all_arms():
-        for node in _arm_nodes(spec, arm, root):
+        ident = (arm.base_config().hash(), arm.branch_config(0).hash())
+        label = labels.setdefault(ident, arm.name)  # an arm adding seeds or splits to another is that arm
+        for node in _arm_nodes(spec, arm, root, label):
             nodes.setdefault(node.path, node)
     return list(nodes.values())
 
 
-def _arm_nodes(spec: StudySpec, arm: Arm, root: Path) -> list[Node]:
+def _arm_nodes(spec: StudySpec, arm: Arm, root: Path, label: str) -> list[Node]:
     from rlearly.train import pretrain
 
     cfg = arm.base_config()
     pre_dir = root / "pretrain" / cfg.hash()
     nodes = [Node("pretrain", f"pretrain {cfg.hash()}", pre_dir,
-                  lambda: pretrain.run(cfg, pre_dir, show_progress=True), arm.name)]
+                  lambda: pretrain.run(cfg, pre_dir, show_progress=True), label)]
     steps = cfg.pretrain.checkpoint_steps()
     names = [pretrain.ckpt_name(s * cfg.pretrain.tokens_per_step) for s in steps]
     bp = arm.branch
@@ -205,15 +210,15 @@ def _arm_nodes(spec: StudySpec, arm: Arm, root: Path) -> list[Node]:
                 out = root / "branch" / method / ck / f"s{seed}-{bcfg.hash()}"
                 sft_dir = root / "branch" / "sft" / ck / f"s{seed}-{bcfg.hash()}" if method == "sft_rl" else None
                 deps = [pre_dir] + ([sft_dir] if sft_dir and "sft" in methods else [])
-                nodes.append(Node("branch", f"branch {method} {ck} s{seed} [{arm.name}]", out,
-                                  _branch_job(bcfg, parent, out, method, sft_dir), arm.name, deps))
+                nodes.append(Node("branch", f"branch {method} {ck} s{seed} [{label}]", out,
+                                  _branch_job(bcfg, parent, out, method, sft_dir), label, deps))
                 finals.append((out / "final", [out]))
     for ck_path, deps in finals:
         readiness = ["train"] if arm.eval.readiness and ck_path.parent == pre_dir else []
         for split in [*arm.eval.splits, *[s for s in readiness if s not in arm.eval.splits]]:
             out = root / "eval" / _label(root, ck_path) / f"{split}.json"
             nodes.append(Node("eval", f"eval {_label(root, ck_path)} {split}", out,
-                              _eval_job(arm.eval, root, ck_path, split, out), arm.name, deps))
+                              _eval_job(arm.eval, root, ck_path, split, out), label, deps))
     return nodes
 
 
@@ -255,6 +260,12 @@ def _threads() -> int:
 def _worker_init(threads: int) -> None:
     import torch
     torch.set_num_threads(threads)
+    try:  # Linux: die with the runner, so a killed `study run` leaves no worker writing into the study
+        import ctypes
+        import signal
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def _run_one(spec: StudySpec, root: str, key: str) -> float:
@@ -276,6 +287,7 @@ def _run_parallel(spec: StudySpec, root: Path, todo: list[Node], jobs: int, log)
                              initargs=(threads,)) as pool:
         while pending or running:
             ready = [n for n in pending if all(is_done.get(d, True) for d in n.deps)] if failure is None else []
+            ready.sort(key=lambda n: _PRIORITY[n.kind])  # long pretraining runs first: they gate their arms
             for node in ready[:jobs - len(running)]:
                 pending.remove(node)
                 started += 1
@@ -376,7 +388,7 @@ def write_tables(spec: StudySpec, root: str | Path) -> dict:
     from rlearly.train.common import read_metrics
 
     root = Path(root)
-    passk_rows, general_rows, branch_rows, pre_rows = [], [], [], []
+    passk_rows, general_rows, branch_rows, pre_rows, general_seen = [], [], [], [], set()
     for node in plan(spec, root):
         if not node.done:
             continue
@@ -386,7 +398,10 @@ def write_tables(spec: StudySpec, root: str | Path) -> dict:
             ident = dict(arm=node.arm, checkpoint_id=r["checkpoint_id"], method=method,
                          parent_tokens=r["parent_tokens"], seed=r["seed"], split=r["split"])
             passk_rows += [{**ident, "prompt_mode": r["prompt_mode"], "n": r["n"], **p} for p in r["passk"]]
-            general_rows += [{**ident, "metric": k, "value": v} for k, v in r.get("general", {}).items()]
+            if r["checkpoint_id"] not in general_seen:  # general capability: once per checkpoint, not per split
+                general_seen.add(r["checkpoint_id"])
+                ident.pop("split")
+                general_rows += [{**ident, "metric": k, "value": v} for k, v in r.get("general", {}).items()]
         elif node.kind == "branch":
             meta = json.loads((node.path / "meta.json").read_text())
             cfg = load_config(node.path / "config.yaml")

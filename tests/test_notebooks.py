@@ -52,10 +52,13 @@ def test_every_notebook_writes_finite_results(tiny):
 @pytest.mark.notebooks
 def test_results_equal_what_the_tables_give(tiny):
     spec, root, out, res = tiny
-    passk = pd.read_csv(root / "tables" / "passk.csv")
-    general = pd.read_csv(root / "tables" / "general.csv")
-    pm = pd.read_csv(root / "tables" / "pretrain_metrics.csv")
-    bm = pd.read_csv(root / "tables" / "branch_metrics.csv")
+    every = pd.read_csv(root / "tables" / "passk.csv")
+    main = lambda t: t[t.arm == "main"]  # noqa: E731
+    passk = main(every).query("split == 'test'")
+    general = main(pd.read_csv(root / "tables" / "general.csv"))
+    pm = main(pd.read_csv(root / "tables" / "pretrain_metrics.csv"))
+    bm_every = pd.read_csv(root / "tables" / "branch_metrics.csv")
+    bm = main(bm_every)
     last = passk["parent_tokens"].max()
     kmax = max(spec.eval.ks)
 
@@ -88,6 +91,36 @@ def test_results_equal_what_the_tables_give(tiny):
     rl = bm[(bm.method == "rl") & (bm.parent_tokens == last)].sort_values("step")
     assert dyn["final_reward.rl"] == pytest.approx(rl["reward_mean"].iloc[-1])
     assert "final_reward.sft" not in dyn  # SFT logs no reward
+
+    par = _results(out, "parallel_averaging")
+    assert par["parent_tokens"] == last
+    for m in ("base", "rl", "sft", "sft_rl", "parallel"):
+        assert par[f"pass@1.{m}"] == pytest.approx(p(m, 1), abs=1e-12)
+        assert par[f"pass@k_max.{m}"] == pytest.approx(p(m, kmax), abs=1e-12)
+
+    ready = _results(out, "readiness")
+    train = main(every).query("split == 'train' and method == 'base'")
+    for t in sorted(train["parent_tokens"].unique()):
+        assert ready[f"{t}.base_train_pass@{kmax}"] == pytest.approx(
+            train[(train.parent_tokens == t) & (train.k == kmax)]["pass_at_k"].iloc[0], abs=1e-12)
+        rl1 = passk[(passk.method == "rl") & (passk.parent_tokens == t) & (passk.k == 1)]["pass_at_k"].mean()
+        b1 = passk[(passk.method == "base") & (passk.parent_tokens == t) & (passk.k == 1)]["pass_at_k"].mean()
+        assert ready[f"{t}.rl_dpass@1"] == pytest.approx(rl1 - b1, abs=1e-12)
+
+    budget = _results(out, "rollout_budget")
+    for arm, g in (("rollouts_2", 2), ("rollouts_8", 8)):
+        rows = every[(every.arm == arm) & (every.method == "rl") & (every.split == "test")]
+        assert budget[f"G{g}.test_pass@1"] == pytest.approx(rows[rows.k == 1]["pass_at_k"].mean(), abs=1e-12)
+        steps = bm_every[bm_every.arm == arm].sort_values("step")
+        assert budget[f"G{g}.val_pass@1"] == pytest.approx(steps["val_pass@1"].iloc[-1], abs=1e-12)
+        assert budget[f"G{g}.prompts_seen"] == steps["step"].iloc[-1] * steps["prompts_per_step"].iloc[-1]
+
+    comp = _results(out, "composition_vs_scale")
+    for arm in ("main", "math_heavy", "wider"):
+        for split in ("test", "hard"):
+            rows = every[(every.arm == arm) & (every.split == split) & (every.parent_tokens == last) & (every.k == 1)]
+            rl1, b1 = (rows[rows.method == m]["pass_at_k"].mean() for m in ("rl", "base"))
+            assert comp[f"{arm}.{split}.pass@1.gain"] == pytest.approx(rl1 - b1, abs=1e-12)
 
     summ = _results(out, "summary")
     assert summ["claim1.dpass1_last"] == pytest.approx(p("rl", 1) - p("base", 1), abs=1e-12)
