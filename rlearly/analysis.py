@@ -110,22 +110,27 @@ def deltas_vs_base(passk: pd.DataFrame, ks, split: str = "test") -> pd.DataFrame
     return _by_method(out[["method", "parent_tokens", "k", "base", "branch", "delta"]])
 
 
-def _sample_counts(store, row_a, row_b, split: str):
-    """Per-problem correct counts of two evaluated checkpoints on their shared problems (None if unpaired)."""
+def _aligned_counts(store, rows, split: str):
+    """Per-problem correct counts of several evaluated checkpoints (passk-table rows) on the problems they
+    all have complete samples for, with a sample seed they share; None if they share none."""
     from rlearly.errors import DataError
 
     try:
-        a, b = store.load(row_a.checkpoint_id, split), store.load(row_b.checkpoint_id, split)
+        frames = [store.load(r.checkpoint_id, split) for r in rows]
     except DataError:
         return None
-    for seed in sorted(set(a["seed"]) & set(b["seed"]), key=lambda s: (s != 0, s)):
+    for seed in sorted(set.intersection(*(set(d["seed"]) for d in frames)), key=lambda s: (s != 0, s)):
         ok = [set(d[(d["seed"] == seed) & (d["sample_index"] < int(r.n))].groupby("problem_id").size()
-                  .loc[lambda s: s >= int(r.n)].index) for d, r in ((a, row_a), (b, row_b))]
-        pids = sorted(ok[0] & ok[1])
+                  .loc[lambda s: s >= int(r.n)].index) for d, r in zip(frames, rows)]
+        pids = sorted(set.intersection(*ok))
         if pids:
-            return (store.counts(row_a.checkpoint_id, split, int(row_a.n), seed, pids)[1],
-                    store.counts(row_b.checkpoint_id, split, int(row_b.n), seed, pids)[1])
+            return [store.counts(r.checkpoint_id, split, int(r.n), seed, pids)[1] for r in rows]
     return None
+
+
+def _sample_counts(store, row_a, row_b, split: str):
+    """Per-problem correct counts of two evaluated checkpoints on their shared problems (None if unpaired)."""
+    return _aligned_counts(store, [row_a, row_b], split)
 
 
 def compare_methods(study_root, passk: pd.DataFrame, method: str, against: str = "base", ks=None,
@@ -277,6 +282,29 @@ def arm_gains(study_root, passk: pd.DataFrame, arms, splits=("test", "hard")) ->
     return pd.DataFrame(rows, columns=["arm", "split", "parent_tokens", "k", "base", "rl", "gain", "low", "high"])
 
 
+def gain_contrast(study_root, passk: pd.DataFrame, arm_a: str, arm_b: str, split: str = "hard",
+                  k: int = 1, n_boot: int = 1000) -> dict:
+    """(RL − base of arm_a) − (RL − base of arm_b) at each arm's last RL checkpoint, seed 0, on the problems
+    all four evaluations share, with a bootstrap CI over problems (they are the same problems, so paired)."""
+    from rlearly import passk as pk
+    from rlearly.store import SampleStore
+
+    rows = []
+    for arm in (arm_a, arm_b):
+        df = passk[(passk["arm"] == arm) & (passk["split"] == split) & (passk["k"] == k)]
+        rl = df[df["method"] == "rl"]
+        if rl.empty or df[df["method"] == "base"].empty:
+            raise RlearlyError(f"arm {arm!r} has no RL and base evaluations on split {split!r}")
+        last = rl["parent_tokens"].max()
+        at = df[df["parent_tokens"] == last].sort_values("seed")
+        rows += [next(at[at["method"] == "base"].itertuples()), next(at[at["method"] == "rl"].itertuples())]
+    counts = _aligned_counts(SampleStore(resolve_path(study_root) / "samples"), rows, split)
+    if counts is None:
+        raise RlearlyError(f"the sample store lacks shared samples of arms {arm_a!r} and {arm_b!r} on {split!r}")
+    diff, low, high = pk.difference_of_gains(*counts, *(int(r.n) for r in rows), k=k, n_boot=n_boot)
+    return {"diff": diff, "low": low, "high": high, "n_problems": len(counts[0])}
+
+
 def budget_curves(branch_metrics: pd.DataFrame, arms, parent_tokens=None) -> pd.DataFrame:
     """Validation pass@k along RL training of the given arms, against the training data and compute used:
     prompts seen, rollouts generated and generated tokens (cumulative). `branch_metrics` of every arm;
@@ -299,6 +327,7 @@ def budget_curves(branch_metrics: pd.DataFrame, arms, parent_tokens=None) -> pd.
     vals = [c for c in bm.columns if c.startswith("val_pass@")]
     keep = ["arm", "group_size", "parent_tokens", "seed", "step", "prompts_seen", "rollouts", "gen_tokens",
             "reward_mean", "frac_zero_std", *vals]
+    keep = [c for c in keep if c in bm]
     return bm[keep].reset_index(drop=True)
 
 

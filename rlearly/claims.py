@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from rlearly.analysis import (CAPABILITY_TOL, SFT_FAMILY, _ci, compare_methods, fmt_tokens, general_deltas, k_max,
-                              load_tables, over_seeds, seed_mean)
+from rlearly.analysis import (CAPABILITY_TOL, SFT_FAMILY, _ci, arm_gains, budget_curves, compare_methods, fmt_tokens,
+                              gain_contrast, general_deltas, k_max, load_tables, over_seeds, seed_mean)
+from rlearly.errors import RlearlyError
 
 # ---------------------------------------------------------------- the paper's claims (PAPER §8)
 
@@ -33,8 +34,9 @@ class Claim:
 class _Study:
     """What the claims read: the tables, the checkpoints, k_max, and cached paired comparisons."""
 
-    def __init__(self, study_root, tables: dict, split: str):
+    def __init__(self, study_root, tables: dict, split: str, every: dict | None = None):
         self.root, self.tables, self.split = study_root, tables, split
+        self.every = every  # the tables of every arm (side experiments), or None
         self.passk = tables["passk"]
         test = self.passk[self.passk["split"] == split] if not self.passk.empty else self.passk
         self.methods = set(test["method"]) if not test.empty else set()
@@ -98,7 +100,7 @@ def _claim2(s: _Study) -> Claim:
                "Spearman ρ between base pass@k_max on the train split and RL Δpass@1 (test) over ≥ 3 checkpoints")
     train = s.passk[(s.passk["split"] == "train") & (s.passk["method"] == "base")] if not s.passk.empty else s.passk
     if train.empty or not s.has("rl", "base") or len(s.ckpts) < 3:
-        cl.why = "needs base evaluations on the train split (eval.splits: [test, train]) and RL at ≥ 3 checkpoints"
+        cl.why = "needs base evaluations on the train split (eval.readiness: true) and RL at ≥ 3 checkpoints"
         return cl
     kt = int(train["k"].max())
     x = train[train["k"] == kt].groupby("parent_tokens")["pass_at_k"].mean()
@@ -270,23 +272,101 @@ def _claim10(s: _Study) -> Claim:
     return cl
 
 
-def _not_run(i: int, claim: str, test: str, needs: str):
-    return lambda s: Claim(i, claim, test, why=needs)
+def _direction(low: float, high: float) -> str:
+    return "yes" if low > 0 else "opposite" if high < 0 else "unclear"
 
 
-_CLAIMS = (_claim1, _claim2, _claim3, _claim4, _claim5, _claim6, _claim7,
-           _not_run(8, "Rollout count trades sample efficiency for compute efficiency",
-                    "accuracy vs prompts seen (n large better) and vs generated tokens (n small better early)",
-                    "needs RL runs with small and large rollouts per prompt on easy/hard splits"),
-           _not_run(9, "Data composition matters more than model scale",
-                    "RL gain on a harder task variant ranks: more task data > larger model ≳ baseline",
-                    "needs three pretraining bases (task-data share, model size) in one study"),
-           _claim10)
+def _two_part_verdict(cl: Claim, parts: dict[str, str]) -> None:
+    """held: every part significant as claimed; not held: one significant the other way; else partly/inconclusive."""
+    got = list(parts.values())
+    cl.verdict = ("held" if all(g == "yes" for g in got) else "not held" if "opposite" in got
+                  else "partly held" if "yes" in got else "inconclusive")
+    cl.why = "; ".join(f"{p}: {g}" for p, g in parts.items())
+
+
+def _claim8(s: _Study) -> Claim:
+    cl = Claim(8, "Rollout count trades sample efficiency for compute efficiency",
+               "same prompts seen: test pass@1 of many − few rollouts/prompt > 0 (paired CI); same generated "
+               "tokens: validation pass@1 of few − many > 0 (normal-approx CI)")
+    bm = s.every["branch_metrics"] if s.every is not None else pd.DataFrame()
+    arms = [a for a in dict.fromkeys(bm["arm"])] if "arm" in bm else []
+    budget = [a for a in arms if a.startswith("rollouts_")]
+    if not budget:
+        cl.why = "needs RL arms named rollouts_<G> that differ from main in rollouts per prompt only"
+        return cl
+    curves = budget_curves(bm, ["main", *budget] if "main" in arms else budget)
+    sizes = curves.groupby("arm")["group_size"].first()
+    few, many = sizes.idxmin(), sizes.idxmax()
+    start = curves["parent_tokens"].iloc[0]
+    pk_all = s.every["passk"]
+    sel = pk_all[(pk_all["method"] == "rl") & (pk_all["parent_tokens"] == start) & pk_all["arm"].isin([few, many])]
+    sel = sel.assign(method=sel["arm"])
+    a = over_seeds(compare_methods(s.root, sel, many, few, [1], s.split))
+    ga, gb = int(sizes[few]), int(sizes[many])
+    cf = curves[curves["group_size"] == ga].dropna(subset=["val_pass@1"]).groupby("step").mean(numeric_only=True)
+    cm = curves[curves["group_size"] == gb].dropna(subset=["val_pass@1"]).groupby("step").mean(numeric_only=True)
+    if a.empty or cf.empty or cm.empty:
+        cl.why = "needs test evaluations of both settings and validation pass@1 during RL (branch.eval_every)"
+        return cl
+    t = cf["gen_tokens"].iloc[-1]  # the few-rollout run's whole sampling budget
+    v_few = cf["val_pass@1"].iloc[-1]
+    v_many = float(np.interp(t, cm["gen_tokens"], cm["val_pass@1"]))
+    se = lambda c, i: c["val_pass@1_se"].iloc[i] if "val_pass@1_se" in c else math.nan  # noqa: E731
+    half = 1.96 * math.hypot(se(cf, -1), se(cm, int(np.abs(cm["gen_tokens"] - t).argmin())))
+    r = a.iloc[0]
+    cl.stats = {"few_G": ga, "many_G": gb, "dpass1_same_prompts": r["diff"], "dpass1_same_prompts_low": r["low"],
+                "dpass1_same_prompts_high": r["high"], "dval1_same_tokens": v_few - v_many,
+                "dval1_same_tokens_low": v_few - v_many - half, "dval1_same_tokens_high": v_few - v_many + half}
+    cl.measured = (f"G={gb} − G={ga} at equal prompts: Δpass@1 {r['diff']:+.3f} {_ci(r)}; G={ga} − G={gb} at "
+                   f"{t:,.0f} generated tokens: Δval pass@1 {v_few - v_many:+.3f} "
+                   f"[{v_few - v_many - half:+.3f}, {v_few - v_many + half:+.3f}]")
+    if _no_signal(cl, s):
+        return cl
+    _two_part_verdict(cl, {"many rollouts better per prompt": _direction(r["low"], r["high"]),
+                           "few rollouts better per token": _direction(v_few - v_many - half, v_few - v_many + half)})
+    return cl
+
+
+def _claim9(s: _Study) -> Claim:
+    cl = Claim(9, "Data composition matters more than model scale",
+               "hard-split RL gain (pass@1): math-heavy mix − wider model > 0, paired bootstrap CI over problems")
+    arms = set(s.every["passk"]["arm"]) if s.every is not None and "arm" in s.every["passk"] else set()
+    if not {"main", "math_heavy", "wider"} <= arms:
+        cl.why = "needs arms math_heavy (more task data) and wider (larger model) with RL and hard-split evaluations"
+        return cl
+    try:
+        top = gain_contrast(s.root, s.every["passk"], "math_heavy", "wider")
+        low_end = gain_contrast(s.root, s.every["passk"], "wider", "main")
+    except RlearlyError as e:
+        cl.why = str(e)
+        return cl
+    gains = arm_gains(s.root, s.every["passk"], ["main", "math_heavy", "wider"], ["hard"]).query("k == 1")
+    g = gains.set_index("arm")["gain"]
+    cl.stats = {"gain_main": g.get("main"), "gain_math_heavy": g.get("math_heavy"), "gain_wider": g.get("wider"),
+                "math_minus_wider": top["diff"], "math_minus_wider_low": top["low"],
+                "math_minus_wider_high": top["high"], "wider_minus_main": low_end["diff"]}
+    cl.measured = ("hard-split Δpass@1 from RL: " + ", ".join(f"{a} {v:+.3f}" for a, v in g.items()) +
+                   f"; math-heavy − wider {top['diff']:+.3f} [{top['low']:+.3f}, {top['high']:+.3f}]; wider − main "
+                   f"{low_end['diff']:+.3f} [{low_end['low']:+.3f}, {low_end['high']:+.3f}] ({top['n_problems']} problems)")
+    if _no_signal(cl, s):
+        return cl
+    d = _direction(top["low"], top["high"])
+    cl.verdict = {"yes": "held", "opposite": "not held", "unclear": "inconclusive"}[d]
+    cl.why = {"yes": "the math-heavy base gains more from RL than the wider one",
+              "opposite": "the wider base gains more from RL than the math-heavy one",
+              "unclear": "the CI of the contrast covers 0"}[d]
+    return cl
+
+
+_CLAIMS = (_claim1, _claim2, _claim3, _claim4, _claim5, _claim6, _claim7, _claim8, _claim9, _claim10)
 
 
 def claims(study_root, tables: dict | None = None, split: str = "test") -> list[Claim]:
-    """Each claim of PAPER §8 with the statistic this study measured and a verdict computed from it."""
-    s = _Study(study_root, tables if tables is not None else load_tables(study_root), split)
+    """Each claim of PAPER §8 with the statistic this study measured and a verdict computed from it.
+    `tables`: the main arm's (default load_tables); side experiments are read from every arm's tables."""
+    tables = tables if tables is not None else load_tables(study_root)
+    every = load_tables(study_root, arm=None) if "arm" in tables["passk"] else None
+    s = _Study(study_root, tables, split, every)
     return [c(s) for c in _CLAIMS]
 
 

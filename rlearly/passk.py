@@ -132,6 +132,19 @@ def paired_bootstrap_diff(counts_a, counts_b, n_a: int, n_b: int, k: int, n_boot
     return float(np.mean(d)), low, high
 
 
+def difference_of_gains(c_start_a, c_branch_a, c_start_b, c_branch_b, n_sa: int, n_ba: int, n_sb: int, n_bb: int,
+                        k: int, n_boot: int = 1000, alpha: float = 0.05, seed: int = 0) -> tuple[float, float, float]:
+    """(mean, low, high) of [pass@k(branch a) − pass@k(start a)] − [pass@k(branch b) − pass@k(start b)] over
+    the same problems: does recipe/base a gain more than b? Per-problem contrasts are resampled jointly."""
+    cs = [np.asarray(c) for c in (c_start_a, c_branch_a, c_start_b, c_branch_b)]
+    if len({c.shape for c in cs}) != 1:
+        raise ValueError(f"difference of gains needs counts on the same problems: shapes {[c.shape for c in cs]}")
+    p = [pass_at_k(n, c, k) for n, c in zip((n_sa, n_ba, n_sb, n_bb), cs)]
+    d = (p[1] - p[0]) - (p[3] - p[2])
+    low, high = _mean_ci(d, n_boot, alpha, seed, "BCa")
+    return float(np.mean(d)), low, high
+
+
 # ---------------------------------------------------------------- branch against its start
 
 @dataclass(frozen=True)

@@ -125,8 +125,10 @@ def test_results_equal_what_the_tables_give(tiny):
     summ = _results(out, "summary")
     assert summ["claim1.dpass1_last"] == pytest.approx(p("rl", 1) - p("base", 1), abs=1e-12)
     assert summ["claims_measured"] + 0 <= 10
-    for unmeasured in ("claim8", "claim9"):  # the tiny study has no rollout-budget or composition runs
-        assert not any(k.startswith(unmeasured + ".") for k in summ)
+    # the side experiments' claims read the arms: rollout budget (G=2 vs G=8) and composition vs scale
+    assert summ["claim8.few_G"] == 2 and summ["claim8.many_G"] == 8
+    for arm in ("main", "math_heavy", "wider"):
+        assert summ[f"claim9.gain_{arm}"] == pytest.approx(comp[f"{arm}.hard.pass@1.gain"], abs=1e-12)
 
 
 @pytest.mark.notebooks

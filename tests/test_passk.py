@@ -190,3 +190,13 @@ def test_compare_collects_every_diagnostic_with_different_n():
     assert out["verdict"] == "sharpening" and out["crossover_k"] == 3
     assert out["coverage"]["start_only"] == 100
     assert out["distinct_correct_branch"] == 2.0
+
+
+def test_difference_of_gains_by_hand():
+    # 4 problems, n = 2, pass@1 = c / 2. Arm a: start (0,0,1,1) -> branch (2,2,1,1): gains +1,+1,0,0.
+    # Arm b: start (0,0,1,1) -> branch (1,0,1,1): gains +.5,0,0,0. Contrast per problem .5,1,0,0: mean .375
+    diff, low, high = pk.difference_of_gains([0, 0, 1, 1], [2, 2, 1, 1], [0, 0, 1, 1], [1, 0, 1, 1], 2, 2, 2, 2, k=1)
+    assert diff == pytest.approx(0.375)
+    assert low <= diff <= high and 0.0 <= low and high <= 1.0
+    with pytest.raises(ValueError, match="same problems"):
+        pk.difference_of_gains([0], [1, 1], [0], [0], 2, 2, 2, 2, k=1)

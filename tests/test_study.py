@@ -96,3 +96,56 @@ def test_paper_1b_spec_loads_and_plans_the_papers_shape(tmp_path):
     assert (rl.group_size, rl.prompts_per_step, rl.lr, rl.kl_coef) == (32, 512, 1e-6, 0.001)
     nodes = study.plan(spec, tmp_path)
     assert sum(n.kind == "branch" for n in nodes) == 9 * 5 * 4  # nine checkpoints, 5 recipes, 4 seeds
+
+
+def _tables(root):
+    passk = pd.read_csv(root / "tables" / "passk.csv")
+    return passk.sort_values(["arm", "checkpoint_id", "split", "k", "seed", "method"]).reset_index(drop=True)
+
+
+def test_killed_run_restarts_without_redoing_finished_nodes(tiny_study, tmp_path):
+    """SIGKILL `rlearly study run` mid-way (inside a node), start it again: the nodes finished before the
+    kill are untouched, the rest complete, and the tables equal an uninterrupted run's."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    spec, done_root = tiny_study
+    root = tmp_path / "tiny"
+    cmd = [sys.executable, "-m", "rlearly.cli", "study", "run", str(TINY), "--root", str(root)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while len(list(root.glob("branch/*/*/*/DONE"))) < 3 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    finished = {p: p.stat().st_mtime_ns for p in root.glob("**/DONE")}
+    assert finished, "the run was killed before any node finished"
+    assert not all(n.done for n in study.plan(spec, root)), "the run finished before it was killed"
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert all(n.done for n in study.plan(spec, root))
+    assert {p: p.stat().st_mtime_ns for p in finished} == finished  # finished nodes were not rerun
+    pd.testing.assert_frame_equal(_tables(root), _tables(done_root))
+
+
+def test_parallel_jobs_give_the_same_tables(tiny_study, tmp_path):
+    spec, done_root = tiny_study
+    logs = []
+    study.run(spec, tmp_path / "tiny", log=logs.append, jobs=2)
+    assert "2 at a time" in logs[0] and any(l.startswith("done pretrain") for l in logs)
+    pd.testing.assert_frame_equal(_tables(tmp_path / "tiny"), _tables(done_root))
+    timings = pd.read_csv(tmp_path / "tiny" / "tables" / "timings.csv")
+    assert len(timings) == len(study.plan(spec, tmp_path / "tiny")) and (timings["seconds"] >= 0).all()
+
+
+def test_a_second_runner_on_the_same_study_stops_with_a_clear_error(tiny_study):
+    from rlearly.errors import RlearlyError
+
+    spec, root = tiny_study
+    with study._Lock(root / ".lock"):
+        with pytest.raises(RlearlyError, match="is being run by pid"):
+            study.run(spec, root, log=lambda *a: None)
+    study.run(spec, root, log=lambda *a: None)  # the lock is released afterwards

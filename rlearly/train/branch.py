@@ -141,4 +141,5 @@ def quick_passk(model, tok, task: Task, problems, n: int, seed: int) -> dict:
     correct = np.array([sum(task.reward(tok.decode(outs[i * n + j].tokens), p) > 0 for j in range(n))
                         for i, p in enumerate(problems)])
     curve = pass_at_k_curve(n, correct, ks=[1, n])
-    return {"val_pass@1": curve[1], f"val_pass@{n}": curve[n]}
+    se = float(np.std(correct / n, ddof=1) / np.sqrt(len(problems))) if len(problems) > 1 else float("nan")
+    return {"val_pass@1": curve[1], f"val_pass@{n}": curve[n], "val_pass@1_se": se}
