@@ -6,6 +6,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 TORCH  := torch==2.13.0
 STAMP  := $(VENV)/.installed
+# study nodes run at a time, each with cores/JOBS torch threads (2 is ~20% faster than 1 on 2 cores)
+JOBS   ?= 2
 
 .PHONY: setup test test-fast report pretrain clean
 
@@ -28,7 +30,7 @@ test-fast: $(STAMP)
 # The default study, node by node (finished nodes are skipped), then its notebooks (papermill) and
 # HTML reports (nbconvert) with reports/index.html
 report: $(STAMP)
-	$(BIN)/rlearly study run studies/default.yaml
+	$(BIN)/rlearly study run studies/default.yaml --jobs $(JOBS)
 	$(BIN)/rlearly study report studies/default.yaml
 
 clean:
