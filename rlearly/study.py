@@ -99,14 +99,17 @@ class StudySpec:
     eval: EvalPlan = field(default_factory=EvalPlan)
     arms: dict = field(default_factory=dict)  # name -> Arm (after load_study; the main arm is not in it)
 
+    def main_arm(self) -> Arm:
+        return Arm(MAIN, dict(self.config), self.branch, self.eval)
+
     def base_config(self) -> Config:
-        return load_config(overrides=dict(self.config))
+        return self.main_arm().base_config()
 
     def branch_config(self, seed: int) -> Config:
-        return load_config(overrides={**self.config, **self.branch.overrides, "seed": seed})
+        return self.main_arm().branch_config(seed)
 
     def all_arms(self) -> list[Arm]:
-        return [Arm(MAIN, dict(self.config), self.branch, self.eval), *self.arms.values()]
+        return [self.main_arm(), *self.arms.values()]
 
 
 @dataclass
