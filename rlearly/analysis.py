@@ -48,7 +48,7 @@ def load_tables(study_root: str | os.PathLike, arm: str | None = "main") -> dict
         raise RlearlyError(f"{folder} lacks {', '.join(t + '.csv' for t in missing)}: run "
                            f"`rlearly study run <spec> --root {folder.parent}` first")
     out = {}
-    for t in (*TABLES, "timings"):
+    for t in (*TABLES, "timings", "general_items"):  # the last two are optional (older studies lack them)
         try:
             df = pd.read_csv(folder / f"{t}.csv")
         except (pd.errors.EmptyDataError, FileNotFoundError):
@@ -219,6 +219,31 @@ def general_deltas(general: pd.DataFrame, metrics=("probe_acc", "heldout_nll")) 
     return _by_method(out.assign(delta=out["value"] - out["base"]))
 
 
+def general_contrast(items: pd.DataFrame, method: str, against: str = "base", metric: str = "doc_nll",
+                     relative: bool = True, n_boot: int = 1000) -> dict | None:
+    """`method` − `against` on a general-capability metric, per item (document or probe) averaged over the
+    checkpoints both have (seeds averaged), with a bootstrap CI over items. `relative` divides each
+    checkpoint's differences by `against`'s mean there (ΔNLL as a fraction). None if they share no checkpoint."""
+    from rlearly.passk import mean_ci
+
+    if items.empty:
+        return None
+    d = items[items["metric"] == metric].groupby(["method", "parent_tokens", "item"])["value"].mean()
+    a, b = d.get(against), d.get(method)
+    if a is None or b is None:
+        return None
+    shared = sorted(set(a.index.get_level_values(0)) & set(b.index.get_level_values(0)))
+    if not shared:
+        return None
+    per_ckpt = []
+    for t in shared:
+        diff = b.loc[t] - a.loc[t]
+        per_ckpt.append(diff / abs(a.loc[t].mean()) if relative else diff)
+    per_item = pd.concat(per_ckpt, axis=1).dropna().mean(axis=1)
+    mean, low, high = mean_ci(per_item.to_numpy(), n_boot)
+    return {"diff": mean, "low": low, "high": high, "n_items": len(per_item), "checkpoints": len(shared)}
+
+
 def final_values(branch_metrics: pd.DataFrame, column: str) -> pd.DataFrame:
     """Last logged value of `column` per (method, parent_tokens), mean over seeds; empty if never logged."""
     if branch_metrics.empty or column not in branch_metrics:
@@ -303,6 +328,25 @@ def gain_contrast(study_root, passk: pd.DataFrame, arm_a: str, arm_b: str, split
         raise RlearlyError(f"the sample store lacks shared samples of arms {arm_a!r} and {arm_b!r} on {split!r}")
     diff, low, high = pk.difference_of_gains(*counts, *(int(r.n) for r in rows), k=k, n_boot=n_boot)
     return {"diff": diff, "low": low, "high": high, "n_problems": len(counts[0])}
+
+
+def seed_spread(study_root, passk: pd.DataFrame, tokens_a, tokens_b, method: str = "rl", split: str = "test",
+                n_boot: int = 1000) -> dict:
+    """Spread over seeds (std of pass@1) of `method` at two checkpoints, and a CI of their difference from
+    resampling the shared test problems (passk.spread_difference)."""
+    from rlearly import passk as pk
+    from rlearly.store import SampleStore
+
+    df = passk[(passk["method"] == method) & (passk["split"] == split) & (passk["k"] == 1)].sort_values("seed")
+    rows_a = list(df[df["parent_tokens"] == tokens_a].itertuples())
+    rows_b = list(df[df["parent_tokens"] == tokens_b].itertuples())
+    counts = _aligned_counts(SampleStore(resolve_path(study_root) / "samples"), rows_a + rows_b, split)
+    ns = {int(r.n) for r in rows_a + rows_b}
+    if counts is None or len(ns) != 1:
+        raise RlearlyError(f"the sample store lacks shared samples of every {method} seed at {tokens_a} and {tokens_b}")
+    std_a, std_b, low, high = pk.spread_difference(counts[:len(rows_a)], counts[len(rows_a):], ns.pop(), n_boot)
+    return {"std_a": std_a, "std_b": std_b, "diff": std_a - std_b, "low": low, "high": high,
+            "n_problems": len(counts[0])}
 
 
 def budget_curves(branch_metrics: pd.DataFrame, arms, parent_tokens=None) -> pd.DataFrame:

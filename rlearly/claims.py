@@ -10,12 +10,27 @@ import numpy as np
 import pandas as pd
 
 from rlearly.analysis import (CAPABILITY_TOL, SFT_FAMILY, _ci, arm_gains, budget_curves, compare_methods, fmt_tokens,
-                              gain_contrast, general_deltas, k_max, load_tables, over_seeds, seed_mean)
+                              gain_contrast, general_contrast, general_deltas, k_max, load_tables, over_seeds, seed_mean, seed_spread)
 from rlearly.errors import RlearlyError
+from rlearly.passk import spearman_permutation
 
 # ---------------------------------------------------------------- the paper's claims (PAPER §8)
 
 NOT_MEASURED = "not measured in this study"
+
+# What the paper reports for each claim (quoted from PAPER.md §1, §5, §6 and §8; GSM8K unless said).
+PAPER_NUMBERS = {
+    1: "Δpass@1 +1–3 pp at 2B tokens (train reward flat ≈ 0.02), +13 pp at 4B, +40 pp at 20B",
+    2: "RL failed where base train pass@32 was 14% (2B) and worked at 25% (4B); no fitted threshold published",
+    3: "Δpass@32 (RL − base) +5.6 to +23.6 pp at every checkpoint; small or mixed on MATH",
+    4: "SFT→RL − SFT: pass@1 ≈ +16 pp, pass@32 −6 to −7.5 pp",
+    5: "RL overtakes SFT on pass@1 from ≈ 10–12B (44B: 56.2 vs 42.4); SFT-Gold − RL pass@32 +7 to +50 pp",
+    6: "6-task average: RL within ±0.5 pp of base; SFT −5 to −7 pp, SFT-Gold ≈ −7 pp, SFT→RL ≈ −4 to −6 pp",
+    7: "pass@32 parallel − RL +3.9 to +16.4 pp; pass@1 between SFT and RL; capability within ±1 pp of base",
+    8: "n=64 peaks within 40–50K samples, n=5 needs 100–380K; n=5 leads against FLOPs early (Feb blog)",
+    9: "1B on 60B math-heavy mix beats 4B on the 50B mix (RL pass@1 21–22% vs 12%, authors' working notes)",
+    10: "4 seeds at 4–10B: test accuracy diverges across seeds there and settles by ≈ 10B",
+}
 
 
 @dataclass
@@ -26,6 +41,7 @@ class Claim:
     claim: str
     test: str
     measured: str = "—"
+    paper: str = ""  # the paper's corresponding number (PAPER.md), for reading beside ours
     verdict: str = NOT_MEASURED  # held | partly held | not held | inconclusive | not measured in this study
     why: str = ""
     stats: dict = field(default_factory=dict)
@@ -97,7 +113,8 @@ def _claim1(s: _Study) -> Claim:
 
 def _claim2(s: _Study) -> Claim:
     cl = Claim(2, "The base model's pass@k on the RL training prompts predicts the RL gain",
-               "Spearman ρ between base pass@k_max on the train split and RL Δpass@1 (test) over ≥ 3 checkpoints")
+               "Spearman ρ between base pass@k_max on the train split and RL Δpass@1 (test) over the checkpoints; "
+               "exact permutation p < 0.05")
     train = s.passk[(s.passk["split"] == "train") & (s.passk["method"] == "base")] if not s.passk.empty else s.passk
     if train.empty or not s.has("rl", "base") or len(s.ckpts) < 3:
         cl.why = "needs base evaluations on the train split (eval.readiness: true) and RL at ≥ 3 checkpoints"
@@ -106,15 +123,19 @@ def _claim2(s: _Study) -> Claim:
     x = train[train["k"] == kt].groupby("parent_tokens")["pass_at_k"].mean()
     y = s.cmp("rl").set_index("parent_tokens")["diff"]
     xy = pd.concat([x.rename("x"), y.rename("y")], axis=1, join="inner")
-    rho = xy["x"].corr(xy["y"], method="spearman") if len(xy) >= 3 else math.nan
-    cl.stats = {"spearman": rho}
-    cl.measured = f"ρ = {rho:+.2f} over {len(xy)} checkpoints (base train pass@{kt}: " + \
-        ", ".join(f"{v:.3f}" for v in xy["x"]) + ")"
+    rho, p = spearman_permutation(xy["x"], xy["y"]) if 3 <= len(xy) <= 8 else (math.nan, math.nan)
+    cl.stats = {"spearman": rho, "spearman_p": p}
+    cl.measured = f"ρ = {rho:+.2f}, one-sided permutation p = {p:.3f} over {len(xy)} checkpoints (base train " \
+        f"pass@{kt}: " + ", ".join(f"{v:.3f}" for v in xy["x"]) + "; RL Δpass@1: " + \
+        ", ".join(f"{v:+.3f}" for v in xy["y"]) + ")"
     if not np.isfinite(rho):
-        cl.verdict, cl.why = "inconclusive", "base solve rate or RL gain constant across checkpoints"
+        cl.verdict, cl.why = "inconclusive", "base solve rate or RL gain constant across checkpoints (or > 8 of them)"
+    elif p < 0.05:
+        cl.verdict, cl.why = "held", "RL gain rises with the base solve rate on the training prompts (p < 0.05)"
+    elif rho <= 0:
+        cl.verdict, cl.why = "not held", "no positive relation"
     else:
-        cl.verdict = "held" if rho >= 0.8 else "partly held" if rho > 0 else "not held"
-        cl.why = "monotone relation" if rho >= 0.8 else "weak relation" if rho > 0 else "no positive relation"
+        cl.verdict, cl.why = "inconclusive", f"positive but not significant with {len(xy)} checkpoints"
     return cl
 
 
@@ -192,83 +213,113 @@ def _claim5(s: _Study) -> Claim:
 
 def _claim6(s: _Study) -> Claim:
     cl = Claim(6, "RL keeps general capability; SFT erodes it",
-               f"mean over checkpoints: RL |Δprobe acc| ≤ {CAPABILITY_TOL:g} and held-out NLL up ≤ "
-               f"{CAPABILITY_TOL:.0%}; each SFT-family branch worse by more than that")
-    g = s.tables["general"]
+               f"held-out general NLL, relative, per document averaged over checkpoints (bootstrap CI over "
+               f"documents): RL − base CI below +{CAPABILITY_TOL:.0%}; each SFT-family branch − RL CI above 0")
+    g, items = s.tables["general"], s.tables.get("general_items", pd.DataFrame())
     sfts = [m for m in SFT_FAMILY if not g.empty and m in set(g["method"])]
     if g.empty or not {"rl", "base"} <= set(g["method"]) or not sfts:
         cl.why = "needs general-capability scores of base, RL and an SFT-family branch"
         return cl
-    d = general_deltas(g).assign(rel=lambda x: x["delta"] / x["base"].abs())
-    acc = d[d["metric"] == "probe_acc"].groupby("method")["delta"].mean()
-    nll = d[d["metric"] == "heldout_nll"].groupby("method")["rel"].mean()
-    keeps = abs(acc["rl"]) <= CAPABILITY_TOL and nll["rl"] <= CAPABILITY_TOL
-    erodes = {m: bool(acc[m] < -CAPABILITY_TOL or nll[m] > CAPABILITY_TOL) for m in sfts}
-    cl.stats = {f"dprobe_acc.{m}": acc[m] for m in ["rl", *sfts]} | \
-               {f"dnll_rel.{m}": nll[m] for m in ["rl", *sfts]}
-    cl.measured = " · ".join(f"{m}: Δacc {acc[m]:+.3f}, ΔNLL {nll[m]:+.2%}" for m in ["rl", *sfts])
-    sides = [keeps, all(erodes.values())]
-    cl.verdict = "held" if all(sides) else "partly held" if any(sides) else "not held"
-    cl.why = f"RL {'keeps' if keeps else 'does not keep'} capability; SFT family eroded: " + \
+    if items.empty:
+        cl.verdict, cl.why = "inconclusive", "no per-document values stored (evaluations older than this claim test)"
+        return cl
+    keep = general_contrast(items, "rl", "base")
+    worse = {m: general_contrast(items, m, "rl") for m in sfts}
+    acc = general_deltas(g, ("probe_acc",)).groupby("method")["delta"].mean()
+    cl.stats = {"dnll_rel.rl": keep["diff"], "dnll_rel.rl_high": keep["high"]} | \
+               {f"dnll_rel_minus_rl.{m}": c["diff"] for m, c in worse.items()} | \
+               {f"dnll_rel_minus_rl_low.{m}": c["low"] for m, c in worse.items()} | \
+               {f"dprobe_acc.{m}": acc[m] for m in ["rl", *sfts] if m in acc}
+    cl.measured = f"ΔNLL RL − base {keep['diff']:+.2%} [{keep['low']:+.2%}, {keep['high']:+.2%}] · " + \
+        " · ".join(f"{m} − RL {c['diff']:+.2%} [{c['low']:+.2%}, {c['high']:+.2%}]" for m, c in worse.items()) + \
+        f" ({keep['n_items']} documents) · Δprobe acc " + ", ".join(f"{m} {v:+.3f}" for m, v in acc.items()
+                                                                   if m != "base")
+    keeps, erodes = keep["high"] <= CAPABILITY_TOL, {m: c["low"] > 0 for m, c in worse.items()}
+    if keep["low"] > CAPABILITY_TOL or any(c["high"] < 0 for c in worse.values()):
+        cl.verdict = "not held"
+    else:
+        cl.verdict = "held" if keeps and all(erodes.values()) else "partly held" if keeps or any(erodes.values()) \
+            else "inconclusive"
+    cl.why = f"RL {'keeps' if keeps else 'does not clearly keep'} held-out NLL; worse than RL: " + \
         ", ".join(f"{m} {'yes' if e else 'no'}" for m, e in erodes.items())
     return cl
 
 
 def _claim7(s: _Study) -> Claim:
     cl = Claim(7, "Parallel averaging wins on pass@k_max and keeps capability",
-               "at every checkpoint pass@k_max(parallel) ≥ max(RL, SFT, SFT→RL) and pass@1 between SFT and RL; "
-               f"mean probe acc within {CAPABILITY_TOL:g} of RL's")
+               "at every checkpoint pass@k_max of parallel − the best of RL, SFT, SFT→RL: paired CI above 0; "
+               f"pass@1 between SFT and RL (point values); mean probe acc within {CAPABILITY_TOL:g} of RL's")
     if not s.has("parallel", "rl", "sft"):
         cl.why = "needs parallel, RL and SFT branches"
         return cl
     others = [m for m in ("rl", "sft", "sft_rl") if s.has(m)]
     par_k = s.mean_at("parallel", s.km)
-    best = pd.concat([s.mean_at(m, s.km) for m in others], axis=1).max(axis=1)
-    gap = (par_k - best).dropna()
+    table = pd.concat([s.mean_at(m, s.km) for m in others], axis=1, keys=others).loc[par_k.index].dropna(how="all")
+    wins = []
+    for t, row in table.iterrows():
+        best = row.idxmax()
+        c = s.cmp("parallel", best, s.km)
+        wins.append(c[c["parent_tokens"] == t].iloc[0].to_dict() | {"best": best})
+    wins = pd.DataFrame(wins)
     p1 = pd.concat([s.mean_at(m, 1) for m in ("parallel", "rl", "sft")], axis=1, keys=["p", "rl", "sft"]).dropna()
     between = ((p1["p"] >= p1[["rl", "sft"]].min(axis=1) - 1e-12) & (p1["p"] <= p1[["rl", "sft"]].max(axis=1) + 1e-12))
     g = general_deltas(s.tables["general"], ("probe_acc",)) if not s.tables["general"].empty else pd.DataFrame()
     acc = g.groupby("method")["delta"].mean() if not g.empty else pd.Series(dtype=float)
     cap_gap = acc["parallel"] - acc["rl"] if {"parallel", "rl"} <= set(acc.index) else None
-    cl.stats = {"parallel_minus_best_passkmax_min": gap.min(), "probe_acc_parallel_minus_rl": cap_gap}
-    cl.measured = f"pass@{s.km} parallel − best of {'/'.join(others)}: " + \
-        "; ".join(f"{fmt_tokens(t)}: {v:+.3f}" for t, v in gap.items()) + \
+    cl.stats = {"parallel_minus_best_passkmax_min": wins["diff"].min(),
+                "parallel_minus_best_passkmax_low_min": wins["low"].min(), "probe_acc_parallel_minus_rl": cap_gap}
+    cl.measured = f"pass@{s.km} parallel − best other: " + \
+        "; ".join(f"{fmt_tokens(r['parent_tokens'])}: − {r['best']} {r['diff']:+.3f} {_ci(r)}" for _, r in wins.iterrows()) + \
         f" · pass@1 between SFT and RL at {int(between.sum())}/{len(between)} checkpoints" + \
         (f" · Δprobe acc parallel − RL {cap_gap:+.3f}" if cap_gap is not None else "")
     if _no_signal(cl, s):
         return cl
-    parts = {"wins pass@k_max": bool((gap >= -1e-12).all()), "pass@1 between": bool(between.all()),
-             "keeps capability": cap_gap is not None and abs(cap_gap) <= CAPABILITY_TOL}
-    held = [p for p, ok in parts.items() if ok]
-    cl.verdict = "held" if len(held) == len(parts) else "partly held" if held else "not held"
-    cl.why = "; ".join(f"{p}: {'yes' if ok else 'no'}" for p, ok in parts.items())
+    win = "yes" if (wins["low"] > 0).all() else "opposite" if (wins["high"] < 0).any() else "unclear"
+    parts = {"wins pass@k_max": win, "pass@1 between": "yes" if between.all() else "no",
+             "keeps capability": "yes" if cap_gap is not None and abs(cap_gap) <= CAPABILITY_TOL else "no"}
+    held = [p for p, ok in parts.items() if ok == "yes"]
+    cl.verdict = "held" if len(held) == len(parts) else "not held" if win == "opposite" else \
+        "partly held" if held else "not held"
+    cl.why = "; ".join(f"{p}: {ok}" for p, ok in parts.items())
     return cl
 
 
 def _claim10(s: _Study) -> Claim:
     cl = Claim(10, "Seed brittleness near the threshold",
-               "std over ≥ 3 seeds of RL test pass@1 per checkpoint: largest at the first checkpoint with a "
-               "significant RL gain, smaller later")
+               "std over ≥ 3 RL seeds of test pass@1: larger at the first checkpoint with a significant RL gain than "
+               "at the last; CI of the difference from resampling problems")
     rl = s.passk[(s.passk["method"] == "rl") & (s.passk["split"] == s.split) & (s.passk["k"] == 1)] \
         if s.has("rl") else pd.DataFrame()
-    seeds = int(rl.groupby("parent_tokens")["seed"].nunique().min()) if not rl.empty else 0
-    if seeds < 3 or not s.has("base"):
-        cl.why = f"the study has {seeds} RL seed(s) per checkpoint; needs ≥ 3 (branch.seeds)"
+    seeds = rl.groupby("parent_tokens")["seed"].nunique() if not rl.empty else pd.Series(dtype=int)
+    multi = sorted(seeds[seeds >= 3].index)
+    if len(multi) < 2 or not s.has("base"):
+        cl.why = f"needs ≥ 3 RL seeds at ≥ 2 checkpoints (branch.seeds); has {int(seeds.max()) if len(seeds) else 0} " \
+                 f"seed(s) at {len(multi) or 'no'} checkpoint(s) with 3+"
         return cl
-    std = rl.groupby("parent_tokens")["pass_at_k"].std()
-    cl.stats = {"seed_std_max": std.max(), "seed_std_last": std.iloc[-1]}
-    cl.measured = "std of pass@1 " + "; ".join(f"{fmt_tokens(t)}: {v:.3f}" for t, v in std.items())
+    std = rl[rl["parent_tokens"].isin(multi)].groupby("parent_tokens")["pass_at_k"].std()
+    cl.measured = "std of pass@1 over seeds " + "; ".join(f"{fmt_tokens(t)}: {v:.3f}" for t, v in std.items())
     if _no_signal(cl, s):
         return cl
     one = s.cmp("rl")
-    if not one["up"].any():
-        cl.verdict, cl.why = "inconclusive", "no checkpoint with a significant RL gain (no threshold)"
+    up = one[one["up"] & one["parent_tokens"].isin(multi)]
+    if up.empty or up["parent_tokens"].iloc[0] == multi[-1]:
+        cl.verdict, cl.why = "inconclusive", "no multi-seed checkpoint with a significant RL gain before the last"
         return cl
-    thr = one[one["up"]]["parent_tokens"].iloc[0]
-    later = std[std.index > thr]
-    ok = std.idxmax() == thr and (later < std[thr]).all()
-    cl.verdict = "held" if ok else "not held"
-    cl.why = f"threshold at {fmt_tokens(thr)}; spread largest there: {'yes' if ok else 'no'}"
+    thr = up["parent_tokens"].iloc[0]
+    try:
+        c = seed_spread(s.root, s.passk, thr, multi[-1], split=s.split)
+    except RlearlyError as e:
+        cl.verdict, cl.why = "inconclusive", str(e)
+        return cl
+    cl.stats = {"seed_std_threshold": c["std_a"], "seed_std_last": c["std_b"], "seed_std_diff": c["diff"],
+                "seed_std_diff_low": c["low"], "seed_std_diff_high": c["high"]}
+    cl.measured += f" · at {fmt_tokens(thr)} − at {fmt_tokens(multi[-1])}: {c['diff']:+.3f} [{c['low']:+.3f}, " \
+                   f"{c['high']:+.3f}]"
+    d = _direction(c["low"], c["high"])
+    cl.verdict = {"yes": "held", "opposite": "not held", "unclear": "inconclusive"}[d]
+    cl.why = f"threshold at {fmt_tokens(thr)}: spread there " + \
+        {"yes": "larger than at the last checkpoint", "opposite": "smaller than at the last checkpoint",
+         "unclear": "not distinguishable from the last checkpoint's"}[d]
     return cl
 
 
@@ -367,12 +418,15 @@ def claims(study_root, tables: dict | None = None, split: str = "test") -> list[
     tables = tables if tables is not None else load_tables(study_root)
     every = load_tables(study_root, arm=None) if "arm" in tables["passk"] else None
     s = _Study(study_root, tables, split, every)
-    return [c(s) for c in _CLAIMS]
+    out = [c(s) for c in _CLAIMS]
+    for c in out:
+        c.paper = PAPER_NUMBERS[c.id]
+    return out
 
 
 def claims_frame(cls: list[Claim]) -> pd.DataFrame:
-    return pd.DataFrame([{"#": c.id, "claim (PAPER §8)": c.claim, "test": c.test, "this study": c.measured,
-                          "verdict": c.verdict, "why": c.why} for c in cls]).set_index("#")
+    return pd.DataFrame([{"#": c.id, "claim (PAPER §8)": c.claim, "test": c.test, "paper": c.paper,
+                          "this study": c.measured, "verdict": c.verdict, "why": c.why} for c in cls]).set_index("#")
 
 
 _VERDICT_COLORS = {"held": "#d9f2d9", "partly held": "#fff2cc", "not held": "#f8d7da", "inconclusive": "#eeeeee"}

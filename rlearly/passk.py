@@ -12,6 +12,8 @@ its start may use different n, and every comparison is on the same problems in t
 from __future__ import annotations
 
 import inspect
+import itertools
+import math
 import warnings
 from dataclasses import dataclass
 from typing import Iterable, Sequence
@@ -111,6 +113,12 @@ def _mean_ci(values: np.ndarray, n_boot: int, alpha: float, seed: int, method: s
     raise ValueError("bootstrap interval is undefined for these values")  # pragma: no cover
 
 
+def mean_ci(values, n_boot: int = 1000, alpha: float = 0.05, seed: int = 0) -> tuple[float, float, float]:
+    """(mean, low, high) of per-item values (e.g. per-document NLL differences) with a BCa bootstrap CI."""
+    low, high = _mean_ci(np.asarray(values, dtype=np.float64), n_boot, alpha, seed, "BCa")
+    return float(np.mean(values)), low, high
+
+
 def bootstrap_ci(correct_counts, n: int, k: int, n_boot: int = 1000, alpha: float = 0.05, seed: int = 0,
                  method: str = "BCa") -> tuple[float, float]:
     """(low, high) 1−alpha bootstrap CI of mean pass@k over problems (problems resampled with replacement)."""
@@ -143,6 +151,39 @@ def difference_of_gains(c_start_a, c_branch_a, c_start_b, c_branch_b, n_sa: int,
     d = (p[1] - p[0]) - (p[3] - p[2])
     low, high = _mean_ci(d, n_boot, alpha, seed, "BCa")
     return float(np.mean(d)), low, high
+
+
+def spread_difference(counts_a, counts_b, n: int, n_boot: int = 1000, alpha: float = 0.05,
+                      seed: int = 0) -> tuple[float, float, float, float]:
+    """(std_a, std_b, low, high): the spread over seeds of pass@1 at two checkpoints, and a CI of std_a − std_b.
+
+    `counts_a`, `counts_b`: (seeds, problems) correct counts out of `n` of several seeds of one recipe at two
+    checkpoints, on the same problems. The spread is the sample std (ddof=1) over seeds of mean pass@1.
+    The percentile CI resamples problems jointly for every seed at both checkpoints: it says how far
+    evaluation noise could move the difference (the seeds themselves are not resampled).
+    """
+    a, b = np.asarray(counts_a, dtype=np.float64), np.asarray(counts_b, dtype=np.float64)
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1] or min(a.shape[0], b.shape[0]) < 2:
+        raise ValueError(f"need (seeds >= 2, problems) counts on the same problems: shapes {a.shape}, {b.shape}")
+    std = lambda c: np.std(c.mean(axis=-1) / n, axis=0, ddof=1)  # noqa: E731  (seeds, ..., problems) -> ...
+    idx = np.random.default_rng(seed).integers(0, a.shape[1], size=(int(n_boot), a.shape[1]))
+    low, high = np.quantile(std(a[:, idx]) - std(b[:, idx]), [alpha / 2, 1 - alpha / 2])
+    return float(std(a)), float(std(b)), float(low), float(high)
+
+
+def spearman_permutation(x, y) -> tuple[float, float]:
+    """(Spearman rho, one-sided p of rho this high under random pairing): exact over all permutations for
+    n <= 8 points (e.g. checkpoints), so it is valid where the t-approximation is not."""
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if x.shape != y.shape or x.ndim != 1 or x.size < 3 or x.size > 8:
+        raise ValueError(f"need 3..8 paired points, got shapes {x.shape} and {y.shape}")
+    rx, ry = stats.rankdata(x), stats.rankdata(y)
+    if np.ptp(rx) == 0 or np.ptp(ry) == 0:
+        return math.nan, math.nan
+    rho = lambda r: float(np.corrcoef(rx, r)[0, 1])  # noqa: E731
+    obs = rho(ry)
+    perms = [rho(ry[list(p)]) for p in itertools.permutations(range(x.size))]
+    return obs, float(np.mean(np.asarray(perms) >= obs - 1e-12))
 
 
 # ---------------------------------------------------------------- branch against its start

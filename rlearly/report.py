@@ -205,12 +205,41 @@ def _fmt(v) -> str:
     return "—" if v is None else f"{v:d}" if isinstance(v, int) else f"{v:.4g}"
 
 
+def _page(title: str, body: str) -> str:
+    return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>{_INDEX_CSS}</style></head><body>{body}</body></html>\n")
+
+
+def _write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+FINDINGS = "FINDINGS.md"  # the committed findings log of reports/: what was tried to make the claims hold
+
+
+def write_findings(root_reports: str | os.PathLike = "reports") -> Path | None:
+    """`<root_reports>/findings.html` from the committed findings log `<root_reports>/FINDINGS.md`, if any."""
+    from nbconvert.filters.markdown import markdown2html
+
+    src = Path(root_reports) / FINDINGS
+    if not src.is_file():
+        return None
+    return _write(src.with_name("findings.html"), _page("rlearly findings", markdown2html(src.read_text("utf-8"))))
+
+
 def write_index(root_reports: str | os.PathLike = "reports", studies=None, max_numbers: int = 10) -> Path:
-    """`<root_reports>/index.html`: every `<study>/<name>.html` with the headline numbers of its results.json."""
+    """`<root_reports>/index.html`: every `<study>/<name>.html` with the headline numbers of its results.json,
+    and the findings log (FINDINGS.md rendered to findings.html) when there is one."""
     root = Path(root_reports)
     folders = [root / s for s in studies] if studies is not None else sorted(p for p in root.glob("*") if p.is_dir())
-    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>rlearly reports</title>"
-             f"<style>{_INDEX_CSS}</style></head><body><h1>rlearly reports</h1>"]
+    parts = ["<h1>rlearly reports</h1>"]
+    if write_findings(root):
+        parts.append("<p><a href='findings.html'>Findings log</a>: what was tried, with numbers, to make the "
+                     "paper's claims show at this scale.</p>")
     for folder in folders:
         pages = {p.stem: p for p in folder.glob("*.html")}
         if not pages:
@@ -230,13 +259,7 @@ def write_index(root_reports: str | os.PathLike = "reports", studies=None, max_n
             parts.append(f"<tr><td><a href='{href}'>{html.escape(name.replace('_', ' '))}</a></td>"
                          f"<td class='num'>{shown or '<span class=muted>no results.json</span>'}</td></tr>")
         parts.append("</table>")
-    parts.append("</body></html>\n")
-    root.mkdir(parents=True, exist_ok=True)
-    out = root / "index.html"
-    tmp = out.with_name(".index.html.tmp")
-    tmp.write_text("\n".join(parts), encoding="utf-8")
-    tmp.replace(out)
-    return out
+    return _write(root / "index.html", _page("rlearly reports", "\n".join(parts)))
 
 
 def report(spec, root, *, runs_dir="papermill_runs", reports_dir="reports", names=None, log=print) -> dict:

@@ -271,18 +271,22 @@ def _worker_init(threads: int) -> None:
         pass
 
 
-def _run_one(spec: StudySpec, root: str, key: str) -> float:
+def _run_one(spec: StudySpec, root: str, key: str, threads: int) -> float:
     """Worker process: re-plan the study and run the node named `key` (closures do not cross processes)."""
+    import torch
+    torch.set_num_threads(threads)
     node = next(n for n in plan(spec, root) if n.key == key)
     return _timed(node, Path(root))
 
 
 def _run_parallel(spec: StudySpec, root: Path, todo: list[Node], jobs: int, log) -> None:
-    """Dependency-ordered execution in `jobs` spawned processes, each with cores/jobs torch threads."""
+    """Dependency-ordered execution in `jobs` spawned processes, each with cores/jobs torch threads
+    (all the cores for a node that starts alone with nothing else ready, e.g. a study's only pretraining run)."""
     import multiprocessing as mp
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
-    threads = max(1, (os.cpu_count() or 1) // jobs)
+    cores = os.cpu_count() or 1
+    threads = max(1, cores // jobs)
     pending, running, started = list(todo), {}, 0
     is_done = {n.path: n.done for n in plan(spec, root)}
     failure = None
@@ -291,11 +295,12 @@ def _run_parallel(spec: StudySpec, root: Path, todo: list[Node], jobs: int, log)
         while pending or running:
             ready = [n for n in pending if all(is_done.get(d, True) for d in n.deps)] if failure is None else []
             ready.sort(key=lambda n: _PRIORITY[n.kind])  # long pretraining runs first: they gate their arms
+            alone = len(ready) == 1 and not running
             for node in ready[:jobs - len(running)]:
                 pending.remove(node)
                 started += 1
                 log(f"[{started}/{len(todo)}] start {node.key}")
-                running[pool.submit(_run_one, spec, str(root), node.key)] = node
+                running[pool.submit(_run_one, spec, str(root), node.key, cores if alone else threads)] = node
             if not running:
                 break
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
@@ -374,7 +379,8 @@ def _eval_job(e: EvalPlan, root: Path, ckpt: Path, split: str, out: Path):
         res = evaluate.evaluate_passk(ckpt, "synthetic", split, e.n, e.ks, e.seed, root / "samples", "auto",
                                       max_problems=e.max_problems, progress=False)
         model, tok, meta = load_checkpoint(ckpt)
-        res["general"] = evaluate.general_capability(model, tok, load_config_of(ckpt).world)
+        res["general"] = evaluate.general_capability(model, tok, load_config_of(ckpt).world, items=True)
+        res["general_items"] = res["general"].pop("items")
         res["method"] = meta.get("method", "pretrain")
         res["parent_tokens"] = meta.get("parent_tokens") or meta.get("tokens")
         res["seed"] = meta.get("seed")
@@ -391,7 +397,7 @@ def write_tables(spec: StudySpec, root: str | Path) -> dict:
     from rlearly.train.common import read_metrics
 
     root = Path(root)
-    passk_rows, general_rows, branch_rows, pre_rows, general_seen = [], [], [], [], set()
+    passk_rows, general_rows, item_rows, branch_rows, pre_rows, general_seen = [], [], [], [], [], set()
     for node in plan(spec, root):
         if not node.done:
             continue
@@ -405,6 +411,8 @@ def write_tables(spec: StudySpec, root: str | Path) -> dict:
                 general_seen.add(r["checkpoint_id"])
                 ident.pop("split")
                 general_rows += [{**ident, "metric": k, "value": v} for k, v in r.get("general", {}).items()]
+                item_rows += [{**ident, "metric": k, "item": i, "value": v}
+                              for k, vs in r.get("general_items", {}).items() for i, v in enumerate(vs)]
         elif node.kind == "branch":
             meta = json.loads((node.path / "meta.json").read_text())
             cfg = load_config(node.path / "config.yaml")
@@ -415,6 +423,7 @@ def write_tables(spec: StudySpec, root: str | Path) -> dict:
             pre_rows += [{"arm": node.arm, "config_hash": node.path.name, **row}
                          for row in read_metrics(node.path / "metrics.jsonl")]
     tables = {"passk": pd.DataFrame(passk_rows), "general": pd.DataFrame(general_rows),
+              "general_items": pd.DataFrame(item_rows),
               "branch_metrics": pd.DataFrame(branch_rows), "pretrain_metrics": pd.DataFrame(pre_rows),
               "timings": pd.DataFrame(read_metrics(root / "timings.jsonl"))}
     (root / "tables").mkdir(parents=True, exist_ok=True)

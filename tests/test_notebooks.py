@@ -159,6 +159,16 @@ def test_index_links_every_report_with_headline_numbers(tiny):
     assert "<script" not in text
 
 
+def test_findings_log_is_rendered_and_linked(tmp_path):
+    assert report.write_findings(tmp_path) is None  # no log, no page, no link
+    assert "findings.html" not in report.write_index(tmp_path).read_text()
+    (tmp_path / report.FINDINGS).write_text("# Findings\n\n| claim | verdict |\n|---|---|\n| 1 | held |\n")
+    text = report.write_index(tmp_path).read_text()
+    page = (tmp_path / "findings.html").read_text()
+    assert "href='findings.html'" in text and "<table>" in page and "<td>held</td>" in page
+    assert (REPO / "reports" / report.FINDINGS).is_file()  # the repository's log, which the summary links
+
+
 @pytest.mark.notebooks
 def test_second_report_executes_and_renders_nothing(tiny):
     spec, root, out, res = tiny
@@ -227,7 +237,9 @@ def _counts(*groups):
 def _made_up_study(root: Path) -> Path:
     """Per-problem counts of 40 problems x N=8 samples, chosen so the verdicts are known:
     RL = base at 1k tokens, then +3 correct per problem (pass@1 and pass@8 up: expansion after a threshold);
-    SFT→RL turns SFT's 4/8 problems into 8/8 and half its 1/8 problems into 0/8 (sharpening)."""
+    two more RL seeds gain +1 and +5 at 2k (a wide spread at the threshold) and +3 at 4k (none);
+    SFT→RL turns SFT's 4/8 problems into 8/8 and half its 1/8 problems into 0/8 (sharpening);
+    held-out NLL per document: RL = base, every SFT-family branch 0.1 nats higher."""
     base = {1000: _counts((4, 1), (36, 0)), 2000: _counts((20, 2), (20, 0)), 4000: _counts((30, 4), (10, 0))}
     counts = {("base", t): c for t, c in base.items()}
     for t, c in base.items():
@@ -236,13 +248,18 @@ def _made_up_study(root: Path) -> Path:
         counts["sft_rl", t] = _counts((20, 8), (10, 1), (10, 0))
         counts["sft_gold", t] = _counts((40, 2))
         counts["parallel", t] = counts["rl", t]
-    store, passk_rows, general_rows = SampleStore(root / "samples"), [], []
-    for (method, t), c in counts.items():
-        cid, mode = f"{method}-{t}", "few-shot" if method == "base" else "zero-shot"
+    for seed, gain in ((1, 1), (2, 5)):
+        counts["rl", 2000, seed] = np.minimum(base[2000] + gain, N)
+        counts["rl", 4000, seed] = counts["rl", 4000]
+    store, passk_rows, general_rows, item_rows = SampleStore(root / "samples"), [], [], []
+    doc_nll = 3.0 + np.random.default_rng(0).normal(0, 0.3, 30)
+    for (method, t, *seed), c in counts.items():
+        seed = seed[0] if seed else 0
+        cid, mode = f"{method}-{t}-{seed}", "few-shot" if method == "base" else "zero-shot"
         store.add([dict(checkpoint_id=cid, split="test", problem_id=f"p{i:02d}", sample_index=j, seed=0,
                         completion="x", tokens=1, correct=bool(j < ci), logprob=-1.0, finished=True,
                         temperature=0.6, top_p=0.95, prompt_mode=mode) for i, ci in enumerate(c) for j in range(N)])
-        ident = dict(checkpoint_id=cid, method=method, parent_tokens=t, seed=0, split="test")
+        ident = dict(checkpoint_id=cid, method=method, parent_tokens=t, seed=seed, split="test")
         for k in (1, 2, 4, 8):
             lo, hi = pk.bootstrap_ci(c, N, k)
             passk_rows.append({**ident, "prompt_mode": mode, "n": N, "k": k,
@@ -250,15 +267,24 @@ def _made_up_study(root: Path) -> Path:
         erode = 0.05 if method.startswith("sft") else 0.0
         general_rows += [{**ident, "metric": "probe_acc", "value": 0.6 - erode},
                          {**ident, "metric": "heldout_nll", "value": 3.0 + 2 * erode}]
+        noise = np.random.default_rng(len(item_rows)).normal(0, 0.001, 30)
+        item_rows += [{**ident, "metric": "doc_nll", "item": i, "value": v}
+                      for i, v in enumerate(doc_nll + 2 * erode + noise)]
     tables = root / "tables"
     tables.mkdir(parents=True)
     pd.DataFrame(passk_rows).to_csv(tables / "passk.csv", index=False)
     pd.DataFrame(general_rows).to_csv(tables / "general.csv", index=False)
+    pd.DataFrame(item_rows).to_csv(tables / "general_items.csv", index=False)
     pd.DataFrame([dict(method="rl", parent_tokens=t, seed=0, step=s, reward_mean=0.1 * s) for t in T
                   for s in (1, 2)]).to_csv(tables / "branch_metrics.csv", index=False)
     pd.DataFrame([dict(step=1, tokens=t, loss=4.0, heldout_math=4.0, heldout_general=4.0) for t in T]).to_csv(
         tables / "pretrain_metrics.csv", index=False)
     return root
+
+
+def doc_nll_mean(root: Path) -> float:
+    items = pd.read_csv(root / "tables" / "general_items.csv")
+    return items[items["method"] == "rl"]["value"].mean()
 
 
 @pytest.fixture(scope="module")
@@ -277,11 +303,17 @@ def test_claims_verdicts_follow_the_measurements(made_up_claims):
     assert cl[4].stats["dpass1"] == pytest.approx((160 + 10) / 320 - (80 + 20) / 320)
     assert cl[4].stats["dpasskmax"] == pytest.approx(30 / 40 - 1.0)
     assert cl[5].verdict == "partly held" and "crossover: yes" in cl[5].why and "gold wins: no" in cl[5].why
-    assert cl[6].verdict == "held"  # RL Δ = 0; every SFT-family branch loses 0.05 probe accuracy
-    for i in (2, 8, 9, 10):  # no train-split evaluations, no rollout/composition runs, one seed
+    assert cl[6].verdict == "held"  # RL's NLL = base's; every SFT-family branch 0.1 nats (≈ 3.3%) above RL's
+    assert cl[6].stats["dnll_rel.rl"] == pytest.approx(0.0, abs=1e-3)
+    assert cl[6].stats["dnll_rel_minus_rl.sft"] == pytest.approx(0.1 / doc_nll_mean(root), rel=0.02)
+    # seeds at 2k: pass@1 of base+1, +3, +5 correct of 8 -> std 2/8 exactly; at 4k all the same -> 0
+    assert cl[10].verdict == "held"
+    assert cl[10].stats["seed_std_threshold"] == pytest.approx(0.25) and cl[10].stats["seed_std_last"] == 0.0
+    for i in (2, 8, 9):  # no train-split evaluations, no rollout/composition runs
         assert cl[i].verdict == claims.NOT_MEASURED and cl[i].why
+    assert all(c.paper for c in cl.values())  # the paper's number beside every claim
     res = claims.claims_results(list(cl.values()))
-    assert res["claims_measured"] == 6 and res["claims_held"] == 4
+    assert res["claims_measured"] == 7 and res["claims_held"] == 5
     assert all(v is None or math.isfinite(v) for v in res.values())
 
 

@@ -200,3 +200,31 @@ def test_difference_of_gains_by_hand():
     assert low <= diff <= high and 0.0 <= low and high <= 1.0
     with pytest.raises(ValueError, match="same problems"):
         pk.difference_of_gains([0], [1, 1], [0], [0], 2, 2, 2, 2, k=1)
+
+
+def test_spread_difference_by_hand():
+    # n = 4. Checkpoint a, three seeds: mean counts 1, 0, 4 -> pass@1 .25, 0, 1: std (ddof 1) = sqrt(.2708) = .5204.
+    # Checkpoint b: mean counts 1, 1, 2 -> .25, .25, .5: std = sqrt(.0208) = .1443.
+    a = [[2, 0, 2, 0], [0, 0, 0, 0], [4, 4, 4, 4]]
+    b = [[1, 1, 1, 1], [1, 1, 1, 1], [2, 2, 2, 2]]
+    std_a, std_b, low, high = pk.spread_difference(a, b, 4)
+    assert std_a == pytest.approx((0.8125 / 3) ** 0.5) and std_b == pytest.approx((0.0625 / 3) ** 0.5)
+    assert low <= std_a - std_b <= high
+    with pytest.raises(ValueError, match="same problems"):
+        pk.spread_difference(a, [[1, 1], [1, 1]], 4)
+
+
+def test_spearman_permutation_is_exact():
+    rho, p = pk.spearman_permutation([1, 2, 3, 4], [10, 20, 30, 40])
+    assert rho == pytest.approx(1.0) and p == pytest.approx(1 / 24)  # one ordering of 4! is as high
+    rho, p = pk.spearman_permutation([1, 2, 3, 4], [40, 30, 20, 10])
+    assert rho == pytest.approx(-1.0) and p == pytest.approx(1.0)
+    assert np.isnan(pk.spearman_permutation([1, 1, 1], [1, 2, 3])[0])
+    with pytest.raises(ValueError, match="3..8"):
+        pk.spearman_permutation([1, 2], [1, 2])
+
+
+def test_mean_ci_of_per_item_values():
+    mean, low, high = pk.mean_ci([0.0, 1.0, 2.0, 3.0, 4.0])
+    assert mean == 2.0 and low < 2.0 < high
+    assert pk.mean_ci([0.5, 0.5]) == (0.5, 0.5, 0.5)
