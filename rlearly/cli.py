@@ -3,7 +3,7 @@
     rlearly config  [--config F] [--preset P] [key=value ...]     print the resolved config
     rlearly pretrain [--config F] [--preset P] [--out DIR] [key=value ...]
     rlearly branch CHECKPOINT --method M [--out DIR] [key=value ...]   post-train from a checkpoint
-    rlearly study run|status|report SPEC [--root DIR] [--jobs N]  a whole study, cached node by node; its reports
+    rlearly study run|status|report SPEC [--root DIR] [--jobs N] [--seed N]  a whole study, cached node by node; its reports
     rlearly eval CHECKPOINT [--split test --n 32 --k 1,8,32]      pass@k table + general capability
     rlearly info CHECKPOINT                                       lineage and shape of a checkpoint
 """
@@ -45,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--root", help="study directory (default runs/<study name>)")
     p.add_argument("--jobs", type=int, default=1, help="run: independent nodes at a time, in worker processes "
                    "sharing the cores (default 1)")
+    p.add_argument("--seed", type=int, default=0, help="replicate the study under seeds shifted by this much "
+                   "(pretraining, branches, evaluation; same world), as <name>-seed<N> (default 0: as written)")
     p = sub.add_parser("info", help="show a checkpoint's lineage and model shape")
     p.add_argument("checkpoint")
     p = sub.add_parser("eval", help="pass@k of a checkpoint (samples stored once, reused) + general capability")
@@ -113,7 +115,7 @@ def _dispatch(args) -> int:
     elif args.cmd == "study":
         from rlearly import study
 
-        spec = study.load_study(args.spec)
+        spec = study.load_study(args.spec).replicate(args.seed)
         root = Path(args.root or f"runs/{spec.name}")
         if args.action == "run":
             if args.jobs < 1:

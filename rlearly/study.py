@@ -111,6 +111,24 @@ class StudySpec:
     def all_arms(self) -> list[Arm]:
         return [self.main_arm(), *self.arms.values()]
 
+    def replicate(self, offset: int) -> "StudySpec":
+        """The same study under other seeds, named `<name>-seed<offset>`: the pretraining seed, every branch
+        seed and the evaluation seed move by `offset`; the world (its problems and splits) stays the same, so
+        the two studies' verdicts can be set side by side. offset 0 returns the study itself."""
+        if offset < 0:
+            raise ConfigError(f"--seed {offset} must be >= 0")
+        if offset == 0:
+            return self
+
+        def shift(config: dict, branch: BranchPlan, ev: EvalPlan):
+            return ({**config, "seed": int(config.get("seed", 0)) + offset},
+                    dataclasses.replace(branch, seeds=[s + offset for s in branch.seeds]),
+                    dataclasses.replace(ev, seed=ev.seed + offset))
+
+        config, branch, ev = shift(self.config, self.branch, self.eval)
+        arms = {n: Arm(n, *shift(a.config, a.branch, a.eval)) for n, a in self.arms.items()}
+        return StudySpec(f"{self.name}-seed{offset}", config, branch, ev, arms)
+
 
 @dataclass
 class Node:

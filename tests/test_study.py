@@ -149,3 +149,17 @@ def test_a_second_runner_on_the_same_study_stops_with_a_clear_error(tiny_study):
         with pytest.raises(RlearlyError, match="is being run by pid"):
             study.run(spec, root, log=lambda *a: None)
     study.run(spec, root, log=lambda *a: None)  # the lock is released afterwards
+
+
+def test_a_replicate_moves_every_seed_and_keeps_the_world(tmp_path):
+    spec = study.load_study(TINY)
+    rep = spec.replicate(3)
+    assert spec.replicate(0) is spec and rep.name == "tiny-seed3"
+    assert rep.base_config().seed == spec.base_config().seed + 3 and rep.eval.seed == spec.eval.seed + 3
+    assert rep.branch.seeds == [s + 3 for s in spec.branch.seeds]
+    assert rep.arms["seeds"].branch.seeds == [s + 3 for s in spec.arms["seeds"].branch.seeds]
+    assert rep.base_config().world == spec.base_config().world  # same problems, so verdicts compare
+    a, b = study.plan(spec, tmp_path), study.plan(rep, tmp_path)
+    assert len(a) == len(b) and not {n.path for n in a} & {n.path for n in b}
+    with pytest.raises(ConfigError, match="--seed -1"):
+        spec.replicate(-1)
