@@ -4,7 +4,10 @@ A checkpoint directory holds `config.json`, `model.safetensors`, `generation_con
 files, rlearly's resolved `config.yaml`, optionally the trainer state (`optimizer.safetensors` +
 `trainer_state.json`), and `meta.json` (lineage, and the size and sha256 of every file, written last).
 It is built in a hidden temporary directory and renamed into place, so a crash never leaves a
-half-written directory under the final name; a truncated or edited file is caught on load.
+half-written directory under the final name; a truncated or edited file is caught on load. A write that
+fails (disk full) raises StorageError naming the checkpoint, and leaves the earlier one in place.
+Nothing here unpickles: weights and optimizer state are safetensors, the rest JSON; a pickle file
+(`pytorch_model.bin`) in a checkpoint directory is never read.
 """
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ import datetime as dt
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -21,7 +25,7 @@ from safetensors.torch import load_file, save_file
 
 import rlearly
 from rlearly.config import Config, ModelConfig
-from rlearly.errors import CheckpointError
+from rlearly.errors import CheckpointError, StorageError
 from rlearly.model import LlamaLM
 from rlearly.tokenizer import Tokenizer
 
@@ -62,6 +66,9 @@ def model_config_from_hf(hf: dict, where: Path) -> ModelConfig:
     for k in ("hidden_act", "attention_bias", "mlp_bias"):
         if hf.get(k, {"hidden_act": "silu"}.get(k, False)) not in ("silu", False):
             raise CheckpointError(f"{where}: unsupported {k}={hf[k]!r} (rlearly's Llama has silu and no biases)")
+    missing = [k for k in _HF_REQUIRED if not isinstance(hf.get(k), int) or isinstance(hf.get(k), bool)]
+    if missing:
+        raise CheckpointError(f"{where}/config.json lacks integer field(s) {missing}")
     theta = hf.get("rope_theta") or (hf.get("rope_parameters") or {}).get("rope_theta", 10000.0)
     n_head = hf["num_attention_heads"]
     return ModelConfig(n_layer=hf["num_hidden_layers"], n_head=n_head, n_kv_head=hf.get("num_key_value_heads", n_head),
@@ -69,6 +76,10 @@ def model_config_from_hf(hf: dict, where: Path) -> ModelConfig:
                        max_seq_len=hf["max_position_embeddings"], rope_theta=float(theta),
                        norm_eps=hf.get("rms_norm_eps", 1e-5), tie_embeddings=hf.get("tie_word_embeddings", False),
                        init_std=hf.get("initializer_range", 0.02))
+
+
+_HF_REQUIRED = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+                "max_position_embeddings")
 
 
 def save_checkpoint(path: str | Path, model: LlamaLM, tok: Tokenizer, meta: dict, config: Config | None = None,
@@ -104,10 +115,22 @@ def save_checkpoint(path: str | Path, model: LlamaLM, tok: Tokenizer, meta: dict
         _write_json(tmp / META, {**meta, **provenance(), "files": files})
         _fsync_dir(tmp)
         _replace_dir(tmp, path)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        err = os_error(e)
+        if err is not None:
+            raise StorageError.from_os(path, err) from e
         raise
     return path
+
+
+def os_error(e: BaseException) -> OSError | None:
+    """The OSError behind a failed write: `e` itself, or the one safetensors reports only as text
+    ("I/O error: No space left on device (os error 28)"); None for any other exception."""
+    if isinstance(e, OSError):
+        return e
+    m = re.search(r"\(os error (\d+)\)", str(e)) if isinstance(e, Exception) else None
+    return OSError(int(m.group(1)), os.strerror(int(m.group(1)))) if m else None
 
 
 def read_meta(path: str | Path, verify: bool = True) -> dict:
@@ -118,16 +141,17 @@ def read_meta(path: str | Path, verify: bool = True) -> dict:
     mpath = path / META
     if not mpath.is_file():
         raise CheckpointError(f"{path} is not a complete rlearly checkpoint (no {META})")
-    try:
-        meta = json.loads(mpath.read_text())
-    except json.JSONDecodeError:
-        raise CheckpointError(f"{mpath} is corrupt (not valid JSON)") from None
+    meta = _read_json(mpath)
     if verify:
-        for name, info in meta.get("files", {}).items():
+        files = meta.get("files", {})
+        if not isinstance(files, dict):
+            raise CheckpointError(f"{mpath} is corrupt ('files' is not a mapping)")
+        for name, info in files.items():
             f = path / name
             if not f.is_file():
                 raise CheckpointError(f"{path}: file {name} listed in {META} is missing")
-            if f.stat().st_size != info["bytes"] or _sha256(f) != info["sha256"]:
+            if (not isinstance(info, dict) or f.stat().st_size != info.get("bytes")
+                    or _sha256(f) != info.get("sha256")):
                 raise CheckpointError(f"{f} is corrupt or truncated (size/sha256 differ from {META})")
     return meta
 
@@ -137,15 +161,20 @@ def load_checkpoint(path: str | Path, verify: bool = True) -> tuple[LlamaLM, Tok
     path = Path(path)
     meta = read_meta(path, verify) if (path / META).exists() or not path.is_dir() else {}
     if not (path / "config.json").is_file() or not (path / "model.safetensors").is_file():
-        raise CheckpointError(f"{path} is not a checkpoint (needs config.json and model.safetensors)")
-    hf = json.loads((path / "config.json").read_text())
+        raise CheckpointError(f"{path} is not a checkpoint (needs config.json and model.safetensors; "
+                              "pickle files such as pytorch_model.bin are never loaded)")
+    hf = _read_json(path / "config.json")
     mcfg = model_config_from_hf(hf, path)
     tok = Tokenizer.load(path)
     model = LlamaLM(mcfg, hf["vocab_size"])
-    state = load_file(str(path / "model.safetensors"))
-    if mcfg.tie_embeddings:
+    state = _load_tensors(path / "model.safetensors")
+    if mcfg.tie_embeddings and "model.embed_tokens.weight" in state:
         state.setdefault("lm_head.weight", state["model.embed_tokens.weight"])
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as e:  # a shape mismatch: weights of another size than config.json says
+        first = next((l.strip().rstrip(".") for l in str(e).splitlines() if "size mismatch" in l), "shapes differ")
+        raise CheckpointError(f"{path}: weights do not fit the architecture in config.json ({first})") from None
     if missing or unexpected:
         raise CheckpointError(f"{path}: weights do not fit the architecture in config.json "
                               f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
@@ -157,10 +186,18 @@ def load_trainer_state(path: str | Path, optimizers: dict[str, torch.optim.Optim
     path = Path(path)
     if not (path / "trainer_state.json").is_file():
         raise CheckpointError(f"{path} holds no trainer state to resume from")
-    state = json.loads((path / "trainer_state.json").read_text())
-    tensors = load_file(str(path / "optimizer.safetensors"))
+    state = _read_json(path / "trainer_state.json")
+    tensors = _load_tensors(path / "optimizer.safetensors")
     for name, opt in optimizers.items():
-        opt.load_state_dict(_unflatten_optimizer(tensors, state["optimizer_groups"][name], name))
+        groups = state.get("optimizer_groups", {}).get(name)
+        if groups is None:
+            raise CheckpointError(f"{path / 'trainer_state.json'} holds no state for optimizer {name!r}; "
+                                  "it was saved by another recipe")
+        try:
+            opt.load_state_dict(_unflatten_optimizer(tensors, groups, name))
+        except (ValueError, KeyError, RuntimeError) as e:
+            raise CheckpointError(f"{path}: optimizer state {name!r} does not fit this model "
+                                  f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
     return state
 
 
@@ -192,6 +229,27 @@ def _unflatten_optimizer(tensors: dict, groups: list, prefix: str) -> dict:
     return {"state": state, "param_groups": groups}
 
 
+def _read_json(path: Path) -> dict:
+    try:
+        obj = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise CheckpointError(f"{path} is corrupt (not valid JSON)") from None
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{path} is corrupt (a JSON object expected, got {type(obj).__name__})")
+    return obj
+
+
+def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
+    """A safetensors file (never a pickle); an unreadable one is a CheckpointError naming it."""
+    if not path.is_file():
+        raise CheckpointError(f"{path} is missing")
+    try:
+        return load_file(str(path))
+    except Exception as e:  # SafetensorError (truncated, bad header) has a long Rust text: name the file
+        first = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
+        raise CheckpointError(f"{path} is corrupt or not a safetensors file ({first})") from None
+
+
 def _write_json(path: Path, obj) -> None:
     path.write_text(json.dumps(obj, indent=2) + "\n")
 
@@ -211,11 +269,18 @@ def _fsync_dir(d: Path) -> None:
 
 
 def _replace_dir(tmp: Path, final: Path) -> None:
-    """Rename tmp to final; an existing final is moved aside first and removed only afterwards."""
+    """Rename tmp to final; an existing final is moved aside first and removed only afterwards
+    (and moved back if the second rename fails, so the finished one is never lost to an error)."""
     old = None
     if final.exists():
         old = final.parent / f".{final.name}.old-{os.getpid()}"
+        shutil.rmtree(old, ignore_errors=True)
         os.replace(final, old)
-    os.replace(tmp, final)
+    try:
+        os.replace(tmp, final)
+    except BaseException:
+        if old is not None and not final.exists():
+            os.replace(old, final)
+        raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)

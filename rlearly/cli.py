@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -86,6 +87,13 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"rlearly: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # a failed read or write the code did not name itself (disk full, permissions)
+        if args.debug:
+            raise
+        where = f"{e.filename}: " if e.filename else ""
+        reason = os.strerror(e.errno).lower() if e.errno else str(e)
+        print(f"rlearly: error: {where}{reason}".replace("\n", " "), file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("rlearly: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
@@ -97,9 +105,9 @@ def _dispatch(args) -> int:
     if args.cmd == "config":
         print(load_config(args.config, args.overrides, args.preset).to_yaml(), end="")
     elif args.cmd == "pretrain":
+        cfg = load_config(args.config, args.overrides, args.preset)  # before importing torch: bad input fails fast
         from rlearly.train import pretrain
 
-        cfg = load_config(args.config, args.overrides, args.preset)
         out = Path(args.out or f"runs/pretrain/{cfg.hash()}")
         pretrain.run(cfg, out, show_progress=not args.no_progress)
         ckpts = pretrain.list_checkpoints(out)
@@ -137,27 +145,30 @@ def _dispatch(args) -> int:
 
 
 def _branch(args) -> None:
-    """`rlearly branch`: the checkpoint's own config (world, model) with the recipe overrides on top."""
-    from rlearly.checkpoint import read_meta
+    """`rlearly branch`: the checkpoint's own config (world, model) with the recipe overrides on top.
+    A bad override fails before torch is imported; then the method, then the parent's checksums."""
     from rlearly.config import load_config
-    from rlearly.train import branch
 
     ckpt = Path(args.checkpoint)
-    read_meta(ckpt)  # a missing or corrupt parent fails here, with its name
-    cfg = load_config(args.config or ckpt / "config.yaml", args.overrides)
+    if not (ckpt / "meta.json").is_file():
+        from rlearly.checkpoint import read_meta
+        read_meta(ckpt)  # raises, naming what is missing: the directory or its meta.json
+    cfg = load_config(args.config or ckpt / "config.yaml", args.overrides)  # no torch yet: a typo fails at once
+    from rlearly.checkpoint import read_meta
+    from rlearly.train import branch
+
     if args.method not in branch.METHODS:
         raise RlearlyError(f"unknown method {args.method!r}; known: {', '.join(branch.METHODS)}")
+    read_meta(ckpt)  # checksums: a corrupt parent fails here, naming the file
     out = Path(args.out or ckpt.parent / "branch" / args.method / ckpt.name / cfg.hash())
     branch.run(cfg, ckpt, out, args.method, show_progress=not args.no_progress)
     print(f"done: {out}")
 
 
 def _eval(args) -> None:
-    """`rlearly eval`: pass@k table (+ general capability for the synthetic task), eval-<split>.json."""
-    from rlearly import evaluate
-    from rlearly.checkpoint import load_checkpoint, load_config_of
+    """`rlearly eval`: pass@k table (+ general capability for the synthetic task), eval-<split>.json.
+    Arguments, the task and a local dataset file are checked before torch is imported or anything sampled."""
     from rlearly.tasks import get_task
-    from rlearly.train.common import write_atomic
 
     try:
         ks = [int(k) for k in args.k.split(",") if k.strip()]
@@ -168,15 +179,22 @@ def _eval(args) -> None:
     bad = [k for k in ks if k > args.n]
     if bad:
         raise RlearlyError(f"--k {max(bad)} exceeds --n {args.n}: pass@k needs at least k samples per problem")
-    if args.threads > 0:
-        import torch
-        torch.set_num_threads(args.threads)
     ckpt = Path(args.checkpoint)
     files = {}
     for d in args.data or []:
         split, _, f = d.partition("=") if "=" in d and not Path(d).exists() else (args.split, "", d)
         files[split] = f
-    task = get_task(args.task, files=files) if files else args.task
+    # the synthetic task is built from the checkpoint's world later; any other is known by name now
+    task = get_task(args.task, files=files) if files or args.task != "synthetic" else args.task
+    if args.split in files:
+        task.problems(args.split)  # a malformed or empty file fails here, naming its row and field
+    from rlearly import evaluate
+    from rlearly.checkpoint import load_checkpoint, load_config_of
+    from rlearly.train.common import write_atomic
+
+    if args.threads > 0:
+        import torch
+        torch.set_num_threads(args.threads)
     res = evaluate.evaluate_passk(ckpt, task, args.split, args.n, ks, args.seed, args.store, args.prompt_mode,
                                   max_problems=args.max_problems, backend=args.backend,
                                   progress=not args.no_progress)

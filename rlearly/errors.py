@@ -1,4 +1,7 @@
 """Error types whose message is meant for people: the CLI prints it as one line and exits non-zero."""
+from __future__ import annotations
+
+import os
 
 
 class RlearlyError(Exception):
@@ -15,3 +18,17 @@ class CheckpointError(RlearlyError):
 
 class DataError(RlearlyError):
     """Malformed dataset row, missing field, unknown corpus."""
+
+
+class StorageError(RlearlyError, OSError):
+    """Writing a result failed (disk full, no permission); what was finished before is left as it was.
+    Also an OSError (with the original errno), so code that catches those still does."""
+
+    @classmethod
+    def from_os(cls, path, err: OSError) -> "StorageError":
+        """'cannot write PATH: no space left on device (...)' from the OSError of a failed write."""
+        reason = os.strerror(err.errno).lower() if err.errno else (str(err) or type(err).__name__)
+        e = cls(f"cannot write {path}: {reason} (earlier results are intact; fix this and run the same "
+                "command again)")
+        e.errno, e.path = err.errno, str(path)
+        return e

@@ -79,6 +79,47 @@ def _cell_error(e) -> str:
     return f"{where}: {getattr(e, 'ename', type(e).__name__)}: {getattr(e, 'evalue', str(e))}"
 
 
+def template_parameters(template: str | os.PathLike) -> dict[str, type]:
+    """The parameters a template's `parameters` cell declares: name -> type of its literal (no kernel run)."""
+    import ast
+
+    template = Path(template)
+    try:
+        cells = json.loads(template.read_text(encoding="utf-8"))["cells"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise RlearlyError(f"notebook template {template} is unreadable ({type(e).__name__})") from None
+    cell = next((c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])), None)
+    if cell is None:
+        raise RlearlyError(f"notebook template {template} has no cell tagged 'parameters'")
+    src = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+    out = {}
+    for node in ast.parse(src).body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            try:
+                out[node.targets[0].id] = type(ast.literal_eval(node.value))
+            except ValueError:  # not a literal: papermill can still override it, with any type
+                out[node.targets[0].id] = object
+    return out
+
+
+def check_parameters(template: str | os.PathLike, params: dict) -> None:
+    """RlearlyError naming the parameter when `params` has one the template does not declare, or a value
+    of another type than the template's literal (an int is fine where a float is declared)."""
+    declared = template_parameters(template)
+    name = Path(template).stem
+    for key, value in params.items():
+        if key not in declared:
+            raise RlearlyError(f"notebook {name}: unknown parameter {key!r}; its parameters cell declares "
+                               f"{', '.join(declared) or 'none'}")
+        want = declared[key]
+        ok = (want in (object, type(None)) or
+              (isinstance(value, want) and not (isinstance(value, bool) and want is not bool)) or
+              (want is float and isinstance(value, int) and not isinstance(value, bool)))
+        if not ok:
+            raise RlearlyError(f"notebook {name}: parameter {key!r} must be a {want.__name__} (as its parameters "
+                               f"cell declares), got {type(value).__name__} {value!r}")
+
+
 def execute_notebooks(spec, root, names=None, out_dir=None, log=print) -> list[Path]:
     """Run each template of notebooks/ with papermill on the study's tables; return the executed notebooks.
 
@@ -104,6 +145,7 @@ def execute_notebooks(spec, root, names=None, out_dir=None, log=print) -> list[P
     for name, template in templates.items():
         out = out_dir / f"{name}.ipynb"
         params = {"study_root": str(root), "study_name": spec.name, "results_dir": str(out_dir)}
+        check_parameters(template, params)
         fp = _fingerprint(template, tables, params)
         if out.is_file() and (out_dir / f"{name}.results.json").is_file() and _stored_fingerprint(out) == fp:
             log(f"notebook {name}: up to date ({out})")

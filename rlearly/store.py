@@ -31,7 +31,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from rlearly.errors import DataError
+from rlearly.errors import DataError, StorageError
 
 KEY = ("checkpoint_id", "split", "problem_id", "sample_index", "seed")
 SCHEMA = pa.schema([
@@ -288,6 +288,8 @@ class SampleStore:
             with open(tmp, "rb") as f:
                 os.fsync(f.fileno())
             os.replace(tmp, folder / name)
+        except OSError as e:  # disk full: the stored parts are untouched, the samples are drawn again later
+            raise StorageError.from_os(folder / name, e) from e
         finally:
             if tmp.exists():
                 tmp.unlink()

@@ -75,7 +75,8 @@ def run(cfg: Config, parent: str | Path, out_dir: str | Path, method: str, *, sh
 
 def _run(cfg: Config, parent: Path, out: Path, method: str, label: str, show_progress: bool,
          stop_after: int | None) -> Path:
-    if (out / "DONE").exists():
+    if (out / "DONE").exists():  # finished: only check that it is a run of this very config
+        claim_run_dir(out, cfg)
         return out
     parent_meta = read_meta(parent)
     claim_run_dir(out, cfg)

@@ -1,6 +1,8 @@
 """Helpers shared by every training stage: optimizer, LR schedule, metrics log, progress bar, node files.
 
-Shared helpers, not a framework: each stage keeps its own explicit loop.
+Shared helpers, not a framework: each stage keeps its own explicit loop. Files are written atomically
+(a hidden temp file, fsync, rename); a write that fails (disk full) raises StorageError naming the file
+and leaves the earlier version in place.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from rlearly.errors import ConfigError
+from rlearly.errors import CheckpointError, ConfigError, DataError, StorageError
 from rlearly.model import LlamaLM
 
 
@@ -48,19 +50,31 @@ class MetricsLog:
         self.path = Path(path)
 
     def write(self, **row) -> None:
-        with open(self.path, "a") as f:
-            f.write(json.dumps(row) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            with open(self.path, "a") as f:
+                f.write(json.dumps(row) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as e:
+            raise StorageError.from_os(self.path, e) from e
 
     def truncate_after(self, step: int) -> None:
-        """On resume: drop rows logged after the step we restart from (they will be logged again)."""
+        """On resume: drop rows logged after the step we restart from (they will be logged again), and a
+        last row torn by a crash mid-write. A malformed row anywhere else is an error naming the line."""
         if not self.path.exists():
             return
-        keep = [l for l in self.path.read_text().splitlines() if l.strip() and json.loads(l).get("step", 0) <= step]
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text("".join(l + "\n" for l in keep))
-        os.replace(tmp, self.path)
+        lines = [l for l in self.path.read_text().splitlines() if l.strip()]
+        keep = []
+        for i, line in enumerate(lines):
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                if i == len(lines) - 1:
+                    break  # torn by a crash while being appended: it is logged again
+                raise DataError(f"{self.path}: line {i + 1} is not valid JSON; the log is corrupt") from None
+            if row.get("step", 0) <= step:
+                keep.append(line)
+        write_atomic(self.path, "".join(l + "\n" for l in keep))
 
 
 def read_metrics(path: str | Path) -> list[dict]:
@@ -84,12 +98,21 @@ class Timer:
 
 
 def write_atomic(path: str | Path, text: str) -> None:
+    """Replace `path` by `text` all at once: readers see the old file or the new one, never a part.
+    On failure (disk full) the temp file is removed, the old file is untouched and StorageError names `path`."""
     path = Path(path)
     tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
-    tmp.write_text(text)
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as e:
+        tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise StorageError.from_os(path, e) from e
+        raise
 
 
 def set_threads(n: int) -> None:
@@ -118,8 +141,7 @@ def resume_latest(candidates: list[Path], model: LlamaLM, optimizers: dict, log:
     Returns (step, elapsed seconds); (0, 0.0) when there is none. Metrics logged later are dropped."""
     from rlearly.checkpoint import load_checkpoint, load_trainer_state
 
-    found = [(json.loads((p / "trainer_state.json").read_text())["step"], p)
-             for p in candidates if (p / "trainer_state.json").is_file()]
+    found = [(_saved_step(p), p) for p in candidates if (p / "trainer_state.json").is_file()]
     if not found:
         log.truncate_after(0)
         return 0, 0.0
@@ -129,6 +151,17 @@ def resume_latest(candidates: list[Path], model: LlamaLM, optimizers: dict, log:
     state = load_trainer_state(path, optimizers)
     log.truncate_after(step)
     return step, float(state.get("elapsed_s", 0.0))
+
+
+def _saved_step(path: Path) -> int:
+    f = path / "trainer_state.json"
+    try:
+        step = json.loads(f.read_text()).get("step")
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        step = None
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+        raise CheckpointError(f"{f} is corrupt (no step); delete {path} to resume from an earlier state")
+    return step
 
 
 def epoch_batch(seed: int, step: int, batch_size: int, n_items: int) -> list[int]:

@@ -18,6 +18,7 @@ from rlearly.checkpoint import provenance, save_checkpoint
 from rlearly.config import Config
 from rlearly.data.mixture import Mixture, PretrainBatches, heldout_batches
 from rlearly.data.world import World
+from rlearly.errors import StorageError
 from rlearly.evaluate import greedy_accuracy, heldout_nll
 from rlearly.model import LlamaLM
 from rlearly.tokenizer import Tokenizer, train_tokenizer
@@ -40,9 +41,9 @@ def run(cfg: Config, out_dir: str | Path, *, show_progress: bool = True, stop_af
     `stop_after` ends the call after that many steps in total (tests use it to simulate an interruption).
     """
     out = Path(out_dir)
+    claim_run_dir(out, cfg)  # first: a finished run of another config is an error, not "done"
     if (out / "DONE").exists():
         return out
-    claim_run_dir(out, cfg)
     set_threads(cfg.pretrain.threads)
     pc = cfg.pretrain
     torch.manual_seed(cfg.seed)
@@ -115,7 +116,10 @@ def _tokenizer(out: Path, cfg: Config, mixture: Mixture) -> Tokenizer:
         return Tokenizer.load(tdir)
     tok = train_tokenizer(mixture.tokenizer_corpus(cfg.data.tokenizer_docs, cfg.world.seed), cfg.data.vocab_size)
     tmp = out / ".tokenizer.tmp"
-    tmp.mkdir(exist_ok=True)
-    tok.save(tmp, cfg.model.max_seq_len)
-    tmp.rename(tdir)
+    try:
+        tmp.mkdir(exist_ok=True)
+        tok.save(tmp, cfg.model.max_seq_len)
+        tmp.rename(tdir)
+    except OSError as e:
+        raise StorageError.from_os(tdir, e) from e
     return tok
