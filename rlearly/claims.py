@@ -316,11 +316,14 @@ def _claim10(s: _Study) -> Claim:
     cl.measured += f" · at {fmt_tokens(thr)} − at {fmt_tokens(multi[-1])}: {c['diff']:+.3f} [{c['low']:+.3f}, " \
                    f"{c['high']:+.3f}]"
     d = _direction(c["low"], c["high"])
-    cl.verdict = {"yes": "held", "opposite": "not held", "unclear": "inconclusive"}[d]
+    cl.verdict = _VERDICT_OF[d]
     cl.why = f"threshold at {fmt_tokens(thr)}: spread there " + \
         {"yes": "larger than at the last checkpoint", "opposite": "smaller than at the last checkpoint",
          "unclear": "not distinguishable from the last checkpoint's"}[d]
     return cl
+
+
+_VERDICT_OF = {"yes": "held", "opposite": "not held", "unclear": "inconclusive"}  # a one-part claim's _direction
 
 
 def _direction(low: float, high: float) -> str:
@@ -402,7 +405,7 @@ def _claim9(s: _Study) -> Claim:
     if _no_signal(cl, s):
         return cl
     d = _direction(top["low"], top["high"])
-    cl.verdict = {"yes": "held", "opposite": "not held", "unclear": "inconclusive"}[d]
+    cl.verdict = _VERDICT_OF[d]
     cl.why = {"yes": "the math-heavy base gains more from RL than the wider one",
               "opposite": "the wider base gains more from RL than the math-heavy one",
               "unclear": "the CI of the contrast covers 0"}[d]

@@ -278,9 +278,7 @@ def _threads() -> int:
     return torch.get_num_threads()
 
 
-def _worker_init(threads: int) -> None:
-    import torch
-    torch.set_num_threads(threads)
+def _worker_init() -> None:
     try:  # Linux: die with the runner, so a killed `study run` leaves no worker writing into the study
         import ctypes
         import signal
@@ -308,8 +306,7 @@ def _run_parallel(spec: StudySpec, root: Path, todo: list[Node], jobs: int, log)
     pending, running, started = list(todo), {}, 0
     is_done = {n.path: n.done for n in plan(spec, root)}
     failure = None
-    with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"), initializer=_worker_init,
-                             initargs=(threads,)) as pool:
+    with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"), initializer=_worker_init) as pool:
         while pending or running:
             ready = [n for n in pending if all(is_done.get(d, True) for d in n.deps)] if failure is None else []
             ready.sort(key=lambda n: _PRIORITY[n.kind])  # long pretraining runs first: they gate their arms
