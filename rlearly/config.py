@@ -192,7 +192,7 @@ class RLConfig:
     beta1: float = 0.9
     beta2: float = 0.999
     grad_clip: float = 1.0
-    mini_batches: int = 1  # optimizer updates per rollout batch (paper: 4)
+    mini_batches: int = 1  # optimizer updates per rollout batch, each on whole prompt groups (paper: 4)
     epochs: int = 1  # passes over each rollout batch (paper: 1)
     clip_low: float = 0.2  # ratio clipped to [1 - clip_low, 1 + clip_high]
     clip_high: float = 0.2
@@ -209,8 +209,8 @@ class RLConfig:
             raise ConfigError(f"rl.lr={self.lr} must be > 0")
         _known("rl.loss_agg", self.loss_agg, _loss_aggs())
         _known("rl.kl_estimator", self.kl_estimator, ("k1", "k2", "k3"))
-        if (self.prompts_per_step * self.group_size) % self.mini_batches:
-            raise ConfigError("rl.mini_batches must divide rl.prompts_per_step * rl.group_size")
+        if self.prompts_per_step % self.mini_batches:  # a mini-batch holds whole groups
+            raise ConfigError(f"rl.mini_batches={self.mini_batches} must divide rl.prompts_per_step={self.prompts_per_step}")
 
 
 @dataclass

@@ -38,7 +38,7 @@ def rope_tables(head_dim: int, max_len: int, theta: float) -> tuple[torch.Tensor
 
 
 def apply_rope(x, cos, sin):
-    """x: (B, H, T, hd); cos/sin: (B, 1, T, hd). Rotates pairs (i, i + hd/2)."""
+    """x: (..., H, hd); cos/sin: (..., 1, hd), one row per token. Rotates pairs (i, i + hd/2)."""
     half = x.shape[-1] // 2
     rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
     return x * cos + rotated * sin
@@ -86,6 +86,12 @@ class KVCache:
                        (self.k[:, :, :, :L], self.v[:, :, :, :L], mask), n)
 
 
+def unpack(t, sel):
+    """Packed tokens t (M, H, hd) onto the True positions of sel (B, T): (B, H, T, hd), zeros elsewhere."""
+    grid = t.new_zeros(*sel.shape, *t.shape[1:]).masked_scatter(sel[:, :, None, None], t)
+    return grid.transpose(1, 2)
+
+
 def shared_prefix_attention(q, ks, vs, pk, pv, pmask, group: int):
     """Softmax attention of q (B, H, T, hd) over a prompt prefix shared by `group` consecutive rows
     (pk/pv (B/group, H, P, hd), pmask (B/group, P) True on real keys) followed by each row's own keys
@@ -118,12 +124,18 @@ class Attention(nn.Module):
         self.v_proj = nn.Linear(cfg.n_embd, cfg.n_kv_head * self.hd, bias=False)
         self.o_proj = nn.Linear(cfg.n_head * self.hd, cfg.n_embd, bias=False)
 
+    def _qkv(self, x, cos, sin):
+        """x (..., d) -> rotated queries (..., H, hd), rotated keys and values (..., Hkv, hd), with the
+        rotation tables cos/sin (..., 1, hd). Works on (B, T, d) grids and on packed (M, d) tokens."""
+        lead = x.shape[:-1]
+        q = self.q_proj(x).view(*lead, self.n_head, self.hd)
+        k = self.k_proj(x).view(*lead, self.n_kv, self.hd)
+        v = self.v_proj(x).view(*lead, self.n_kv, self.hd)
+        return apply_rope(q, cos, sin), apply_rope(k, cos, sin), v
+
     def forward(self, x, cos, sin, cache: KVCache | None, layer: int, attn_mask):
-        B, T, _ = x.shape
-        q = self.q_proj(x).view(B, T, self.n_head, self.hd).transpose(1, 2)  # (B, H, T, hd)
-        k = self.k_proj(x).view(B, T, self.n_kv, self.hd).transpose(1, 2)  # (B, Hkv, T, hd)
-        v = self.v_proj(x).view(B, T, self.n_kv, self.hd).transpose(1, 2)
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        T = x.shape[1]
+        q, k, v = (t.transpose(1, 2) for t in self._qkv(x, cos, sin))  # (B, heads, T, hd)
         if cache is not None:
             start = cache.length - cache.prefix_len  # where the new positions go in this cache's k/v
             cache.k[layer, :, :, start:start + T] = k
@@ -137,7 +149,26 @@ class Attention(nn.Module):
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         else:
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
-        return self.o_proj(y.transpose(1, 2).reshape(B, T, -1))
+        return self._out(y)
+
+    def forward_shared(self, xp, xs, rope_p, rope_s, pmask, preal, group: int, sel, prefix_out: bool = True):
+        """Attention of prompts xp (Bp, P, d) (causal, `pmask` (Bp, 1, P, P) hiding padding) and of their
+        continuations, packed: xs (M, d) holds the tokens at the True positions `sel` (B, T) of the
+        continuation grid (B = Bp*group rows, each row's tokens first), which see their prompt's keys and
+        their row's earlier tokens. Projections run on the M real tokens only; attention on the grid.
+        Returns (prompt output (Bp, P, d) or None when `prefix_out` is False, packed output (M, d))."""
+        qp, kp, vp = (t.transpose(1, 2) for t in self._qkv(xp, *rope_p))
+        kp, vp = self._heads(kp), self._heads(vp)
+        qs, ks, vs = (unpack(t, sel) for t in self._qkv(xs, *rope_s))
+        ys = shared_prefix_attention(qs, self._heads(ks), self._heads(vs), kp, vp, preal, group)
+        ys = self.o_proj(ys.transpose(1, 2)[sel].flatten(1))  # (M, d)
+        if not prefix_out:
+            return None, ys
+        return self._out(F.scaled_dot_product_attention(qp, kp, vp, attn_mask=pmask)), ys
+
+    def _out(self, y):
+        """Heads (B, H, T, hd) back to the residual stream (B, T, d)."""
+        return self.o_proj(y.transpose(1, 2).reshape(y.shape[0], y.shape[2], -1))
 
     def _heads(self, t):
         """Grouped-query attention: repeat each key/value head for its query heads."""
@@ -166,6 +197,18 @@ class Block(nn.Module):
     def forward(self, x, cos, sin, cache, layer, attn_mask):
         x = x + self.self_attn(self.input_layernorm(x), cos, sin, cache, layer, attn_mask)
         return x + self.mlp(self.post_attention_layernorm(x))
+
+    def forward_shared(self, xp, xs, rope_p, rope_s, pmask, preal, group: int, sel, last: bool):
+        """The block on prompts xp and their packed continuations xs (see Attention.forward_shared). In the
+        last block the prompts' own outputs are not needed (only their keys/values): xp comes back None."""
+        ap, a_s = self.self_attn.forward_shared(self.input_layernorm(xp), self.input_layernorm(xs), rope_p,
+                                                rope_s, pmask, preal, group, sel, prefix_out=not last)
+        xs = xs + a_s
+        xs = xs + self.mlp(self.post_attention_layernorm(xs))
+        if last:
+            return None, xs
+        xp = xp + ap
+        return xp + self.mlp(self.post_attention_layernorm(xp)), xs
 
 
 class _Trunk(nn.Module):
@@ -233,8 +276,7 @@ class LlamaLM(nn.Module):
             positions = torch.arange(start, start + T, device=idx.device).expand(B, T)
         if int(positions.max()) >= self.cfg.max_seq_len:
             raise ValueError(f"sequence position {int(positions.max())} exceeds model.max_seq_len={self.cfg.max_seq_len}")
-        cos = self.rope_cos[positions].unsqueeze(1)  # (B, 1, T, hd)
-        sin = self.rope_sin[positions].unsqueeze(1)
+        cos, sin = self._rope(positions)
         attn_mask = self._attn_mask(cache, T, idx.device)
         x = self.model.embed_tokens(idx)
         for i, block in enumerate(self.model.layers):
@@ -243,10 +285,42 @@ class LlamaLM(nn.Module):
             cache.length += T
         return self.model.norm(x)
 
-    def masked_logits(self, idx, mask):
+    def _rope(self, positions):
+        """RoPE tables (..., 1, hd) for positions (...), e.g. (B, T, 1, hd) for (B, T)."""
+        return self.rope_cos[positions].unsqueeze(-2), self.rope_sin[positions].unsqueeze(-2)
+
+    def masked_logits(self, idx, mask, prefix=None, prefix_real=None, group: int = 1):
         """Logits (M, V) at the M positions where `mask` (B, T) is nonzero, in row-major order. The LM head
-        and everything after it run on those positions only (RL and SFT score responses, not prompts)."""
-        return self.lm_head(self.hidden(idx)[mask.bool()])
+        and everything after it run on those positions only (RL and SFT score responses, not prompts).
+        With `prefix`, each row of idx continues a prompt shared by `group` rows (`shared_prefix_hidden`)."""
+        if prefix is None:
+            return self.lm_head(self.hidden(idx)[mask.bool()])
+        return self.lm_head(self.shared_prefix_hidden(prefix, prefix_real, idx, mask.bool(), group))
+
+    def shared_prefix_hidden(self, prefix, prefix_real, suffix, suffix_real, group: int):
+        """Final hidden states (M, n_embd) of the M real tokens of `suffix` (B, T), in row-major order;
+        row b continues prompt b // group. prefix (B/group, P) token ids, left-padded, prefix_real
+        (B/group, P) True on real tokens; suffix_real (B, T) True on real tokens, each row's first
+        (right padding). Equal to `hidden` of each unpadded prompt + suffix row at those tokens, but a
+        prompt runs once for its `group` rows instead of once per row (GRPO's G rollouts of a prompt), and
+        padding gets no projection or MLP work; gradients flow through the prompt as usual."""
+        Bp, P = prefix.shape
+        T, dev = suffix.size(1), suffix.device
+        if P == 0:
+            return self.hidden(suffix)[suffix_real]
+        n_real = prefix_real.sum(1)  # (Bp,)
+        ppos = (torch.arange(P, device=dev) - (P - n_real)[:, None]).clamp(min=0)  # (Bp, P)
+        spos = (n_real.repeat_interleave(group)[:, None] + torch.arange(T, device=dev))[suffix_real]  # (M,)
+        if spos.numel() and int(spos.max()) >= self.cfg.max_seq_len:
+            raise ValueError(f"sequence position {int(spos.max())} exceeds model.max_seq_len={self.cfg.max_seq_len}")
+        # causal over real keys; a padding query sees itself so its softmax is defined
+        eye = torch.eye(P, dtype=torch.bool, device=dev)
+        pmask = (torch.ones_like(eye).tril() & prefix_real[:, None, None, :]) | eye
+        xp, xs = self.model.embed_tokens(prefix), self.model.embed_tokens(suffix[suffix_real])
+        rope_p, rope_s, last = self._rope(ppos), self._rope(spos), len(self.model.layers) - 1
+        for i, block in enumerate(self.model.layers):
+            xp, xs = block.forward_shared(xp, xs, rope_p, rope_s, pmask, prefix_real, group, suffix_real, i == last)
+        return self.model.norm(xs)
 
     @staticmethod
     def _attn_mask(cache: KVCache | None, T: int, device):

@@ -29,6 +29,52 @@ def test_interleave_schedule_alternates_blocks():
                                             ("rl", 2), ("rl", 3), ("rl", 4)]
 
 
+def test_grpo_loss_with_shared_prompts_equals_the_per_sequence_loss(tiny_ckpt):
+    """The GRPO loss runs each prompt once for its G rollouts and skips padding; its value and gradients
+    equal scoring every prompt + completion on its own (the textbook computation)."""
+    cfg = load_config(tiny_ckpt / "config.yaml", ["rl.kl_coef=0.1", "rl.mini_batches=2", "rl.epochs=2"])
+    model, tok, _ = load_checkpoint(tiny_ckpt)
+    recipe = RLRecipe(cfg, model, tok, get_task("synthetic", world=cfg.world))
+    with torch.no_grad():  # move the policy off the KL reference so the KL term has a gradient
+        for p in model.parameters():
+            p.add_(1e-2 * torch.randn_like(p))
+    ro, adv, _ = recipe.collect(0)
+    adv = torch.randn(len(adv), generator=torch.Generator().manual_seed(0))
+    G = cfg.rl.group_size
+    batches = recipe.minibatches(0, len(adv))
+    assert len(batches) == 4 and all(len(b) == len(adv) // 2 for b in batches)
+    assert sorted(batches[0].tolist() + batches[1].tolist()) == list(range(len(adv)))
+    assert all((b.reshape(-1, G) % G == range(G)).all() for b in batches)  # whole groups, rows in order
+    rows = torch.from_numpy(batches[0])
+    loss, _ = recipe.loss(ro, adv, rows)
+    loss.backward()
+    fast = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+
+    def per_sequence_logprobs(m):  # log pi of each completion token, from the full unpadded sequence
+        lp = torch.zeros(len(rows), ro.mask.size(1))
+        for i, r in enumerate(rows.tolist()):
+            g, n = r // G, int(ro.lengths[r])
+            prompt = ro.prefix[g][ro.prefix_real[g]].tolist() + [int(ro.x[r, 0])]
+            seq = torch.tensor(prompt + ro.y[r, :n].tolist())[None]
+            lp[i, :n] = -m(seq[:, :-1], seq[:, 1:], reduction="none")[0, -n:]
+        return lp
+
+    from rlearly.losses import grpo_loss
+    with torch.no_grad():
+        ref_lp = per_sequence_logprobs(recipe.ref)
+    rc = cfg.rl
+    slow, _ = grpo_loss(per_sequence_logprobs(model), ro.old_logprobs[rows], adv[rows], ro.mask[rows], ref_lp,
+                        rc.kl_coef, clip_low=rc.clip_low, clip_high=rc.clip_high, dual_clip=rc.dual_clip,
+                        kl_estimator=rc.kl_estimator, agg=rc.loss_agg, max_len=rc.max_new_tokens)
+    slow.backward()
+    assert abs(float(loss.detach()) - float(slow.detach())) < 1e-5 and abs(float(slow.detach())) > 1e-3
+    for a, p in zip(fast, model.parameters()):
+        assert torch.allclose(a, p.grad, atol=1e-5)
+    with pytest.raises(ValueError, match="whole groups"):
+        recipe.loss(ro, adv, rows[1:])
+
+
 @pytest.mark.parametrize("method", ["sft", "sft_gold", "rl", "parallel", "combined", "interleaved", "sft_rl"])
 def test_every_recipe_moves_every_parameter(method, tiny_ckpt, tmp_path, monkeypatch):
     # the tiny model never solves a problem, so every GRPO group would have zero reward variance and zero

@@ -66,6 +66,45 @@ def test_shared_prefix_cache_matches_full_forward(model):
         assert (inc[row] - full).abs().max() < 1e-4
 
 
+def test_shared_prefix_hidden_matches_full_forward_values_and_gradients(model):
+    """GRPO's loss path: prompts of unequal length (left-padded, one of length 0 after its last token is
+    moved to the continuation), three continuations each of unequal length (right-padded, packed). Hidden
+    states and parameter gradients equal running every full sequence on its own."""
+    torch.manual_seed(1)
+    prompts = [torch.randint(3, 300, (n,)) for n in (4, 7, 1)]
+    lengths = [5, 2, 3, 1, 4, 5, 3, 3, 2]  # row 3*b + j continues prompt b
+    conts = [torch.randint(3, 300, (n,)) for n in lengths]
+    P, T = 6, 5  # prompt minus its last token; longest continuation (incl. the prompt's last token)
+    prefix = torch.zeros(3, P, dtype=torch.long)
+    real = torch.zeros(3, P, dtype=torch.bool)
+    for b, p in enumerate(prompts):
+        if len(p) > 1:
+            prefix[b, P - len(p) + 1:], real[b, P - len(p) + 1:] = p[:-1], True
+    suffix = torch.zeros(9, T, dtype=torch.long)
+    sel = torch.zeros(9, T, dtype=torch.bool)
+    for r, c in enumerate(conts):
+        row = torch.cat([prompts[r // 3][-1:], c])[:lengths[r]]
+        suffix[r, :len(row)], sel[r, :len(row)] = row, True
+    weights = torch.randn(int(sel.sum()), model.cfg.n_embd)
+
+    packed = model.shared_prefix_hidden(prefix, real, suffix, sel, group=3)
+    (packed * weights).sum().backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    assert "model.layers.0.self_attn.q_proj.weight" in grads and "model.embed_tokens.weight" in grads
+    model.zero_grad()
+    full = []
+    for r in range(9):
+        seq = torch.cat([prompts[r // 3], suffix[r, 1:lengths[r]]])[None]
+        full.append(model.hidden(seq)[0, -lengths[r]:])
+    full = torch.cat(full)
+    (full * weights).sum().backward()
+    assert packed.shape == full.shape == (sum(lengths), model.cfg.n_embd)
+    assert (packed - full).abs().max() < 1e-5
+    for n, p in model.named_parameters():
+        assert (p.grad is None) == (n not in grads) and (p.grad is None or torch.allclose(grads[n], p.grad, atol=1e-5)), n
+    model.zero_grad()
+
+
 @pytest.mark.parametrize("tie", [False, True])
 def test_hf_transformers_loads_checkpoint_with_same_logits(tmp_path, tok, tie):
     transformers = pytest.importorskip("transformers")

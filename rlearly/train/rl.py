@@ -30,30 +30,40 @@ def stable_seed(*parts) -> int:
 
 @dataclass
 class Rollouts:
-    x: torch.Tensor  # (N, L-1) inputs: prompt + completion, right-padded
-    y: torch.Tensor  # (N, L-1) next-token targets
-    mask: torch.Tensor  # (N, L-1) 1 on completion targets
-    old_logprobs: torch.Tensor  # (N, L-1) log pi_old of the targets (0 off the mask)
+    """A rollout batch, each prompt stored once for its `group` rollouts (rows b*group .. b*group+group-1).
+    The prompt minus its last token is the shared prefix; a row's inputs are the prompt's last token and
+    the completion, so target t of a row is completion token t."""
+    prefix: torch.Tensor  # (N/group, P) prompts without their last token, left-padded
+    prefix_real: torch.Tensor  # (N/group, P) bool, True on real prompt tokens
+    x: torch.Tensor  # (N, T) inputs: last prompt token + completion[:-1], right-padded
+    y: torch.Tensor  # (N, T) next-token targets: the completion, right-padded
+    mask: torch.Tensor  # (N, T) 1 on completion targets
+    old_logprobs: torch.Tensor  # (N, T) log pi_old of the targets (0 off the mask)
     rewards: torch.Tensor  # (N,)
     finished: torch.Tensor  # (N,) bool: stopped by EOS/newline rather than max_new_tokens
     lengths: torch.Tensor  # (N,) completion lengths
+    group: int
 
 
-def rollout_tensors(prompts: list[list[int]], completions, rewards, pad_id: int) -> Rollouts:
-    """Pack prompt+completion sequences; old log-probs are placed at their target positions."""
-    seqs = [p + c.tokens for p, c in zip(prompts, completions)]
-    L = max(map(len, seqs))
-    N = len(seqs)
-    seq = torch.full((N, L), pad_id, dtype=torch.long)
-    mask, old = torch.zeros(N, L - 1), torch.zeros(N, L - 1)
-    for i, (p, c) in enumerate(zip(prompts, completions)):
-        seq[i, :len(seqs[i])] = torch.tensor(seqs[i])
-        span = slice(len(p) - 1, len(p) - 1 + len(c.tokens))  # target j predicts token j+1
-        mask[i, span] = 1.0
-        old[i, span] = torch.tensor(c.logprobs)
-    return Rollouts(seq[:, :-1], seq[:, 1:], mask, old, torch.tensor(rewards, dtype=torch.float32),
+def rollout_tensors(prompts: list[list[int]], completions, rewards, pad_id: int, group: int) -> Rollouts:
+    """Pack `group` completions per prompt (prompt-major) around each prompt stored once."""
+    if len(completions) != len(prompts) * group:
+        raise ValueError(f"{len(completions)} completions for {len(prompts)} prompts x group {group}")
+    P, T, N = max(len(p) for p in prompts) - 1, max(len(c.tokens) for c in completions), len(completions)
+    prefix = torch.full((len(prompts), P), pad_id, dtype=torch.long)
+    real = torch.zeros(len(prompts), P, dtype=torch.bool)
+    for g, p in enumerate(prompts):
+        if len(p) > 1:
+            prefix[g, P - len(p) + 1:], real[g, P - len(p) + 1:] = torch.tensor(p[:-1]), True
+    x, y = torch.full((N, T), pad_id, dtype=torch.long), torch.full((N, T), pad_id, dtype=torch.long)
+    mask, old = torch.zeros(N, T), torch.zeros(N, T)
+    for i, c in enumerate(completions):
+        n = len(c.tokens)
+        x[i, :n] = torch.tensor([prompts[i // group][-1]] + c.tokens[:-1])
+        y[i, :n], mask[i, :n], old[i, :n] = torch.tensor(c.tokens), 1.0, torch.tensor(c.logprobs)
+    return Rollouts(prefix, real, x, y, mask, old, torch.tensor(rewards, dtype=torch.float32),
                     torch.tensor([c.finished for c in completions]),
-                    torch.tensor([len(c.tokens) for c in completions]))
+                    torch.tensor([len(c.tokens) for c in completions]), group)
 
 
 class RLRecipe:
@@ -79,7 +89,7 @@ class RLRecipe:
                         top_p=rc.top_p, stop_ids=self.tok.line_stop_ids, seed=stable_seed(self.cfg.seed, "rl", step),
                         pad_id=self.tok.pad_id)
         rewards = [self.task.reward(self.tok.decode(o.tokens), self.problems[idx[k // G]]) for k, o in enumerate(outs)]
-        ro = rollout_tensors([p for p in prompts for _ in range(G)], outs, rewards, self.tok.pad_id)
+        ro = rollout_tensors(prompts, outs, rewards, self.tok.pad_id, G)
         adv, astats = group_advantages(ro.rewards, G, normalize_std=rc.normalize_std)
         stats = {"reward_mean": astats["reward_mean"], "frac_zero_std": astats["frac_zero_std"],
                  "truncated_frac": float((~ro.finished).float().mean()),
@@ -87,16 +97,21 @@ class RLRecipe:
         return ro, adv, stats
 
     def loss(self, ro: Rollouts, adv: torch.Tensor, rows) -> tuple[torch.Tensor, dict]:
-        """GRPO loss on the rollouts `rows` (a mini-batch)."""
-        rc = self.cfg.rl
+        """GRPO loss on the rollouts `rows` (a mini-batch of whole groups, from `minibatches`). Each prompt's
+        forward pass is shared by its group's rollouts (`LlamaLM.shared_prefix_hidden`)."""
+        rc, G = self.cfg.rl, ro.group
+        groups = rows[::G] // G
+        if not torch.equal(rows, (groups[:, None] * G + torch.arange(G)).reshape(-1)):
+            raise ValueError("a GRPO mini-batch must hold whole groups, each group's rows in order")
         x, y, mask = ro.x[rows], ro.y[rows], ro.mask[rows]
+        shared = dict(prefix=ro.prefix[groups], prefix_real=ro.prefix_real[groups], group=G)
         sel = mask.bool()  # the LM head, log-probs and entropy run on response positions only
-        logits = self.model.masked_logits(x, mask)  # (M, V)
-        lp = scatter_masked(token_logprobs(logits, y[sel]), mask)  # (n, L-1), 0 off the mask
+        logits = self.model.masked_logits(x, mask, **shared)  # (M, V)
+        lp = scatter_masked(token_logprobs(logits, y[sel]), mask)  # (n, T), 0 off the mask
         ref_lp = None
         if self.ref is not None:
             with torch.no_grad():
-                ref_lp = scatter_masked(token_logprobs(self.ref.masked_logits(x, mask), y[sel]), mask)
+                ref_lp = scatter_masked(token_logprobs(self.ref.masked_logits(x, mask, **shared), y[sel]), mask)
         loss, stats = grpo_loss(lp, ro.old_logprobs[rows], adv[rows], mask, ref_lp, rc.kl_coef,
                                 clip_low=rc.clip_low, clip_high=rc.clip_high, dual_clip=rc.dual_clip or None,
                                 kl_estimator=rc.kl_estimator, agg=rc.loss_agg, max_len=rc.max_new_tokens)
@@ -104,11 +119,13 @@ class RLRecipe:
         return loss, stats
 
     def minibatches(self, step: int, n: int) -> list[np.ndarray]:
-        rc = self.cfg.rl
+        """Row indices of each optimizer step: per epoch, a seeded permutation of the prompts split into
+        `mini_batches` parts, each prompt bringing its G rollouts (as VeRL splits by prompt)."""
+        rc, G = self.cfg.rl, self.cfg.rl.group_size
         out = []
         for epoch in range(rc.epochs):
-            perm = np.random.default_rng([self.cfg.seed, 0x61, step, epoch]).permutation(n)
-            out += np.array_split(perm, rc.mini_batches)
+            perm = np.random.default_rng([self.cfg.seed, 0x61, step, epoch]).permutation(n // G)
+            out += [(part[:, None] * G + np.arange(G)).reshape(-1) for part in np.array_split(perm, rc.mini_batches)]
         return out
 
     def step(self, step: int) -> dict:
