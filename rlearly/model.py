@@ -85,6 +85,20 @@ class KVCache:
         return KVCache(self.k.new_empty(shape), self.v.new_empty(shape), L, None,
                        (self.k[:, :, :, :L], self.v[:, :, :, :L], mask), n)
 
+    def select(self, rows: torch.Tensor) -> "KVCache":
+        """The cache of `rows` only (dropping finished samples from a batch). A shared prompt prefix is
+        copied into each kept row, so the result is an ordinary cache with a key mask: once most samples
+        have stopped, the few left no longer share much."""
+        if self.prefix is None:
+            mask = None if self.key_mask is None else self.key_mask[rows]
+            return KVCache(self.k[:, rows], self.v[:, rows], self.length, mask)
+        pk, pv, pmask = self.prefix
+        src = rows // self.group  # each row's prompt
+        own = self.k.shape[3]  # room for each row's own positions
+        mask = torch.cat([pmask[src], pmask.new_ones(len(rows), own)], 1)
+        return KVCache(torch.cat([pk[:, src], self.k[:, rows]], 3), torch.cat([pv[:, src], self.v[:, rows]], 3),
+                       self.length, mask)
+
 
 def unpack(t, sel):
     """Packed tokens t (M, H, hd) onto the True positions of sel (B, T): (B, H, T, hd), zeros elsewhere."""

@@ -29,6 +29,7 @@ def sample_uniforms(seed: int, keys, length: int) -> np.ndarray:
     return np.stack([np.random.Generator(np.random.Philox(key=[seed, int(k)])).random(length) for k in keys])
 
 
+COMPACT_BELOW = 0.5  # once at most this fraction of a batch's samples is still going, drop the stopped ones
 NUCLEUS_CANDIDATES = 64  # top-p looks for its cut among this many most likely tokens before sorting a row
 
 
@@ -101,27 +102,32 @@ def generate(model: LlamaLM, prompts: list[list[int]], *, n: int = 1, max_new_to
     pad = pad.repeat_interleave(n)
     out = torch.full((total, max_new_tokens), pad_id, dtype=torch.long, device=device)
     lps = torch.zeros(total, max_new_tokens, device=device)
-    done = torch.zeros(total, dtype=torch.bool, device=device)
     lengths = torch.full((total,), max_new_tokens, dtype=torch.long, device=device)
+    finished = torch.zeros(total, dtype=torch.bool, device=device)
+    live = torch.arange(total, device=device)  # the samples still in the batch (row i is sample live[i])
+    done = torch.zeros(total, dtype=torch.bool, device=device)  # per live row
     for t in range(max_new_tokens):
         if not use_cache:
             logits = _full_forward_last(model, seq, seq_real[:, :seq.size(1)], pad)
-        tok = pick_tokens(logits, u[:, t], temperature, top_p)
+        tok = pick_tokens(logits, u[live, t], temperature, top_p)
         lp = torch.log_softmax(logits, -1).gather(-1, tok[:, None]).squeeze(-1)
         tok = torch.where(done, torch.full_like(tok, pad_id), tok)
-        out[:, t], lps[:, t] = tok, torch.where(done, torch.zeros_like(lp), lp)
+        out[live, t], lps[live, t] = tok, torch.where(done, torch.zeros_like(lp), lp)
         hit = ~done & torch.isin(tok, stops)
-        lengths = torch.where(hit, torch.full_like(lengths, t + 1), lengths)
+        lengths[live[hit]], finished[live[hit]] = t + 1, True
         done |= hit
         if bool(done.all()) or t == max_new_tokens - 1:
             break
         if use_cache:
+            if int((~done).sum()) <= COMPACT_BELOW * len(live):  # drop stopped samples from the batch
+                keep = (~done).nonzero().squeeze(1)
+                cache, live, done, tok, pad = cache.select(keep), live[keep], done[keep], tok[keep], pad[keep]
             pos = (P + t - pad)[:, None]
             logits = model(tok[:, None], cache=cache, positions=pos)[:, -1].float()
         else:
             seq = torch.cat([seq, tok[:, None]], 1)
-    out, lps, lengths, done = out.tolist(), lps.tolist(), lengths.tolist(), done.tolist()
-    return [Completion(out[i][:lengths[i]], lps[i][:lengths[i]], done[i]) for i in range(total)]
+    out, lps, lengths, finished = out.tolist(), lps.tolist(), lengths.tolist(), finished.tolist()
+    return [Completion(out[i][:lengths[i]], lps[i][:lengths[i]], finished[i]) for i in range(total)]
 
 
 def _full_forward_last(model: LlamaLM, seq, real, pad):

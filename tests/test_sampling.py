@@ -1,5 +1,8 @@
+import pytest
 import torch
 
+from rlearly import sampling
+from rlearly.model import KVCache
 from rlearly.sampling import NUCLEUS_CANDIDATES, generate, nucleus_threshold, pick_tokens
 
 
@@ -24,6 +27,29 @@ def test_same_seed_same_samples_and_keys_are_batch_independent(model, tok):
     # sample key 4 (second prompt, index 1) alone reproduces its sample from the batched call
     alone = generate(model, [prompts[1]], n=1, seed=7, keys=[4], **kw)
     assert alone[0].tokens == a[4].tokens
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_dropping_stopped_samples_from_the_batch_changes_no_sample(model, tok, monkeypatch, n):
+    """Stopped samples leave the batch once half of it has stopped (a shared prompt prefix is then copied
+    into each remaining row): the samples equal those of a batch that is never compacted."""
+    texts = ("Ava has 3 marbles.", "Tom lives in", "Mia works as a baker in", "x", "Ava", "Tom has 2", "in", "Mia")
+    prompts = [tok.encode(t) for t in texts]
+    kw = dict(n=n, max_new_tokens=30, temperature=1.0, top_p=0.95, seed=5, pad_id=tok.pad_id,
+              stop_ids=list(range(3, tok.vocab_size, 8)))  # one token in eight stops: lengths spread out
+    calls = []
+    select = KVCache.select
+    monkeypatch.setattr(KVCache, "select", lambda self, rows: calls.append(len(rows)) or select(self, rows))
+    fast = generate(model, prompts, **kw)
+    monkeypatch.setattr(sampling, "COMPACT_BELOW", 0.0)
+    slow = generate(model, prompts, **kw)
+    assert len(calls) >= 2  # compacted more than once
+    lengths = [len(c.tokens) for c in fast]
+    assert min(lengths) < 5 and max(lengths) > 15 and any(c.finished for c in fast)
+    assert [c.tokens for c in fast] == [c.tokens for c in slow]
+    assert [c.finished for c in fast] == [c.finished for c in slow]
+    for f, s in zip(fast, slow):
+        assert max(abs(x - y) for x, y in zip(f.logprobs, s.logprobs)) < 1e-5
 
 
 def test_cache_and_no_cache_agree(model, tok):
