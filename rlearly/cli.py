@@ -6,6 +6,9 @@
     rlearly study run|status|report SPEC [--root DIR] [--jobs N] [--seed N]  a whole study, cached node by node; its reports
     rlearly eval CHECKPOINT [--split test --n 32 --k 1,8,32]      pass@k table + general capability
     rlearly info CHECKPOINT                                       lineage and shape of a checkpoint
+    rlearly lm-eval CHECKPOINT [--benchmarks lambada,...] [--limit 1000]   the paper's six benchmarks ([eval])
+    rlearly export nanotron-config [--config F | --study S] --out DIR [key=value ...]   nanotron's training YAML
+    rlearly convert nanotron SRC OUT [--tokenizer DIR]            a nanotron checkpoint -> an rlearly checkpoint
 """
 from __future__ import annotations
 
@@ -55,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test", help="task split (synthetic: train, test, hard)")
     p.add_argument("--n", type=int, default=32, help="samples per problem")
     p.add_argument("--k", default="1,8,32", help="comma-separated k values, each <= n")
-    p.add_argument("--task", default="synthetic", help="synthetic, gsm8k or math")
+    p.add_argument("--task", default="synthetic", help="synthetic, gsm8k, math, openmath or gsm_symbolic")
     p.add_argument("--data", action="append", metavar="[SPLIT=]FILE",
                    help="local .jsonl/.json/.parquet file of a split (gsm8k, math; default split --split); "
                         "repeat for the train split that few-shot exemplars come from")
@@ -68,6 +71,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=0,
                    help="torch threads (0: torch's default); 1 is far faster on a machine shared with training")
     p.add_argument("--no-progress", action="store_true")
+    p = sub.add_parser("lm-eval", help="LAMBADA, HellaSwag, ARC-E/C, PIQA, OBQA through lm-evaluation-harness ([eval])")
+    p.add_argument("checkpoint")
+    p.add_argument("--benchmarks", default="lambada,hellaswag,arc_e,arc_c,piqa,obqa", help="comma-separated subset")
+    p.add_argument("--limit", type=int, default=1000, help="examples per benchmark (paper: 1000; 0 = all)")
+    p.add_argument("--batch-size", default="16", help="an integer or 'auto'")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:0, ...")
+    p.add_argument("--dtype", default="float32")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", help="result JSON (default <checkpoint>/../eval/<checkpoint name>/lm-eval.json)")
+    p = sub.add_parser("export", help="write another engine's config from ours: nanotron-config")
+    p.add_argument("what", choices=["nanotron-config"])
+    _config_args(p)
+    p.add_argument("--study", help="a study spec whose base config to export (e.g. studies/paper-1b.yaml)")
+    p.add_argument("--out", required=True, help="folder for nanotron.yaml, rlearly.yaml, tokenizer/, data/")
+    p.add_argument("--docs", type=int, default=100_000, help="documents of our mixture written to data/train.jsonl "
+                   "(unless the corpus is one hub dataset)")
+    p.add_argument("--tokenizer", help="an existing tokenizer folder instead of training one")
+    p.add_argument("--checkpoints-path", help="where nanotron saves (default <out>/checkpoints)")
+    p.add_argument("--dp", type=int, default=1, help="data-parallel replicas")
+    p.add_argument("--micro-batch-size", type=int,
+                   help="sequences per replica per micro-step (default: no gradient accumulation)")
+    p.add_argument("--checkpoint-interval", type=int, help="nanotron's save interval in steps (default: gcd of ours)")
+    p.add_argument("--check", action="store_true", help="re-read the written YAML with nanotron's own loader ([scale])")
+    p = sub.add_parser("convert", help="convert another engine's checkpoint into an rlearly checkpoint: nanotron")
+    p.add_argument("format", choices=["nanotron"])
+    p.add_argument("src", help="nanotron checkpoint step folder (or its checkpoints folder, for latest.txt)")
+    p.add_argument("out", help="rlearly checkpoint folder to write")
+    p.add_argument("--tokenizer", help="folder with rlearly's tokenizer.json (default: the one its config.yaml names)")
+    p.add_argument("--config", help="rlearly config to save beside it (default: rlearly.yaml next to the tokenizer)")
+    p.add_argument("--rope", choices=["auto", "interleaved", "half-split"], default="auto",
+                   help="rotary layout of the checkpoint (auto: model_config.json's rope_interleaved)")
     return ap
 
 
@@ -141,7 +175,55 @@ def _dispatch(args) -> int:
             print(f"{sum(d for _, d in rows)}/{len(rows)} nodes done")
     elif args.cmd == "eval":
         _eval(args)
+    elif args.cmd == "lm-eval":
+        _lm_eval(args)
+    elif args.cmd == "export":
+        from rlearly import nanotron
+
+        if args.study:
+            if args.config:
+                raise RlearlyError("give --config or --study, not both")
+            from rlearly.config import _overrides_to_pairs
+            from rlearly.study import load_study
+
+            base = load_study(args.study).config
+            cfg = load_config(overrides={**base, **dict(_overrides_to_pairs(args.overrides))}, preset=args.preset)
+        else:
+            cfg = load_config(args.config, args.overrides, args.preset)
+        res = nanotron.export_config(cfg, args.out, docs=args.docs, tokenizer=args.tokenizer,
+                                     checkpoints_path=args.checkpoints_path, dp=args.dp,
+                                     micro_batch_size=args.micro_batch_size,
+                                     checkpoint_interval=args.checkpoint_interval)
+        if args.check:
+            nanotron.check_config(res["config"])
+        print(f"wrote {res['config']} (checkpoint every {res['checkpoint_interval']} steps; convert steps "
+              f"{', '.join(map(str, res['checkpoint_steps']))} with `rlearly convert nanotron`)")
+    elif args.cmd == "convert":
+        from rlearly import nanotron
+
+        rope = {"auto": None, "interleaved": True, "half-split": False}[args.rope]
+        out = nanotron.convert_checkpoint(args.src, args.out, tokenizer=args.tokenizer, config=args.config,
+                                          interleaved=rope)
+        print(f"done: {out}")
     return 0
+
+
+def _lm_eval(args) -> None:
+    """`rlearly lm-eval`: arguments checked first, then the checkpoint, then lm-eval is imported."""
+    from rlearly import lmeval
+
+    bench = tuple(b.strip() for b in args.benchmarks.split(",") if b.strip())
+    batch = int(args.batch_size) if args.batch_size.isdigit() else args.batch_size
+    ckpt = Path(args.checkpoint)
+    out = Path(args.out) if args.out else ckpt.parent / "eval" / ckpt.name / "lm-eval.json"
+    res = lmeval.run(ckpt, out, bench, limit=args.limit or None, batch_size=batch, device=args.device,
+                     dtype=args.dtype, seed=args.seed)
+    for name, r in res["benchmarks"].items():
+        print(f"{name:>10}  {r['task']:<15} {r['metric']:<9} {r['score']:.4f}")
+    for k in ("average_6", "average_5"):
+        if k in res:
+            print(f"{k:>10}  {res[k]:.4f}")
+    print(f"wrote {out}")
 
 
 def _branch(args) -> None:
@@ -185,9 +267,10 @@ def _eval(args) -> None:
         split, _, f = d.partition("=") if "=" in d and not Path(d).exists() else (args.split, "", d)
         files[split] = f
     # the synthetic task is built from the checkpoint's world later; any other is known by name now
-    task = get_task(args.task, files=files) if files or args.task != "synthetic" else args.task
-    if args.split in files:
-        task.problems(args.split)  # a malformed or empty file fails here, naming its row and field
+    task = get_task(args.task, **({"files": files} if files else {})) if files or args.task != "synthetic" \
+        else args.task
+    if args.split in files or args.task in ("gsm_symbolic", "openmath"):
+        task.problems(args.split)  # a malformed or empty file (or a missing extra) fails here, naming it
     from rlearly import evaluate
     from rlearly.checkpoint import load_checkpoint, load_config_of
     from rlearly.train.common import write_atomic

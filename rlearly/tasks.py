@@ -1,12 +1,15 @@
 """Task registry: prompts, few-shot formatting, answer extraction and the verifiable reward (DESIGN §5).
 
-Owns: `TaskProblem` (one problem of any task), the `Task` base class, the registry (`get_task`), and
-three tasks:
+Owns: `TaskProblem` (one problem of any task), the `Task` base class, the registry (`get_task`), the
+one-demo / all-demo views of a task's demonstrations (`demonstrations`), and three tasks:
   synthetic  the embedded math world (rlearly.data.math_world), splits train/test/hard;
   gsm8k      GSM8K rows {"question", "answer" ending in "#### N"}, from a local .jsonl/.json/.parquet
              file or a hub id through `datasets.load_dataset`;
   math       MATH / OpenMathInstruct rows {"problem", "solution" (answer in the last \\boxed{})} or
              {"problem", "generated_solution"?, "expected_answer"}.
+Two more register from their own modules: `openmath` (OpenMathInstruct-2 with the paper's GSM subset,
+dedup and validation split; rlearly.data.openmath) and `gsm_symbolic` (reasoning-gym's generated GSM8K
+variants, [data] extra; rlearly.data.gym).
 
 Every task shares the math world's text layout: zero-shot prompt = question + "\\n"; a solution is ONE
 line ending in "\\boxed{answer}" (the sampler stops at a newline); a few-shot prompt puts each exemplar
@@ -89,6 +92,17 @@ class Task:
     def reward(self, completion: str, problem: TaskProblem) -> float:
         """Verifiable binary reward: 1.0 iff the extracted answer matches the reference."""
         return 1.0 if self.is_correct(self.extract(completion), problem) else 0.0
+
+
+VIEWS = ("one", "all")
+
+
+def demonstrations(problems: Sequence[TaskProblem], view: str = "one") -> list[tuple[TaskProblem, str]]:
+    """(problem, demonstration) pairs: view "one" = each problem's single demo (SFT), "all" = every known
+    solution (SFT-Gold, the paper's "repeated multi-solution" data)."""
+    if view not in VIEWS:
+        raise ConfigError(f"demonstration view {view!r} is unknown; known: {', '.join(VIEWS)}")
+    return [(p, d) for p in problems for d in ((p.demo,) if view == "one" else p.solutions) if d]
 
 
 # ---------------------------------------------------------------- registry
@@ -475,3 +489,7 @@ class MathTask(_FileTask):
         if math_equal(extracted, problem.answer):
             return True
         return self.use_math_verify and _math_verify_equal(str(extracted), str(problem.answer))
+
+
+# tasks with their own modules register on import (at the end: they subclass the tasks above)
+from rlearly.data import gym, openmath  # noqa: E402,F401

@@ -26,18 +26,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rlearly.errors import CheckpointError, RlearlyError
+from rlearly.extras import require
 from rlearly.sampling import Completion
-
-MISSING = "the vllm backend needs the [gpu] extra: pip install 'rlearly[gpu]' (CUDA only)"
-
 
 def _vllm():
     """The vllm module, imported on first use."""
-    try:
-        import vllm
-    except ImportError:
-        raise RlearlyError(MISSING) from None
-    return vllm
+    return require("vllm", "gpu", "the vllm backend", " (CUDA only)")
 
 
 @dataclass

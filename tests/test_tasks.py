@@ -30,7 +30,7 @@ GSM_ROWS = [
 # ---------------------------------------------------------------- registry
 
 def test_unknown_task_lists_known_ones():
-    with pytest.raises(RlearlyError, match="unknown task 'gsm9k'; known tasks: gsm8k, math, synthetic"):
+    with pytest.raises(RlearlyError, match="unknown task 'gsm9k'; known tasks: gsm8k, gsm_symbolic, math, openmath, synthetic"):
         T.get_task("gsm9k")
     with pytest.raises(ConfigError, match="task 'gsm8k'.*unexpected"):
         T.get_task("gsm8k", filez={})

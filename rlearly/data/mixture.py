@@ -1,58 +1,22 @@
 """The pretraining mixture: documents from the synthetic world and/or a real corpus, packed into batches.
 
+The real corpus (`data.corpus`: a file, a hub id, reasoning-gym, or a weighted mixture file) is
+rlearly.data.corpora's; `data.corpus_fraction` of the documents come from it, the rest from the world.
+
 Batch `step` is a pure function of (seed, step): its documents are drawn from an RNG seeded with both,
 so a resumed run sees exactly the batches an uninterrupted one would, with no iterator state to save.
 Every document starts with BOS and ends with EOS; documents are packed back to back and cut into rows.
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import torch
 
 from rlearly.config import Config
+from rlearly.data.corpora import open_corpus
 from rlearly.data.world import World
 from rlearly.errors import DataError
 from rlearly.tokenizer import Tokenizer
-
-_LOADERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".txt": "text", ".csv": "csv"}
-
-
-class RealCorpus:
-    """Documents from a local file or a hub dataset, through `datasets` (works offline for local files)."""
-
-    def __init__(self, spec: str, text_field: str):
-        try:
-            import datasets
-        except ImportError:
-            raise DataError("a real corpus needs the `datasets` package: pip install datasets") from None
-        path = Path(spec)
-        try:
-            if path.exists():
-                kind = _LOADERS.get(path.suffix)
-                if kind is None:
-                    raise DataError(f"corpus file {path} has unknown extension; use one of {', '.join(_LOADERS)}")
-                ds = datasets.load_dataset(kind, data_files=str(path), split="train")
-                if kind == "text":
-                    text_field = "text"
-            else:
-                ds = datasets.load_dataset(spec, split="train")
-        except DataError:
-            raise
-        except Exception as e:
-            raise DataError(f"could not load corpus {spec!r}: {type(e).__name__}: {str(e).splitlines()[0][:200]}") from None
-        if text_field not in ds.column_names:
-            raise DataError(f"corpus {spec!r} has no column {text_field!r} (columns: {', '.join(ds.column_names)})")
-        if len(ds) == 0:
-            raise DataError(f"corpus {spec!r} is empty")
-        self.spec, self.texts = spec, ds[text_field]
-        for i, t in enumerate(self.texts):
-            if not isinstance(t, str) or not t.strip():
-                raise DataError(f"corpus {spec!r} row {i}: field {text_field!r} is not a non-empty string")
-
-    def document(self, rng: np.random.Generator) -> str:
-        return self.texts[int(rng.integers(len(self.texts)))]
 
 
 class Mixture:
@@ -60,7 +24,7 @@ class Mixture:
 
     def __init__(self, cfg: Config, world: World):
         self.world = world
-        self.corpus = None if cfg.data.corpus == "synthetic" else RealCorpus(cfg.data.corpus, cfg.data.text_field)
+        self.corpus = None if cfg.data.corpus == "synthetic" else open_corpus(cfg.data.corpus, cfg.data.text_field)
         self.corpus_fraction = cfg.data.corpus_fraction if self.corpus else 0.0
 
     def document(self, rng: np.random.Generator) -> str:

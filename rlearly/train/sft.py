@@ -10,7 +10,7 @@ import torch
 
 from rlearly.config import Config
 from rlearly.losses import masked_nll, scatter_masked, token_logprobs
-from rlearly.tasks import Task
+from rlearly.tasks import Task, demonstrations
 from rlearly.tokenizer import Tokenizer
 from rlearly.train.common import epoch_batch, make_adamw
 
@@ -34,8 +34,7 @@ class SFTRecipe:
         self.cfg, self.model, self.tok = cfg, model, tok
         sc = cfg.sft
         self.examples = [(tok.encode(task.prompt(p)), tok.encode(demo, bos=False) + [tok.eos_id])
-                         for p in task.problems(sc.split)
-                         for demo in (p.solutions if all_demos else (p.demo,))]
+                         for p, demo in demonstrations(task.problems(sc.split), "all" if all_demos else "one")]
         self.opt = make_adamw(model, sc.lr, sc.weight_decay, (sc.beta1, sc.beta2))
         self.optimizers = {"sft": self.opt}
 
