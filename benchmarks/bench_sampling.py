@@ -1,77 +1,92 @@
-"""Sampling throughput: rlearly's KV-cache sampler vs its no-cache reference and vs HF `generate`,
-on the same weights and prompts in one process. Reports tokens/s (medians) and ratios.
+"""Sampling throughput: rlearly's sampler vs naive no-cache sampling and vs HF `transformers` `generate`,
+on the same weights and prompts in one process. Two shapes (issue 7):
 
-    python benchmarks/bench_sampling.py [--preset small] [--batch 64] [--new 64] [--repeats 5] [--threads 0]
+- batch: 64 prompts x 64 new tokens, one sample each;
+- eval:  64 problems x n=32 samples x 64 new tokens, in calls of 512 samples (16 problems) as
+         `rlearly.evaluate.sample_problems` makes them; HF gets the same calls with
+         num_return_sequences=32.
+
+No stop tokens and min_new_tokens = max_new_tokens for HF: every engine generates exactly the same number
+of tokens, so tokens/s compare like with like. The naive engine recomputes the whole sequence at each
+step; on the eval shape it is timed on one call of 512 samples (the calls are identical in work).
+
+    python benchmarks/bench_sampling.py [--preset small] [--repeats 5] [--threads 2] [--quick]
 """
 from __future__ import annotations
 
-import argparse
-import statistics
-import tempfile
-import time
-
 import torch
 
-from rlearly.checkpoint import save_checkpoint
-from rlearly.config import load_config
-from rlearly.model import LlamaLM
-from rlearly.sampling import generate
-from rlearly.tokenizer import train_tokenizer
+import benchlib
+
+benchlib.ensure_path()
+from rlearly.sampling import generate  # noqa: E402
 
 
-def timed(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+def shapes(quick: bool) -> dict:
+    if quick:
+        return {"batch": dict(prompts=8, n=1, new=8, per_call=8), "eval": dict(prompts=4, n=4, new=8, per_call=8)}
+    return {"batch": dict(prompts=64, n=1, new=64, per_call=64), "eval": dict(prompts=64, n=32, new=64, per_call=512)}
+
+
+def run_shape(name: str, s: dict, model, hf, prompts, args) -> list[dict]:
+    """Time every engine on one shape; returns one row per engine with tokens/s and rlearly's speed-up."""
+    per = s["per_call"] // s["n"]  # prompts per call
+    calls = [prompts[i:i + per] for i in range(0, len(prompts), per)]
+    kw = dict(n=s["n"], max_new_tokens=s["new"], temperature=1.0, seed=0, pad_id=0)
+
+    def ours():
+        for c in calls:
+            generate(model, c, **kw)
+
+    def naive():  # one call: the calls are identical in work
+        generate(model, calls[0], use_cache=False, **kw)
+
+    def hf_generate():
+        with torch.no_grad():
+            for c in calls:
+                ids = torch.tensor(c)
+                hf.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=s["new"], min_new_tokens=s["new"],
+                            do_sample=True, temperature=1.0, top_k=0, top_p=1.0, num_return_sequences=s["n"],
+                            pad_token_id=0)
+
+    engines = [("rlearly (KV cache, shared prefill)", ours, len(calls)), ("naive (no cache)", naive, 1)]
+    if hf is not None:
+        engines.append(("HF transformers generate", hf_generate, len(calls)))
+    rows = []
+    for label, fn, n_calls in engines:
+        reps = args.repeats if label != "naive (no cache)" else max(1, min(args.repeats, 3 if name == "eval" else 5))
+        t = benchlib.stats(benchlib.timed(fn, reps, args.warmup if label != "naive (no cache)" else 0))
+        tokens = n_calls * per * s["n"] * s["new"]
+        rows.append(dict(shape=name, engine=label, tokens=tokens, repeats=reps, tok_per_s=tokens / t["median_s"], **t))
+    for r in rows:
+        r["rlearly_speedup"] = rows[0]["tok_per_s"] / r["tok_per_s"]
+    return rows
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = benchlib.parser("sampling", __doc__)
     ap.add_argument("--preset", default="small")
-    ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--new", type=int, default=64)
     ap.add_argument("--prompt-len", type=int, default=40)
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--no-hf", action="store_true", help="skip the transformers baseline")
     args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    cfg = load_config(preset=args.preset)
-    tok = train_tokenizer([f"word{i} " * 5 for i in range(2000)], cfg.data.vocab_size)
-    torch.manual_seed(0)
-    model = LlamaLM(cfg.model, tok.vocab_size).eval()
+    if args.quick:
+        args.preset, args.repeats, args.prompt_len = "tiny", 1, 8
+    benchlib.setup_threads(args.threads)
+    cfg, tok, model = benchlib.build(args.preset)
+    model.eval()
+    hf = None if args.no_hf else benchlib.hf_copy(model, tok)[0].eval()
     g = torch.Generator().manual_seed(0)
-    prompts = torch.randint(3, tok.vocab_size, (args.batch, args.prompt_len), generator=g).tolist()
-    n_tok = args.batch * args.new
-    # no stop tokens: every row generates exactly `new` tokens in every engine, so the work is equal
-    kw = dict(max_new_tokens=args.new, temperature=1.0, seed=0, pad_id=tok.pad_id)
-    results = {"rlearly (KV cache)": timed(lambda: generate(model, prompts, **kw), args.repeats),
-               "naive (no cache)": timed(lambda: generate(model, prompts, use_cache=False, **kw),
-                                         max(1, args.repeats // 2))}
-    if not args.no_hf:
-        import transformers
-
-        with tempfile.TemporaryDirectory() as d:
-            save_checkpoint(d, model, tok, {"method": "benchmark"})
-            hf = transformers.AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32).eval()
-        ids = torch.tensor(prompts)
-
-        def hf_generate():
-            with torch.no_grad():
-                hf.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=args.new,
-                            min_new_tokens=args.new, do_sample=True, temperature=1.0, top_k=0,
-                            pad_token_id=tok.pad_id)
-        results["HF transformers generate"] = timed(hf_generate, args.repeats)
-    base = results["rlearly (KV cache)"]
-    print(f"preset {args.preset} ({model.num_params():,} params), {args.batch} prompts x {args.prompt_len} tokens, "
-          f"{args.new} new tokens, torch threads {torch.get_num_threads()}, median of {args.repeats}")
-    for name, t in results.items():
-        print(f"  {name:<26} {n_tok / t:>9,.0f} tok/s   rlearly is {t / base:5.1f}x faster")
+    rows = []
+    for name, s in shapes(args.quick).items():
+        prompts = torch.randint(3, tok.vocab_size, (s["prompts"], args.prompt_len), generator=g).tolist()
+        rows += run_shape(name, s, model, hf, prompts, args)
+    print(f"preset {args.preset} ({model.num_params():,} params), prompts of {args.prompt_len} tokens, "
+          f"torch threads {torch.get_num_threads()}, medians of {args.repeats}")
+    print(benchlib.table(rows, [("shape", "shape", "s"), ("engine", "engine", "s"), ("tok_per_s", "tok/s", ",.0f"),
+                                ("median_s", "median s", ".3f"), ("rlearly_speedup", "rlearly is x faster", ".1f")]))
+    benchlib.write_results(args.out, dict(benchmark="sampling", preset=args.preset, n_params=model.num_params(),
+                                          prompt_len=args.prompt_len, shapes=shapes(args.quick), rows=rows,
+                                          machine=benchlib.machine()))
 
 
 if __name__ == "__main__":
