@@ -68,13 +68,7 @@ def run(cfg: Config, out_dir: str | Path, *, show_progress: bool = True, stop_af
     model.train()
     while step < end:
         lr = cosine_lr(step, pc.total_steps, warmup_steps, pc.lr, pc.min_lr_ratio)
-        set_lr(opt, lr)
-        x, y = batches.batch(step)
-        loss = model(x, y)
-        loss.backward()
-        gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), pc.grad_clip)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
+        loss, gnorm = train_step(model, opt, *batches.batch(step), lr, pc.grad_clip)
         step += 1
         losses.append(loss.item())
         bar.update(1)
@@ -108,6 +102,19 @@ def run(cfg: Config, out_dir: str | Path, *, show_progress: bool = True, stop_af
         write_atomic(out / "meta.json", json.dumps(meta, indent=2) + "\n")
         write_atomic(out / "DONE", "")
     return out
+
+
+def train_step(model: LlamaLM, opt: torch.optim.Optimizer, x, y, lr: float, grad_clip: float):
+    """One optimizer step of next-token NLL on x (B, T) -> targets y (B, T) at learning rate `lr`, gradients
+    clipped to norm `grad_clip`. Returns (loss, grad norm) as 0-dim tensors (benchmarks/bench_pretrain.py
+    times this very function against a plain PyTorch loop)."""
+    set_lr(opt, lr)
+    loss = model(x, y)
+    loss.backward()
+    gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    return loss.detach(), gnorm
 
 
 def _tokenizer(out: Path, cfg: Config, mixture: Mixture) -> Tokenizer:
