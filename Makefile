@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 # study nodes run at a time, each with cores/JOBS torch threads (2 is ~20% faster than 1 on 2 cores)
 JOBS   ?= 2
 
-.PHONY: setup test test-fast report pretrain clean
+.PHONY: setup test test-fast report bench pretrain clean
 
 setup: $(STAMP)
 
@@ -32,6 +32,13 @@ test-fast: $(STAMP)
 report: $(STAMP)
 	$(BIN)/rlearly study run studies/default.yaml --jobs $(JOBS)
 	$(BIN)/rlearly study report studies/default.yaml
+
+# Benchmarks against their baselines on the same model (DESIGN §8): sampling, GRPO and SFT steps vs TRL,
+# pretraining vs a plain loop with MFU, the study's stage breakdown -> benchmarks/results/*.json.
+# BENCH_FLAGS=--quick for a smoke run; take real numbers on a quiet machine
+bench: $(STAMP)
+	$(BIN)/pip install -q -e ".[dev,bench]"
+	$(BIN)/python benchmarks/run_all.py $(BENCH_FLAGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,123 @@
+"""The benchmarks run end to end in --quick mode (tiny preset, one repeat) and report what they claim:
+equal work on both sides of each comparison, ratios, the machine, and the study's stage shares. The TRL
+baselines need the `bench` extra; without trl they are skipped (the rlearly side still runs)."""
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
+sys.path.insert(0, str(BENCH))
+
+import bench_pretrain  # noqa: E402
+import bench_study  # noqa: E402
+import run_all  # noqa: E402
+
+HAVE_TRL = bench_study.benchlib.have("trl")
+NEED_TRL = "TRL baselines need the bench extra (pip install -e '.[bench]'); CI installs only .[dev]"
+
+
+def fake_study(root: Path) -> Path:
+    """A study root as `rlearly study run` leaves it: 200 node-seconds run one after another."""
+    rows = [("pretrain abc", "pretrain", 100), ("branch rl ckpt-1 s0 [main]", "branch", 50),
+            ("branch sft ckpt-1 s0 [main]", "branch", 20), ("eval pretrain__abc__ckpt-1 test", "eval", 10),
+            ("eval branch__rl__ckpt-1__s0-h__final test", "eval", 20)]
+    root.mkdir(parents=True)
+    t, lines = 0, []
+    for key, kind, s in rows:
+        t += s
+        lines.append(json.dumps(dict(key=key, kind=kind, arm="main", seconds=s, threads=1,
+                                     finished=f"2026-01-01T00:{t // 60:02d}:{t % 60:02d}")))
+    (root / "timings.jsonl").write_text("\n".join(lines) + "\n")
+    pre = root / "pretrain" / "abc"
+    pre.mkdir(parents=True)
+    (pre / "meta.json").write_text(json.dumps({"elapsed_s": 80.0, "tokens": 8000}))
+    br = root / "branch" / "rl" / "ckpt-1" / "s0-h"
+    br.mkdir(parents=True)
+    (br / "meta.json").write_text("{}")
+    # per-step increments 2, 2, 5 (with a quick validation), 2: validation = 5 - median(2, 2, 2) = 3 s
+    steps = [dict(step=1, elapsed_s=2.0), dict(step=2, elapsed_s=4.0), {"step": 3, "elapsed_s": 9.0, "val_pass@1": 0.1},
+             dict(step=4, elapsed_s=11.0)]
+    (br / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in steps))
+    return root
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    """Every benchmark once in --quick mode, in this process; returns {name: its results JSON}."""
+    out = tmp_path_factory.mktemp("bench")
+    study = fake_study(out / "study")
+    rc = run_all.main(["--quick", "--out-dir", str(out), "--study", str(study)])
+    results = {p.stem: json.loads(p.read_text()) for p in out.glob("*.json")}
+    assert rc == 0, results.get("run_all", {}).get("benchmarks")
+    return results
+
+
+def test_every_benchmark_writes_results_with_the_machine(quick):
+    assert set(run_all.BENCHMARKS) | {"run_all"} <= set(quick)
+    m = quick["grpo"]["machine"]
+    assert m["cores"] >= 1 and m["torch_threads"] == 1 and m["torch"] and m["cpu"]
+    assert quick["run_all"]["failed"] == []
+
+
+def test_grpo_completions_have_exactly_max_new_tokens(quick):
+    r = quick["grpo"]
+    assert r["checks"]["all_completions_exactly_new_tokens_and_fp32"] is True
+    assert r["checks"]["rlearly_completion_length_mean"] == [8.0, 8.0]  # warm-up + 1 repeat, --new 8
+    assert 0.0 < r["checks"]["rlearly_reward_mean"] < 1.0  # parity reward: mixed, so advantages are nonzero
+    e = r["engines"]["rlearly RLRecipe.step"]
+    assert 0 < e["rollout_median_s"] <= e["median_s"]
+    if not HAVE_TRL:
+        assert r["ratio_trl_over_rlearly"] is None and "trl is not installed" in r["notes"][0]
+
+
+def test_pretrain_reports_mfu_for_every_shape(quick):
+    (shape,) = quick["pretrain"]["shapes"]
+    assert (shape["batch_size"], shape["seq_len"], shape["tokens_per_step"]) == (2, 64, 128)
+    for e in shape["engines"].values():
+        assert set(e["mfu"]) == {"6N_nonemb", "6N_all", "6N_nonemb+attn"}
+        assert 0 < e["mfu"]["6N_nonemb"] < e["mfu"]["6N_nonemb+attn"]
+    assert shape["ratio_plain_over_rlearly"] > 0 and quick["pretrain"]["matmul_peak"]["gflops"] > 0
+
+
+def test_flops_per_token_counts():
+    from rlearly.config import ModelConfig
+    from rlearly.model import LlamaLM
+
+    model = LlamaLM(ModelConfig(n_layer=2, n_head=4, n_kv_head=2, n_embd=32, ffn_hidden=64), vocab_size=400)
+    # vocab 400: per layer q 32*32 + k 32*16 + v 32*16 + o 32*32 = 3072, MLP 3*32*64
+    # = 6144, norms 64 -> 9280; 2 layers + final norm 32 + LM head 12800 = 31392 without the embedding
+    # (12800): 6N_nonemb = 188352, 6N_all = 6*44192 = 265152; attention 12*2 layers*64 tokens*32 = 49152
+    f = bench_pretrain.flops_per_token(model, seq_len=64)
+    assert f == {"6N_nonemb": 188352, "6N_all": 265152, "6N_nonemb+attn": 188352 + 49152}
+
+
+def test_study_breakdown_shares_and_inside_estimates(quick):
+    r = quick["study"]
+    assert r["node_seconds"] == 200 and r["wall_seconds"] == 200 and r["parallelism"] == 1.0
+    assert {k: v["share"] for k, v in r["groups"].items()} == {"recipe": 0.35, "pretraining": 0.5, "evaluation": 0.15}
+    assert r["stages"]["evaluation test (base checkpoints)"]["node_s"] == 10
+    assert r["inside"]["pretraining"]["abc"] == {"train_steps_s": 80.0, "tokens": 8000, "tok_per_s": 100.0}
+    assert r["inside"]["branches"]["rl"]["validation_s"] == pytest.approx(3.0)
+    assert any("notebooks" in m for m in r["missing"])
+
+
+@pytest.mark.skipif(not HAVE_TRL, reason=NEED_TRL)
+def test_trl_baselines_do_the_same_work(quick):
+    g = quick["grpo"]["checks"]
+    assert g["trl_model_fp32"] and not g["trl_bf16"] and not g["trl_fp16"]
+    assert g["trl_completion_lengths"] == [8] and g["trl_same_prompts_per_step"] and g["trl_prompt_ids_equal"]
+    assert not g["trl_activation_checkpointing"]
+    s = quick["sft"]["checks"]
+    assert s["trl_model_fp32"] and s["same_real_tokens_per_step"] and s["same_scored_tokens_per_step"]
+    assert quick["grpo"]["ratio_trl_over_rlearly"] > 0 and quick["sft"]["ratio_trl_over_rlearly"] > 0
+
+
+def test_without_trl_the_baselines_are_skipped_with_a_reason(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "trl", None)  # as in CI, which installs only .[dev]
+    assert run_all.main(["--quick", "--only", "grpo,sft", "--out-dir", str(tmp_path)]) == 0
+    for name, engine in (("grpo", "rlearly RLRecipe.step"), ("sft", "rlearly SFTRecipe.step")):
+        r = json.loads((tmp_path / f"{name}.json").read_text())
+        assert list(r["engines"]) == [engine] and r["ratio_trl_over_rlearly"] is None
+        assert "trl is not installed" in r["notes"][0] and "pip install -e '.[bench]'" in r["notes"][0]
