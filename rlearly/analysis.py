@@ -9,6 +9,7 @@ Nothing here trains or samples; the tables and the sample store are only read.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -17,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from rlearly.errors import RlearlyError
+from rlearly.errors import DataError, RlearlyError
 
 TABLES = ("passk", "general", "branch_metrics", "pretrain_metrics")
 SFT_FAMILY = ("sft", "sft_gold", "sft_rl")
@@ -47,16 +48,39 @@ def load_tables(study_root: str | os.PathLike, arm: str | None = "main") -> dict
     if missing:
         raise RlearlyError(f"{folder} lacks {', '.join(t + '.csv' for t in missing)}: run "
                            f"`rlearly study run <spec> --root {folder.parent}` first")
+    rerun = f"run `rlearly study run <spec> --root {folder.parent}` again to rewrite the tables"
+    files = _table_digests(folder, rerun)
     out = {}
     for t in (*TABLES, "timings", "general_items"):  # the last two are optional (older studies lack them)
+        f = folder / f"{t}.csv"
+        if f.name in files and f.is_file():
+            data, info = f.read_bytes(), files[f.name]
+            if len(data) != info.get("bytes") or hashlib.sha256(data).hexdigest() != info.get("sha256"):
+                raise DataError(f"{f} is corrupt or truncated (size/sha256 differ from meta.json); {rerun}")
         try:
-            df = pd.read_csv(folder / f"{t}.csv")
+            df = pd.read_csv(f)
         except (pd.errors.EmptyDataError, FileNotFoundError):
             df = pd.DataFrame()
+        except (pd.errors.ParserError, UnicodeDecodeError) as e:
+            raise DataError(f"{f} is corrupt ({str(e).splitlines()[0][:120]}); {rerun}") from None
         if arm is not None and "arm" in df and t != "timings":
             df = df[df["arm"] == arm].reset_index(drop=True)
         out[t] = df
     return out
+
+
+def _table_digests(folder: Path, rerun: str) -> dict:
+    """tables/meta.json's {file name: {bytes, sha256}}, written after the tables; {} for older studies."""
+    f = folder / "meta.json"
+    if not f.is_file():
+        return {}
+    try:
+        files = json.loads(f.read_text())["files"]
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
+        files = None
+    if not isinstance(files, dict) or not all(isinstance(v, dict) for v in files.values()):
+        raise DataError(f"{f} is corrupt; {rerun}")
+    return files
 
 
 def arms(study_root: str | os.PathLike) -> list[str]:

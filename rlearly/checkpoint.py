@@ -89,7 +89,7 @@ def save_checkpoint(path: str | Path, model: LlamaLM, tok: Tokenizer, meta: dict
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
+    _remove_leftovers(path)
     tmp.mkdir()
     try:
         _write_json(tmp / "config.json", hf_config(model.cfg, tok))
@@ -266,6 +266,26 @@ def _fsync_dir(d: Path) -> None:
     for p in d.iterdir():
         with open(p, "rb") as f:
             os.fsync(f.fileno())
+
+
+def _remove_leftovers(path: Path) -> None:
+    """Delete the hidden temp and moved-aside copies of `path` that a killed save left behind (one full
+    checkpoint each), except those of a process still running."""
+    for d in [*path.parent.glob(f".{path.name}.tmp-*"), *path.parent.glob(f".{path.name}.old-*")]:
+        pid = d.name.rsplit("-", 1)[-1]
+        if not pid.isdigit() or (int(pid) != os.getpid() and _alive(int(pid))):
+            continue
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def _replace_dir(tmp: Path, final: Path) -> None:

@@ -258,6 +258,8 @@ def _eval(args) -> None:
         raise RlearlyError(f"--k {args.k!r} must be comma-separated integers, e.g. 1,8,32") from None
     if args.n < 1:
         raise RlearlyError(f"--n {args.n} must be >= 1")
+    if args.max_problems is not None and args.max_problems < 1:
+        raise RlearlyError(f"--max-problems {args.max_problems} must be >= 1 (leave it out for every problem)")
     bad = [k for k in ks if k > args.n]
     if bad:
         raise RlearlyError(f"--k {max(bad)} exceeds --n {args.n}: pass@k needs at least k samples per problem")

@@ -255,6 +255,8 @@ def _ensure_samples(ckpt_path, task: Task, split: str, n: int, seed: int, store:
     cid = checkpoint_id(path)
     meta = read_meta(path, verify=False) if (path / META).is_file() else {}
     mode = resolve_prompt_mode(prompt_mode, meta)
+    if max_problems is not None and max_problems < 1:  # 0 would mean "all", -1 "all but the last"
+        raise RlearlyError(f"max_problems={max_problems} must be >= 1 (or None: every problem)")
     problems = task.problems(split)
     problems = problems[:max_problems] if max_problems else problems
     pids = [str(p.id) for p in problems]

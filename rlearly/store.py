@@ -9,10 +9,11 @@ Key: (checkpoint_id, split, problem_id, sample_index, seed). Layout:
 
 one folder per (checkpoint, split) so a query reads only its own parts (folder names are the id made
 file-safe plus a short hash, so ids with slashes are fine). Parts are written to a temp file then
-`os.replace`d, and never rewritten. When a folder holds more than `max_parts` parts they are merged into
-one new part (written atomically, the old parts removed after), so reading stays a few files. Readers
-keep the first row of a key in part-name order; `add` drops keys already stored, so a sample is never
-counted twice even when two writers race.
+`os.replace`d, and never rewritten; every data page carries a CRC32 checksum, verified on read, so a
+truncated part or a corrupted page is an error naming the part, not different samples. When a folder
+holds more than `max_parts` parts they are merged into one new part (written atomically, the old parts
+removed after), so reading stays a few files. Readers keep the first row of a key in part-name order;
+`add` drops keys already stored, so a sample is never counted twice even when two writers race.
 
 `answer` is the extracted answer as a nullable integer (the synthetic and GSM8K tasks); `answer_text`
 keeps the extracted string for answers that are not integers (MATH: "\\frac{1}{2}").
@@ -156,7 +157,7 @@ class SampleStore:
     @staticmethod
     def _read_part(path: Path) -> pd.DataFrame:
         try:
-            table = pq.read_table(path)
+            table = pq.read_table(path, page_checksum_verification=True)  # parts without checksums: unchecked
         except FileNotFoundError:
             raise
         except (pa.ArrowException, OSError, ValueError) as e:
@@ -284,7 +285,7 @@ class SampleStore:
         name = name or f"part-{time.time_ns():020d}-{os.getpid()}-{uuid.uuid4().hex[:8]}.parquet"
         tmp = folder / f".tmp-{uuid.uuid4().hex}.parquet"
         try:
-            pq.write_table(table, tmp)
+            pq.write_table(table, tmp, write_page_checksum=True)
             with open(tmp, "rb") as f:
                 os.fsync(f.fileno())
             os.replace(tmp, folder / name)

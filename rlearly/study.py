@@ -30,7 +30,8 @@ Layout under the study root (default runs/<name>):
                                                    (split "train" on base checkpoints: the readiness
                                                    diagnostic, base pass@k on the RL training prompts)
     timings.jsonl                                  wall time of every node run (stage breakdown)
-    tables/*.csv                                   tidy tables the notebooks read
+    tables/*.csv                                   tidy tables the notebooks read (size and sha256 of
+                                                   each in tables/meta.json, checked when they are read)
 
 Every node directory is content-addressed by its config hash and finished nodes are skipped, so a second
 run with nothing changed trains and samples nothing; an interrupted node resumes. `run(..., jobs=N)` runs
@@ -39,6 +40,7 @@ independent nodes in N worker processes; a lock file keeps a second runner off t
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import time
@@ -47,7 +49,7 @@ from pathlib import Path
 from typing import Callable
 
 from rlearly.config import Config, from_dict, load_config, read_yaml_mapping
-from rlearly.errors import ConfigError, RlearlyError
+from rlearly.errors import ConfigError, DataError, RlearlyError
 
 MAIN = "main"
 _PRIORITY = {"pretrain": 0, "branch": 1, "eval": 2}  # start order among ready nodes with --jobs
@@ -74,6 +76,8 @@ class EvalPlan:
     def __post_init__(self):
         if self.n < 1 or any(k < 1 or k > self.n for k in self.ks):
             raise ConfigError(f"study eval.ks={self.ks} must lie in [1, eval.n={self.n}]")
+        if self.max_problems < 1:
+            raise ConfigError(f"study eval.max_problems={self.max_problems} must be >= 1")
 
 
 @dataclass
@@ -409,7 +413,7 @@ def write_tables(spec: StudySpec, root: str | Path) -> dict:
     Every row carries its `arm`; nodes of an older plan left in the root are not read."""
     import pandas as pd
 
-    from rlearly.train.common import read_metrics
+    from rlearly.train.common import read_metrics, write_atomic
 
     root = Path(root)
     passk_rows, general_rows, item_rows, branch_rows, pre_rows, general_seen = [], [], [], [], [], set()
@@ -417,7 +421,7 @@ def write_tables(spec: StudySpec, root: str | Path) -> dict:
         if not node.done:
             continue
         if node.kind == "eval":
-            r = json.loads(node.path.read_text())
+            r = _read_result(node.path, node.path)
             method = "base" if r["method"] == "pretrain" else r["method"]
             ident = dict(arm=node.arm, checkpoint_id=r["checkpoint_id"], method=method,
                          parent_tokens=r["parent_tokens"], seed=r["seed"], split=r["split"])
@@ -429,7 +433,7 @@ def write_tables(spec: StudySpec, root: str | Path) -> dict:
                 item_rows += [{**ident, "metric": k, "item": i, "value": v}
                               for k, vs in r.get("general_items", {}).items() for i, v in enumerate(vs)]
         elif node.kind == "branch":
-            meta = json.loads((node.path / "meta.json").read_text())
+            meta = _read_result(node.path / "meta.json", node.path)
             cfg = load_config(node.path / "config.yaml")
             ident = dict(arm=node.arm, method=meta["method"], parent_tokens=meta["parent_tokens"],
                          seed=meta["seed"], group_size=cfg.rl.group_size, prompts_per_step=cfg.rl.prompts_per_step)
@@ -441,9 +445,22 @@ def write_tables(spec: StudySpec, root: str | Path) -> dict:
               "general_items": pd.DataFrame(item_rows),
               "branch_metrics": pd.DataFrame(branch_rows), "pretrain_metrics": pd.DataFrame(pre_rows),
               "timings": pd.DataFrame(read_metrics(root / "timings.jsonl"))}
-    (root / "tables").mkdir(parents=True, exist_ok=True)
+    folder = root / "tables"
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {}
     for name, df in tables.items():
-        tmp = root / "tables" / f".{name}.csv.tmp"
-        df.to_csv(tmp, index=False)
-        tmp.replace(root / "tables" / f"{name}.csv")
+        f = folder / f"{name}.csv"
+        write_atomic(f, df.to_csv(index=False))
+        data = f.read_bytes()
+        files[f.name] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    write_atomic(folder / "meta.json", json.dumps({"files": files}, indent=2) + "\n")  # last: what load_tables checks
     return tables
+
+
+def _read_result(path: Path, node_path: Path) -> dict:
+    """A finished node's JSON file; a corrupt one is an error naming it and how to redo the node."""
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise DataError(f"{path} is corrupt (not valid JSON); delete {node_path} and run the study again "
+                        "to redo that node") from None

@@ -1,20 +1,22 @@
-"""Reliability (DESIGN §9): a run killed with SIGKILL resumes to bit-identical weights; bad input through the
-`rlearly` command is one error line, a non-zero exit and no change to earlier results; a full disk mid-save
-names the path and keeps the finished checkpoint; nothing is ever unpickled; notebook parameters are type-checked.
+"""Reliability (DESIGN §9): a run killed with SIGKILL at random points resumes to bit-identical weights; bad
+input through the `rlearly` command is one error line, a non-zero exit and no change to earlier results; a full
+disk mid-save names the path and keeps the finished checkpoint; nothing is ever unpickled; notebook parameters are
+type-checked.
 
 Covered elsewhere, not repeated here: simulated interruptions (`stop_after`) of pretraining and of an RL branch
-(test_pretrain.py, test_branch.py); SIGKILL of `rlearly study run`, its lock and finished nodes never rerun
-(test_study.py); `rlearly config` with an unknown key or a wrong type, and `rlearly branch` with an unknown
-method, a typo in a key or a missing checkpoint, as subprocesses (test_pretrain.py, test_branch.py); `rlearly eval`
-with --k above --n (test_evaluate.py); a truncated model.safetensors and a foreign model_type (test_checkpoint.py);
-every malformed GSM8K/MATH row (test_tasks.py); a malformed or empty pretraining corpus (test_mixture.py); a corrupt
-sample-store part (test_store.py).
+(test_pretrain.py, test_branch.py); SIGKILL of `rlearly study run` at a random point with finished nodes left
+byte-identical, a second runner refused by the lock, corrupt tables and node results (test_study.py); `rlearly
+config` with an unknown key or a wrong type, and `rlearly branch` with a typo in a key or a missing checkpoint,
+as subprocesses (test_pretrain.py, test_branch.py); a truncated model.safetensors and a foreign model_type
+(test_checkpoint.py); every malformed GSM8K/MATH row (test_tasks.py); a malformed or empty pretraining corpus
+(test_mixture.py); a truncated or bit-flipped sample-store part (test_store.py).
 """
 import ast
 import errno
 import hashlib
 import json
 import os
+import random
 import shutil
 import signal
 import subprocess
@@ -27,15 +29,17 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import tiny_model
-from rlearly import cli, report
+from rlearly import cli, report, study
 from rlearly.checkpoint import load_checkpoint, read_meta, save_checkpoint
 from rlearly.config import load_config
+from rlearly.evaluate import checkpoint_id
 from rlearly.errors import CheckpointError, RlearlyError, StorageError
 from rlearly.store import SampleStore
 from rlearly.train import branch, pretrain
 from rlearly.train.common import MetricsLog, read_metrics, write_atomic
 
 REPO = Path(__file__).resolve().parents[1]
+TINY = str(REPO / "studies" / "tiny.yaml")
 # one torch thread in every subprocess, as in this process (conftest): the weights compared bit for bit are
 # then computed with the same reduction order
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -46,17 +50,61 @@ def _rlearly(*args) -> list[str]:
     return [sys.executable, "-m", "rlearly.cli", *map(str, args)]
 
 
-def _kill_when(cmd: list[str], ready, cwd: Path, timeout: float = 60.0) -> None:
-    """Start `cmd`, SIGKILL it as soon as `ready()` holds (polled every 5 ms), and check it was still running."""
-    proc = subprocess.Popen(cmd, cwd=cwd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + timeout
-    while not ready() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.005)
-    finished = proc.poll() is not None
-    proc.send_signal(signal.SIGKILL)  # a no-op if it has ended
-    proc.wait()
-    assert not finished, f"{cmd[3]} ended (rc {proc.returncode}) before it could be killed"
-    assert ready(), f"{cmd[3]} saved no trainer state in {timeout:.0f} s"
+def _logged_step(*logs: Path) -> int:
+    """Steps logged so far: the sum of the last step of each metrics log (a row torn mid-append is skipped)."""
+    total = 0
+    for f in logs:
+        lines = f.read_text().splitlines() if f.is_file() else []
+        for line in reversed(lines):
+            try:
+                total += json.loads(line)["step"]
+                break
+            except (ValueError, KeyError):
+                continue
+    return total
+
+
+def _kill_points(seed: int, steps: int, n: int = 3) -> list[tuple[int, float]]:
+    """n seeded random kill points (step, fraction): SIGKILL a run `fraction` of a step after it logged `step`.
+    The steps lie at least 2 apart, so every point waits for progress that the run before it never logged."""
+    rng = random.Random(seed)
+    while True:
+        s = sorted(rng.sample(range(1, steps - 1), n))
+        if all(b - a >= 2 for a, b in zip(s, s[1:])):
+            return [(step, rng.random()) for step in s]
+
+
+def _run_killed_at(cmd: list[str], logs: list[Path], points, step_s: float, cwd: Path) -> None:
+    """Run `cmd` once per kill point and SIGKILL it there, then once more to the end. `step_s`: seconds per
+    step of an uninterrupted run (from its metrics), so a fraction lands anywhere in the step or its save."""
+    for step, frac in points:
+        proc = subprocess.Popen(cmd, cwd=cwd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 120
+        while _logged_step(*logs) < step and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.002)
+        time.sleep(frac * step_s)
+        running = proc.poll() is None
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        assert running, f"the run ended (rc {proc.returncode}) before its kill at step {step} + {frac:.2f}"
+        assert _logged_step(*logs) >= step, f"the run did not reach step {step} in 120 s"
+    r = subprocess.run(cmd, cwd=cwd, env=ENV, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+
+
+def _same_rows(a: Path, b: Path) -> None:
+    """Two metrics logs hold the same rows, timings aside: every step logged once, with the same values."""
+    strip = lambda rows: [{k: v for k, v in r.items() if k not in ("elapsed_s", "tok_per_s")} for r in rows]  # noqa: E731
+    assert strip(read_metrics(a)) == strip(read_metrics(b))
+
+
+def _assert_same_dirs(mine: Path, ref: Path) -> None:
+    """Same visible files, and no hidden temp directory left by a save that a kill cut short."""
+    def visible(d: Path) -> list[str]:
+        rel = [p.relative_to(d) for p in d.rglob("*")]
+        return sorted(str(r) for r in rel if not any(part.startswith(".") for part in r.parts))
+    assert visible(mine) == visible(ref)
+    assert [p.name for p in mine.rglob(".*") if p.is_dir()] == []
 
 
 def _assert_same_tensors(a: dict, b: dict) -> None:
@@ -85,40 +133,76 @@ def sft_reference(tiny_ckpt, tmp_path_factory):
 
 # ---------------------------------------------------------------- 1. exact resume under a real SIGKILL
 
-def test_pretrain_killed_with_sigkill_resumes_to_bit_identical_weights(tiny_pretrain_run, tmp_path):
-    cfg, full = tiny_pretrain_run  # the uninterrupted run of the same config (tiny preset, in-process)
+def test_pretrain_killed_at_random_points_resumes_to_bit_identical_weights(tmp_path):
+    """`rlearly pretrain` SIGKILLed at three seeded random points and restarted each time ends with the
+    checkpoints, optimizer states and metrics of an uninterrupted run. Seed 2 kills 0.04, 0.68 and 1.0 of a
+    step after steps 4, 10 and 14 of 16 (state saved every 4 steps, checkpoints at 8 and 16): in or just after
+    step 4's save, then restarts from the step-8 checkpoint and from the step-12 state."""
+    over = ["pretrain.eval_every=1"]  # a metrics row per step, so the kill points are steps
+    cfg = load_config(preset="tiny", overrides=over)
+    full = pretrain.run(cfg, tmp_path / "full", show_progress=False)
+    step_s = read_metrics(full / "metrics.jsonl")[-1]["elapsed_s"] / cfg.pretrain.total_steps
     out = tmp_path / "run"
-    cmd = _rlearly("pretrain", "--preset", "tiny", "--out", out, "--no-progress")
-    _kill_when(cmd, lambda: (out / "state" / "trainer_state.json").is_file(), tmp_path)  # killed after step 4's save
-    assert not (out / "DONE").exists()
-    r = subprocess.run(cmd, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stderr[-2000:]
-    assert [p.name for p in pretrain.list_checkpoints(out)] == [p.name for p in pretrain.list_checkpoints(full)]
-    for mine, ref in zip(pretrain.list_checkpoints(out), pretrain.list_checkpoints(full)):
-        _assert_same_tensors(_weights(mine), _weights(ref))
-        _assert_same_tensors(load_file(mine / "optimizer.safetensors"), load_file(ref / "optimizer.safetensors"))
-        assert read_meta(mine)["config_hash"] == cfg.hash()
-    assert [r["step"] for r in read_metrics(out / "metrics.jsonl")] == [8, 16]  # rows past the resume point: once
-    visible = lambda d: sorted(p.name for p in d.iterdir() if not p.name.startswith("."))  # noqa: E731
-    assert visible(out) == visible(full)  # a save cut by the kill leaves at most a hidden temp directory
+    points = _kill_points(2, cfg.pretrain.total_steps)
+    assert [s for s, _ in points] == [4, 10, 14]
+    cmd = _rlearly("pretrain", "--preset", "tiny", "--out", out, "--no-progress", *over)
+    _run_killed_at(cmd, [out / "metrics.jsonl"], points, step_s, tmp_path)
+    mine, ref = pretrain.list_checkpoints(out), pretrain.list_checkpoints(full)
+    assert [p.name for p in mine] == [p.name for p in ref] == ["ckpt-0000008192", "ckpt-0000016384"]
+    for a, b in zip([*mine, out / "state"], [*ref, full / "state"]):
+        _assert_same_tensors(_weights(a), _weights(b))
+        _assert_same_tensors(load_file(a / "optimizer.safetensors"), load_file(b / "optimizer.safetensors"))
+        assert read_meta(a)["config_hash"] == cfg.hash()
+    _same_rows(out / "metrics.jsonl", full / "metrics.jsonl")
+    _assert_same_dirs(out, full)
 
 
-def test_sft_branch_killed_with_sigkill_resumes_to_bit_identical_weights(tiny_ckpt, sft_reference, tmp_path):
-    cfg, full = sft_reference
-    out = tmp_path / "sft"
-    cmd = _rlearly("branch", tiny_ckpt, "--method", "sft", "--out", out, "--no-progress", *SFT)
-    _kill_when(cmd, lambda: (out / "state" / "trainer_state.json").is_file(), tmp_path)  # killed after step 2's save
-    assert not (out / "DONE").exists()
-    r = subprocess.run(cmd, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stderr[-2000:]
-    _assert_same_tensors(_weights(out / "final"), _weights(full / "final"))
+# GRPO needs reward variance within a group, and the tiny model never solves a problem: as in test_branch.py,
+# the reward is the parity of the completion's length, in this process and in the `rlearly` it starts
+PARITY_CLI = ("import sys; from rlearly.tasks import SyntheticTask; "
+              "SyntheticTask.reward = lambda self, text, problem: float(len(text) % 2); "
+              "from rlearly.cli import main; sys.exit(main())")
+RL = ["rl.steps=8", "rl.lr=1e-2", "rl.kl_coef=0.05", "branch.save_every=2", "branch.eval_every=3"]
+
+
+def test_sft_then_rl_branch_killed_at_random_points_resumes_to_bit_identical_weights(tiny_ckpt, tmp_path,
+                                                                                      monkeypatch):
+    """`rlearly branch --method sft_rl` (SFT, then GRPO with a KL term to the SFT checkpoint) SIGKILLed at three
+    seeded random points and restarted each time ends with the weights, optimizer states and metrics (losses,
+    rewards, validation pass@k) of an uninterrupted run. Seed 1 kills in SFT step 2, in RL step 4 and in RL
+    step 7 (or step 6's save): the restarts resume SFT from scratch, RL from its step-2 state, RL from a later one."""
+    from rlearly.tasks import SyntheticTask
+
+    monkeypatch.setattr(SyntheticTask, "reward", lambda self, text, problem: float(len(text) % 2))
+    cfg = load_config(tiny_ckpt / "config.yaml", RL)
+    full = branch.run(cfg, tiny_ckpt, tmp_path / "full", "sft_rl", show_progress=False)
+    stages = ["sft", "."]  # the SFT stage's run lives in <out>/sft, the RL stage's in <out>
+    rows = [read_metrics(full / d / "metrics.jsonl") for d in stages]
+    assert any(0 < r["reward_mean"] < 1 for r in rows[-1])  # mixed groups: the policy gradient is not zero
+    steps = sum(len(r) for r in rows)
+    step_s = sum(r[-1]["elapsed_s"] for r in rows) / steps
+    out = tmp_path / "run"
+    points = _kill_points(1, steps)
+    assert [s for s, _ in points] == [1, 7, 10]  # 4 SFT steps, then 8 RL steps
+    cmd = [sys.executable, "-c", PARITY_CLI, "branch", str(tiny_ckpt), "--method", "sft_rl", "--out", str(out),
+           "--no-progress", *RL]
+    _run_killed_at(cmd, [out / d / "metrics.jsonl" for d in stages], points, step_s, tmp_path)
+    for d in stages:
+        for sub in ("final", "state", *(p.name for p in (full / d).glob("step-*"))):
+            _assert_same_tensors(_weights(out / d / sub), _weights(full / d / sub))
+        _assert_same_tensors(load_file(out / d / "state" / "optimizer.safetensors"),
+                             load_file(full / d / "state" / "optimizer.safetensors"))
+        _same_rows(out / d / "metrics.jsonl", full / d / "metrics.jsonl")
     assert read_meta(out / "final")["config_hash"] == cfg.hash()
-    strip = lambda rows: [{k: v for k, v in r.items() if k != "elapsed_s"} for r in rows]  # noqa: E731
-    # every step logged once, with the same losses and validation pass@k as the uninterrupted run
-    assert strip(read_metrics(out / "metrics.jsonl")) == strip(read_metrics(full / "metrics.jsonl"))
+    _assert_same_dirs(out, full)
 
 
 # ---------------------------------------------------------------- 2. bad input through the command line
+
+_ROW = dict(checkpoint_id="c", split="test", problem_id="p0", sample_index=0, seed=0, completion="\\boxed{3}",
+            tokens=4, answer=3, correct=True, logprob=-1.5, finished=True, temperature=0.6, top_p=0.95,
+            prompt_mode="zero-shot")
+
 
 @pytest.fixture(scope="module")
 def workspace(tiny_pretrain_run, tiny_ckpt, sft_reference, tmp_path_factory):
@@ -130,10 +214,7 @@ def workspace(tiny_pretrain_run, tiny_ckpt, sft_reference, tmp_path_factory):
     shutil.copytree(sft_reference[1], ws / "branch")
     (ws / "evals").mkdir()
     (ws / "evals" / "eval-test.json").write_text('{"passk": "an earlier evaluation"}\n')
-    SampleStore(ws / "store").add([dict(
-        checkpoint_id="earlier", split="test", problem_id="p0", sample_index=0, seed=0, completion="\\boxed{3}",
-        tokens=4, answer=3, correct=True, logprob=-1.5, finished=True, temperature=0.6, top_p=0.95,
-        prompt_mode="zero-shot")])
+    SampleStore(ws / "store").add([dict(_ROW, checkpoint_id="earlier")])
     blob = (tiny_ckpt / "model.safetensors").read_bytes()
     shutil.copytree(tiny_ckpt, ws / "flipped")
     (ws / "flipped" / "model.safetensors").write_bytes(blob[:-1] + bytes([blob[-1] ^ 1]))  # same size: sha256 only
@@ -144,6 +225,18 @@ def workspace(tiny_pretrain_run, tiny_ckpt, sft_reference, tmp_path_factory):
     (ws / "broken.jsonl").write_text('{"question": "1+1?", "answer": "#### 2"}\n{"question": "2+2?", "answer"\n')
     (ws / "empty.jsonl").write_text("")
     (ws / "noanswer.jsonl").write_text('{"question": "1+1?"}\n')
+    (ws / "kspec.yaml").write_text("name: k\nconfig: {preset: tiny}\neval: {n: 4, ks: [1, 8]}\n")
+    # a sample store whose part has one flipped byte inside a completion: without page checksums it would
+    # read as a different, valid sample
+    bad = SampleStore(ws / "badstore")
+    bad.add([dict(_ROW, checkpoint_id=checkpoint_id(tiny_ckpt), completion="The answer is 12345.")])
+    part = next((ws / "badstore").rglob("part-*.parquet"))
+    blob = part.read_bytes()
+    at = blob.index(b"answer is 12345")
+    part.write_bytes(blob[:at] + b"b" + blob[at + 1:])
+    # study tables of which one no longer matches the size and sha256 that tables/meta.json records
+    study.write_tables(study.load_study(TINY), ws / "study")
+    (ws / "study" / "tables" / "passk.csv").write_text("k,pass_at_k\n1,0.5\n")
     return ws
 
 
@@ -168,7 +261,7 @@ BAD_INPUT = {  # id: (arguments, what the one error line must say)
     "tampered-parent": (["branch", "{flipped}", "--method", "sft", "--out", "{branch}", *SFT],
                         "flipped/model.safetensors is corrupt or truncated (size/sha256 differ from meta.json)"),
     "unknown-task": (["eval", "{ckpt}", "--task", "gsm9k", *EVAL],
-                     "unknown task 'gsm9k'; known tasks: gsm8k, math, synthetic"),
+                     "unknown task 'gsm9k'; known tasks: gsm8k, "),
     "unknown-backend": (["eval", "{ckpt}", "--backend", "jax", "--n", "1", "--k", "1", *EVAL],
                         "unknown sampling backend 'jax'; known: torch, vllm"),
     "malformed-dataset": (["eval", "{ckpt}", "--task", "gsm8k", "--data", "{broken}", *EVAL],
@@ -178,6 +271,18 @@ BAD_INPUT = {  # id: (arguments, what the one error line must say)
                              "noanswer.jsonl: row 1: field 'answer' is missing or empty"),
     "weights-of-another-size": (["info", "{wider}"], "weights do not fit the architecture in config.json "
                                                      "(size mismatch for model.embed_tokens.weight"),
+    "unknown-preset": (["pretrain", "--preset", "huge", "--out", "{pre}"], "unknown preset 'huge'; known: tiny"),
+    "unknown-method": (["branch", "{ckpt}", "--method", "dpo", "--out", "{branch}"],
+                       "unknown method 'dpo'; known: sft, sft_gold, rl, sft_rl"),
+    "k-above-n": (["eval", "{ckpt}", "--n", "4", "--k", "1,8", *EVAL],
+                  "--k 8 exceeds --n 4: pass@k needs at least k samples per problem"),
+    "zero-max-problems": (["eval", "{ckpt}", "--max-problems", "0", *EVAL], "--max-problems 0 must be >= 1"),
+    "study-k-above-n": (["study", "run", "{kspec}", "--root", "{pre}"],
+                        "study eval.ks=[1, 8] must lie in [1, eval.n=4]"),
+    "corrupt-sample-store": (["eval", "{ckpt}", "--n", "1", "--k", "1", "--max-problems", "1", "--store",
+                              "{badstore}", "--out", "{evals}", "--no-progress"], ".parquet is corrupt or truncated"),
+    "corrupt-results-table": (["study", "report", TINY, "--root", "{study}"],
+                              "study/tables/passk.csv is corrupt or truncated (size/sha256 differ from meta.json)"),
 }
 
 
@@ -266,6 +371,19 @@ def test_full_disk_mid_pretraining_is_one_line_keeps_checkpoints_and_resumes_exa
     monkeypatch.undo()
     pretrain.run(cfg, out, show_progress=False)  # space freed: the same command finishes, exactly
     _assert_same_tensors(_weights(pretrain.list_checkpoints(out)[-1]), _weights(pretrain.list_checkpoints(full)[-1]))
+
+
+def test_a_save_removes_what_a_killed_save_of_the_same_checkpoint_left(tok, tmp_path):
+    """A save cut by a kill leaves `.c.tmp-<pid>` (or `.c.old-<pid>`), a whole checkpoint each; the next save of
+    `c` removes those of dead processes and keeps a running process's."""
+    model = tiny_model(tok.vocab_size)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    for name in (f".c.tmp-{dead.pid}", f".c.old-{dead.pid}", f".c.tmp-{os.getppid()}", f".d.tmp-{dead.pid}"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "model.safetensors").write_bytes(b"half")
+    save_checkpoint(tmp_path / "c", model, tok, {"step": 1})
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f".c.tmp-{os.getppid()}", f".d.tmp-{dead.pid}", "c"]
 
 
 @pytest.mark.parametrize("failure", ["oserror", "safetensors-text"])

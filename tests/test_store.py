@@ -101,6 +101,21 @@ def test_corrupt_part_names_the_file(tmp_path):
         SampleStore(tmp_path).counts(CKPT, "test", 1, 0)
 
 
+def test_a_flipped_byte_in_a_part_is_caught_by_its_page_checksum(tmp_path):
+    s = SampleStore(tmp_path)
+    s.add([row("a", 0, completion="The answer is 12345.")])
+    victim = s._dir(CKPT, "test") / parts(s)[0]
+    data = victim.read_bytes()
+    at = data.index(b"answer is 12345")
+    victim.write_bytes(data[:at] + b"b" + data[at + 1:])  # still a valid parquet file: "bnswer is 12345"
+    with pytest.raises(DataError, match=f"{victim.name} is corrupt or truncated") as e:
+        SampleStore(tmp_path).load(CKPT, "test")
+    assert "\n" not in str(e.value)
+    # a part written without page checksums (stores from before they were added) is still read
+    pq.write_table(pa.Table.from_pylist([row("a", 0)], schema=SCHEMA), victim)
+    assert SampleStore(tmp_path).load(CKPT, "test")["completion"].tolist() == ["a sample 0 \\boxed{0}"]
+
+
 def test_round_trip_of_every_column(tmp_path):
     s = SampleStore(tmp_path)
     rows = [row("p1", 0, answer=None, correct=False, finished=False, logprob=-0.5, tokens=96),

@@ -1,5 +1,14 @@
 """The study runner on studies/tiny.yaml: plans, runs every node once, skips finished ones, writes tables."""
+import hashlib
 import json
+import os
+import random
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -9,6 +18,9 @@ from rlearly import study
 from rlearly.errors import ConfigError
 
 TINY = Path(__file__).parent.parent / "studies" / "tiny.yaml"
+# one torch thread in the `rlearly` processes, as in this one (conftest): two cores shared by two processes
+# with a thread per core each are several times slower
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
 @pytest.fixture(scope="module")
@@ -73,10 +85,43 @@ def test_a_lost_evaluation_is_the_only_node_rerun(tiny_study):
     assert logs[0].endswith("1 to run") and victim.read_text() == before  # same stored samples, same numbers
 
 
+def test_corrupt_tables_and_node_results_are_named(tiny_study, tmp_path):
+    """A table cut at a row boundary still parses: the size and sha256 in tables/meta.json catch it. A corrupt
+    evaluation result or metrics log of a finished node is one error naming the file (and what to delete)."""
+    from rlearly.analysis import load_tables
+    from rlearly.errors import DataError
+
+    spec, done_root = tiny_study
+    root = tmp_path / "tiny"
+    shutil.copytree(done_root, root)
+    good = load_tables(root, arm=None)["passk"]
+    passk = root / "tables" / "passk.csv"
+    text = passk.read_text()
+    passk.write_text(text[:text.rindex("\n", 0, -1) + 1])  # the last row gone, as a cut write would leave it
+    assert len(pd.read_csv(passk)) == len(good) - 1  # pandas alone would not notice
+    with pytest.raises(DataError, match=re.escape(f"{passk} is corrupt or truncated (size/sha256 differ from "
+                                                  f"meta.json); run `rlearly study run <spec> --root {root}` again")):
+        load_tables(root)
+    study.write_tables(spec, root)  # what the next `study run` does
+    pd.testing.assert_frame_equal(load_tables(root, arm=None)["passk"], good)
+    victim = next((root / "eval").glob("*/test.json"))
+    victim.write_text(victim.read_text()[:100])
+    with pytest.raises(DataError, match=re.escape(f"{victim} is corrupt (not valid JSON); delete {victim} and")):
+        study.run(spec, root, log=lambda *a: None)
+    victim.unlink()
+    study.run(spec, root, log=lambda *a: None)  # that evaluation alone is redone, from the stored samples
+    pd.testing.assert_frame_equal(load_tables(root, arm=None)["passk"], good)
+    log = next(root.glob("branch/rl/*/*/metrics.jsonl"))
+    log.write_text('{"step": 1, "lo\n' + log.read_text())
+    with pytest.raises(DataError, match=re.escape(f"{log}: line 1 is not valid JSON")):
+        study.write_tables(spec, root)
+
+
 @pytest.mark.parametrize("text,needle", [
     ("name: x\nbogus: 1\n", "unknown config key 'bogus'"),
     ("name: x\nbranch:\n  methods: [dpo]\n", "unknown method 'dpo'"),
     ("name: x\neval:\n  n: 4\n  ks: [8]\n", "eval.ks=[8] must lie in [1, eval.n=4]"),
+    ("name: x\neval:\n  max_problems: 0\n", "eval.max_problems=0 must be >= 1"),
     ("name: x\nconfig:\n  model.n_layr: 2\n", "unknown config key 'model.n_layr'"),
 ])
 def test_bad_study_specs_name_the_problem(tmp_path, text, needle):
@@ -103,31 +148,49 @@ def _tables(root):
     return passk.sort_values(["arm", "checkpoint_id", "split", "k", "seed", "method"]).reset_index(drop=True)
 
 
-def test_killed_run_restarts_without_redoing_finished_nodes(tiny_study, tmp_path):
-    """SIGKILL `rlearly study run` mid-way (inside a node), start it again: the nodes finished before the
-    kill are untouched, the rest complete, and the tables equal an uninterrupted run's."""
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
+def _finished(root: Path) -> int:
+    return len(list(root.glob("*/**/DONE"))) + len(list(root.glob("eval/*/*.json")))
 
+
+def _node_bytes(node) -> dict[str, str]:
+    """sha256 of every file of a node (its directory, or its one file for an evaluation)."""
+    files = [node.path] if node.path.is_file() else sorted(p for p in node.path.rglob("*") if p.is_file())
+    return {str(f): hashlib.sha256(f.read_bytes()).hexdigest() for f in files}
+
+
+def test_killed_run_restarts_without_redoing_finished_nodes(tiny_study, tmp_path):
+    """`rlearly study run` SIGKILLed at a seeded random point (0.76 s after its 8th finished node, or once a
+    second runner has been refused, if later) and started again: a second `study run` while the first holds the
+    lock stops with one line naming it; the nodes finished before the kill stay byte-identical; the rest
+    complete, and the tables equal an uninterrupted run's."""
     spec, done_root = tiny_study
+    rng = random.Random(0)
+    after, delay = rng.randint(2, 12), rng.random()
+    assert (after, round(delay, 2)) == (8, 0.76)
     root = tmp_path / "tiny"
     cmd = [sys.executable, "-m", "rlearly.cli", "study", "run", str(TINY), "--root", str(root)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
-    while len(list(root.glob("branch/*/*/*/DONE"))) < 3 and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.05)
+    while not (root / ".lock").is_file() or (root / ".lock").read_text() != f"pid {proc.pid}":
+        assert proc.poll() is None and time.time() < deadline, "the first runner never took the lock"
+        time.sleep(0.01)
+    second = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=120)
+    assert second.returncode == 2 and second.stderr.count("\n") == 1, second.stderr
+    assert f"study {root} is being run by pid {proc.pid}; wait for it to finish" in second.stderr
+    while _finished(root) < after and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.01)
+    time.sleep(delay)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    finished = {p: p.stat().st_mtime_ns for p in root.glob("**/DONE")}
-    assert finished, "the run was killed before any node finished"
-    assert not all(n.done for n in study.plan(spec, root)), "the run finished before it was killed"
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    finished = [n for n in study.plan(spec, root) if n.done]
+    assert len(finished) >= after, "the run was killed before its kill point"
+    assert len(finished) < len(study.plan(spec, root)), "the run finished before it was killed"
+    before = {n.key: _node_bytes(n) for n in finished}
+    out = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert all(n.done for n in study.plan(spec, root))
-    assert {p: p.stat().st_mtime_ns for p in finished} == finished  # finished nodes were not rerun
+    assert {n.key: _node_bytes(n) for n in finished} == before  # finished nodes were not rerun or touched
+    assert [p for p in root.rglob(".*") if p.is_dir()] == []  # no temp checkpoint left by the cut save
     pd.testing.assert_frame_equal(_tables(root), _tables(done_root))
 
 

@@ -78,8 +78,16 @@ class MetricsLog:
 
 
 def read_metrics(path: str | Path) -> list[dict]:
+    """The rows of a JSONL log ([] if there is none); a malformed line is a DataError naming the file and line."""
     p = Path(path)
-    return [json.loads(l) for l in p.read_text().splitlines() if l.strip()] if p.exists() else []
+    rows = []
+    for i, line in enumerate(p.read_text().splitlines() if p.exists() else [], 1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                raise DataError(f"{p}: line {i} is not valid JSON; the log is corrupt") from None
+    return rows
 
 
 def progress(total: int, initial: int = 0, desc: str = "", enabled: bool = True):
