@@ -136,6 +136,9 @@ def main(argv: list[str] | None = None) -> int:
 def _dispatch(args) -> int:
     from rlearly.config import load_config
 
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and args.cmd not in ("pretrain", "branch"):  # under torchrun
+        raise RlearlyError(f"`rlearly {args.cmd}` runs in one process; torchrun runs `rlearly pretrain` and "
+                           "`rlearly branch` data-parallel")
     if args.cmd == "config":
         print(load_config(args.config, args.overrides, args.preset).to_yaml(), end="")
     elif args.cmd == "pretrain":

@@ -7,6 +7,8 @@ Branch directory:
 `sft_rl` first runs (or reuses) the `sft` branch in `<out>/sft`, then RL from its final checkpoint.
 A recipe is an object with `optimizers` (name -> optimizer) and `step(i) -> metrics`; this module owns
 the loop around it: learning-rate warmup, logging, quick validation pass@k, saving and exact resume.
+Under torchrun the recipes split each batch over the ranks (rlearly.train.dist); rank 0 validates and
+writes the files.
 """
 from __future__ import annotations
 
@@ -24,8 +26,8 @@ from rlearly.evaluate import checkpoint_id
 from rlearly.passk import pass_at_k_curve
 from rlearly.sampling import generate
 from rlearly.tasks import Task, get_task
-from rlearly.train.common import (MetricsLog, claim_run_dir, progress, resume_latest, set_lr, set_threads,
-                                  write_atomic)
+from rlearly.train.common import claim_run_dir, progress, resume_latest, set_lr, set_threads, write_atomic
+from rlearly.train.dist import data_parallel
 from rlearly.train.mix import CombinedRecipe, InterleavedRecipe, ParallelRecipe
 from rlearly.train.rl import RLRecipe, stable_seed
 from rlearly.train.sft import SFTRecipe
@@ -79,22 +81,25 @@ def _run(cfg: Config, parent: Path, out: Path, method: str, label: str, show_pro
         claim_run_dir(out, cfg)
         return out
     parent_meta = read_meta(parent)
-    claim_run_dir(out, cfg)
+    dp = data_parallel()
+    with dp.main_first():
+        claim_run_dir(out, cfg)
     set_threads(cfg.pretrain.threads)
     model, tok, _ = load_checkpoint(parent, verify=False)  # verified by read_meta above
     torch.manual_seed(cfg.seed)
     task = get_task("synthetic", world=cfg.world)
     recipe = make_recipe(method, cfg, model, tok, task)
-    log = MetricsLog(out / "metrics.jsonl")
+    log = dp.metrics_log(out / "metrics.jsonl")
     steps = total_steps(method, cfg)
     step, elapsed = resume_latest([out / "state"], model, recipe.optimizers, log)
+    dp.broadcast_(model)
     lineage = dict(method=label, parent=str(parent), parent_id=checkpoint_id(parent),
                    # pretraining tokens of the start checkpoint M_t, carried through SFT for sft_rl
                    parent_tokens=parent_meta.get("tokens", parent_meta.get("parent_tokens")),
                    seed=cfg.seed, config_hash=cfg.hash())
     eval_problems = task.problems("test")[:cfg.branch.eval_problems]
     end = steps if stop_after is None else min(steps, stop_after)
-    bar = progress(steps, step, label, show_progress)
+    bar = progress(steps, step, label, show_progress and dp.main)
     t0 = time.perf_counter()
     while step < end:
         _warmup(recipe, cfg, step)
@@ -103,21 +108,22 @@ def _run(cfg: Config, parent: Path, out: Path, method: str, label: str, show_pro
         bar.update(1)
         if "reward_mean" in row:
             bar.set_postfix(reward=f"{row['reward_mean']:.2f}")
-        if cfg.branch.eval_every and (step % cfg.branch.eval_every == 0 or step == steps):
+        if cfg.branch.eval_every and (step % cfg.branch.eval_every == 0 or step == steps) and dp.main:
             row.update(quick_passk(model, tok, task, eval_problems, cfg.branch.eval_n, stable_seed(cfg.seed, "val")))
         now = time.perf_counter()
         elapsed, t0 = elapsed + now - t0, now
         log.write(step=step, elapsed_s=round(elapsed, 3), **row)
-        if step % cfg.branch.save_every == 0 and step < steps:
+        if step % cfg.branch.save_every == 0 and step < steps and dp.main:
             save_checkpoint(out / f"step-{step:06d}", model, tok, {**lineage, "step": step}, cfg)
             save_checkpoint(out / "state", model, tok, {**lineage, "step": step}, cfg, recipe.optimizers,
                             {"step": step, "elapsed_s": elapsed})
     bar.close()
-    if step >= steps:
+    if step >= steps and dp.main:
         save_checkpoint(out / "final", model, tok, {**lineage, "step": step}, cfg)
         write_atomic(out / "meta.json", json.dumps({**lineage, "steps": step, "elapsed_s": round(elapsed, 2),
                                                     **provenance()}, indent=2) + "\n")
         write_atomic(out / "DONE", "")
+    dp.barrier()  # every rank returns once the branch is finished on disk
     return out
 
 

@@ -51,11 +51,12 @@ class CombinedRecipe:
         ro, adv, stats = self.rl.collect(step)
         sft_batch = self.sft.batch(step)
         self.model.train()
-        for rows in self.rl.minibatches(step, len(adv)):
-            rl_loss, rl_stats = self.rl.loss(ro, adv, torch.from_numpy(rows))
+        for rows in self.rl.minibatches(step, self.rl.batch_rollouts):
+            rl_loss, rl_stats = self.rl.loss(ro, adv, self.rl.local_rows(rows))
             sft_loss, sft_stats = self.sft.loss(sft_batch)
             loss = self.lam * sft_loss + (1 - self.lam) * rl_loss
             loss.backward()
+            self.rl.dp.sum_grads(self.model)
             gnorm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.rl.grad_clip)
             self.opt.step()
             self.opt.zero_grad(set_to_none=True)

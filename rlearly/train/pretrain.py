@@ -5,6 +5,7 @@ Run directory:
     tokenizer/       trained once, shared by all    ckpt-<tokens>/  HF-format checkpoints (+ trainer state)
     state/           latest resumable state         meta.json, DONE written when finished
 Checkpoints sit on the cosine schedule where they fall: they are not annealed (as in the paper).
+Under torchrun each rank trains on its rows of every batch (rlearly.train.dist); rank 0 writes the files.
 """
 from __future__ import annotations
 
@@ -22,8 +23,9 @@ from rlearly.errors import StorageError
 from rlearly.evaluate import greedy_accuracy, heldout_nll
 from rlearly.model import LlamaLM
 from rlearly.tokenizer import Tokenizer, train_tokenizer
-from rlearly.train.common import (MetricsLog, claim_run_dir, cosine_lr, make_adamw, progress, resume_latest,
-                                  set_lr, set_threads, write_atomic)
+from rlearly.train.common import (claim_run_dir, cosine_lr, make_adamw, progress, resume_latest, set_lr,
+                                  set_threads, write_atomic)
+from rlearly.train.dist import DataParallel, data_parallel
 
 
 def ckpt_name(tokens: int) -> str:
@@ -41,19 +43,24 @@ def run(cfg: Config, out_dir: str | Path, *, show_progress: bool = True, stop_af
     `stop_after` ends the call after that many steps in total (tests use it to simulate an interruption).
     """
     out = Path(out_dir)
-    claim_run_dir(out, cfg)  # first: a finished run of another config is an error, not "done"
+    dp = data_parallel()
+    with dp.main_first():
+        claim_run_dir(out, cfg)  # first: a finished run of another config is an error, not "done"
     if (out / "DONE").exists():
         return out
     set_threads(cfg.pretrain.threads)
     pc = cfg.pretrain
+    dp.require(pc.batch_size, "pretrain.batch_size")
     torch.manual_seed(cfg.seed)
     world = World(cfg.world)
     mixture = Mixture(cfg, world)
-    tok = _tokenizer(out, cfg, mixture)
+    with dp.main_first():
+        tok = _tokenizer(out, cfg, mixture)
     model = LlamaLM(cfg.model, tok.vocab_size)
     opt = make_adamw(model, pc.lr, pc.weight_decay, (pc.beta1, pc.beta2))
-    log = MetricsLog(out / "metrics.jsonl")
+    log = dp.metrics_log(out / "metrics.jsonl")
     step, elapsed = resume_latest([out / "state", *list_checkpoints(out)], model, {"adamw": opt}, log)
+    dp.broadcast_(model)
 
     batches = PretrainBatches(cfg, mixture, tok)
     math_docs = [world.math.prompt(p) + world.math.one_demo(p) for p in world.math.split("test")]
@@ -63,57 +70,69 @@ def run(cfg: Config, out_dir: str | Path, *, show_progress: bool = True, stop_af
     ckpt_steps = set(pc.checkpoint_steps())
     warmup_steps = pc.warmup_tokens // pc.tokens_per_step
     end = pc.total_steps if stop_after is None else min(pc.total_steps, stop_after)
-    bar = progress(pc.total_steps, step, "pretrain", show_progress)
+    bar = progress(pc.total_steps, step, "pretrain", show_progress and dp.main)
     losses, t_log = [], time.perf_counter()
     model.train()
     while step < end:
         lr = cosine_lr(step, pc.total_steps, warmup_steps, pc.lr, pc.min_lr_ratio)
-        loss, gnorm = train_step(model, opt, *batches.batch(step), lr, pc.grad_clip)
+        x, y = batches.batch(step)  # the global batch; this rank trains on its rows
+        rows = dp.shard(len(x))
+        loss, gnorm = train_step(model, opt, x[rows], y[rows], lr, pc.grad_clip, dp, len(x))
         step += 1
         losses.append(loss.item())
         bar.update(1)
         bar.set_postfix(loss=f"{losses[-1]:.3f}")
         is_ckpt = step in ckpt_steps
         if step % pc.eval_every == 0 or is_ckpt:
-            dt = time.perf_counter() - t_log
-            elapsed += dt
-            row = dict(step=step, tokens=step * pc.tokens_per_step, lr=lr, loss=sum(losses) / len(losses),
-                       grad_norm=float(gnorm), tok_per_s=len(losses) * pc.tokens_per_step / dt,
-                       elapsed_s=round(elapsed, 2),
-                       **{f"heldout_{k}": heldout_nll(model, b) for k, b in heldout.items()})
-            if is_ckpt:  # zero-shot (the format is rare in pretraining) and 2-shot with graded exemplars
-                for shots in (0, 2):
-                    acc = greedy_accuracy(model, tok, world.math, n_problems=100, shots=shots)
-                    row[f"greedy_{shots}shot_answer"], row[f"greedy_{shots}shot_graded"] = acc["answer"], acc["graded"]
-            log.write(**row)
+            if dp.main:  # rank 0 evaluates and logs
+                dt = time.perf_counter() - t_log
+                elapsed += dt
+                row = dict(step=step, tokens=step * pc.tokens_per_step, lr=lr, loss=sum(losses) / len(losses),
+                           grad_norm=float(gnorm), tok_per_s=len(losses) * pc.tokens_per_step / dt,
+                           elapsed_s=round(elapsed, 2),
+                           **{f"heldout_{k}": heldout_nll(model, b) for k, b in heldout.items()})
+                if is_ckpt:  # zero-shot (the format is rare in pretraining) and 2-shot with graded exemplars
+                    for shots in (0, 2):
+                        acc = greedy_accuracy(model, tok, world.math, n_problems=100, shots=shots)
+                        row[f"greedy_{shots}shot_answer"] = acc["answer"]
+                        row[f"greedy_{shots}shot_graded"] = acc["graded"]
+                log.write(**row)
+                model.train()
             losses, t_log = [], time.perf_counter()
-            model.train()
-        if is_ckpt or step % pc.save_every == 0:
+        if (is_ckpt or step % pc.save_every == 0) and dp.main:
             meta = dict(method="pretrain", parent=None, step=step, tokens=step * pc.tokens_per_step,
                         seed=cfg.seed, config_hash=cfg.hash())
             trainer_state = dict(step=step, elapsed_s=elapsed + time.perf_counter() - t_log)
             target = out / (ckpt_name(step * pc.tokens_per_step) if is_ckpt else "state")
             save_checkpoint(target, model, tok, meta, cfg, {"adamw": opt}, trainer_state)
     bar.close()
-    if step >= pc.total_steps:
+    if step >= pc.total_steps and dp.main:
         meta = dict(method="pretrain", parent=None, seed=cfg.seed, config_hash=cfg.hash(), steps=step,
                     tokens=step * pc.tokens_per_step, n_params=model.num_params(), elapsed_s=round(elapsed, 2),
                     checkpoints=[p.name for p in list_checkpoints(out)], **provenance())
         write_atomic(out / "meta.json", json.dumps(meta, indent=2) + "\n")
         write_atomic(out / "DONE", "")
+    dp.barrier()  # every rank returns once the run is finished on disk
     return out
 
 
-def train_step(model: LlamaLM, opt: torch.optim.Optimizer, x, y, lr: float, grad_clip: float):
+def train_step(model: LlamaLM, opt: torch.optim.Optimizer, x, y, lr: float, grad_clip: float,
+               dp: DataParallel = DataParallel(), batch_rows: int | None = None):
     """One optimizer step of next-token NLL on x (B, T) -> targets y (B, T) at learning rate `lr`, gradients
     clipped to norm `grad_clip`. Returns (loss, grad norm) as 0-dim tensors (benchmarks/bench_pretrain.py
-    times this very function against a plain PyTorch loop)."""
+    times this very function against a plain PyTorch loop). Data-parallel: x, y are this rank's rows of a
+    global batch of `batch_rows`; the loss and grad norm returned are the global batch's."""
     set_lr(opt, lr)
     loss = model(x, y)
+    if dp.active:  # every row has seq_len targets: this rank's part of the batch mean is its share of the rows
+        loss = loss * (len(x) / batch_rows)
     loss.backward()
+    dp.sum_grads(model)
     gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
     opt.step()
     opt.zero_grad(set_to_none=True)
+    if dp.active:
+        loss = torch.tensor(dp.all_sum(loss)[0])
     return loss.detach(), gnorm
 
 

@@ -5,6 +5,10 @@ prompt from the current policy (pi_old) at the rollout temperature, score them w
 compute group-normalised advantages, then take `mini_batches` x `epochs` optimizer steps on the clipped
 token-level loss (+ optional k3 KL to the frozen start checkpoint). Rollout randomness is a pure function
 of (seed, step, sample), so a resumed run samples exactly what an uninterrupted one would.
+
+Under torchrun each rank samples the groups of its share of the step's prompts, with the sample keys
+one process would use (so the same rollouts), and computes its share of each mini-batch's loss; the
+logged stats are the whole batch's (rlearly.train.dist).
 """
 from __future__ import annotations
 
@@ -21,6 +25,9 @@ from rlearly.sampling import generate
 from rlearly.tasks import Task
 from rlearly.tokenizer import Tokenizer
 from rlearly.train.common import epoch_batch, make_adamw
+from rlearly.train.dist import data_parallel, loss_share
+
+LOSS_STATS = ("loss", "pg_loss", "kl")  # stats that are aggregated losses; grpo_loss's others are token means
 
 
 def stable_seed(*parts) -> int:
@@ -76,6 +83,10 @@ class RLRecipe:
         self.prompts = [tok.encode(task.prompt(p)) for p in self.problems]
         self.opt = make_adamw(model, rc.lr, rc.weight_decay, (rc.beta1, rc.beta2))
         self.optimizers = {"rl": self.opt}
+        self.dp = data_parallel()
+        self.dp.require(rc.prompts_per_step, "rl.prompts_per_step")
+        self.part = self.dp.shard(rc.prompts_per_step)  # this rank's prompts of each step (all in one process)
+        self.batch_rollouts = rc.prompts_per_step * rc.group_size  # rollouts per step, over all ranks
         self.ref = None
         if rc.kl_coef > 0:  # frozen start checkpoint for the KL term
             self.ref = copy.deepcopy(model).eval().requires_grad_(False)
@@ -83,26 +94,44 @@ class RLRecipe:
     def collect(self, step: int) -> tuple[Rollouts, torch.Tensor, dict]:
         """Sample rollouts from the current weights; returns them with advantages and stats."""
         rc, G = self.cfg.rl, self.cfg.rl.group_size
-        idx = epoch_batch(self.cfg.seed, step, rc.prompts_per_step, len(self.prompts))
+        idx = epoch_batch(self.cfg.seed, step, rc.prompts_per_step, len(self.prompts))[self.part]
         prompts = [self.prompts[i] for i in idx]
+        keys = range(self.part.start * G, self.part.stop * G)  # a sample's key is its index in the whole batch
         outs = generate(self.model, prompts, n=G, max_new_tokens=rc.max_new_tokens, temperature=rc.temperature,
                         top_p=rc.top_p, stop_ids=self.tok.line_stop_ids, seed=stable_seed(self.cfg.seed, "rl", step),
-                        pad_id=self.tok.pad_id)
+                        keys=keys, pad_id=self.tok.pad_id)
         rewards = [self.task.reward(self.tok.decode(o.tokens), self.problems[idx[k // G]]) for k, o in enumerate(outs)]
         ro = rollout_tensors(prompts, outs, rewards, self.tok.pad_id, G)
         adv, astats = group_advantages(ro.rewards, G, normalize_std=rc.normalize_std)
         stats = {"reward_mean": astats["reward_mean"], "frac_zero_std": astats["frac_zero_std"],
                  "truncated_frac": float((~ro.finished).float().mean()),
                  "response_len": float(ro.lengths.float().mean())}
+        if self.dp.active:
+            stats = self.dp.reduce_stats(stats, len(outs))  # means over rollouts (groups: G rollouts each)
         return ro, adv, stats
 
     def loss(self, ro: Rollouts, adv: torch.Tensor, rows) -> tuple[torch.Tensor, dict]:
-        """GRPO loss on the rollouts `rows` (a mini-batch of whole groups, from `minibatches`). Each prompt's
-        forward pass is shared by its group's rollouts (`LlamaLM.shared_prefix_hidden`)."""
+        """GRPO loss on the rollouts `rows` (a mini-batch of whole groups, from `local_rows`). Each prompt's
+        forward pass is shared by its group's rollouts (`LlamaLM.shared_prefix_hidden`). Data-parallel:
+        `rows` are this rank's part of the mini-batch (maybe none), the loss is its share of the mini-batch's
+        loss (global token or row counts) and the stats are the mini-batch's."""
         rc, G = self.cfg.rl, ro.group
         groups = rows[::G] // G
         if not torch.equal(rows, (groups[:, None] * G + torch.arange(G)).reshape(-1)):
             raise ValueError("a GRPO mini-batch must hold whole groups, each group's rows in order")
+        if not self.dp.active:
+            return self._loss(ro, adv, rows, groups)
+        tokens = float(ro.mask[rows].sum())
+        all_rows, all_tokens = self.dp.all_sum(len(rows), tokens)
+        if len(rows) == 0:  # other ranks sampled this whole mini-batch: no gradient from this one
+            return torch.zeros((), requires_grad=True), self.dp.reduce_stats(None, 0.0)
+        loss, stats = self._loss(ro, adv, rows, groups)
+        share = loss_share(rc.loss_agg, len(rows), all_rows, tokens, all_tokens)
+        stats = {k: v * share if k in LOSS_STATS else v for k, v in stats.items()}
+        return loss * share, self.dp.reduce_stats(stats, tokens, summed=LOSS_STATS)
+
+    def _loss(self, ro: Rollouts, adv: torch.Tensor, rows, groups) -> tuple[torch.Tensor, dict]:
+        rc, G = self.cfg.rl, ro.group
         x, y, mask = ro.x[rows], ro.y[rows], ro.mask[rows]
         shared = dict(prefix=ro.prefix[groups], prefix_real=ro.prefix_real[groups], group=G)
         sel = mask.bool()  # the LM head, log-probs and entropy run on response positions only
@@ -128,14 +157,24 @@ class RLRecipe:
             out += [(part[:, None] * G + np.arange(G)).reshape(-1) for part in np.array_split(perm, rc.mini_batches)]
         return out
 
+    def local_rows(self, rows: np.ndarray) -> torch.Tensor:
+        """The rows of a mini-batch from `minibatches` that this rank sampled, as indices into its rollouts
+        (data-parallel: the mini-batch's groups among this rank's prompts, maybe none)."""
+        if not self.dp.active:
+            return torch.from_numpy(rows)
+        G, part = self.cfg.rl.group_size, self.part
+        groups = rows[::G] // G
+        mine = groups[(groups >= part.start) & (groups < part.stop)] - part.start
+        return torch.from_numpy((mine[:, None] * G + np.arange(G)).reshape(-1))
+
     def step(self, step: int) -> dict:
         ro, adv, stats = self.collect(step)
         self.model.train()
         agg: dict[str, list] = {}
-        for rows in self.minibatches(step, len(adv)):
-            rows = torch.from_numpy(rows)
-            loss, s = self.loss(ro, adv, rows)
+        for rows in self.minibatches(step, self.batch_rollouts):
+            loss, s = self.loss(ro, adv, self.local_rows(rows))
             loss.backward()
+            self.dp.sum_grads(self.model)
             s["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.rl.grad_clip))
             self.opt.step()
             self.opt.zero_grad(set_to_none=True)

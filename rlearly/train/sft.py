@@ -2,7 +2,8 @@
 
 `sft` trains on one demonstration per problem, `sft_gold` on every known demonstration. An example is
 BOS + prompt + demonstration + EOS; only the demonstration and EOS are scored. Batch `step` is a pure
-function of (seed, step): examples are visited in a fresh seeded permutation every epoch.
+function of (seed, step): examples are visited in a fresh seeded permutation every epoch. Under torchrun
+each rank takes its examples of every batch, its loss weighted by its share of the batch's tokens (or rows).
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from rlearly.losses import masked_nll, scatter_masked, token_logprobs
 from rlearly.tasks import Task, demonstrations
 from rlearly.tokenizer import Tokenizer
 from rlearly.train.common import epoch_batch, make_adamw
+from rlearly.train.dist import data_parallel, loss_share
 
 
 def collate(pairs: list[tuple[list[int], list[int]]], pad_id: int):
@@ -37,21 +39,29 @@ class SFTRecipe:
                          for p, demo in demonstrations(task.problems(sc.split), "all" if all_demos else "one")]
         self.opt = make_adamw(model, sc.lr, sc.weight_decay, (sc.beta1, sc.beta2))
         self.optimizers = {"sft": self.opt}
+        self.dp = data_parallel()
+        self.dp.require(sc.batch_size, "sft.batch_size")
 
     def batch(self, step: int):
         idx = epoch_batch(self.cfg.seed, step, self.cfg.sft.batch_size, len(self.examples))
+        idx = idx[self.dp.shard(len(idx))]  # this rank's examples (all of them in one process)
         return collate([self.examples[i] for i in idx], self.tok.pad_id)
 
     def loss(self, batch) -> tuple[torch.Tensor, dict]:
         x, y, mask = batch
         lp = scatter_masked(token_logprobs(self.model.masked_logits(x, mask), y[mask.bool()]), mask)  # (B, L-1)
         loss, stats = masked_nll(lp, mask, agg=self.cfg.sft.loss_agg)
+        if self.dp.active:  # this rank's share of the batch's loss, by the batch's token (row) counts
+            rows, tokens = self.dp.all_sum(len(x), stats["n_tokens"])
+            loss = loss * loss_share(self.cfg.sft.loss_agg, len(x), rows, stats["n_tokens"], tokens)
+            return loss, {"sft_loss": self.dp.all_sum(loss)[0], "sft_tokens": tokens}
         return loss, {"sft_loss": loss.item(), "sft_tokens": stats["n_tokens"]}
 
     def step(self, step: int) -> dict:
         self.model.train()
         loss, stats = self.loss(self.batch(step))
         loss.backward()
+        self.dp.sum_grads(self.model)
         gnorm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.sft.grad_clip)
         self.opt.step()
         self.opt.zero_grad(set_to_none=True)
