@@ -225,7 +225,6 @@ def workspace(tiny_pretrain_run, tiny_ckpt, sft_reference, tmp_path_factory):
     (ws / "broken.jsonl").write_text('{"question": "1+1?", "answer": "#### 2"}\n{"question": "2+2?", "answer"\n')
     (ws / "empty.jsonl").write_text("")
     (ws / "noanswer.jsonl").write_text('{"question": "1+1?"}\n')
-    (ws / "kspec.yaml").write_text("name: k\nconfig: {preset: tiny}\neval: {n: 4, ks: [1, 8]}\n")
     # a sample store whose part has one flipped byte inside a completion: without page checksums it would
     # read as a different, valid sample
     bad = SampleStore(ws / "badstore")
@@ -277,8 +276,6 @@ BAD_INPUT = {  # id: (arguments, what the one error line must say)
     "k-above-n": (["eval", "{ckpt}", "--n", "4", "--k", "1,8", *EVAL],
                   "--k 8 exceeds --n 4: pass@k needs at least k samples per problem"),
     "zero-max-problems": (["eval", "{ckpt}", "--max-problems", "0", *EVAL], "--max-problems 0 must be >= 1"),
-    "study-k-above-n": (["study", "run", "{kspec}", "--root", "{pre}"],
-                        "study eval.ks=[1, 8] must lie in [1, eval.n=4]"),
     "corrupt-sample-store": (["eval", "{ckpt}", "--n", "1", "--k", "1", "--max-problems", "1", "--store",
                               "{badstore}", "--out", "{evals}", "--no-progress"], ".parquet is corrupt or truncated"),
     "corrupt-results-table": (["study", "report", TINY, "--root", "{study}"],
