@@ -10,6 +10,7 @@ Spec (studies/*.yaml; unknown keys are errors):
       per_method: {sft_rl: [-1]}    # checkpoints of some methods, instead of `checkpoints`
       seeds: [0]
       overrides: {rl.steps: 60}     # recipe settings on top of the base config
+      method_overrides: {sft_rl: {rl.steps: 90}}  # recipe settings of one method only
     eval: {splits: [test], n: 32, ks: [1, 8, 32], max_problems: 200, seed: 0, readiness: true}
     arms:                           # further experiments, each on top of the above
       rollout_g4:
@@ -62,6 +63,7 @@ class BranchPlan:
     seeds: list[int] = field(default_factory=lambda: [0])
     overrides: dict = field(default_factory=dict)
     per_method: dict = field(default_factory=dict)  # method -> checkpoint indices (instead of `checkpoints`)
+    method_overrides: dict = field(default_factory=dict)  # method -> overrides of that method only
 
 
 @dataclass
@@ -91,8 +93,10 @@ class Arm:
     def base_config(self) -> Config:
         return load_config(overrides=dict(self.config))
 
-    def branch_config(self, seed: int) -> Config:
-        return load_config(overrides={**self.config, **self.branch.overrides, "seed": seed})
+    def branch_config(self, seed: int, method: str | None = None) -> Config:
+        """The recipe config of `method`'s branches (the arm's, plus that method's own overrides)."""
+        own = self.branch.method_overrides.get(method, {})
+        return load_config(overrides={**self.config, **self.branch.overrides, **own, "seed": seed})
 
 
 @dataclass
@@ -142,10 +146,16 @@ class Node:
     run: Callable[[], None]
     arm: str = MAIN
     deps: list[Path] = field(default_factory=list)  # paths of the nodes it needs finished first
+    protocol: dict = field(default_factory=dict)  # an evaluation's settings: a stored result of others is stale
 
     @property
     def done(self) -> bool:
-        return (self.path / "DONE").exists() if self.kind != "eval" else self.path.exists()
+        if self.kind != "eval":
+            return (self.path / "DONE").exists()
+        if not self.path.exists():
+            return False
+        r = _read_result(self.path, self.path)
+        return all(r.get(k) == v for k, v in self.protocol.items())
 
 
 def _branch_plan(raw, where: str) -> BranchPlan:
@@ -153,8 +163,10 @@ def _branch_plan(raw, where: str) -> BranchPlan:
     if not isinstance(raw, dict):
         raise ConfigError(f"study {where} must be a mapping")
     overrides, per_method = raw.pop("overrides", None) or {}, raw.pop("per_method", None) or {}
-    if not isinstance(overrides, dict) or not isinstance(per_method, dict):
-        raise ConfigError(f"study keys '{where}.overrides' and '{where}.per_method' must be mappings")
+    method_overrides = raw.pop("method_overrides", None) or {}
+    if not all(isinstance(x, dict) for x in (overrides, per_method, method_overrides)):
+        raise ConfigError(f"study keys '{where}.overrides', '{where}.per_method' and '{where}.method_overrides' "
+                          "must be mappings")
     plan = from_dict(BranchPlan, raw, where + ".")
     from rlearly.train.branch import METHODS
     for m in plan.methods:
@@ -165,7 +177,13 @@ def _branch_plan(raw, where: str) -> BranchPlan:
             raise ConfigError(f"study {where}.per_method names {m!r}, which is not in {where}.methods")
         if not isinstance(idx, list) or not all(isinstance(i, int) for i in idx):
             raise ConfigError(f"study {where}.per_method.{m} must be a list of checkpoint indices, got {idx!r}")
+    for m, o in method_overrides.items():
+        if m not in plan.methods:
+            raise ConfigError(f"study {where}.method_overrides names {m!r}, which is not in {where}.methods")
+        if not isinstance(o, dict):
+            raise ConfigError(f"study {where}.method_overrides.{m} must be a mapping of config keys, got {o!r}")
     plan.overrides, plan.per_method = dict(overrides), dict(per_method)
+    plan.method_overrides = {m: dict(o) for m, o in method_overrides.items()}
     return plan
 
 
@@ -179,7 +197,7 @@ def load_study(path: str | Path) -> StudySpec:
     branch = _branch_plan(raw.pop("branch", None), "branch")
     spec = from_dict(StudySpec, raw)  # strict: unknown keys and wrong types name the field
     spec.config, spec.branch = dict(config), branch
-    spec.base_config(), spec.branch_config(0)  # fail now, naming the bad key, not mid-study
+    _check_configs(spec.main_arm())  # fail now, naming the bad key, not mid-study
     for name, a in arms.items():
         where = f"arms.{name}"
         if name == MAIN or not isinstance(a, dict):
@@ -192,9 +210,15 @@ def load_study(path: str | Path) -> StudySpec:
             raise ConfigError(f"study key '{where}.config' must be a mapping of config keys")
         ev = from_dict(EvalPlan, {**dataclasses.asdict(spec.eval), **(a.get("eval") or {})}, where + ".eval.")
         arm = Arm(name, {**spec.config, **cfg}, _branch_plan(a.get("branch"), where + ".branch"), ev)
-        arm.base_config(), arm.branch_config(0)
+        _check_configs(arm)
         spec.arms[name] = arm
     return spec
+
+
+def _check_configs(arm: Arm) -> None:
+    arm.base_config()
+    for method in [None, *arm.branch.method_overrides]:
+        arm.branch_config(0, method)
 
 
 def plan(spec: StudySpec, root: str | Path) -> list[Node]:
@@ -230,20 +254,21 @@ def _arm_nodes(spec: StudySpec, arm: Arm, root: Path, label: str) -> list[Node]:
         parent = pre_dir / ck
         finals.append((parent, [pre_dir]))
         for seed in bp.seeds:
-            bcfg = arm.branch_config(seed)
             for method in methods:
+                bcfg = arm.branch_config(seed, method)
                 out = root / "branch" / method / ck / f"s{seed}-{bcfg.hash()}"
-                sft_dir = root / "branch" / "sft" / ck / f"s{seed}-{bcfg.hash()}" if method == "sft_rl" else None
+                sft_cfg = arm.branch_config(seed, "sft") if method == "sft_rl" else None  # the SFT branch's own
+                sft_dir = root / "branch" / "sft" / ck / f"s{seed}-{sft_cfg.hash()}" if sft_cfg else None
                 deps = [pre_dir] + ([sft_dir] if sft_dir and "sft" in methods else [])
                 nodes.append(Node("branch", f"branch {method} {ck} s{seed} [{label}]", out,
-                                  _branch_job(bcfg, parent, out, method, sft_dir), label, deps))
+                                  _branch_job(bcfg, parent, out, method, sft_dir, sft_cfg), label, deps))
                 finals.append((out / "final", [out]))
     for ck_path, deps in finals:
         readiness = ["train"] if arm.eval.readiness and ck_path.parent == pre_dir else []
         for split in [*arm.eval.splits, *[s for s in readiness if s not in arm.eval.splits]]:
             out = root / "eval" / _label(root, ck_path) / f"{split}.json"
             nodes.append(Node("eval", f"eval {_label(root, ck_path)} {split}", out,
-                              _eval_job(arm.eval, root, ck_path, split, out), label, deps))
+                              _eval_job(arm.eval, root, ck_path, split, out), label, deps, _protocol(arm.eval)))
     return nodes
 
 
@@ -382,11 +407,16 @@ def _label(root: Path, ckpt: Path) -> str:
     return "__".join(ckpt.relative_to(root).parts)
 
 
-def _branch_job(cfg: Config, parent: Path, out: Path, method: str, sft_dir: Path | None):
+def _branch_job(cfg: Config, parent: Path, out: Path, method: str, sft_dir: Path | None, sft_cfg: Config | None):
     def job():
         from rlearly.train import branch
-        branch.run(cfg, parent, out, method, sft_dir=sft_dir)
+        branch.run(cfg, parent, out, method, sft_dir=sft_dir, sft_cfg=sft_cfg)
     return job
+
+
+def _protocol(e: EvalPlan) -> dict:
+    """What an evaluation result must record to count as this plan's (n, ks, seed, problems)."""
+    return dict(n=e.n, ks=list(e.ks), eval_seed=e.seed, max_problems=e.max_problems)
 
 
 def _eval_job(e: EvalPlan, root: Path, ckpt: Path, split: str, out: Path):
@@ -402,7 +432,8 @@ def _eval_job(e: EvalPlan, root: Path, ckpt: Path, split: str, out: Path):
         res["general_items"] = res["general"].pop("items")
         res["method"] = meta.get("method", "pretrain")
         res["parent_tokens"] = meta.get("parent_tokens") or meta.get("tokens")
-        res["seed"] = meta.get("seed")
+        res["seed"] = meta.get("seed")  # the branch's training seed (the tables' `seed`)
+        res.update(_protocol(e))
         out.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(out, json.dumps(res, indent=2) + "\n")
     return job

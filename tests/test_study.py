@@ -53,6 +53,10 @@ def test_sft_rl_starts_from_the_studys_sft_branch(tiny_study):
     assert meta["parent"] == str(next((root / "branch" / "sft" / ck).glob("*")) / "final")
     assert meta["parent_tokens"] == int(ck.split("-")[1])  # the pretraining tokens of M_t
     assert not (sft_rl.parent / "sft").exists()  # no second SFT run
+    # SFT→RL's own RL length (method_overrides) and the plain RL's; its SFT is the study's SFT branch
+    own = json.loads((sft_rl.parent / "meta.json").read_text())
+    rl = json.loads(next((root / "branch" / "rl" / ck).glob("s0-*/meta.json")).read_text())
+    assert own["steps"] == 2 and rl["steps"] == 3 and rl["config_hash"] != own["config_hash"]
 
 
 def test_tables_agree_with_the_stored_evaluations(tiny_study):
@@ -83,6 +87,20 @@ def test_a_lost_evaluation_is_the_only_node_rerun(tiny_study):
     logs = []
     study.run(spec, root, log=logs.append)
     assert logs[0].endswith("1 to run") and victim.read_text() == before  # same stored samples, same numbers
+
+
+def test_an_evaluation_of_other_settings_is_not_taken_for_done(tiny_study):
+    """Evaluation results are stored per checkpoint and split: one made with other settings (here fewer
+    problems) is stale, so exactly the evaluations of the changed plan are redone."""
+    import dataclasses
+    spec, root = tiny_study
+    changed = dataclasses.replace(spec, eval=dataclasses.replace(spec.eval, max_problems=spec.eval.max_problems - 1))
+    before = {n.path: n.done for n in study.plan(spec, root)}
+    after = {n.path: n for n in study.plan(changed, root)}
+    assert all(before.values())
+    stale = {p for p, n in after.items() if not n.done}
+    assert stale and all(after[p].kind == "eval" and after[p].arm == "main" for p in stale)
+    assert all(after[p].done for p in after if after[p].kind != "eval")
 
 
 def test_corrupt_tables_and_node_results_are_named(tiny_study, tmp_path):
@@ -123,6 +141,9 @@ def test_corrupt_tables_and_node_results_are_named(tiny_study, tmp_path):
     ("name: x\neval:\n  n: 4\n  ks: [8]\n", "eval.ks=[8] must lie in [1, eval.n=4]"),
     ("name: x\neval:\n  max_problems: 0\n", "eval.max_problems=0 must be >= 1"),
     ("name: x\nconfig:\n  model.n_layr: 2\n", "unknown config key 'model.n_layr'"),
+    ("name: x\nbranch:\n  methods: [rl]\n  method_overrides: {sft: {sft.steps: 2}}\n",
+     "method_overrides names 'sft', which is not in branch.methods"),
+    ("name: x\nbranch:\n  methods: [rl]\n  method_overrides: {rl: {rl.stepz: 2}}\n", "unknown config key 'rl.stepz'"),
 ])
 def test_bad_study_specs_name_the_problem(tmp_path, text, needle):
     f = tmp_path / "s.yaml"

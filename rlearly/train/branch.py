@@ -60,14 +60,15 @@ def total_steps(method: str, cfg: Config) -> int:
 
 
 def run(cfg: Config, parent: str | Path, out_dir: str | Path, method: str, *, show_progress: bool = True,
-        stop_after: int | None = None, sft_dir: str | Path | None = None) -> Path:
+        stop_after: int | None = None, sft_dir: str | Path | None = None, sft_cfg: Config | None = None) -> Path:
     """Train branch `method` from checkpoint `parent` into `out_dir` (resuming if interrupted).
-    For `sft_rl`, `sft_dir` names the SFT branch to start from (run there if unfinished; default <out>/sft)."""
+    For `sft_rl`, `sft_dir` names the SFT branch to start from (run there if unfinished; default <out>/sft)
+    and `sft_cfg` its config (default `cfg`: a study may give SFT→RL's RL settings of its own)."""
     if method not in METHODS:
         raise ConfigError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
     out = Path(out_dir)
     if method == "sft_rl":  # the paper's pipeline: RL from the SFT branch of the same checkpoint
-        sft_dir = run(cfg, parent, sft_dir or out / "sft", "sft", show_progress=show_progress,
+        sft_dir = run(sft_cfg or cfg, parent, sft_dir or out / "sft", "sft", show_progress=show_progress,
                       stop_after=stop_after)
         if not (sft_dir / "DONE").exists():
             return out
