@@ -176,6 +176,9 @@ class SFTConfig:
         _known("sft.loss_agg", self.loss_agg, _loss_aggs())
 
 
+RL_BACKENDS = ("torch", "vllm")  # rollout samplers (rlearly.sampling, rlearly.vllm_backend)
+
+
 @dataclass
 class RLConfig:
     """GRPO with a verifiable binary reward (paper §3.1, VeRL settings scaled down)."""
@@ -202,6 +205,7 @@ class RLConfig:
     kl_coef: float = 0.0  # beta of the k3 KL to the start checkpoint (paper: 0.001)
     kl_estimator: str = "k3"
     split: str = "train"
+    backend: str = "torch"  # rollout sampler: torch, or vllm (GPU, `[gpu]` extra; weights pushed after each update)
 
     def __post_init__(self):
         _positive(self, "steps", "prompts_per_step", "group_size", "max_new_tokens", "mini_batches", "epochs")
@@ -209,6 +213,7 @@ class RLConfig:
             raise ConfigError(f"rl.lr={self.lr} must be > 0")
         _known("rl.loss_agg", self.loss_agg, _loss_aggs())
         _known("rl.kl_estimator", self.kl_estimator, ("k1", "k2", "k3"))
+        _known("rl.backend", self.backend, RL_BACKENDS)
         if self.prompts_per_step % self.mini_batches:  # a mini-batch holds whole groups
             raise ConfigError(f"rl.mini_batches={self.mini_batches} must divide rl.prompts_per_step={self.prompts_per_step}")
 

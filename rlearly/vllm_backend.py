@@ -17,19 +17,27 @@ Mapping (vLLM's documented SamplingParams fields):
                                   i.e. temperature 1 as in our Completion.logprobs (RL's pi_old).
 The same seed and key give a reproducible sample within vLLM, but not the torch backend's sample: the two
 backends draw differently, so keep their samples under different seeds or store folders.
+
+RL (`rl.backend: vllm`): `from_torch` builds an engine once from the policy's weights (exported to a temporary
+HF-format directory) and `refresh_weights` loads the policy's current weights into it before each rollout
+batch that follows an update.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from rlearly.checkpoint import save_checkpoint
 from rlearly.errors import CheckpointError, RlearlyError
 from rlearly.extras import require
 from rlearly.sampling import Completion
 
-def _vllm():
+def import_vllm():
     """The vllm module, imported on first use."""
     return require("vllm", "gpu", "the vllm backend", " (CUDA only)")
 
@@ -40,17 +48,67 @@ class VllmModel:
 
     llm: object
     max_seq_len: int
+    workdir: object = None  # from_torch: the temporary checkpoint directory, kept as long as the engine
 
 
 def load_model(path, **llm_kwargs) -> VllmModel:
     """`vllm.LLM` over an rlearly checkpoint directory (HF Llama layout), with prefix caching on."""
-    vllm = _vllm()
+    vllm = import_vllm()
     path = Path(path)
     if not (path / "config.json").is_file():
         raise CheckpointError(f"checkpoint not found: {path} (no config.json)")
     max_len = json.loads((path / "config.json").read_text())["max_position_embeddings"]
     kw = dict(model=str(path), tokenizer=str(path), enable_prefix_caching=True, max_model_len=max_len)
     return VllmModel(vllm.LLM(**{**kw, **llm_kwargs}), int(max_len))
+
+
+def from_torch(model, tok, **llm_kwargs) -> VllmModel:
+    """A vLLM engine over the current weights of the LlamaLM `model`, for RL rollouts: the model and tokenizer
+    are written with save_checkpoint to a temporary directory and loaded with `load_model`.
+    The engine core runs in this process (VLLM_ENABLE_V1_MULTIPROCESSING=0 unless already set), so that
+    `refresh_weights` hands tensors to the model without serialising them; under vLLM V1's default
+    multiprocessing, a function sent through apply_model is refused unless VLLM_ALLOW_INSECURE_SERIALIZATION=1."""
+    import_vllm()  # the [gpu] error before any export
+    workdir = tempfile.TemporaryDirectory(prefix="rlearly-vllm-")
+    path = save_checkpoint(Path(workdir.name) / "policy", model, tok, {"method": "rollout-engine"})
+    os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+    engine = load_model(path, **llm_kwargs)
+    engine.workdir = workdir
+    return engine
+
+
+def hf_weights(model) -> list[tuple]:
+    """(HF name, tensor) of every weight of a LlamaLM, as save_checkpoint writes them: without lm_head.weight
+    when the embeddings are tied (vLLM's Llama ties lm_head to embed_tokens itself and skips that name)."""
+    state = model.state_dict()
+    if model.cfg.tie_embeddings:
+        state.pop("lm_head.weight")
+    return [(name, t.detach()) for name, t in state.items()]
+
+
+def refresh_weights(engine: VllmModel, model) -> None:
+    """Load the current weights of the LlamaLM `model` into the vLLM engine, then drop its prefix cache (KV blocks
+    computed with the old weights would otherwise be reused for the same prompts).
+
+    Follows vLLM's public `LLM.apply_model(func)`: func runs on the nn.Module inside each worker (V0 since
+    vLLM PR #10353; V1 through `LLM.collective_rpc` since PR #15444, vLLM 0.8.3), here calling the model's
+    `load_weights(iterable of (HF name, tensor))`, which fuses q/k/v and gate/up itself and copies onto the
+    engine's device and dtype; then `LLM.reset_prefix_cache()`, as TRL's colocated vLLM mode does after its
+    weight sync. Sources: vllm/entrypoints/llm.py (apply_model, collective_rpc, reset_prefix_cache),
+    vllm/v1/worker/worker_base.py (WorkerBase.apply_model), docs.vllm.ai. vLLM's newer weight-transfer API
+    (init_weight_transfer_engine / update_weights) moves CUDA tensors over NCCL or CUDA IPC; the policy here
+    trains on the CPU, so the plain load is used."""
+    llm = engine.llm
+    if not hasattr(llm, "apply_model"):
+        raise RlearlyError("RL with the vllm backend needs vLLM >= 0.8.3 (LLM.apply_model): "
+                           "pip install -U 'rlearly[gpu]'")
+    llm.apply_model(functools.partial(_load_weights, hf_weights(model)))
+    llm.reset_prefix_cache()
+
+
+def _load_weights(weights, module) -> None:
+    """Runs inside vLLM's worker on its model (module-level, so it pickles by name if it must travel)."""
+    module.load_weights(weights)
 
 
 def sample_seed(seed: int, key: int) -> int:
@@ -61,7 +119,7 @@ def sample_seed(seed: int, key: int) -> int:
 
 def sampling_params(keys, *, max_new_tokens: int, temperature: float, top_p: float, stop_ids, seed: int) -> list:
     """One `vllm.SamplingParams` per sample key (see the module docstring for the mapping)."""
-    vllm = _vllm()
+    vllm = import_vllm()
     return [vllm.SamplingParams(n=1, temperature=float(temperature), top_p=float(top_p),
                                 max_tokens=int(max_new_tokens), stop_token_ids=[int(t) for t in stop_ids],
                                 seed=sample_seed(seed, k), logprobs=0)

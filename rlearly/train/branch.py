@@ -66,6 +66,9 @@ def run(cfg: Config, parent: str | Path, out_dir: str | Path, method: str, *, sh
     and `sft_cfg` its config (default `cfg`: a study may give SFT→RL's RL settings of its own)."""
     if method not in METHODS:
         raise ConfigError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
+    if cfg.rl.backend == "vllm" and method not in ("sft", "sft_gold"):  # the [gpu] error before any directory
+        from rlearly.vllm_backend import import_vllm
+        import_vllm()
     out = Path(out_dir)
     if method == "sft_rl":  # the paper's pipeline: RL from the SFT branch of the same checkpoint
         sft_dir = run(sft_cfg or cfg, parent, sft_dir or out / "sft", "sft", show_progress=show_progress,

@@ -6,6 +6,10 @@ compute group-normalised advantages, then take `mini_batches` x `epochs` optimiz
 token-level loss (+ optional k3 KL to the frozen start checkpoint). Rollout randomness is a pure function
 of (seed, step, sample), so a resumed run samples exactly what an uninterrupted one would.
 
+With `rl.backend: vllm` the rollouts come from a vLLM engine built once from the start weights; before each
+rollout batch, the policy's weights are loaded into it if they changed since the last load (an update here,
+the SFT steps and averaging of the mixed recipes, a resume), and pi_old is recomputed by the policy itself.
+
 Under torchrun each rank samples the groups of its share of the step's prompts, with the sample keys
 one process would use (so the same rollouts), and computes its share of each mini-batch's loss; the
 logged stats are the whole batch's (rlearly.train.dist).
@@ -73,6 +77,11 @@ def rollout_tensors(prompts: list[list[int]], completions, rewards, pad_id: int,
                     torch.tensor([len(c.tokens) for c in completions]), group)
 
 
+def weights_version(model) -> tuple:
+    """Changes whenever a parameter is modified in place (optimizer step, copy_, load_state_dict) or replaced."""
+    return tuple((p.data_ptr(), p._version) for p in model.parameters())
+
+
 class RLRecipe:
     """One GRPO rollout batch + its updates per call; `collect` and `loss` serve the mixed recipes."""
 
@@ -90,6 +99,11 @@ class RLRecipe:
         self.ref = None
         if rc.kl_coef > 0:  # frozen start checkpoint for the KL term
             self.ref = copy.deepcopy(model).eval().requires_grad_(False)
+        self.engine = None  # rl.backend "vllm": the vLLM engine sampling the rollouts
+        if rc.backend == "vllm":
+            from rlearly import vllm_backend
+            self.engine = vllm_backend.from_torch(model, tok)
+            self.engine_weights = weights_version(model)  # the weights the engine holds
 
     def collect(self, step: int) -> tuple[Rollouts, torch.Tensor, dict]:
         """Sample rollouts from the current weights; returns them with advantages and stats."""
@@ -97,18 +111,48 @@ class RLRecipe:
         idx = epoch_batch(self.cfg.seed, step, rc.prompts_per_step, len(self.prompts))[self.part]
         prompts = [self.prompts[i] for i in idx]
         keys = range(self.part.start * G, self.part.stop * G)  # a sample's key is its index in the whole batch
-        outs = generate(self.model, prompts, n=G, max_new_tokens=rc.max_new_tokens, temperature=rc.temperature,
-                        top_p=rc.top_p, stop_ids=self.tok.line_stop_ids, seed=stable_seed(self.cfg.seed, "rl", step),
-                        keys=keys, pad_id=self.tok.pad_id)
+        kw = dict(n=G, max_new_tokens=rc.max_new_tokens, temperature=rc.temperature, top_p=rc.top_p,
+                  stop_ids=self.tok.line_stop_ids, seed=stable_seed(self.cfg.seed, "rl", step), keys=keys,
+                  pad_id=self.tok.pad_id)
+        outs = generate(self.model, prompts, **kw) if self.engine is None else self._engine_generate(prompts, kw)
         rewards = [self.task.reward(self.tok.decode(o.tokens), self.problems[idx[k // G]]) for k, o in enumerate(outs)]
         ro = rollout_tensors(prompts, outs, rewards, self.tok.pad_id, G)
         adv, astats = group_advantages(ro.rewards, G, normalize_std=rc.normalize_std)
         stats = {"reward_mean": astats["reward_mean"], "frac_zero_std": astats["frac_zero_std"],
                  "truncated_frac": float((~ro.finished).float().mean()),
                  "response_len": float(ro.lengths.float().mean())}
+        if self.engine is not None:
+            # pi_old from the policy, not from vLLM's kernels (another dtype and attention): the ratio of the first
+            # update is 1 as with torch sampling; the gap stays in the log (it grows if the weights were not loaded)
+            engine_lp, ro.old_logprobs = ro.old_logprobs, self.policy_logprobs(ro)
+            stats["vllm_logprob_gap"] = float((engine_lp - ro.old_logprobs).abs().sum() / ro.mask.sum().clamp(min=1))
         if self.dp.active:
             stats = self.dp.reduce_stats(stats, len(outs))  # means over rollouts (groups: G rollouts each)
         return ro, adv, stats
+
+    def _engine_generate(self, prompts, kw) -> list:
+        """Rollouts from vLLM, after loading the policy's weights into it if they changed since the last load."""
+        from rlearly import vllm_backend
+        version = weights_version(self.model)
+        if version != self.engine_weights:
+            vllm_backend.refresh_weights(self.engine, self.model)
+            self.engine_weights = version
+        return vllm_backend.generate(self.engine, prompts, **kw)
+
+    @torch.no_grad()
+    def policy_logprobs(self, ro: Rollouts) -> torch.Tensor:
+        """(N, T) log pi of the rollouts' targets under the current weights (0 off the mask), computed as the loss
+        computes them, `rl.mini_batches` parts of whole groups at a time."""
+        G, out = ro.group, torch.zeros_like(ro.old_logprobs)
+        for groups in torch.arange(len(ro.prefix)).tensor_split(self.cfg.rl.mini_batches):
+            if len(groups) == 0:  # data-parallel: fewer groups on this rank than parts
+                continue
+            rows = (groups[:, None] * G + torch.arange(G)).reshape(-1)
+            mask = ro.mask[rows]
+            logits = self.model.masked_logits(ro.x[rows], mask, prefix=ro.prefix[groups],
+                                              prefix_real=ro.prefix_real[groups], group=G)
+            out[rows] = scatter_masked(token_logprobs(logits, ro.y[rows][mask.bool()]), mask)
+        return out
 
     def loss(self, ro: Rollouts, adv: torch.Tensor, rows) -> tuple[torch.Tensor, dict]:
         """GRPO loss on the rollouts `rows` (a mini-batch of whole groups, from `local_rows`). Each prompt's
