@@ -164,7 +164,7 @@ def _claim3(s: _Study) -> Claim:
 
 def _claim4(s: _Study) -> Claim:
     cl = Claim(4, "SFT→RL sharpens",
-               "against SFT at the last checkpoint: Δpass@1 CI above 0 while Δpass@k_max < 0")
+               "against SFT at the last checkpoint: Δpass@1 CI above 0 and Δpass@k_max CI below 0 (paired CIs)")
     if not s.has("sft", "sft_rl"):
         cl.why = "needs SFT and SFT→RL branches"
         return cl
@@ -174,14 +174,8 @@ def _claim4(s: _Study) -> Claim:
                   f"Δpass@{s.km} {big['diff']:+.3f} {_ci(big)}"
     if _no_signal(cl, s):
         return cl
-    if one["up"] and big["diff"] < 0:
-        cl.verdict = "held"
-        cl.why = "pass@1 up, pass@k_max " + ("significantly down" if big["down"] else "down (CI covers 0)")
-    elif one["up"]:
-        cl.verdict = "not held" if big["up"] else "partly held"
-        cl.why = "pass@1 and pass@k_max both up: expansion" if big["up"] else "pass@1 up, pass@k_max unchanged"
-    else:
-        cl.verdict, cl.why = "not held", "RL after SFT did not lift pass@1 significantly"
+    _two_part_verdict(cl, {"pass@1 up": _direction(one["low"], one["high"]),
+                           f"pass@{s.km} down": _direction(-big["high"], -big["low"])})
     return cl
 
 
