@@ -17,6 +17,7 @@ from rlearly.passk import spearman_permutation
 # ---------------------------------------------------------------- the paper's claims (PAPER §8)
 
 NOT_MEASURED = "not measured in this study"
+SAME_TOKENS = "same_tokens_"  # claim 8: the many-rollout RL arm stopped at the few-rollout arm's generated tokens
 
 # What the paper reports for each claim (quoted from PAPER.md §1, §5, §6 and §8; GSM8K unless said).
 PAPER_NUMBERS = {
@@ -335,7 +336,8 @@ def _two_part_verdict(cl: Claim, parts: dict[str, str]) -> None:
 def _claim8(s: _Study) -> Claim:
     cl = Claim(8, "Rollout count trades sample efficiency for compute efficiency",
                "same prompts seen: test pass@1 of many − few rollouts/prompt > 0 (paired CI); same generated "
-               "tokens: validation pass@1 of few − many > 0 (normal-approx CI)")
+               "tokens: test pass@1 of few − many > 0 (paired CI; many stopped at few's tokens, arm "
+               f"{SAME_TOKENS}<G>), else validation pass@1 at interpolated tokens (normal-approx CI)")
     bm = s.every["branch_metrics"] if s.every is not None else pd.DataFrame()
     arms = [a for a in dict.fromkeys(bm["arm"])] if "arm" in bm else []
     budget = [a for a in arms if a.startswith("rollouts_")]
@@ -347,31 +349,41 @@ def _claim8(s: _Study) -> Claim:
     few, many = sizes.idxmin(), sizes.idxmax()
     start = curves["parent_tokens"].iloc[0]
     pk_all = s.every["passk"]
-    sel = pk_all[(pk_all["method"] == "rl") & (pk_all["parent_tokens"] == start) & pk_all["arm"].isin([few, many])]
+    short = [a for a in arms if a.startswith(SAME_TOKENS)]
+    sel = pk_all[(pk_all["method"] == "rl") & (pk_all["parent_tokens"] == start) & pk_all["arm"].isin([few, many, *short])]
     sel = sel.assign(method=sel["arm"])
     a = over_seeds(compare_methods(s.root, sel, many, few, [1], s.split))
     ga, gb = int(sizes[few]), int(sizes[many])
-    cf = curves[curves["group_size"] == ga].dropna(subset=["val_pass@1"]).groupby("step").mean(numeric_only=True)
-    cm = curves[curves["group_size"] == gb].dropna(subset=["val_pass@1"]).groupby("step").mean(numeric_only=True)
+    cf = curves[curves["arm"] == few].dropna(subset=["val_pass@1"]).groupby("step").mean(numeric_only=True)
+    cm = curves[curves["arm"] == many].dropna(subset=["val_pass@1"]).groupby("step").mean(numeric_only=True)
     if a.empty or cf.empty or cm.empty:
         cl.why = "needs test evaluations of both settings and validation pass@1 during RL (branch.eval_every)"
         return cl
     t = cf["gen_tokens"].iloc[-1]  # the few-rollout run's whole sampling budget
-    v_few = cf["val_pass@1"].iloc[-1]
-    v_many = float(np.interp(t, cm["gen_tokens"], cm["val_pass@1"]))
-    se = lambda c, i: c["val_pass@1_se"].iloc[i] if "val_pass@1_se" in c else math.nan  # noqa: E731
-    half = 1.96 * math.hypot(se(cf, -1), se(cm, int(np.abs(cm["gen_tokens"] - t).argmin())))
     r = a.iloc[0]
     cl.stats = {"few_G": ga, "many_G": gb, "dpass1_same_prompts": r["diff"], "dpass1_same_prompts_low": r["low"],
-                "dpass1_same_prompts_high": r["high"], "dval1_same_tokens": v_few - v_many,
-                "dval1_same_tokens_low": v_few - v_many - half, "dval1_same_tokens_high": v_few - v_many + half}
-    cl.measured = (f"G={gb} − G={ga} at equal prompts: Δpass@1 {r['diff']:+.3f} {_ci(r)}; G={ga} − G={gb} at "
-                   f"{t:,.0f} generated tokens: Δval pass@1 {v_few - v_many:+.3f} "
-                   f"[{v_few - v_many - half:+.3f}, {v_few - v_many + half:+.3f}]")
+                "dpass1_same_prompts_high": r["high"]}
+    cl.measured = f"G={gb} − G={ga} at equal prompts: Δpass@1 {r['diff']:+.3f} {_ci(r)}; "
+    b = over_seeds(compare_methods(s.root, sel, few, short[0], [1], s.split)) if short else pd.DataFrame()
+    if not b.empty:  # the many-rollout setting stopped at the few one's budget, evaluated on the test split
+        sc = budget_curves(bm, short[:1], start)
+        t_many, b = sc["gen_tokens"].iloc[-1], b.iloc[0]
+        d, low, high = b["diff"], b["low"], b["high"]
+        cl.measured += (f"G={ga} − G={int(sc['group_size'].iloc[0])} at {t:,.0f} vs {t_many:,.0f} generated tokens: "
+                        f"Δtest pass@1 {d:+.3f} {_ci(b)}")
+        cl.stats |= {"many_tokens_over_few": t_many / t}
+    else:  # the many-rollout run's validation curve, interpolated to the few one's budget
+        v_few = cf["val_pass@1"].iloc[-1]
+        v_many = float(np.interp(t, cm["gen_tokens"], cm["val_pass@1"]))
+        se = lambda c, i: c["val_pass@1_se"].iloc[i] if "val_pass@1_se" in c else math.nan  # noqa: E731
+        half = 1.96 * math.hypot(se(cf, -1), se(cm, int(np.abs(cm["gen_tokens"] - t).argmin())))
+        d, low, high = v_few - v_many, v_few - v_many - half, v_few - v_many + half
+        cl.measured += f"G={ga} − G={gb} at {t:,.0f} generated tokens: Δval pass@1 {d:+.3f} [{low:+.3f}, {high:+.3f}]"
+    cl.stats |= {"dpass1_same_tokens": d, "dpass1_same_tokens_low": low, "dpass1_same_tokens_high": high}
     if _no_signal(cl, s):
         return cl
     _two_part_verdict(cl, {"many rollouts better per prompt": _direction(r["low"], r["high"]),
-                           "few rollouts better per token": _direction(v_few - v_many - half, v_few - v_many + half)})
+                           "few rollouts better per token": _direction(low, high)})
     return cl
 
 

@@ -197,6 +197,7 @@ class RLConfig:
     grad_clip: float = 1.0
     mini_batches: int = 1  # optimizer updates per rollout batch, each on whole prompt groups (paper: 4)
     epochs: int = 1  # passes over each rollout batch (paper: 1)
+    filter_groups: bool = False  # update on groups with unequal rewards only (DAPO's filter, no resampling)
     clip_low: float = 0.2  # ratio clipped to [1 - clip_low, 1 + clip_high]
     clip_high: float = 0.2
     dual_clip: float = 3.0  # bound on the loss of negative-advantage tokens (VeRL c=3); 0 = off
@@ -256,9 +257,21 @@ class Config:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
     def hash(self) -> str:
-        """Content hash of the resolved config (12 hex chars): names run directories and lineage."""
-        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
+        """Content hash of the resolved config (12 hex chars): names run directories and lineage. Options
+        added after results existed (LATE_OPTIONS) count only when set away from their no-op value, so adding
+        one does not rename every finished run."""
+        d = self.to_dict()
+        for key, noop in LATE_OPTIONS.items():
+            section, name = key.split(".")
+            if d[section][name] == noop:
+                del d[section][name]
+        blob = json.dumps(d, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
+
+
+# Options added after studies had run, with the value that reproduces the behaviour from before they existed.
+# Never change a value here: it is what old run directories were hashed without.
+LATE_OPTIONS: dict[str, Any] = {"rl.filter_groups": False}
 
 
 # Size presets: a dial that sets the rest. `tiny` runs in seconds for tests; `small` is the default

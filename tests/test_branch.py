@@ -2,12 +2,14 @@
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 
 from rlearly.checkpoint import load_checkpoint, read_meta
 from rlearly.config import load_config
 from rlearly.errors import ConfigError
+from rlearly.losses import group_advantages
 from rlearly.tasks import SyntheticTask, get_task
 from rlearly.train import branch
 from rlearly.train.common import read_metrics
@@ -169,3 +171,30 @@ def test_cli_branch_runs_and_refuses_bad_input(tiny_ckpt, tmp_path):
     assert missing.returncode == 2 and "checkpoint not found" in missing.stderr
     typo = cli(str(tiny_ckpt), "--method", "rl", "rl.stepz=3")
     assert typo.returncode == 2 and "unknown config key 'rl.stepz'" in typo.stderr
+
+
+def test_filter_groups_drops_groups_without_signal_and_rescales_the_token_mean(tiny_ckpt):
+    """rl.filter_groups: mini-batches hold only groups whose rewards differ; the loss on them is the whole
+    batch's token-mean loss scaled by (all tokens / their tokens), since the other groups' advantages are 0."""
+    cfg = load_config(tiny_ckpt / "config.yaml", ["rl.filter_groups=true", "rl.mini_batches=2"])
+    model, tok, _ = load_checkpoint(tiny_ckpt)
+    recipe = RLRecipe(cfg, model, tok, get_task("synthetic", world=cfg.world))
+    ro, _, _ = recipe.collect(0)
+    G, n_groups = cfg.rl.group_size, cfg.rl.prompts_per_step
+    rewards = torch.zeros(n_groups, G)
+    rewards[1, 0] = rewards[3, 1:] = 1.0  # groups 1 and 3 have a signal, 0 and 2 none (all 0 / all 1)
+    rewards[2] = 1.0
+    adv, _ = group_advantages(rewards.reshape(-1), G)
+    keep = recipe.signal_groups(adv)
+    assert keep.tolist() == [False, True, False, True]
+    batches = recipe.minibatches(0, len(adv), keep)
+    assert len(batches) == 2 and sorted(np.concatenate(batches).tolist()) == list(range(G, 2 * G)) + list(range(3 * G, 4 * G))
+    assert recipe.minibatches(0, len(adv), np.zeros(n_groups, bool)) == []  # no signal: no update
+    kept = torch.from_numpy(np.sort(np.concatenate(batches)))
+    everything = torch.arange(len(adv))
+    with torch.no_grad():
+        l_kept, _ = recipe.loss(ro, adv, kept)
+        l_all, _ = recipe.loss(ro, adv, everything)
+    ratio = float(ro.mask.sum() / ro.mask[kept].sum())
+    assert abs(float(l_kept) - ratio * float(l_all)) < 1e-6 and abs(float(l_all)) > 1e-4
+    assert load_config(tiny_ckpt / "config.yaml").rl.filter_groups is False  # off by default (the paper's GRPO)

@@ -23,6 +23,15 @@ def test_yaml_round_trip_and_hash(tmp_path):
     assert load_config(preset="tiny").hash() != cfg.hash()
 
 
+def test_late_options_at_their_noop_value_keep_old_run_names():
+    """The default study's pretraining directory was named before rl.filter_groups existed; adding the option
+    (off) must not rename it, while turning it on must."""
+    study = {"world.format_fraction": 0.25,
+             "pretrain.checkpoints": [100352, 200704, 503808, 796672, 1263616, 1601536, 2000000]}
+    assert load_config(overrides=study).hash() == "3b30de24f171"  # runs/default/pretrain/3b30de24f171
+    assert load_config(overrides={**study, "rl.filter_groups": True}).hash() != "3b30de24f171"
+
+
 def test_overrides_win_over_file_and_preset(tmp_path):
     f = tmp_path / "c.yaml"
     f.write_text("preset: tiny\npretrain:\n  lr: 0.01\n  checkpoints: [4096, 8192]\n")

@@ -127,6 +127,14 @@ def test_results_equal_what_the_tables_give(tiny):
     assert summ["claims_measured"] + 0 <= 10
     # the side experiments' claims read the arms: rollout budget (G=2 vs G=8) and composition vs scale
     assert summ["claim8.few_G"] == 2 and summ["claim8.many_G"] == 8
+    # same tokens: G=2 against the G=8 run stopped after 1 step (arm same_tokens_8), on the test split
+    g2, g8 = (every[(every.arm == a) & (every.method == "rl") & (every.split == "test") & (every.k == 1)]["pass_at_k"].mean()
+              for a in ("rollouts_2", "same_tokens_8"))
+    assert summ["claim8.dpass1_same_tokens"] == pytest.approx(g2 - g8, abs=1e-12)
+    bm8 = bm_every[bm_every.arm == "same_tokens_8"]
+    bm2 = bm_every[bm_every.arm == "rollouts_2"]
+    assert summ["claim8.many_tokens_over_few"] == pytest.approx(
+        (bm8.response_len * 8 * bm8.prompts_per_step).sum() / (bm2.response_len * 2 * bm2.prompts_per_step).sum())
     for arm in ("main", "math_heavy", "wider"):
         assert summ[f"claim9.gain_{arm}"] == pytest.approx(comp[f"{arm}.hard.pass@1.gain"], abs=1e-12)
 

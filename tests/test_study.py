@@ -36,9 +36,9 @@ def test_every_node_done_and_second_run_does_nothing(tiny_study):
     nodes = study.plan(spec, root)
     # main: pretrain, 2 checkpoints x 4 methods + parallel at the last, their 11 evaluations and 2 readiness
     # evaluations; arms: 2 more RL seeds (+ evaluations), the hard split (main's RL shared: 2 evaluations), two
-    # pretraining variants (pretrain, RL, 4 evaluations each), two rollout settings (RL + evaluation each)
-    assert len(nodes) == (1 + 9 + 11 + 2) + (2 + 2) + 2 + 2 * (1 + 1 + 4) + 2 * 2
-    assert {n.arm for n in nodes} == {"main", "math_heavy", "wider", "rollouts_2", "rollouts_8"}
+    # pretraining variants (pretrain, RL, 4 evaluations each), three rollout settings (RL + evaluation each)
+    assert len(nodes) == (1 + 9 + 11 + 2) + (2 + 2) + 2 + 2 * (1 + 1 + 4) + 3 * 2
+    assert {n.arm for n in nodes} == {"main", "math_heavy", "wider", "rollouts_2", "rollouts_8", "same_tokens_8"}
     assert all(n.done for n in nodes)
     ran = []
     study.run(spec, root, log=ran.append)

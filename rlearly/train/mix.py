@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 
 from rlearly.config import Config
+from rlearly.errors import ConfigError
 from rlearly.train.common import make_adamw
 from rlearly.train.rl import RLRecipe
 from rlearly.train.sft import SFTRecipe
@@ -40,6 +41,8 @@ class ParallelRecipe:
 
 class CombinedRecipe:
     def __init__(self, cfg: Config, model, tok, task):
+        if cfg.rl.filter_groups:  # its SFT term trains on every RL mini-batch, signal or not
+            raise ConfigError("rl.filter_groups does not apply to the combined recipe; set it false")
         self.cfg, self.model, self.lam = cfg, model, cfg.branch.combined_sft_weight
         self.rl = RLRecipe(cfg, model, tok, task)
         self.sft = SFTRecipe(cfg, model, tok, task, all_demos=False)

@@ -191,15 +191,35 @@ class RLRecipe:
         stats["entropy"] = entropy_from_logits(logits.detach(), mask[sel])
         return loss, stats
 
-    def minibatches(self, step: int, n: int) -> list[np.ndarray]:
+    def minibatches(self, step: int, n: int, keep: np.ndarray | None = None) -> list[np.ndarray]:
         """Row indices of each optimizer step: per epoch, a seeded permutation of the prompts split into
-        `mini_batches` parts, each prompt bringing its G rollouts (as VeRL splits by prompt)."""
+        `mini_batches` parts, each prompt bringing its G rollouts (as VeRL splits by prompt). With `keep`
+        (a bool per prompt of the batch, from `signal_groups`) the other prompts are left out first, so
+        every mini-batch holds only groups with a learning signal; none is returned when no group has one."""
         rc, G = self.cfg.rl, self.cfg.rl.group_size
         out = []
         for epoch in range(rc.epochs):
             perm = np.random.default_rng([self.cfg.seed, 0x61, step, epoch]).permutation(n // G)
-            out += [(part[:, None] * G + np.arange(G)).reshape(-1) for part in np.array_split(perm, rc.mini_batches)]
+            if keep is not None:
+                perm = perm[keep[perm]]
+            if len(perm) == 0:
+                continue
+            parts = np.array_split(perm, min(rc.mini_batches, len(perm)))
+            out += [(part[:, None] * G + np.arange(G)).reshape(-1) for part in parts]
         return out
+
+    def signal_groups(self, adv: torch.Tensor) -> np.ndarray | None:
+        """With `rl.filter_groups`, a bool per prompt of the whole batch: does its group carry a learning
+        signal (rewards not all equal, so advantages not all 0)? Those without add no policy gradient but
+        dilute a token-mean loss; DAPO's dynamic sampling drops them (it also resamples; here the batch
+        just shrinks). None when the filter is off. Data-parallel: each rank flags its own prompts."""
+        if not self.cfg.rl.filter_groups:
+            return None
+        G = self.cfg.rl.group_size
+        mine = adv.reshape(-1, G).ne(0).any(dim=1).tolist()
+        flags = [0.0] * self.cfg.rl.prompts_per_step
+        flags[self.part] = [float(f) for f in mine]
+        return np.array(self.dp.all_sum(*flags)) > 0
 
     def local_rows(self, rows: np.ndarray) -> torch.Tensor:
         """The rows of a mini-batch from `minibatches` that this rank sampled, as indices into its rollouts
@@ -215,7 +235,7 @@ class RLRecipe:
         ro, adv, stats = self.collect(step)
         self.model.train()
         agg: dict[str, list] = {}
-        for rows in self.minibatches(step, self.batch_rollouts):
+        for rows in self.minibatches(step, self.batch_rollouts, self.signal_groups(adv)):
             loss, s = self.loss(ro, adv, self.local_rows(rows))
             loss.backward()
             self.dp.sum_grads(self.model)
