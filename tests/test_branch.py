@@ -13,7 +13,7 @@ from rlearly.losses import group_advantages
 from rlearly.tasks import SyntheticTask, get_task
 from rlearly.train import branch
 from rlearly.train.common import read_metrics
-from rlearly.train.mix import ParallelRecipe, interleave_schedule
+from rlearly.train.mix import CombinedRecipe, ParallelRecipe, interleave_schedule
 from rlearly.train.rl import RLRecipe
 from rlearly.train.sft import SFTRecipe, collate
 
@@ -198,3 +198,5 @@ def test_filter_groups_drops_groups_without_signal_and_rescales_the_token_mean(t
     ratio = float(ro.mask.sum() / ro.mask[kept].sum())
     assert abs(float(l_kept) - ratio * float(l_all)) < 1e-6 and abs(float(l_all)) > 1e-4
     assert load_config(tiny_ckpt / "config.yaml").rl.filter_groups is False  # off by default (the paper's GRPO)
+    with pytest.raises(ConfigError, match="filter_groups does not apply to the combined recipe"):
+        CombinedRecipe(cfg, model, tok, get_task("synthetic", world=cfg.world))  # its SFT term has no groups
