@@ -2,16 +2,18 @@
 (one row per node run: key, kind, arm, seconds, threads, finished) and the node directories' own logs.
 
 Stages: pretraining (per pretraining run), each post-training recipe (rl, sft, sft_gold, sft_rl,
-parallel), evaluation (per split), and notebooks/reports if a row records them. Shares are of the
-node-seconds (the sum of node times); the wall time is first start to last finish, and node-seconds /
-wall is the parallelism `--jobs` reached. Inside the nodes, where the run's own logs allow:
+parallel), evaluation (per split), and the notebooks (`rlearly study report` writes their seconds to
+papermill_runs/<study>/timings.jsonl). Shares are of the node-seconds (the sum of node and notebook
+times); the wall time is the nodes' first start to last finish, and node-seconds / wall is the
+parallelism `--jobs` reached. Inside the nodes, where the run's own logs allow:
   pretraining  training steps (metrics.jsonl `elapsed_s`, which excludes the held-out/greedy evaluations)
                vs the rest of the node (evaluations at checkpoints, tokenizer, start-up, final save);
   branches     recipe steps vs the quick validation pass@k every `branch.eval_every` steps, estimated
                from the per-step `elapsed_s` increments (an evaluation step's increment minus the median
-               increment of the steps without one).
-What the logs do not hold (sampling vs scoring inside an evaluation node, rollout vs update inside an
-RL step, notebooks and HTML reports) is listed as missing.
+               increment of the steps without one); GRPO steps: sampling the rollouts vs the updates
+               (metrics.jsonl `rollout_s`, `update_s`).
+What the logs do not hold (sampling vs scoring inside an evaluation node, HTML rendering) is listed as
+missing.
 
     python benchmarks/bench_study.py [--study runs/default] [--out benchmarks/results/bench_study.json]
 """
@@ -78,7 +80,7 @@ def pretrain_inside(root: Path) -> dict:
 
 def branch_inside(root: Path) -> dict:
     """Per method: recipe-step seconds and estimated quick-validation seconds, summed over its branches."""
-    agg = defaultdict(lambda: dict(branches=0, elapsed_s=0.0, validation_s=0.0, steps=0))
+    agg = defaultdict(lambda: dict(branches=0, elapsed_s=0.0, validation_s=0.0, steps=0, rollout_s=0.0, update_s=0.0))
     for meta in sorted((root / "branch").glob("*/*/*/meta.json")):
         rows = _metrics(meta.parent / "metrics.jsonl")
         if not rows:
@@ -93,13 +95,16 @@ def branch_inside(root: Path) -> dict:
         a["steps"] += len(rows)
         a["elapsed_s"] += rows[-1]["elapsed_s"]
         a["validation_s"] += sum(max(0.0, d - base) for d in with_val)
+        for k in ("rollout_s", "update_s"):  # GRPO steps log their sampling and update seconds
+            a[k] += sum(r.get(k, 0.0) for r in rows)
     return dict(agg)
 
 
 def report(result: dict, rows: list[dict]) -> None:
     """Print the stage tables of `result`; rows are the timings rows it was made from."""
     print(f"study {result['study']}: {result['nodes']} nodes, {result['node_seconds']:,.0f} node-seconds in "
-          f"{result['wall_seconds']:,.0f} s wall ({result['parallelism']:.2f} nodes at a time on average), torch threads per node "
+          f"{result['wall_seconds']:,.0f} s wall ({result['parallelism']:.2f} nodes at a time on average), "
+          f"{result['notebook_seconds']:,.0f} s of notebooks, torch threads per node "
           f"{result['threads_per_node']}" + (f"; {result['duplicate_rows_dropped']} earlier duplicate rows ignored"
              if result["duplicate_rows_dropped"] else ""))
     print(benchlib.table([dict(stage=k, **v) for k, v in result["groups"].items()]
@@ -133,6 +138,12 @@ def report(result: dict, rows: list[dict]) -> None:
              for k, v in sorted(br.items())],
             [("method", "method", ""), ("n", "branches", "d"), ("node", "node s", ",.0f"),
              ("steps", "recipe steps s", ",.0f"), ("val", "validation s", ",.0f"), ("share", "validation share", ".1%")]))
+        rl = [dict(method=k, roll=v["rollout_s"], upd=v["update_s"], share=v["rollout_s"] / (v["rollout_s"] + v["update_s"]))
+              for k, v in sorted(br.items()) if v["rollout_s"] + v["update_s"] > 0]
+        if rl:
+            print("\ninside GRPO steps (logged per step: sampling and scoring the rollouts vs the updates):")
+            print(benchlib.table(rl, [("method", "method", ""), ("roll", "rollouts s", ",.0f"),
+                                      ("upd", "updates s", ",.0f"), ("share", "rollout share", ".1%")]))
     print("\nnot in the logs:")
     for m in result["missing"]:
         print("  - " + m)
@@ -142,14 +153,19 @@ def main(argv=None) -> dict:
     ap = benchlib.parser("bench_study", __doc__)
     ap.add_argument("--study", type=Path, default=benchlib.ROOT / "runs" / "default",
                     help="study root written by `rlearly study run` (holds timings.jsonl)")
+    ap.add_argument("--notebooks", type=Path, default=None,
+                    help="executed notebooks of `rlearly study report` (default papermill_runs/<study folder name>)")
     args = ap.parse_args(argv)
+    args.notebooks = args.notebooks or benchlib.ROOT / "papermill_runs" / args.study.name
     f = args.study / "timings.jsonl"
     if not f.is_file():
         print(f"no {f}: run the study first (make report, or rlearly study run studies/default.yaml)")
         return {}
     rows, dropped = read_rows(f)
-    stages = defaultdict(lambda: dict(nodes=0, node_s=0.0))
-    for r in rows:
+    nb_file = args.notebooks / "timings.jsonl"
+    nb_rows = read_rows(nb_file)[0] if nb_file.is_file() else []  # `rlearly study report` times the notebooks
+    stages = defaultdict(lambda: dict(nodes=0, node_s=0.0))  # it executes (those up to date are skipped)
+    for r in rows + nb_rows:
         s = stages[stage_of(r)]
         s["nodes"] += 1
         s["node_s"] += r["seconds"]
@@ -164,19 +180,19 @@ def main(argv=None) -> dict:
         g["node_s"] += s["node_s"]
     for g in groups.values():
         g["share"] = g["node_s"] / node_s
-    kinds = {r["kind"] for r in rows}
+    kinds = {r["kind"] for r in rows + nb_rows}
     missing = []
-    if not any("notebook" in k or "report" in k for k in kinds):
-        missing.append("notebooks and HTML reports (`rlearly study report`): no timings row is written for "
-                       "them; study.py would need to time each papermill/nbconvert run into timings.jsonl")
+    if "notebook" not in kinds:
+        missing.append(f"notebooks: no {nb_file} (run `rlearly study report`; notebooks already up to date are "
+                       "skipped and not timed)")
+    missing.append("HTML rendering (nbconvert) and the index page after the notebooks are not timed")
     missing.append("evaluation nodes: sampling vs pass@k/CI computation vs general-capability NLL are one "
                    "number; the eval job would need to log each phase's seconds (e.g. in eval/<ckpt>/<split>.json)")
-    missing.append("RL branch steps: rollout sampling vs the update are one number per step; RLRecipe.step "
-                   "would need to return the seconds of collect() and of the update in its stats row")
     pre, br = pretrain_inside(args.study), branch_inside(args.study)
     result = dict(benchmark="study", study=str(args.study), machine=benchlib.machine(),
-                  nodes=len(rows), duplicate_rows_dropped=dropped, node_seconds=node_s, wall_seconds=wall,
-                  parallelism=node_s / wall if wall > 0 else None,
+                  nodes=len(rows), duplicate_rows_dropped=dropped, node_seconds=sum(r["seconds"] for r in rows),
+                  notebook_seconds=sum(r["seconds"] for r in nb_rows), wall_seconds=wall,
+                  parallelism=sum(r["seconds"] for r in rows) / wall if wall > 0 else None,
                   threads_per_node=sorted({r.get("threads") for r in rows}, key=str),
                   groups=dict(sorted(groups.items(), key=lambda kv: -kv[1]["node_s"])),
                   stages=dict(sorted(stages.items(), key=lambda kv: -kv[1]["node_s"])),

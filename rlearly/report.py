@@ -8,6 +8,7 @@ import html
 import json
 import os
 import re
+import time
 from pathlib import Path
 
 
@@ -158,6 +159,7 @@ def execute_notebooks(spec, root, names=None, out_dir=None, log=print) -> list[P
         tmp, failed = out_dir / f".{name}.tmp.ipynb", out_dir / f"{name}.failed.ipynb"
         for stale in (out, out_dir / f"{name}.results.json", failed):
             stale.unlink(missing_ok=True)
+        t0 = time.perf_counter()
         try:
             pm.execute_notebook(str(template), str(tmp), parameters=params, kernel_name=KERNEL,
                                 cwd=str(repo_root()), progress_bar=False, log_output=False, **_kernel_config())
@@ -174,8 +176,18 @@ def execute_notebooks(spec, root, names=None, out_dir=None, log=print) -> list[P
         nb.metadata["rlearly"] = {"fingerprint": fp, "study": spec.name, "study_root": str(root)}
         nbformat.write(nb, tmp)
         tmp.replace(out)
+        _log_time(out_dir, name, time.perf_counter() - t0)
         done.append(out)
     return done
+
+
+def _log_time(out_dir: Path, name: str, seconds: float) -> None:
+    """Append the notebook's execution time to `<out_dir>/timings.jsonl` (the study's timings.jsonl format),
+    for the study's stage breakdown (benchmarks/bench_study.py)."""
+    row = dict(key=f"notebook {name}", kind="notebook", arm="-", seconds=round(seconds, 2),
+               finished=time.strftime("%Y-%m-%dT%H:%M:%S"))
+    with open(out_dir / "timings.jsonl", "a") as f:
+        f.write(json.dumps(row) + "\n")
 
 
 def _spec(spec):

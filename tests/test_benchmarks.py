@@ -103,6 +103,27 @@ def test_study_breakdown_shares_and_inside_estimates(quick):
     assert any("notebooks" in m for m in r["missing"])
 
 
+def test_study_breakdown_reads_notebook_times_and_the_grpo_split(tmp_path):
+    """`rlearly study report` logs each notebook's seconds, GRPO steps their rollout and update seconds: the
+    breakdown counts the notebooks as a stage (not as nodes) and splits RL's steps into the two."""
+    study = fake_study(tmp_path / "study")
+    br = study / "branch" / "rl" / "ckpt-1" / "s0-h" / "metrics.jsonl"
+    rows = [json.loads(line) | {"rollout_s": 1.5, "update_s": 0.5} for line in br.read_text().splitlines()]
+    br.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    nb = tmp_path / "notebooks"
+    nb.mkdir()
+    (nb / "timings.jsonl").write_text("".join(json.dumps(dict(key=f"notebook {n}", kind="notebook", arm="-",
+                                                             seconds=s, finished="2026-01-01T01:00:00")) + "\n"
+                                              for n, s in (("summary", 10), ("pretrain", 30), ("summary", 20))))
+    r = bench_study.main(["--study", str(study), "--notebooks", str(nb), "--out", str(tmp_path / "r.json")])
+    assert r["nodes"] == 5 and r["node_seconds"] == 200 and r["parallelism"] == 1.0  # nodes only
+    assert r["notebook_seconds"] == 50  # the last row per notebook: summary 20 + pretrain 30
+    assert r["groups"]["notebook"] == {"nodes": 2, "node_s": 50, "share": 50 / 250}
+    rl = r["inside"]["branches"]["rl"]
+    assert (rl["rollout_s"], rl["update_s"]) == (6.0, 2.0)  # 4 steps
+    assert not any(m.startswith("notebooks") for m in r["missing"])
+
+
 @pytest.mark.skipif(not HAVE_TRL, reason=NEED_TRL)
 def test_trl_baselines_do_the_same_work(quick):
     g = quick["grpo"]["checks"]

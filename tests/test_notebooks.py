@@ -47,6 +47,10 @@ def test_every_notebook_writes_finite_results(tiny):
         assert any(v is not None for v in values.values()), name
         # the report copy is the same file
         assert json.loads((out / "reports" / "tiny" / f"{name}.results.json").read_text()) == values
+    # each executed notebook's seconds, for the study's stage breakdown (benchmarks/bench_study.py)
+    times = [json.loads(line) for line in (out / "papermill_runs" / "tiny" / "timings.jsonl").read_text().splitlines()]
+    assert [t["key"] for t in times] == [f"notebook {n}" for n in report.NOTEBOOKS]
+    assert all(t["kind"] == "notebook" and t["seconds"] > 0 for t in times)
 
 
 @pytest.mark.notebooks

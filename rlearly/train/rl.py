@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -232,7 +233,11 @@ class RLRecipe:
         return torch.from_numpy((mine[:, None] * G + np.arange(G)).reshape(-1))
 
     def step(self, step: int) -> dict:
+        """One rollout batch and its updates; the stats include this process's seconds in each (rollout_s:
+        sampling and scoring, update_s: the optimizer steps), so a study's time splits into the two."""
+        t0 = time.perf_counter()
         ro, adv, stats = self.collect(step)
+        t1 = time.perf_counter()
         self.model.train()
         agg: dict[str, list] = {}
         for rows in self.minibatches(step, self.batch_rollouts, self.signal_groups(adv)):
@@ -244,4 +249,5 @@ class RLRecipe:
             self.opt.zero_grad(set_to_none=True)
             for k, v in s.items():
                 agg.setdefault(k, []).append(v)
-        return {**stats, **{f"rl_{k}": sum(v) / len(v) for k, v in agg.items()}}
+        times = {"rollout_s": round(t1 - t0, 4), "update_s": round(time.perf_counter() - t1, 4)}
+        return {**stats, **{f"rl_{k}": sum(v) / len(v) for k, v in agg.items()}, **times}
