@@ -15,7 +15,8 @@ parallelism `--jobs` reached. Inside the nodes, where the run's own logs allow:
 What the logs do not hold (sampling vs scoring inside an evaluation node, HTML rendering) is listed as
 missing.
 
-    python benchmarks/bench_study.py [--study runs/default] [--out benchmarks/results/bench_study.json]
+    python benchmarks/bench_study.py [--study runs/default] [--notebooks papermill_runs/default]
+                                     [--out benchmarks/results/bench_study.json]
 """
 from __future__ import annotations
 
