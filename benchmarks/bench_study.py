@@ -170,7 +170,8 @@ def main(argv=None) -> dict:
         s = stages[stage_of(r)]
         s["nodes"] += 1
         s["node_s"] += r["seconds"]
-    node_s = sum(s["node_s"] for s in stages.values())
+    node_s = sum(s["node_s"] for s in stages.values())  # the shares' total: nodes and notebooks
+    nodes_s = sum(r["seconds"] for r in rows)
     starts = [_epoch(r["finished"]) - r["seconds"] for r in rows]
     wall = max(_epoch(r["finished"]) for r in rows) - min(starts)
     groups = defaultdict(lambda: dict(nodes=0, node_s=0.0))
@@ -191,9 +192,9 @@ def main(argv=None) -> dict:
                    "number; the eval job would need to log each phase's seconds (e.g. in eval/<ckpt>/<split>.json)")
     pre, br = pretrain_inside(args.study), branch_inside(args.study)
     result = dict(benchmark="study", study=str(args.study), machine=benchlib.machine(),
-                  nodes=len(rows), duplicate_rows_dropped=dropped, node_seconds=sum(r["seconds"] for r in rows),
-                  notebook_seconds=sum(r["seconds"] for r in nb_rows), wall_seconds=wall,
-                  parallelism=sum(r["seconds"] for r in rows) / wall if wall > 0 else None,
+                  nodes=len(rows), duplicate_rows_dropped=dropped, node_seconds=nodes_s,
+                  notebook_seconds=node_s - nodes_s, wall_seconds=wall,
+                  parallelism=nodes_s / wall if wall > 0 else None,
                   threads_per_node=sorted({r.get("threads") for r in rows}, key=str),
                   groups=dict(sorted(groups.items(), key=lambda kv: -kv[1]["node_s"])),
                   stages=dict(sorted(stages.items(), key=lambda kv: -kv[1]["node_s"])),

@@ -135,6 +135,8 @@ def execute_notebooks(spec, root, names=None, out_dir=None, log=print) -> list[P
     except ImportError:
         raise RlearlyError("executing notebooks needs papermill: pip install -e '.[dev]'") from None
 
+    from rlearly.study import log_timing
+
     spec = _spec(spec)
     root = Path(root).resolve()
     tables = root / "tables"
@@ -176,18 +178,9 @@ def execute_notebooks(spec, root, names=None, out_dir=None, log=print) -> list[P
         nb.metadata["rlearly"] = {"fingerprint": fp, "study": spec.name, "study_root": str(root)}
         nbformat.write(nb, tmp)
         tmp.replace(out)
-        _log_time(out_dir, name, time.perf_counter() - t0)
+        log_timing(out_dir, f"notebook {name}", "notebook", "-", time.perf_counter() - t0)
         done.append(out)
     return done
-
-
-def _log_time(out_dir: Path, name: str, seconds: float) -> None:
-    """Append the notebook's execution time to `<out_dir>/timings.jsonl` (the study's timings.jsonl format),
-    for the study's stage breakdown (benchmarks/bench_study.py)."""
-    row = dict(key=f"notebook {name}", kind="notebook", arm="-", seconds=round(seconds, 2),
-               finished=time.strftime("%Y-%m-%dT%H:%M:%S"))
-    with open(out_dir / "timings.jsonl", "a") as f:
-        f.write(json.dumps(row) + "\n")
 
 
 def _spec(spec):

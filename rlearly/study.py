@@ -295,11 +295,17 @@ def _timed(node: Node, root: Path) -> float:
     t0 = time.perf_counter()
     node.run()
     seconds = time.perf_counter() - t0
-    row = dict(key=node.key, kind=node.kind, arm=node.arm, seconds=round(seconds, 2), threads=_threads(),
-               finished=time.strftime("%Y-%m-%dT%H:%M:%S"))
-    with open(root / "timings.jsonl", "a") as f:
-        f.write(json.dumps(row) + "\n")
+    log_timing(root, node.key, node.kind, node.arm, seconds, threads=_threads())
     return seconds
+
+
+def log_timing(folder: Path, key: str, kind: str, arm: str, seconds: float, **extra) -> None:
+    """Append one row to `<folder>/timings.jsonl` (key, kind, arm, seconds, ..., finished): the study's nodes,
+    and the notebooks of its report, for the stage breakdown (benchmarks/bench_study.py)."""
+    row = dict(key=key, kind=kind, arm=arm, seconds=round(seconds, 2), **extra,
+               finished=time.strftime("%Y-%m-%dT%H:%M:%S"))
+    with open(Path(folder) / "timings.jsonl", "a") as f:
+        f.write(json.dumps(row) + "\n")
 
 
 def _threads() -> int:
