@@ -132,7 +132,7 @@ def setup(args, use_trl: bool):
     return cfg, tok, model, task, recipe, hf, hf_tok
 
 
-def report(args, model, engines: dict, checks: dict, notes: list) -> None:
+def report(args, model, engines: dict, checks: dict, notes: list, bound: dict) -> None:
     print(f"GRPO step, preset {args.preset} ({model.num_params():,} params), {args.prompts} prompts x G={args.group} x "
           f"{args.new} tokens, torch threads {torch.get_num_threads()}, median of {args.repeats} "
           f"(after {args.warmup} warm-up)")
@@ -142,6 +142,7 @@ def report(args, model, engines: dict, checks: dict, notes: list) -> None:
                                 ("update_median_s", "update s", ".3f"), ("completion_tok_per_s", "tok/s", ",.0f"),
                                 ("rlearly_speedup", "rlearly faster: step", ".2f"),
                                 ("rollout_speedup", "rollout", ".2f"), ("update_speedup", "update", ".2f")]))
+    print(benchlib.floor_line(bound, "TRL GRPOTrainer"))
     print("checks: " + ", ".join(f"{k}={v}" for k, v in checks.items() if not isinstance(v, list) or len(v) < 6))
     for n in notes:
         print("note: " + n)
@@ -203,7 +204,19 @@ def main(argv=None) -> dict:
         e["rlearly_speedup"] = e["median_s"] / base["median_s"]
         e["rollout_speedup"] = e["rollout_median_s"] / base["rollout_median_s"]
         e["update_speedup"] = e["update_median_s"] / base["update_median_s"]
-    result = dict(benchmark="grpo", machine=benchlib.machine(), settings=dict(
+    # the least work a step can be: each prompt's prefill once, G x new sampled tokens, then forward + backward
+    # (3x forward) of each prompt once and of every completion token, the head only where tokens are drawn/scored
+    G, n = args.group, args.new
+
+    def step_flops(s: int) -> float:
+        ps = [len(recipe.prompts[i]) for i in epoch_batch(cfg.seed, s, args.prompts, len(recipe.problems))]
+        sample = sum(benchlib.forward_flops(model, p) + G * benchlib.forward_flops(model, n - 1, p, n) for p in ps)
+        update = sum(benchlib.forward_flops(model, p - 1) + G * benchlib.forward_flops(model, n, p - 1, n) for p in ps)
+        return sample + 3 * update
+    bound = benchlib.floor(statistics.median(step_flops(s) for s in range(args.warmup, total)),
+                           benchlib.matmul_peak(torch.get_num_threads())["gflops"],
+                           engines["TRL GRPOTrainer step"]["median_s"] if trl else None)
+    result = dict(benchmark="grpo", machine=benchlib.machine(), floor=bound, settings=dict(
         preset=args.preset, n_params=model.num_params(), prompts_per_step=args.prompts, group_size=args.group,
         max_new_tokens=args.new, completion_tokens_per_step=tokens, lr=args.lr, temperature=1.0, top_p=1.0,
         kl=0.0, clip=0.2, dual_clip=3.0, loss="token-mean (TRL dapo)", reward="parity of completion characters",
@@ -212,7 +225,7 @@ def main(argv=None) -> dict:
         engines=engines, ratio_trl_over_rlearly=(engines["TRL GRPOTrainer step"]["median_s"] / base["median_s"]) if use_trl else None,
         checks=checks, notes=notes)
 
-    report(args, model, engines, checks, notes)
+    report(args, model, engines, checks, notes, bound)
     benchlib.write_results(args.out, result)
     return result
 

@@ -74,7 +74,7 @@ def run_trl(args, hf, hf_tok, order, rl_step, real: list[int], scored: list[int]
     }
 
 
-def report(args, model, engines: dict, real: list[int], checks: dict, notes: list) -> None:
+def report(args, model, engines: dict, real: list[int], checks: dict, notes: list, bound: dict) -> None:
     print(f"SFT step, preset {args.preset} ({model.num_params():,} params), batch {args.batch} "
           f"({statistics.median(real):.0f} real tokens, median), torch threads {torch.get_num_threads()}, "
           f"median of {args.repeats} (after {args.warmup} warm-up)")
@@ -82,6 +82,7 @@ def report(args, model, engines: dict, real: list[int], checks: dict, notes: lis
     print(benchlib.table(rows, [("engine", "engine", ""), ("median_s", "s/step", ".3f"), ("min_s", "min", ".3f"),
                                 ("max_s", "max", ".3f"), ("real_tok_per_s", "real tok/s", ",.0f"),
                                 ("rlearly_speedup", "rlearly faster by", ".2f")]))
+    print(benchlib.floor_line(bound, "TRL SFTTrainer"))
     if checks:
         print("checks: " + ", ".join(f"{k}={v}" for k, v in checks.items()))
     for n in notes:
@@ -141,7 +142,12 @@ def main(argv=None) -> dict:
         engines[name] = e = benchlib.stats(runs)
         e["real_tok_per_s"] = statistics.median(n / t for n, t in zip(timed_real, runs))  # median over steps
         e["rlearly_speedup"] = e["median_s"] / base
-    result = dict(benchmark="sft", machine=benchlib.machine(), settings=dict(
+    # the least work a step can be: forward + backward (3x forward) of every real token, the head on scored ones
+    flops = statistics.median(sum(3 * benchlib.forward_flops(model, len(p) + len(r) - 1, 0, len(r)) for p, r in b)
+                              for b in steps[args.warmup:])
+    bound = benchlib.floor(flops, benchlib.matmul_peak(torch.get_num_threads())["gflops"],
+                           engines["TRL SFTTrainer step"]["median_s"] if trl_times else None)
+    result = dict(benchmark="sft", machine=benchlib.machine(), floor=bound, settings=dict(
         preset=args.preset, n_params=model.num_params(), batch_size=args.batch, examples=len(recipe.examples),
         view="one demonstration per problem", real_tokens_per_step=timed_real,
         scored_tokens_per_step=scored[args.warmup:], lr=args.lr, loss="completion-only token-mean NLL",
@@ -149,7 +155,7 @@ def main(argv=None) -> dict:
         order="interleaved: TRL step i, then rlearly step i"),
         engines=engines, ratio_trl_over_rlearly=(engines["TRL SFTTrainer step"]["median_s"] / base) if trl_times else None,
         checks=checks, notes=notes)
-    report(args, model, engines, timed_real, checks, notes)
+    report(args, model, engines, timed_real, checks, notes, bound)
     benchlib.write_results(args.out, result)
     return result
 

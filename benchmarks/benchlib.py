@@ -143,6 +143,33 @@ def matmul_peak(threads: int, n: int = 2048, repeats: int = 5) -> dict:
                 gflops_best=2 * n**3 / min(times) / 1e9, **stats(times))
 
 
+def forward_flops(model, positions: int, start: int = 0, head: int = 0) -> float:
+    """FLOPs of one forward pass through the decoder layers for `positions` consecutive tokens at positions
+    start .. start+positions-1 (each attends to itself and every earlier token: QK^T and AV, 4·d per key
+    per layer), plus the LM head on `head` tokens. Weights counted: the layers' matrices and the head; the
+    input embedding is a lookup. The lower bound of the work any engine must do for those tokens."""
+    c = model.cfg
+    layer_weights = sum(m.weight.numel() for m in model.model.layers.modules() if isinstance(m, torch.nn.Linear))
+    keys = positions * start + positions * (positions + 1) // 2  # sum over the tokens of their visible keys
+    return 2 * layer_weights * positions + 4 * c.n_layer * c.n_embd * keys + 2 * model.lm_head.weight.numel() * head
+
+
+def floor(flops: float, peak_gflops: float, baseline_s: float | None = None) -> dict:
+    """The time `flops` take at the measured matmul peak (no engine can be faster on this machine), and the
+    largest speed-up over `baseline_s` that any engine could therefore show."""
+    s = flops / (peak_gflops * 1e9)
+    return dict(gflop=flops / 1e9, peak_gflops=peak_gflops, floor_s=s,
+                max_ratio=(baseline_s / s) if baseline_s else None)
+
+
+def floor_line(bound: dict, baseline: str) -> str:
+    line = (f"compute floor: {bound['gflop']:.3g} GFLOP per step take {bound['floor_s']:.3f} s at the measured "
+            f"{bound['peak_gflops']:.0f} GFLOP/s matmul peak")
+    if bound["max_ratio"]:
+        line += f", so no engine can beat {baseline} by more than {bound['max_ratio']:.2f}x here"
+    return line
+
+
 def write_results(path: Path, result: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2) + "\n")

@@ -168,9 +168,13 @@ class SFTConfig:
     grad_clip: float = 1.0
     loss_agg: str = "token-mean"  # see rlearly.losses.AGG_MODES
     split: str = "train"  # problems whose demonstrations are trained on (same prompts as RL)
+    demo_merge: float = 0.0  # synthetic task: demos by a stronger author, who folds each step of a person into
+    #                          the previous one with this probability (one equation, several operations)
 
     def __post_init__(self):
         _positive(self, "steps", "batch_size")
+        if not 0.0 <= self.demo_merge <= 1.0:
+            raise ConfigError(f"sft.demo_merge={self.demo_merge} must lie in [0, 1]")
         if self.lr <= 0:
             raise ConfigError(f"sft.lr={self.lr} must be > 0")
         _known("sft.loss_agg", self.loss_agg, _loss_aggs())
@@ -198,6 +202,7 @@ class RLConfig:
     mini_batches: int = 1  # optimizer updates per rollout batch, each on whole prompt groups (paper: 4)
     epochs: int = 1  # passes over each rollout batch (paper: 1)
     filter_groups: bool = False  # update on groups with unequal rewards only (DAPO's filter, no resampling)
+    format_score: float = 0.0  # reward of a wrong answer in the graded format (paper's launch scripts: 0.1)
     clip_low: float = 0.2  # ratio clipped to [1 - clip_low, 1 + clip_high]
     clip_high: float = 0.2
     dual_clip: float = 3.0  # bound on the loss of negative-advantage tokens (VeRL c=3); 0 = off
@@ -210,6 +215,8 @@ class RLConfig:
 
     def __post_init__(self):
         _positive(self, "steps", "prompts_per_step", "group_size", "max_new_tokens", "mini_batches", "epochs")
+        if not 0.0 <= self.format_score < 1.0:
+            raise ConfigError(f"rl.format_score={self.format_score} must lie in [0, 1): a correct answer scores 1")
         if self.lr <= 0:
             raise ConfigError(f"rl.lr={self.lr} must be > 0")
         _known("rl.loss_agg", self.loss_agg, _loss_aggs())
@@ -271,7 +278,7 @@ class Config:
 
 # Options added after studies had run, with the value that reproduces the behaviour from before they existed.
 # Never change a value here: it is what old run directories were hashed without.
-LATE_OPTIONS: dict[str, Any] = {"rl.filter_groups": False}
+LATE_OPTIONS: dict[str, Any] = {"rl.filter_groups": False, "sft.demo_merge": 0.0, "rl.format_score": 0.0}
 
 
 # Size presets: a dial that sets the rest. `tiny` runs in seconds for tests; `small` is the default

@@ -93,6 +93,11 @@ class Task:
         """Verifiable binary reward: 1.0 iff the extracted answer matches the reference."""
         return 1.0 if self.is_correct(self.extract(completion), problem) else 0.0
 
+    def teacher_demos(self, problems: Sequence[TaskProblem], merge: float) -> list[TaskProblem]:
+        """The problems with demonstrations in a stronger author's style (sft.demo_merge); synthetic only."""
+        raise ConfigError(f"sft.demo_merge={merge} needs the synthetic task, whose solutions can be re-told; "
+                          f"task {self.name!r} has fixed demonstrations")
+
 
 VIEWS = ("one", "all")
 
@@ -167,6 +172,16 @@ class SyntheticTask(Task):
         if isinstance(problem.raw, mw.Problem):
             return mw.reward(completion, problem.raw)
         return super().reward(completion, problem)
+
+    def teacher_demos(self, problems: Sequence[TaskProblem], merge: float) -> list[TaskProblem]:
+        """Each problem's solutions re-told by mw.teacher_solutions (steps of one person folded into one
+        equation with probability `merge`); the single demo is picked as one_demo picks it."""
+        out = []
+        for p in problems:
+            sols = mw.teacher_solutions(p.raw.spec, self.world.cfg.max_solutions, merge)
+            demo = sols[mw.stable_seed("demo", p.id) % len(sols)]
+            out.append(TaskProblem(p.id, p.question, p.answer, sols, demo, raw=p.raw))
+        return out
 
 
 # ---------------------------------------------------------------- reading rows

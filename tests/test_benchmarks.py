@@ -93,6 +93,26 @@ def test_flops_per_token_counts():
     assert f == {"6N_nonemb": 188352, "6N_all": 265152, "6N_nonemb+attn": 188352 + 49152}
 
 
+def test_compute_floor_counts_and_bounds_the_ratio(quick):
+    """benchlib.forward_flops by hand, and the GRPO and SFT benchmarks' floors: the step's FLOPs at the
+    measured matmul peak, and the largest ratio over the baseline that any engine could show."""
+    from rlearly.config import ModelConfig
+    from rlearly.model import LlamaLM
+
+    model = LlamaLM(ModelConfig(n_layer=2, n_head=4, n_kv_head=2, n_embd=32, ffn_hidden=64), vocab_size=400)
+    # layer matrices 3072 + 6144 = 9216 per layer, 18432 in all; 3 tokens at positions 2, 3, 4 see 3 + 4 + 5 = 12
+    # keys: 4 * 2 layers * 32 * 12 = 3072; the head on 1 token: 2 * 12800
+    assert bench_study.benchlib.forward_flops(model, 3, start=2, head=1) == 2 * 18432 * 3 + 3072 + 2 * 12800
+    assert bench_study.benchlib.forward_flops(model, 1) == 2 * 18432 + 4 * 2 * 32
+    for name in ("grpo", "sft"):
+        f = quick[name]["floor"]
+        assert f["gflop"] > 0 and f["floor_s"] == pytest.approx(f["gflop"] / f["peak_gflops"])
+        baseline = next((e["median_s"] for k, e in quick[name]["engines"].items() if k.startswith("TRL")), None)
+        assert f["max_ratio"] == (pytest.approx(baseline / f["floor_s"]) if baseline else None)
+        rlearly = next(e["median_s"] for k, e in quick[name]["engines"].items() if k.startswith("rlearly"))
+        assert f["floor_s"] < rlearly  # no step beats its own floor
+
+
 def test_study_breakdown_shares_and_inside_estimates(quick):
     r = quick["study"]
     assert r["node_seconds"] == 200 and r["wall_seconds"] == 200 and r["parallelism"] == 1.0

@@ -200,3 +200,44 @@ def test_filter_groups_drops_groups_without_signal_and_rescales_the_token_mean(t
     assert load_config(tiny_ckpt / "config.yaml").rl.filter_groups is False  # off by default (the paper's GRPO)
     with pytest.raises(ConfigError, match="filter_groups does not apply to the combined recipe"):
         CombinedRecipe(cfg, model, tok, get_task("synthetic", world=cfg.world))  # its SFT term has no groups
+
+
+def test_format_score_credits_wrong_answers_in_the_graded_format(tiny_ckpt):
+    """rl.format_score: a wrong answer the task can extract (a boxed integer) scores format_score, a right
+    one 1, anything else 0; correct_mean logs the task's own score beside reward_mean."""
+    cfg = load_config(tiny_ckpt / "config.yaml", ["rl.format_score=0.1"])
+    model, tok, _ = load_checkpoint(tiny_ckpt)
+    task = get_task("synthetic", world=cfg.world)
+    task.reward = lambda text, p: float(len(text) % 3 == 0)  # stand-ins that a tiny model's text hits often
+    task.extract = lambda text: 7 if len(text) % 2 else None
+    ro, _, stats = RLRecipe(cfg, model, tok, task).collect(0)
+    texts = [tok.decode(y[m.bool()].tolist()) for y, m in zip(ro.y, ro.mask)]
+    want = [1.0 if len(t) % 3 == 0 else 0.1 if len(t) % 2 else 0.0 for t in texts]
+    assert ro.rewards.tolist() == pytest.approx(want) and {1.0, 0.1, 0.0} <= set(round(w, 6) for w in want)
+    assert stats["correct_mean"] == pytest.approx(np.mean([w == 1.0 for w in want]))
+    assert stats["reward_mean"] == pytest.approx(np.mean(want))
+    _, _, plain = RLRecipe(load_config(tiny_ckpt / "config.yaml"), model, tok, task).collect(0)
+    assert "correct_mean" not in plain  # off by default (the paper's binary reward)
+    with pytest.raises(ConfigError, match=r"rl.format_score=1.0 must lie in \[0, 1\)"):
+        load_config(tiny_ckpt / "config.yaml", ["rl.format_score=1.0"])
+
+
+def test_sft_demo_merge_trains_on_the_teacher_demonstrations(tiny_ckpt):
+    """sft.demo_merge > 0: SFT's examples are the teacher's re-told solutions (one per problem for sft, all
+    for sft_gold), picked as one_demo picks; tasks with fixed demonstrations refuse it."""
+    from rlearly.data.math_world import stable_seed, teacher_solutions
+    cfg = load_config(tiny_ckpt / "config.yaml", ["sft.demo_merge=1.0"])
+    model, tok, _ = load_checkpoint(tiny_ckpt)
+    task = get_task("synthetic", world=cfg.world)
+    problems = task.problems("train")
+    one = SFTRecipe(cfg, model, tok, task, all_demos=False).examples
+    sols = [teacher_solutions(p.raw.spec, cfg.world.max_solutions, 1.0) for p in problems]
+    want = [s[stable_seed("demo", p.id) % len(s)] for p, s in zip(problems, sols)]
+    assert [tok.decode(r[:-1]) for _, r in one] == want
+    assert want != [p.demo for p in problems]  # folded steps: not the world's own demonstrations
+    gold = SFTRecipe(cfg, model, tok, task, all_demos=True).examples
+    assert len(gold) == sum(map(len, sols))
+    plain = SFTRecipe(load_config(tiny_ckpt / "config.yaml"), model, tok, task, all_demos=False).examples
+    assert [tok.decode(r[:-1]) for _, r in plain] == [p.demo for p in problems]
+    with pytest.raises(ConfigError, match="sft.demo_merge=0.5 needs the synthetic task"):
+        super(SyntheticTask, task).teacher_demos(problems, 0.5)

@@ -24,12 +24,13 @@ def test_yaml_round_trip_and_hash(tmp_path):
 
 
 def test_late_options_at_their_noop_value_keep_old_run_names():
-    """The default study's pretraining directory was named before rl.filter_groups existed; adding the option
-    (off) must not rename it, while turning it on must."""
+    """The default study's pretraining directory was named before rl.filter_groups, sft.demo_merge and
+    rl.format_score existed; adding them (off) must not rename it, while turning one on must."""
     study = {"world.format_fraction": 0.25,
              "pretrain.checkpoints": [100352, 200704, 503808, 796672, 1263616, 1601536, 2000000]}
     assert load_config(overrides=study).hash() == "3b30de24f171"  # runs/default/pretrain/3b30de24f171
-    assert load_config(overrides={**study, "rl.filter_groups": True}).hash() != "3b30de24f171"
+    for option, value in {"rl.filter_groups": True, "sft.demo_merge": 0.5, "rl.format_score": 0.1}.items():
+        assert load_config(overrides={**study, option: value}).hash() != "3b30de24f171", option
 
 
 def test_overrides_win_over_file_and_preset(tmp_path):

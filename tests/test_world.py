@@ -8,8 +8,8 @@ import pytest
 
 from rlearly.config import WorldConfig, load_config
 from rlearly.data.general_world import DAYS, NUMBER_WORDS, GeneralWorld
-from rlearly.data.math_world import (Chain, Event, MathWorld, Spec, extract_answer, extract_answer_flexible,
-                                     problem_key, reward)
+from rlearly.data.math_world import (Chain, Event, MathWorld, Spec, _merged_expr, extract_answer,
+                                     extract_answer_flexible, problem_key, reward, teacher_solutions)
 from rlearly.data.world import World
 from rlearly.errors import DataError
 
@@ -138,6 +138,40 @@ def test_commutative_operand_orders():
     assert len(sols) == 6  # 3 phrasings x 2 operand orders
     minus = m.make_problem(Spec("coins", (Chain("Ben", "m", 9, (Event("-", 4, 1),)),), ""), "test", "x")
     assert not any("4 - 9" in s for s in m.solutions(minus)) and len(m.solutions(minus)) == 3
+
+
+def test_merged_expression_brackets_only_where_left_to_right_needs_it():
+    assert _merged_expr(11, [("-", 2), ("-", 6), ("*", 5)]) == "(11 - 2 - 6) * 5"  # (3) * 5 = 15
+    assert _merged_expr(4, [("*", 2), ("+", 3), ("/", 11)]) == "(4 * 2 + 3) / 11"
+    assert _merged_expr(4, [("*", 6), ("/", 3), ("+", 1)]) == "4 * 6 / 3 + 1"
+    assert eval("(11 - 2 - 6) * 5") == 15 and eval("(4 * 2 + 3) / 11") == 1
+
+
+TEACHER_EQ = re.compile(r"([-+*/() \d]+) = (\d+)")
+
+
+def test_teacher_solutions_are_correct_and_fold_steps(world):
+    """sft.demo_merge's demonstrations: every equation is right, the last is the answer, and with merge = 1 a
+    person's events make one equation (fewer equations than operations); with merge = 0 one per operation."""
+    m, cap = world.math, world.cfg.max_solutions
+    folded = 0
+    for p in m.split("train")[:200]:
+        for merge in (0.0, 0.5, 1.0):
+            sols = teacher_solutions(p.spec, cap, merge)
+            assert 1 <= len(sols) <= cap and len(set(sols)) == len(sols)
+            for s in sols:
+                eqs = TEACHER_EQ.findall(s.replace("The answer is", ""))
+                assert all(eval(lhs) == int(rhs) for lhs, rhs in eqs), s
+                assert int(eqs[-1][1]) == p.answer and reward(m.prompt(p) + s, p) == 1.0
+                n_events = sum(len(c.events) for c in p.spec.chains)
+                if merge == 0.0:
+                    assert len(eqs) == p.n_ops
+                if merge == 1.0:
+                    assert len(eqs) == p.n_ops - n_events + sum(bool(c.events) for c in p.spec.chains)
+                    folded += len(eqs) < p.n_ops
+    assert folded > 100
+    p = m.split("train")[0]
+    assert teacher_solutions(p.spec, cap, 0.5) == teacher_solutions(p.spec, cap, 0.5)  # seeded by the problem
 
 
 def test_one_demo_and_prompt(world):

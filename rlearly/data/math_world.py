@@ -378,6 +378,60 @@ def random_solution_steps(spec: Spec, rng: np.random.Generator) -> str:
     return " ".join(vs[int(rng.integers(len(vs)))] for vs in sents)
 
 
+def _merged_expr(a: int, ops: list[tuple[str, int]]) -> str:
+    """One equation's left side for a run of events, evaluated left to right ("(11 - 2) * 5")."""
+    expr, low = str(a), False  # low: the expression so far ends in a top-level + or -
+    for op, b in ops:
+        if op in "*/" and low:
+            expr, low = f"({expr})", False
+        expr, low = f"{expr} {op} {b}", op in "+-" or low
+    return expr
+
+
+def _teacher_steps(spec: Spec, rng: np.random.Generator, merge: float) -> str:
+    """One solution as a stronger author writes it: a random valid order in which each event may be
+    folded into the previous one of the same person (probability `merge`), so a single equation does
+    several operations at once and the intermediate results are left out ("11 - 2 - 6 = 3")."""
+    last = int(rng.integers(3)) if spec.combine == "+" and len(spec.chains) == 3 else 2
+    steps = _steps(spec, last)
+    order: list[int] = []
+    while len(order) < len(steps):
+        ready = [k for k, st in enumerate(steps) if k not in order and all(d in order for d in st.deps)]
+        order.append(ready[int(rng.integers(len(ready)))])
+    runs: list[list[int]] = []
+    for i, k in enumerate(order):
+        st, prev = steps[k], steps[order[i - 1]] if i else None
+        if runs and st.kind == "event" and prev.kind == "event" and prev.chain == st.chain and rng.random() < merge:
+            runs[-1].append(k)
+        else:
+            runs.append([k])
+    sents = []
+    for j, run in enumerate(runs):
+        first, st = steps[run[0]], steps[run[-1]]
+        if len(run) == 1:
+            prev = steps[runs[j - 1][-1]] if j else None
+            vs = _step_variants(spec, st, prev)
+            sents.append(vs[int(rng.integers(len(vs)))])
+            continue
+        e = f"{_merged_expr(first.a, [(steps[k].op, steps[k].b) for k in run])} = {st.c}"
+        forms = [f"{spec.chains[st.chain].name} has {e} {spec.obj}.", f"{e}."]
+        sents.append(forms[int(rng.integers(len(forms)))])
+    return " ".join(sents)
+
+
+@lru_cache(maxsize=8192)
+def teacher_solutions(spec: Spec, cap: int, merge: float) -> tuple[str, ...]:
+    """Up to `cap` distinct graded solutions in the teacher's style (_teacher_steps), seeded by the problem."""
+    closing = graded_closing(spec, spec_answer(spec))
+    rng = np.random.default_rng(stable_seed("teacher", problem_key(spec), question_text(spec), merge))
+    out: dict[str, None] = {}
+    for _ in range(40 * cap):
+        if len(out) >= cap:
+            break
+        out[_teacher_steps(spec, rng, merge) + " " + closing] = None
+    return tuple(out)
+
+
 def extract_answer(text: str) -> int | None:
     """The integer inside the LAST `\\boxed{...}` of text; None when there is none or it is not an integer."""
     boxes = _BOXED.findall(text)

@@ -116,12 +116,17 @@ class RLRecipe:
                   stop_ids=self.tok.line_stop_ids, seed=stable_seed(self.cfg.seed, "rl", step), keys=keys,
                   pad_id=self.tok.pad_id)
         outs = generate(self.model, prompts, **kw) if self.engine is None else self._engine_generate(prompts, kw)
-        rewards = [self.task.reward(self.tok.decode(o.tokens), self.problems[idx[k // G]]) for k, o in enumerate(outs)]
+        texts = [self.tok.decode(o.tokens) for o in outs]
+        correct = [self.task.reward(t, self.problems[idx[k // G]]) for k, t in enumerate(texts)]
+        rewards = correct if rc.format_score == 0 else \
+            [max(r, rc.format_score * (self.task.extract(t) is not None)) for r, t in zip(correct, texts)]
         ro = rollout_tensors(prompts, outs, rewards, self.tok.pad_id, G)
         adv, astats = group_advantages(ro.rewards, G, normalize_std=rc.normalize_std)
         stats = {"reward_mean": astats["reward_mean"], "frac_zero_std": astats["frac_zero_std"],
                  "truncated_frac": float((~ro.finished).float().mean()),
                  "response_len": float(ro.lengths.float().mean())}
+        if rc.format_score:  # reward_mean then counts the partial credit; this is the task's own score
+            stats["correct_mean"] = sum(correct) / len(correct)
         if self.engine is not None:
             # pi_old from the policy, not from vLLM's kernels (another dtype and attention): the ratio of the first
             # update is 1 as with torch sampling; the gap stays in the log (it grows if the weights were not loaded)

@@ -35,8 +35,11 @@ class SFTRecipe:
     def __init__(self, cfg: Config, model, tok: Tokenizer, task: Task, all_demos: bool):
         self.cfg, self.model, self.tok = cfg, model, tok
         sc = cfg.sft
+        problems = task.problems(sc.split)
+        if sc.demo_merge > 0:
+            problems = task.teacher_demos(problems, sc.demo_merge)
         self.examples = [(tok.encode(task.prompt(p)), tok.encode(demo, bos=False) + [tok.eos_id])
-                         for p, demo in demonstrations(task.problems(sc.split), "all" if all_demos else "one")]
+                         for p, demo in demonstrations(problems, "all" if all_demos else "one")]
         self.opt = make_adamw(model, sc.lr, sc.weight_decay, (sc.beta1, sc.beta2))
         self.optimizers = {"sft": self.opt}
         self.dp = data_parallel()
