@@ -366,14 +366,20 @@ def _solutions(spec: Spec, cap: int) -> tuple[str, ...]:
     return tuple(out)
 
 
-def random_solution_steps(spec: Spec, rng: np.random.Generator) -> str:
-    """The steps of one solution drawn at random (a random valid order, phrasing and operand order)."""
+def _random_plan(spec: Spec, rng: np.random.Generator) -> tuple[list[_Step], list[int]]:
+    """The steps of the computation and one valid order of them, drawn at random."""
     last = int(rng.integers(3)) if spec.combine == "+" and len(spec.chains) == 3 else 2
     steps = _steps(spec, last)
     order: list[int] = []
     while len(order) < len(steps):
         ready = [k for k, st in enumerate(steps) if k not in order and all(d in order for d in st.deps)]
         order.append(ready[int(rng.integers(len(ready)))])
+    return steps, order
+
+
+def random_solution_steps(spec: Spec, rng: np.random.Generator) -> str:
+    """The steps of one solution drawn at random (a random valid order, phrasing and operand order)."""
+    steps, order = _random_plan(spec, rng)
     sents = _plan_variants(spec, steps, tuple(order))
     return " ".join(vs[int(rng.integers(len(vs)))] for vs in sents)
 
@@ -392,12 +398,7 @@ def _teacher_steps(spec: Spec, rng: np.random.Generator, merge: float) -> str:
     """One solution as a stronger author writes it: a random valid order in which each event may be
     folded into the previous one of the same person (probability `merge`), so a single equation does
     several operations at once and the intermediate results are left out ("11 - 2 - 6 = 3")."""
-    last = int(rng.integers(3)) if spec.combine == "+" and len(spec.chains) == 3 else 2
-    steps = _steps(spec, last)
-    order: list[int] = []
-    while len(order) < len(steps):
-        ready = [k for k, st in enumerate(steps) if k not in order and all(d in order for d in st.deps)]
-        order.append(ready[int(rng.integers(len(ready)))])
+    steps, order = _random_plan(spec, rng)
     runs: list[list[int]] = []
     for i, k in enumerate(order):
         st, prev = steps[k], steps[order[i - 1]] if i else None
