@@ -15,7 +15,7 @@ parallelism `--jobs` reached. Inside the nodes, where the run's own logs allow:
 What the logs do not hold (sampling vs scoring inside an evaluation node, HTML rendering) is listed as
 missing.
 
-    python benchmarks/bench_study.py [--study runs/default] [--notebooks papermill_runs/default]
+    python benchmarks/bench_study.py [--study runs/default] [--notebooks papermill_runs/default[/timings.jsonl]]
                                      [--out benchmarks/results/bench_study.json]
 """
 from __future__ import annotations
@@ -155,15 +155,18 @@ def main(argv=None) -> dict:
     ap.add_argument("--study", type=Path, default=benchlib.ROOT / "runs" / "default",
                     help="study root written by `rlearly study run` (holds timings.jsonl)")
     ap.add_argument("--notebooks", type=Path, default=None,
-                    help="executed notebooks of `rlearly study report` (default papermill_runs/<study folder name>)")
+                    help="executed notebooks of `rlearly study report`, or their timings.jsonl (default "
+                         "papermill_runs/<study folder name>)")
     args = ap.parse_args(argv)
+    if args.notebooks is not None and not (args.notebooks.is_file() or (args.notebooks / "timings.jsonl").is_file()):
+        sys.exit(f"bench_study: no notebook timings at {args.notebooks} (a folder holding timings.jsonl, or that file)")
     args.notebooks = args.notebooks or benchlib.ROOT / "papermill_runs" / args.study.name
     f = args.study / "timings.jsonl"
     if not f.is_file():
         print(f"no {f}: run the study first (make report, or rlearly study run studies/default.yaml)")
         return {}
     rows, dropped = read_rows(f)
-    nb_file = args.notebooks / "timings.jsonl"
+    nb_file = args.notebooks if args.notebooks.is_file() else args.notebooks / "timings.jsonl"
     nb_rows = read_rows(nb_file)[0] if nb_file.is_file() else []  # `rlearly study report` times the notebooks
     stages = defaultdict(lambda: dict(nodes=0, node_s=0.0))  # it executes (those up to date are skipped)
     for r in rows + nb_rows:

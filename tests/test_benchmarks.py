@@ -142,6 +142,11 @@ def test_study_breakdown_reads_notebook_times_and_the_grpo_split(tmp_path):
     rl = r["inside"]["branches"]["rl"]
     assert (rl["rollout_s"], rl["update_s"]) == (6.0, 2.0)  # 4 steps
     assert not any(m.startswith("notebooks") for m in r["missing"])
+    as_file = bench_study.main(["--study", str(study), "--notebooks", str(nb / "timings.jsonl"),
+                                "--out", str(tmp_path / "r2.json")])
+    assert as_file["notebook_seconds"] == 50  # the timings file itself works as well as its folder
+    with pytest.raises(SystemExit, match="bench_study: no notebook timings at .*nowhere"):
+        bench_study.main(["--study", str(study), "--notebooks", str(tmp_path / "nowhere")])
 
 
 @pytest.mark.skipif(not HAVE_TRL, reason=NEED_TRL)
