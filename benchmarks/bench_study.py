@@ -158,23 +158,24 @@ def main(argv=None) -> dict:
                     help="executed notebooks of `rlearly study report`, or their timings.jsonl (default "
                          "papermill_runs/<study folder name>)")
     args = ap.parse_args(argv)
-    if args.notebooks is not None and not (args.notebooks.is_file() or (args.notebooks / "timings.jsonl").is_file()):
+    nb = args.notebooks or benchlib.ROOT / "papermill_runs" / args.study.name
+    nb_file = nb if nb.is_file() else nb / "timings.jsonl"
+    if args.notebooks is not None and not nb_file.is_file():
         sys.exit(f"bench_study: no notebook timings at {args.notebooks} (a folder holding timings.jsonl, or that file)")
-    args.notebooks = args.notebooks or benchlib.ROOT / "papermill_runs" / args.study.name
     f = args.study / "timings.jsonl"
     if not f.is_file():
         print(f"no {f}: run the study first (make report, or rlearly study run studies/default.yaml)")
         return {}
     rows, dropped = read_rows(f)
-    nb_file = args.notebooks if args.notebooks.is_file() else args.notebooks / "timings.jsonl"
-    nb_rows = read_rows(nb_file)[0] if nb_file.is_file() else []  # `rlearly study report` times the notebooks
-    stages = defaultdict(lambda: dict(nodes=0, node_s=0.0))  # it executes (those up to date are skipped)
+    # `rlearly study report` times the notebooks it executes (those up to date are skipped)
+    nb_rows = read_rows(nb_file)[0] if nb_file.is_file() else []
+    stages = defaultdict(lambda: dict(nodes=0, node_s=0.0))
     for r in rows + nb_rows:
         s = stages[stage_of(r)]
         s["nodes"] += 1
         s["node_s"] += r["seconds"]
-    node_s = sum(s["node_s"] for s in stages.values())  # the shares' total: nodes and notebooks
-    nodes_s = sum(r["seconds"] for r in rows)
+    nodes_s, notebooks_s = sum(r["seconds"] for r in rows), sum(r["seconds"] for r in nb_rows)
+    node_s = nodes_s + notebooks_s  # the shares' total: nodes and notebooks
     starts = [_epoch(r["finished"]) - r["seconds"] for r in rows]
     wall = max(_epoch(r["finished"]) for r in rows) - min(starts)
     groups = defaultdict(lambda: dict(nodes=0, node_s=0.0))
@@ -196,7 +197,7 @@ def main(argv=None) -> dict:
     pre, br = pretrain_inside(args.study), branch_inside(args.study)
     result = dict(benchmark="study", study=str(args.study), machine=benchlib.machine(),
                   nodes=len(rows), duplicate_rows_dropped=dropped, node_seconds=nodes_s,
-                  notebook_seconds=node_s - nodes_s, wall_seconds=wall,
+                  notebook_seconds=notebooks_s, wall_seconds=wall,
                   parallelism=nodes_s / wall if wall > 0 else None,
                   threads_per_node=sorted({r.get("threads") for r in rows}, key=str),
                   groups=dict(sorted(groups.items(), key=lambda kv: -kv[1]["node_s"])),

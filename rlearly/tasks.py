@@ -179,8 +179,7 @@ class SyntheticTask(Task):
         out = []
         for p in problems:
             sols = mw.teacher_solutions(p.raw.spec, self.world.cfg.max_solutions, merge)
-            demo = sols[mw.stable_seed("demo", p.id) % len(sols)]
-            out.append(TaskProblem(p.id, p.question, p.answer, sols, demo, raw=p.raw))
+            out.append(TaskProblem(p.id, p.question, p.answer, sols, mw.pick_demo(p.id, sols), raw=p.raw))
         return out
 
 

@@ -433,6 +433,11 @@ def teacher_solutions(spec: Spec, cap: int, merge: float) -> tuple[str, ...]:
     return tuple(out)
 
 
+def pick_demo(problem_id: str, solutions) -> str:
+    """A problem's single demonstration among its solutions: stable per problem id, 'randomly chosen'."""
+    return solutions[stable_seed("demo", problem_id) % len(solutions)]
+
+
 def extract_answer(text: str) -> int | None:
     """The integer inside the LAST `\\boxed{...}` of text; None when there is none or it is not an integer."""
     boxes = _BOXED.findall(text)
@@ -522,8 +527,7 @@ class MathWorld:
 
     def one_demo(self, problem: Problem) -> str:
         """The single SFT demonstration: solutions()[sha256(problem.id) mod count] (stable, 'random')."""
-        sols = self.solutions(problem)
-        return sols[stable_seed("demo", problem.id) % len(sols)]
+        return pick_demo(problem.id, self.solutions(problem))
 
     def sample_pretrain_problem(self, rng: np.random.Generator, hard: bool = False) -> Problem:
         """A fresh problem for pretraining; test and hard problems are rejected (train ones may appear)."""
