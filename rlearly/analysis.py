@@ -21,7 +21,7 @@ import pandas as pd
 from rlearly.errors import DataError, RlearlyError
 
 TABLES = ("passk", "general", "branch_metrics", "pretrain_metrics")
-SFT_FAMILY = ("sft", "sft_gold", "sft_rl")
+SFT_FAMILY = ("sft", "sft_gold", "sft_rl", "sft_gold_rl")
 CAPABILITY_TOL = 0.01  # PAPER §8 claim 6: "|Δ| ≲ 1 pp or relative equivalent"
 
 
@@ -51,7 +51,7 @@ def load_tables(study_root: str | os.PathLike, arm: str | None = "main") -> dict
     rerun = f"run `rlearly study run <spec> --root {folder.parent}` again to rewrite the tables"
     files = _table_digests(folder, rerun)
     out = {}
-    for t in (*TABLES, "timings", "general_items"):  # the last two are optional (older studies lack them)
+    for t in (*TABLES, "timings", "general_items", "arms", "floor"):  # optional: older studies lack them
         f = folder / f"{t}.csv"
         if f.name in files and f.is_file():
             data, info = f.read_bytes(), files[f.name]
@@ -63,7 +63,7 @@ def load_tables(study_root: str | os.PathLike, arm: str | None = "main") -> dict
             df = pd.DataFrame()
         except (pd.errors.ParserError, UnicodeDecodeError) as e:
             raise DataError(f"{f} is corrupt ({str(e).splitlines()[0][:120]}); {rerun}") from None
-        if arm is not None and "arm" in df and t != "timings":
+        if arm is not None and "arm" in df and t not in ("timings", "arms"):
             df = df[df["arm"] == arm].reset_index(drop=True)
         out[t] = df
     return out
@@ -88,6 +88,16 @@ def arms(study_root: str | os.PathLike) -> list[str]:
     df = load_tables(study_root, arm=None)["passk"]
     names = list(dict.fromkeys(df["arm"])) if "arm" in df else []
     return sorted(names, key=lambda a: (a != "main", names.index(a)))
+
+
+def role_arms(tables: dict, roles) -> list[str]:
+    """The table labels of the arms that play `roles` (study spec `role:`), in the roles' order; missing
+    roles are left out."""
+    arms = tables.get("arms", pd.DataFrame())
+    if arms.empty:
+        return []
+    by_role = {r.role: r.label for r in arms.itertuples() if isinstance(r.role, str)}
+    return [by_role[r] for r in roles if r in by_role]
 
 
 def seed_mean(passk: pd.DataFrame, split: str = "test") -> pd.DataFrame:
@@ -139,8 +149,10 @@ def _aligned_counts(store, rows, split: str):
     all have complete samples for, with a sample seed they share; None if they share none."""
     from rlearly.errors import DataError
 
+    if not all(isinstance(getattr(r, "task_id", None), str) for r in rows):
+        return None  # a table from before samples recorded their task: no paired samples to read
     try:
-        frames = [store.load(r.checkpoint_id, split) for r in rows]
+        frames = [store.load(r.task_id, r.checkpoint_id, split) for r in rows]
     except DataError:
         return None
     for seed in sorted(set.intersection(*(set(d["seed"]) for d in frames)), key=lambda s: (s != 0, s)):
@@ -148,7 +160,7 @@ def _aligned_counts(store, rows, split: str):
                   .loc[lambda s: s >= int(r.n)].index) for d, r in zip(frames, rows)]
         pids = sorted(set.intersection(*ok))
         if pids:
-            return [store.counts(r.checkpoint_id, split, int(r.n), seed, pids)[1] for r in rows]
+            return [store.counts(r.task_id, r.checkpoint_id, split, int(r.n), seed, pids)[1] for r in rows]
     return None
 
 
@@ -195,6 +207,54 @@ def compare_methods(study_root, passk: pd.DataFrame, method: str, against: str =
     return pd.DataFrame(rows, columns=cols)
 
 
+def covers(n_a: int, n_b: int) -> str:
+    """What a contrast's interval resamples, in words (DESIGN §5: intervals say what they resample)."""
+    if max(n_a, n_b) <= 1:
+        return "problems (one seed)"
+    return f"seeds ({n_a} vs {n_b}) and problems"
+
+
+def contrast(study_root, passk: pd.DataFrame, method: str, against: str = "base", ks=None, split: str = "test",
+             n_boot: int = 2000) -> pd.DataFrame:
+    """`method` − `against` at each checkpoint: the difference of seed means, with a CI that resamples the
+    seeds of trained weights and the problems (passk.seed_contrast; seeds are paired when both sides have
+    the same ones, as SFT→RL's seed s starts from SFT's seed s). One row per (parent_tokens, k): start,
+    branch, diff, low, high, seeds_a, seeds_b, covers, up, down. The CI is NaN when the stored samples are
+    missing or do not reproduce the table's numbers."""
+    from rlearly import passk as pk
+    from rlearly.store import SampleStore
+
+    df = passk[passk["split"] == split]
+    ks = list(ks) if ks is not None else [1, k_max(passk, split)]
+    ids = df.drop_duplicates(["method", "parent_tokens", "seed"])
+    store, rows = SampleStore(resolve_path(study_root) / "samples"), []
+    for t in sorted(ids[ids["method"] == method]["parent_tokens"].unique()):
+        ra = list(ids[(ids["method"] == method) & (ids["parent_tokens"] == t)].sort_values("seed").itertuples())
+        rb = list(ids[(ids["method"] == against) & (ids["parent_tokens"] == t)].sort_values("seed").itertuples())
+        if not rb:
+            continue
+        paired = against != "base" and [r.seed for r in ra] == [r.seed for r in rb]
+        counts = _aligned_counts(store, ra + rb, split)
+        for k in ks:
+            va = [df[(df["checkpoint_id"] == r.checkpoint_id) & (df["k"] == k)]["pass_at_k"] for r in ra]
+            vb = [df[(df["checkpoint_id"] == r.checkpoint_id) & (df["k"] == k)]["pass_at_k"] for r in rb]
+            if any(v.empty for v in va + vb):
+                continue
+            start, branch = float(np.mean([v.iloc[0] for v in vb])), float(np.mean([v.iloc[0] for v in va]))
+            low = high = math.nan
+            if counts is not None and k <= min(int(r.n) for r in ra + rb) and len({int(r.n) for r in ra + rb}) == 1:
+                n = int(ra[0].n)
+                d, lo, hi = pk.seed_contrast(np.stack(counts[:len(ra)]), np.stack(counts[len(ra):]), n, n, k,
+                                             paired_seeds=paired, n_boot=n_boot)
+                if abs(d - (branch - start)) < 1e-9:  # the same problems as the table: the CI belongs to it
+                    low, high = lo, hi
+            rows.append(dict(parent_tokens=t, k=k, start=start, branch=branch, diff=branch - start, low=low,
+                             high=high, seeds_a=len(ra), seeds_b=len(rb), covers=covers(len(ra), len(rb))))
+    out = pd.DataFrame(rows, columns=["parent_tokens", "k", "start", "branch", "diff", "low", "high", "seeds_a",
+                                      "seeds_b", "covers"])
+    return out.assign(up=out["low"] > 0, down=out["high"] < 0)
+
+
 def over_seeds(cmp: pd.DataFrame) -> pd.DataFrame:
     """compare_methods rows -> one row per (parent_tokens, k): mean diff, CI envelope, `up`/`down` flags."""
     out = cmp.groupby(["parent_tokens", "k"], as_index=False).agg(
@@ -212,7 +272,7 @@ def expansion_table(study_root, passk: pd.DataFrame, split: str = "test", agains
     methods = methods or [m for m in _method_order(passk["method"]) if m != against]
     rows = []
     for m in methods:
-        d = over_seeds(compare_methods(study_root, passk, m, against, [1, km], split))
+        d = contrast(study_root, passk, m, against, [1, km], split)
         for pt, g in d.groupby("parent_tokens"):
             one, big = (g[g["k"] == k].iloc[0] for k in (1, km))
             rows.append({"method": m, "vs": against, "parent_tokens": pt, "Δpass@1": one["diff"],
@@ -244,28 +304,47 @@ def general_deltas(general: pd.DataFrame, metrics=("probe_acc", "heldout_nll")) 
 
 
 def general_contrast(items: pd.DataFrame, method: str, against: str = "base", metric: str = "doc_nll",
-                     relative: bool = True, n_boot: int = 1000) -> dict | None:
-    """`method` − `against` on a general-capability metric, per item (document or probe) averaged over the
-    checkpoints both have (seeds averaged), with a bootstrap CI over items. `relative` divides each
-    checkpoint's differences by `against`'s mean there (ΔNLL as a fraction). None if they share no checkpoint."""
+                     relative: bool = True, n_boot: int = 2000, seed: int = 0) -> dict | None:
+    """`method` − `against` on a general-capability metric, per item (document or probe), averaged over the
+    checkpoints both have, with a bootstrap CI. `relative` divides each checkpoint's difference by `against`'s
+    mean there (ΔNLL as a fraction). Where either side has several seeds at a checkpoint, the percentile CI
+    resamples those seeds and the items (two stages, items shared across seeds and checkpoints); with one
+    seed each, the BCa CI over items. None if they share no checkpoint."""
     from rlearly.passk import mean_ci
 
     if items.empty:
         return None
-    d = items[items["metric"] == metric].groupby(["method", "parent_tokens", "item"])["value"].mean()
-    a, b = d.get(against), d.get(method)
-    if a is None or b is None:
-        return None
-    shared = sorted(set(a.index.get_level_values(0)) & set(b.index.get_level_values(0)))
+    d = items[items["metric"] == metric]
+    a_all, b_all = d[d["method"] == against], d[d["method"] == method]
+    shared = sorted(set(a_all["parent_tokens"]) & set(b_all["parent_tokens"]))
     if not shared:
         return None
-    per_ckpt = []
+    per = []  # per checkpoint: (seeds_a, items), (seeds_b, items) values and the scale
     for t in shared:
-        diff = b.loc[t] - a.loc[t]
-        per_ckpt.append(diff / abs(a.loc[t].mean()) if relative else diff)
-    per_item = pd.concat(per_ckpt, axis=1).dropna().mean(axis=1)
-    mean, low, high = mean_ci(per_item.to_numpy(), n_boot)
-    return {"diff": mean, "low": low, "high": high, "n_items": len(per_item), "checkpoints": len(shared)}
+        va = a_all[a_all["parent_tokens"] == t].pivot_table(index="seed", columns="item", values="value")
+        vb = b_all[b_all["parent_tokens"] == t].pivot_table(index="seed", columns="item", values="value")
+        cols = va.columns.intersection(vb.columns)
+        va, vb = va[cols].to_numpy(), vb[cols].to_numpy()
+        per.append((va, vb, abs(va.mean()) if relative else 1.0))
+    n_items = min(v[0].shape[1] for v in per)
+    per = [(va[:, :n_items], vb[:, :n_items], scale) for va, vb, scale in per]
+    seeds = max(max(va.shape[0], vb.shape[0]) for va, vb, _ in per)
+    point = np.mean([(vb.mean(0) - va.mean(0)) / scale for va, vb, scale in per], axis=0)  # (items,)
+    out = {"diff": float(point.mean()), "n_items": n_items, "checkpoints": len(shared), "seeds": seeds}
+    if seeds == 1:
+        _, low, high = mean_ci(point, n_boot)
+        return out | {"low": low, "high": high, "covers": "items (one seed)"}
+    rng = np.random.default_rng(seed)
+    w = rng.integers(0, n_items, size=(n_boot, n_items))
+    boot = np.zeros(n_boot)
+    for va, vb, scale in per:
+        ia = rng.integers(0, va.shape[0], size=(n_boot, va.shape[0]))
+        ib = rng.integers(0, vb.shape[0], size=(n_boot, vb.shape[0]))
+        ma = np.stack([va[ia[r]][:, w[r]].mean() for r in range(n_boot)])
+        mb = np.stack([vb[ib[r]][:, w[r]].mean() for r in range(n_boot)])
+        boot += (mb - ma) / scale / len(per)
+    low, high = np.quantile(boot, [0.025, 0.975])
+    return out | {"low": float(low), "high": float(high), "covers": f"seeds (up to {seeds}) and items"}
 
 
 def final_values(branch_metrics: pd.DataFrame, column: str) -> pd.DataFrame:
@@ -325,7 +404,7 @@ def arm_gains(study_root, passk: pd.DataFrame, arms, splits=("test", "hard")) ->
             last = df[df["method"] == "rl"]["parent_tokens"].max()
             df = df[df["parent_tokens"] == last]
             km = k_max(df, split)
-            d = over_seeds(compare_methods(study_root, df, "rl", "base", sorted({1, km}), split))
+            d = contrast(study_root, df, "rl", "base", sorted({1, km}), split)
             rows += [dict(arm=arm, split=split, parent_tokens=last, k=int(r.k), base=r.start, rl=r.branch,
                           gain=r.diff, low=r.low, high=r.high) for r in d.itertuples()]
     return pd.DataFrame(rows, columns=["arm", "split", "parent_tokens", "k", "base", "rl", "gain", "low", "high"])
@@ -424,7 +503,7 @@ def budget_headline(curves: pd.DataFrame, final: pd.DataFrame) -> dict:
 
 
 def _method_order(methods) -> list[str]:
-    known = ["base", "rl", "sft", "sft_gold", "sft_rl", "parallel", "combined", "interleaved"]
+    known = ["base", "rl", "sft", "sft_gold", "sft_rl", "sft_gold_rl", "parallel", "combined", "interleaved"]
     return [m for m in known if m in set(methods)] + sorted(set(methods) - set(known))
 
 

@@ -1,74 +1,201 @@
-"""The paper's claims (PAPER §8) beside what a study measured: each claim's statistic, CI and verdict,
-computed from the study's tables and sample store, never from wording.
+"""The paper's claims (PAPER §8) beside what a study measured: each claim is one registered unit that declares
+what it needs (methods, arm roles, splits) and the rule of each of its parts (statistic, null, tolerance,
+interval method), and computes every part's verdict from the study's tables and sample store, never from
+wording.
+
+A part is *held* (the interval lies where the claim says), *contradicted* (it lies on the other side),
+*no significant effect* (neither) or *not measured* (the study lacks the runs, a branch never produced a
+scored answer, or no interval could be computed). A claim is held only when every part is measured and
+held; *partly held* when some part is held; *contradicted* when none is held and some part is
+contradicted; *no significant effect* when the measured parts show none; *not measured* when nothing was.
+Beside each claim stands the floor: what scripted guessing earns on the splits it reads (rlearly.adversaries).
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import pandas as pd
 
-from rlearly.analysis import (CAPABILITY_TOL, SFT_FAMILY, _ci, arm_gains, budget_curves, compare_methods, fmt_tokens,
-                              gain_contrast, general_contrast, general_deltas, k_max, load_tables, over_seeds, seed_mean, seed_spread)
+from rlearly.analysis import (CAPABILITY_TOL, SFT_FAMILY, arm_gains, budget_curves, contrast,
+                              fmt_tokens, gain_contrast, general_contrast, k_max, load_tables, seed_mean, seed_spread)
 from rlearly.errors import RlearlyError
 from rlearly.passk import spearman_permutation
 
-# ---------------------------------------------------------------- the paper's claims (PAPER §8)
+HELD, CONTRADICTED, NO_EFFECT, NOT_MEASURED = "held", "contradicted", "no significant effect", "not measured"
+PARTLY = "partly held"
+VERDICTS = (HELD, PARTLY, CONTRADICTED, NO_EFFECT, NOT_MEASURED)
+FLAT_TOL = 0.02  # claims 1 and 5: "no gain" / "not ahead" means within 2 points of pass@1 (paper: +1-3 pp at 2B)
+MIN_SCORED = 0.05  # a branch whose samples carry a scored (boxed) answer less often measures nothing
+ROLES = ("targeted_mix", "wider_model", "rollouts_few", "rollouts_many", "rollouts_same_tokens", "seeds", "hard")
 
-NOT_MEASURED = "not measured in this study"
-SAME_TOKENS = "same_tokens_"  # claim 8: the many-rollout RL arm stopped at the few-rollout arm's generated tokens
 
-# What the paper reports for each claim (quoted from PAPER.md §1, §5, §6 and §8; GSM8K unless said).
-PAPER_NUMBERS = {
-    1: "Δpass@1 +1–3 pp at 2B tokens (train reward flat ≈ 0.02), +13 pp at 4B, +40 pp at 20B",
-    2: "RL failed where base train pass@32 was 14% (2B) and worked at 25% (4B); no fitted threshold published",
-    3: "Δpass@32 (RL − base) +5.6 to +23.6 pp at every checkpoint; small or mixed on MATH",
-    4: "SFT→RL − SFT: pass@1 ≈ +16 pp, pass@32 −6 to −7.5 pp",
-    5: "RL overtakes SFT on pass@1 from ≈ 10–12B (44B: 56.2 vs 42.4); SFT-Gold − RL pass@32 +7 to +50 pp",
-    6: "6-task average: RL within ±0.5 pp of base; SFT −5 to −7 pp, SFT-Gold ≈ −7 pp, SFT→RL ≈ −4 to −6 pp",
-    7: "pass@32 parallel − RL +3.9 to +16.4 pp; pass@1 between SFT and RL; capability within ±1 pp of base",
-    8: "n=64 peaks within 40–50K samples, n=5 needs 100–380K; n=5 leads against FLOPs early (Feb blog)",
-    9: "1B on 60B math-heavy mix beats 4B on the 50B mix (RL pass@1 21–22% vs 12%, authors' working notes)",
-    10: "4 seeds at 4–10B: test accuracy diverges across seeds there and settles by ≈ 10B",
-}
+@dataclass(frozen=True)
+class Rule:
+    """One part of a claim: what is computed and when it counts as held."""
+    part: str
+    statistic: str
+    null: str
+    tolerance: str
+    interval: str
+
+
+@dataclass
+class Part:
+    rule: Rule
+    verdict: str = NOT_MEASURED
+    value: str = ""  # the measured statistic
+    why: str = ""
 
 
 @dataclass
 class Claim:
-    """One claim of PAPER §8 beside this study's statistic; `stats` go to results.json (null = not measured)."""
-
+    """One claim of PAPER §8 beside this study's statistics; `stats` go to results.json (null = not measured)."""
     id: int
     claim: str
-    test: str
-    measured: str = "—"
-    paper: str = ""  # the paper's corresponding number (PAPER.md), for reading beside ours
-    verdict: str = NOT_MEASURED  # held | partly held | not held | inconclusive | not measured in this study
+    paper: str
+    parts: list[Part]
+    verdict: str = NOT_MEASURED
+    floor: str = ""
     why: str = ""
     stats: dict = field(default_factory=dict)
 
+    @property
+    def measured(self) -> str:
+        return " · ".join(p.value for p in self.parts if p.value) or "—"
 
-class _Study:
-    """What the claims read: the tables, the checkpoints, k_max, and cached paired comparisons."""
+    @property
+    def test(self) -> str:
+        return "; ".join(p.rule.part for p in self.parts)
 
-    def __init__(self, study_root, tables: dict, split: str, every: dict | None = None):
+
+@dataclass(frozen=True)
+class ClaimUnit:
+    id: int
+    claim: str
+    paper: str  # the paper's corresponding numbers (PAPER.md §1, §5, §6, §8; GSM8K unless said)
+    rules: tuple[Rule, ...]
+    measure: Callable  # (study, {part name: Part}) -> stats dict; sets the parts' verdicts
+    methods: tuple[str, ...] = ()  # main-arm methods it reads (base included)
+    roles: tuple[str, ...] = ()  # arm roles it reads
+    splits: tuple[str, ...] = ("test",)  # splits its statistics are computed on
+
+
+CLAIMS: dict[int, ClaimUnit] = {}
+
+
+def register(id: int, claim: str, paper: str, rules: tuple[Rule, ...], methods=(), roles=(), splits=("test",)):
+    """Decorator: the function measures the claim's parts."""
+    def wrap(fn):
+        bad = set(roles) - set(ROLES)
+        if bad:
+            raise ValueError(f"claim {id}: unknown role(s) {sorted(bad)}")
+        CLAIMS[id] = ClaimUnit(id, claim, paper, rules, fn, tuple(methods), tuple(roles), tuple(splits))
+        return fn
+    return wrap
+
+
+# ---------------------------------------------------------------- verdict helpers
+
+def _set(part: Part, verdict: str, why: str = "") -> None:
+    part.verdict, part.why = verdict, why
+
+
+def _sig(part: Part, low: float, high: float) -> None:
+    """'A > B': held when the CI lies above 0, contradicted below 0."""
+    if not (np.isfinite(low) and np.isfinite(high)):
+        _set(part, NOT_MEASURED, "no interval: the stored samples are missing or do not match the tables")
+    else:
+        _set(part, HELD if low > 0 else CONTRADICTED if high < 0 else NO_EFFECT)
+
+
+def _at_most(part: Part, low: float, high: float, tol: float) -> None:
+    """'A is not more than tol above B': held when the CI lies below +tol, contradicted when it lies above."""
+    if not (np.isfinite(low) and np.isfinite(high)):
+        _set(part, NOT_MEASURED, "no interval")
+    else:
+        _set(part, HELD if high <= tol else CONTRADICTED if low > tol else NO_EFFECT)
+
+
+def _within(part: Part, low: float, high: float, tol: float) -> None:
+    """'no effect' as an equivalence test: held when the CI lies inside ±tol, contradicted when outside."""
+    if not (np.isfinite(low) and np.isfinite(high)):
+        _set(part, NOT_MEASURED, "no interval")
+    else:
+        _set(part, HELD if -tol <= low and high <= tol else CONTRADICTED if low > tol or high < -tol else NO_EFFECT)
+
+
+def _all(part: Part, verdicts: list[str], what: str = "checkpoint") -> None:
+    """A part that must hold at each of several places: held at all; contradicted at any; else no effect."""
+    if not verdicts or NOT_MEASURED in verdicts:
+        _set(part, NOT_MEASURED, part.why or f"not measured at every {what}")
+    elif CONTRADICTED in verdicts:
+        _set(part, CONTRADICTED, f"contradicted at {verdicts.count(CONTRADICTED)} of {len(verdicts)} {what}s")
+    elif all(v == HELD for v in verdicts):
+        _set(part, HELD, f"at all {len(verdicts)} {what}s")
+    else:
+        _set(part, NO_EFFECT, f"held at {verdicts.count(HELD)} of {len(verdicts)} {what}s")
+
+
+def _one(low: float, high: float) -> str:
+    p = Part(Rule("", "", "", "", ""))
+    _sig(p, low, high)
+    return p.verdict
+
+
+def claim_verdict(parts: list[Part]) -> str:
+    got = [p.verdict for p in parts]
+    if all(v == NOT_MEASURED for v in got):
+        return NOT_MEASURED
+    if all(v == HELD for v in got):
+        return HELD
+    if HELD in got:
+        return PARTLY
+    if CONTRADICTED in got:
+        return CONTRADICTED
+    return NO_EFFECT
+
+
+def _ci(low, high) -> str:
+    return f"[{low:+.3f}, {high:+.3f}]" if np.isfinite(low) and np.isfinite(high) else "[no CI]"
+
+
+def _row(r) -> str:
+    return f"{r['diff']:+.3f} {_ci(r['low'], r['high'])}"
+
+
+def _series(d: pd.DataFrame) -> str:
+    return "; ".join(f"{fmt_tokens(r['parent_tokens'])}: {_row(r)}" for _, r in d.iterrows())
+
+
+# ---------------------------------------------------------------- what the claims read
+
+class Study:
+    """The tables, checkpoints, k_max, arm roles, the adversaries' floor and cached contrasts of one study."""
+
+    def __init__(self, study_root, tables: dict, split: str = "test", every: dict | None = None):
         self.root, self.tables, self.split = study_root, tables, split
-        self.every = every  # the tables of every arm (side experiments), or None
+        self.every = every if every is not None else tables  # the tables of every arm
         self.passk = tables["passk"]
-        test = self.passk[self.passk["split"] == split] if not self.passk.empty else self.passk
-        self.methods = set(test["method"]) if not test.empty else set()
-        self.ckpts = sorted(test["parent_tokens"].unique()) if not test.empty else []
-        self.km = k_max(self.passk, split) if not test.empty else None
-        self.solved_any = bool(not test.empty and test["pass_at_k"].max() > 0)
+        main = self.passk[self.passk["split"] == split] if not self.passk.empty else self.passk
+        self.methods = set(main["method"]) if not main.empty else set()
+        self.ckpts = sorted(main["parent_tokens"].unique()) if not main.empty else []
+        self.km = k_max(self.passk, split) if not main.empty else None
+        self.solved_any = bool(not main.empty and main["pass_at_k"].max() > 0)
+        arms = self.every.get("arms", pd.DataFrame())
+        self.roles = {} if arms.empty else {r.role: r.label for r in arms.itertuples() if isinstance(r.role, str)}
+        self.floor_table = tables.get("floor", pd.DataFrame())
         self._cache = {}
 
     def has(self, *methods) -> bool:
         return all(m in self.methods for m in methods)
 
-    def cmp(self, method: str, against: str = "base", k: int = 1) -> pd.DataFrame:
+    def contrast(self, method: str, against: str = "base", k: int = 1) -> pd.DataFrame:
         if (method, against) not in self._cache:
-            self._cache[method, against] = over_seeds(
-                compare_methods(self.root, self.passk, method, against, sorted({1, self.km}), self.split))
+            self._cache[method, against] = contrast(self.root, self.passk, method, against, sorted({1, self.km}),
+                                                    self.split)
         d = self._cache[method, against]
         return d[d["k"] == k].sort_values("parent_tokens").reset_index(drop=True)
 
@@ -76,384 +203,477 @@ class _Study:
         d = seed_mean(self.passk, self.split)
         return d[(d["method"] == method) & (d["k"] == k)].set_index("parent_tokens")["pass_at_k"]
 
+    def scored_rate(self, method: str, parent_tokens) -> float:
+        """Share of a method's samples (all its seeds) at a checkpoint that carry a scored answer."""
+        p = self.passk
+        r = p[(p["method"] == method) & (p["parent_tokens"] == parent_tokens) & (p["split"] == self.split)]
+        return float(r["format_rate"].mean()) if "format_rate" in r and r["format_rate"].notna().any() else math.nan
 
-def _series(d: pd.DataFrame, col: str = "diff") -> str:
-    return "; ".join(f"{fmt_tokens(r['parent_tokens'])}: {r[col]:+.3f}" + (f" {_ci(r)}" if "low" in r else "")
-                     for _, r in d.iterrows())
+    def floor(self, split: str, k: int) -> float | None:
+        """The best adversary's exact pass@k on `split` (main arm), or None if the table lacks it."""
+        f = self.floor_table
+        if f.empty:
+            return None
+        r = f[(f["split"] == split) & (f["k"] == k)]
+        return float(r["pass_at_k"].max()) if len(r) else None
 
 
-def _no_signal(cl: Claim, s: _Study) -> bool:
-    """pass@k is 0 everywhere, or the paired CIs are missing: say so rather than judge."""
-    if not s.solved_any:
-        cl.verdict, cl.why = "inconclusive", "no checkpoint or branch solved any test problem (pass@k = 0 everywhere)"
-        return True
-    return False
+# ---------------------------------------------------------------- the claims (PAPER §8)
+
+_NULL_FLAT = f"|Δ| > {FLAT_TOL}"
+_PAIRED = "paired bootstrap over problems; with several seeds, two-stage (seeds, then problems)"
 
 
-def _claim1(s: _Study) -> Claim:
-    cl = Claim(1, "RL starts working early, after a threshold",
-               "Δpass@1 (RL − base) per checkpoint: CI covers 0 at the earliest, lies above 0 at a later one")
-    if not s.has("rl", "base") or len(s.ckpts) < 2:
-        cl.why = "needs RL branches and base evaluations at ≥ 2 checkpoints"
-        return cl
-    d = s.cmp("rl")
-    cl.stats = {"dpass1_first": d["diff"].iloc[0], "dpass1_last": d["diff"].iloc[-1]}
-    cl.measured = "Δpass@1 " + _series(d)
-    if _no_signal(cl, s):
-        return cl
-    if not d["up"].any():
-        cl.verdict, cl.why = "not held", "RL did not lift pass@1 significantly at any checkpoint"
-    elif d["up"].iloc[0]:
-        cl.verdict, cl.why = "partly held", "RL lifts pass@1 already at the earliest checkpoint: no threshold seen"
+@register(1, "RL starts working early, after a threshold",
+          "Δpass@1 +1–3 pp at 2B tokens (train reward flat ≈ 0.02), +13 pp at 4B, +40 pp at 20B",
+          (Rule("no gain at the first checkpoint", "Δpass@1 RL − base at the earliest RL checkpoint", _NULL_FLAT,
+                f"±{FLAT_TOL}; measured only if ≥ {MIN_SCORED:.0%} of RL's samples carry a scored answer", _PAIRED),
+           Rule("a threshold", "Δpass@1 RL − base at every checkpoint from some later one on", "Δ ≤ 0 there", "0",
+                _PAIRED),
+           Rule("early", "tokens of the threshold (first checkpoint of that run of gains)",
+                "threshold in the second half of pretraining", "≤ ½ of the last checkpoint's tokens", "none (a position)")),
+          methods=("rl", "base"))
+def _claim1(s: Study, parts: dict) -> dict:
+    flat, thr, early = parts.values()
+    d = s.contrast("rl")
+    if len(d) < 2:
+        flat.why = "needs RL and base at ≥ 2 checkpoints"
+        return {}
+    first = d.iloc[0]
+    rate = s.scored_rate("rl", first["parent_tokens"])
+    flat.value = f"at {fmt_tokens(first['parent_tokens'])}: {_row(first)} (scored answers {rate:.0%})" \
+        if np.isfinite(rate) else f"at {fmt_tokens(first['parent_tokens'])}: {_row(first)}"
+    if np.isfinite(rate) and rate < MIN_SCORED:
+        _set(flat, NOT_MEASURED, f"RL gave a scored answer in {rate:.1%} of samples: a flat line measures nothing")
     else:
-        first = d[d["up"]]["parent_tokens"].iloc[0]
-        cl.verdict = "held"
-        cl.why = f"flat at the earliest checkpoint, significant gain from {fmt_tokens(first)} tokens"
-    return cl
+        _within(flat, first["low"], first["high"], FLAT_TOL)
+    up = d["up"].to_numpy()
+    tail = next((i for i in range(1, len(up)) if up[i:].all()), None)
+    thr.value = "Δpass@1 " + _series(d)
+    stats = {"dpass1_first": first["diff"], "dpass1_last": d["diff"].iloc[-1], "threshold_tokens": None}
+    if d[["low", "high"]].isna().any().any():
+        _set(thr, NOT_MEASURED, "no interval at some checkpoint")
+    elif tail is not None:
+        t = d["parent_tokens"].iloc[tail]
+        stats["threshold_tokens"] = t
+        _set(thr, HELD, f"gains significant from {fmt_tokens(t)} on")
+        last = d["parent_tokens"].iloc[-1]
+        early.value = f"threshold at {fmt_tokens(t)} of {fmt_tokens(last)} tokens"
+        _set(early, HELD if t <= last / 2 else CONTRADICTED)
+    else:
+        _set(thr, CONTRADICTED if d["down"].iloc[-1] else NO_EFFECT,
+             "RL lowers pass@1 at the last checkpoint" if d["down"].iloc[-1] else "no run of significant gains to the last checkpoint")
+        _set(early, NO_EFFECT, "no threshold to place")
+    return stats
 
 
-def _claim2(s: _Study) -> Claim:
-    cl = Claim(2, "The base model's pass@k on the RL training prompts predicts the RL gain",
-               "Spearman ρ between base pass@k_max on the train split and RL Δpass@1 (test) over the checkpoints; "
-               "exact permutation p < 0.05")
-    train = s.passk[(s.passk["split"] == "train") & (s.passk["method"] == "base")] if not s.passk.empty else s.passk
-    if train.empty or not s.has("rl", "base") or len(s.ckpts) < 3:
-        cl.why = "needs base evaluations on the train split (eval.readiness: true) and RL at ≥ 3 checkpoints"
-        return cl
+@register(2, "The base model's pass@k on the RL training prompts predicts the RL gain",
+          "RL failed where base train pass@32 was 14% (2B) and worked at 25% (4B); no fitted threshold published",
+          (Rule("readiness predicts the gain", "Spearman ρ of base pass@k_max on the train split vs RL Δpass@1 "
+                "(test), over checkpoints", "ρ ≤ 0", "one-sided p < 0.05",
+                "exact permutation over checkpoints (problems and seeds averaged)"),),
+          methods=("rl", "base"), splits=("test", "train"))
+def _claim2(s: Study, parts: dict) -> dict:
+    (part,) = parts.values()
+    train = s.passk[(s.passk["split"] == "train") & (s.passk["method"] == "base")]
+    if train.empty or len(s.ckpts) < 3:
+        part.why = "needs base evaluations on the train split (eval.readiness: true) and RL at ≥ 3 checkpoints"
+        return {}
     kt = int(train["k"].max())
     x = train[train["k"] == kt].groupby("parent_tokens")["pass_at_k"].mean()
-    y = s.cmp("rl").set_index("parent_tokens")["diff"]
+    y = s.contrast("rl").set_index("parent_tokens")["diff"]
     xy = pd.concat([x.rename("x"), y.rename("y")], axis=1, join="inner")
-    rho, p = spearman_permutation(xy["x"], xy["y"]) if 3 <= len(xy) <= 8 else (math.nan, math.nan)
-    cl.stats = {"spearman": rho, "spearman_p": p}
-    cl.measured = f"ρ = {rho:+.2f}, one-sided permutation p = {p:.3f} over {len(xy)} checkpoints (base train " \
-        f"pass@{kt}: " + ", ".join(f"{v:.3f}" for v in xy["x"]) + "; RL Δpass@1: " + \
-        ", ".join(f"{v:+.3f}" for v in xy["y"]) + ")"
+    if not 3 <= len(xy) <= 8:
+        part.why = f"needs 3–8 checkpoints with both, has {len(xy)}"
+        return {}
+    rho, p = spearman_permutation(xy["x"], xy["y"])
+    part.value = (f"ρ = {rho:+.2f}, p = {p:.3f} over {len(xy)} checkpoints (base train pass@{kt}: "
+                  + ", ".join(f"{v:.3f}" for v in xy["x"]) + "; RL Δpass@1: " + ", ".join(f"{v:+.3f}" for v in xy["y"]) + ")")
     if not np.isfinite(rho):
-        cl.verdict, cl.why = "inconclusive", "base solve rate or RL gain constant across checkpoints (or > 8 of them)"
-    elif p < 0.05:
-        cl.verdict, cl.why = "held", "RL gain rises with the base solve rate on the training prompts (p < 0.05)"
-    elif rho <= 0:
-        cl.verdict, cl.why = "not held", "no positive relation"
-    else:
-        cl.verdict, cl.why = "inconclusive", f"positive but not significant with {len(xy)} checkpoints"
-    return cl
+        _set(part, NOT_MEASURED, "base solve rate or RL gain constant across checkpoints")
+        return {"spearman": None, "spearman_p": None}
+    p_neg = spearman_permutation(xy["x"], -xy["y"])[1]
+    _set(part, HELD if p < 0.05 else CONTRADICTED if p_neg < 0.05 else NO_EFFECT)
+    return {"spearman": rho, "spearman_p": p}
 
 
-def _claim3(s: _Study) -> Claim:
-    cl = Claim(3, "Direct RL expands: pass@k_max rises with pass@1",
-               "Δpass@k_max (RL − base) CI above 0 at every checkpoint where Δpass@1's CI is above 0")
-    if not s.has("rl", "base"):
-        cl.why = "needs RL branches and base evaluations"
-        return cl
-    one, big = s.cmp("rl"), s.cmp("rl", k=s.km)
+@register(3, "Direct RL expands: pass@k_max rises with pass@1",
+          "Δpass@32 (RL − base) +5.6 to +23.6 pp at every checkpoint; small or mixed on MATH",
+          (Rule("pass@k_max up wherever pass@1 is", "Δpass@k_max RL − base at each checkpoint whose Δpass@1 CI is "
+                "above 0", "Δ ≤ 0", "0", _PAIRED),),
+          methods=("rl", "base"))
+def _claim3(s: Study, parts: dict) -> dict:
+    (part,) = parts.values()
+    one, big = s.contrast("rl"), s.contrast("rl", k=s.km)
     post = big[one["up"].to_numpy()]
-    cl.stats = {"dpasskmax_last": big["diff"].iloc[-1], "dpasskmax_min_post": post["diff"].min() if len(post) else None}
-    cl.measured = f"Δpass@{s.km} " + _series(big)
-    if _no_signal(cl, s):
-        return cl
+    part.value = f"Δpass@{s.km} " + _series(big)
     if post.empty:
-        cl.verdict, cl.why = "inconclusive", "no checkpoint where RL lifted pass@1 significantly"
-    elif post["up"].all():
-        cl.verdict, cl.why = "held", f"pass@{s.km} up wherever pass@1 is up ({len(post)} checkpoint(s))"
-    elif post["down"].any():
-        cl.verdict, cl.why = "not held", f"pass@{s.km} falls at a checkpoint where pass@1 rises (sharpening)"
+        part.why = "no checkpoint where RL lifted pass@1 significantly"
+        return {"dpasskmax_last": big["diff"].iloc[-1] if len(big) else None}
+    _all(part, [_one(r.low, r.high) for r in post.itertuples()])
+    return {"dpasskmax_last": big["diff"].iloc[-1], "dpasskmax_min_post": post["diff"].min()}
+
+
+@register(4, "SFT→RL sharpens",
+          "SFT→RL − SFT: pass@1 ≈ +16 pp, pass@32 −6 to −7.5 pp",
+          (Rule("pass@1 up", "pass@1 SFT→RL − SFT at the last checkpoint", "Δ ≤ 0", "0", _PAIRED),
+           Rule("pass@k_max down", "pass@k_max SFT→RL − SFT at the last checkpoint", "Δ ≥ 0", "0", _PAIRED)),
+          methods=("sft", "sft_rl"))
+def _claim4(s: Study, parts: dict) -> dict:
+    p1, pk = parts.values()
+    one, big = s.contrast("sft_rl", "sft").iloc[-1], s.contrast("sft_rl", "sft", s.km).iloc[-1]
+    p1.value = f"Δpass@1 at {fmt_tokens(one['parent_tokens'])}: {_row(one)}"
+    pk.value = f"Δpass@{s.km}: {_row(big)}"
+    _sig(p1, one["low"], one["high"])
+    _sig(pk, -big["high"], -big["low"])
+    return {"dpass1": one["diff"], "dpasskmax": big["diff"]}
+
+
+@register(5, "RL beats single-demo SFT on pass@1 once the base is capable; SFT-Gold wins on pass@k",
+          "RL overtakes SFT on pass@1 from ≈ 10–12B (44B: 56.2 vs 42.4); SFT-Gold − RL pass@32 +7 to +50 pp; "
+          "SFT-Gold→RL has the best pass@1 (60.3 at 44B)",
+          (Rule("RL not ahead at the earliest", "pass@1 RL − SFT at the earliest SFT checkpoint", f"Δ > {FLAT_TOL}",
+                f"≤ +{FLAT_TOL}", _PAIRED),
+           Rule("RL ahead at the last", "pass@1 RL − SFT at the last checkpoint", "Δ ≤ 0", "0", _PAIRED),
+           Rule("SFT-Gold wins on pass@k_max", "pass@k_max SFT-Gold − RL at each SFT-Gold checkpoint", "Δ ≤ 0", "0",
+                _PAIRED),
+           Rule("SFT-Gold→RL has the best pass@1", "pass@1 SFT-Gold→RL − the best other recipe at each of its "
+                "checkpoints", "Δ ≤ 0", "0", _PAIRED)),
+          methods=("rl", "sft"))
+def _claim5(s: Study, parts: dict) -> dict:
+    early, late, gold, gold_rl = parts.values()
+    rs = s.contrast("rl", "sft")
+    stats = {"rl_minus_sft_pass1_first": None, "rl_minus_sft_pass1_last": None, "gold_minus_rl_passkmax_min": None,
+             "gold_rl_minus_best_pass1_min": None}
+    if len(rs) >= 2:
+        first, last = rs.iloc[0], rs.iloc[-1]
+        early.value = f"pass@1 RL − SFT at {fmt_tokens(first['parent_tokens'])}: {_row(first)}"
+        late.value = f"at {fmt_tokens(last['parent_tokens'])}: {_row(last)}"
+        _at_most(early, first["low"], first["high"], FLAT_TOL)
+        _sig(late, last["low"], last["high"])
+        stats |= {"rl_minus_sft_pass1_first": first["diff"], "rl_minus_sft_pass1_last": last["diff"]}
     else:
-        cl.verdict, cl.why = "partly held", f"pass@{s.km} not significantly up everywhere pass@1 is"
-    return cl
-
-
-def _claim4(s: _Study) -> Claim:
-    cl = Claim(4, "SFT→RL sharpens",
-               "against SFT at the last checkpoint: Δpass@1 CI above 0 and Δpass@k_max CI below 0 (paired CIs)")
-    if not s.has("sft", "sft_rl"):
-        cl.why = "needs SFT and SFT→RL branches"
-        return cl
-    one, big = s.cmp("sft_rl", "sft").iloc[-1], s.cmp("sft_rl", "sft", s.km).iloc[-1]
-    cl.stats = {"dpass1": one["diff"], "dpasskmax": big["diff"]}
-    cl.measured = f"at {fmt_tokens(one['parent_tokens'])}: Δpass@1 {one['diff']:+.3f} {_ci(one)}, " \
-                  f"Δpass@{s.km} {big['diff']:+.3f} {_ci(big)}"
-    if _no_signal(cl, s):
-        return cl
-    _two_part_verdict(cl, {"pass@1 up": _direction(one["low"], one["high"]),
-                           f"pass@{s.km} down": _direction(-big["high"], -big["low"])})
-    return cl
-
-
-def _claim5(s: _Study) -> Claim:
-    cl = Claim(5, "RL beats single-demo SFT on pass@1 once the base is capable; SFT-Gold wins on pass@k",
-               "pass@1 (RL − SFT): CI not above 0 at the earliest checkpoint, above 0 at the last; "
-               "pass@k_max (SFT-Gold − RL) CI above 0 at every checkpoint")
-    if not s.has("rl", "sft") or len(s.ckpts) < 2:
-        cl.why = "needs RL and SFT branches at ≥ 2 checkpoints"
-        return cl
-    rs = s.cmp("rl", "sft")
-    parts = {"crossover": bool(not rs["up"].iloc[0] and rs["up"].iloc[-1])}
-    cl.stats = {"rl_minus_sft_pass1_first": rs["diff"].iloc[0], "rl_minus_sft_pass1_last": rs["diff"].iloc[-1],
-                "gold_minus_rl_passkmax_min": None}
-    cl.measured = "pass@1 RL − SFT " + _series(rs)
+        early.why = late.why = "needs RL and SFT at ≥ 2 checkpoints"
     if s.has("sft_gold"):
-        g = s.cmp("sft_gold", "rl", s.km)
-        parts["gold wins"] = bool(g["up"].all())
-        cl.stats["gold_minus_rl_passkmax_min"] = g["diff"].min()
-        cl.measured += f" · pass@{s.km} SFT-Gold − RL " + _series(g)
-    if _no_signal(cl, s):
-        return cl
-    held = [p for p, ok in parts.items() if ok]
-    cl.verdict = "held" if len(held) == len(parts) else "partly held" if held else "not held"
-    cl.why = "; ".join(f"{p}: {'yes' if ok else 'no'}" for p, ok in parts.items()) + \
-        ("" if "sft_gold_rl" in s.methods else "; SFT-Gold→RL not run")
-    return cl
-
-
-def _claim6(s: _Study) -> Claim:
-    cl = Claim(6, "RL keeps general capability; SFT erodes it",
-               f"held-out general NLL, relative, per document averaged over checkpoints (bootstrap CI over "
-               f"documents): RL − base CI below +{CAPABILITY_TOL:.0%}; each SFT-family branch − RL CI above 0")
-    g, items = s.tables["general"], s.tables.get("general_items", pd.DataFrame())
-    sfts = [m for m in SFT_FAMILY if not g.empty and m in set(g["method"])]
-    if g.empty or not {"rl", "base"} <= set(g["method"]) or not sfts:
-        cl.why = "needs general-capability scores of base, RL and an SFT-family branch"
-        return cl
-    if items.empty:
-        cl.verdict, cl.why = "inconclusive", "no per-document values stored (evaluations older than this claim test)"
-        return cl
-    keep = general_contrast(items, "rl", "base")
-    worse = {m: general_contrast(items, m, "rl") for m in sfts}
-    acc = general_deltas(g, ("probe_acc",)).groupby("method")["delta"].mean()
-    cl.stats = {"dnll_rel.rl": keep["diff"], "dnll_rel.rl_high": keep["high"]} | \
-               {f"dnll_rel_minus_rl.{m}": c["diff"] for m, c in worse.items()} | \
-               {f"dnll_rel_minus_rl_low.{m}": c["low"] for m, c in worse.items()} | \
-               {f"dprobe_acc.{m}": acc[m] for m in ["rl", *sfts] if m in acc}
-    cl.measured = f"ΔNLL RL − base {keep['diff']:+.2%} [{keep['low']:+.2%}, {keep['high']:+.2%}] · " + \
-        " · ".join(f"{m} − RL {c['diff']:+.2%} [{c['low']:+.2%}, {c['high']:+.2%}]" for m, c in worse.items()) + \
-        f" ({keep['n_items']} documents) · Δprobe acc " + ", ".join(f"{m} {v:+.3f}" for m, v in acc.items()
-                                                                   if m != "base")
-    keeps, erodes = keep["high"] <= CAPABILITY_TOL, {m: c["low"] > 0 for m, c in worse.items()}
-    if keep["low"] > CAPABILITY_TOL or any(c["high"] < 0 for c in worse.values()):
-        cl.verdict = "not held"
+        g = s.contrast("sft_gold", "rl", s.km)
+        gold.value = f"pass@{s.km} SFT-Gold − RL " + _series(g)
+        _all(gold, [_one(r.low, r.high) for r in g.itertuples()])
+        stats["gold_minus_rl_passkmax_min"] = g["diff"].min() if len(g) else None
     else:
-        cl.verdict = "held" if keeps and all(erodes.values()) else "partly held" if keeps or any(erodes.values()) \
-            else "inconclusive"
-    cl.why = f"RL {'keeps' if keeps else 'does not clearly keep'} held-out NLL; worse than RL: " + \
-        ", ".join(f"{m} {'yes' if e else 'no'}" for m, e in erodes.items())
-    return cl
+        gold.why = "needs SFT-Gold branches"
+    if s.has("sft_gold_rl"):
+        verdicts, vals = [], []
+        for t in s.mean_at("sft_gold_rl", 1).index:
+            others = {m: s.mean_at(m, 1).get(t) for m in ("rl", "sft", "sft_gold", "sft_rl", "parallel") if s.has(m)}
+            others = {m: v for m, v in others.items() if v is not None and np.isfinite(v)}
+            if not others:
+                continue
+            best = max(others, key=others.get)
+            c = s.contrast("sft_gold_rl", best)
+            c = c[c["parent_tokens"] == t].iloc[0]
+            verdicts.append(_one(c["low"], c["high"]))
+            vals.append(f"{fmt_tokens(t)}: − {best} {_row(c)}")
+            stats["gold_rl_minus_best_pass1_min"] = min(stats["gold_rl_minus_best_pass1_min"] or math.inf, c["diff"])
+        gold_rl.value = "pass@1 SFT-Gold→RL " + "; ".join(vals)
+        _all(gold_rl, verdicts)
+    else:
+        gold_rl.why = "SFT-Gold→RL (method sft_gold_rl) not run: the claim is at most partly held"
+    return stats
 
 
-def _claim7(s: _Study) -> Claim:
-    cl = Claim(7, "Parallel averaging wins on pass@k_max and keeps capability",
-               "at every checkpoint pass@k_max of parallel − the best of RL, SFT, SFT→RL: paired CI above 0; "
-               f"pass@1 between SFT and RL (point values); mean probe acc within {CAPABILITY_TOL:g} of RL's")
-    if not s.has("parallel", "rl", "sft"):
-        cl.why = "needs parallel, RL and SFT branches"
-        return cl
-    others = [m for m in ("rl", "sft", "sft_rl") if s.has(m)]
-    par_k = s.mean_at("parallel", s.km)
-    table = pd.concat([s.mean_at(m, s.km) for m in others], axis=1, keys=others).loc[par_k.index].dropna(how="all")
-    wins = []
-    for t, row in table.iterrows():
-        best = row.idxmax()
-        c = s.cmp("parallel", best, s.km)
-        wins.append(c[c["parent_tokens"] == t].iloc[0].to_dict() | {"best": best})
-    wins = pd.DataFrame(wins)
-    p1 = pd.concat([s.mean_at(m, 1) for m in ("parallel", "rl", "sft")], axis=1, keys=["p", "rl", "sft"]).dropna()
-    between = ((p1["p"] >= p1[["rl", "sft"]].min(axis=1) - 1e-12) & (p1["p"] <= p1[["rl", "sft"]].max(axis=1) + 1e-12))
-    g = general_deltas(s.tables["general"], ("probe_acc",)) if not s.tables["general"].empty else pd.DataFrame()
-    acc = g.groupby("method")["delta"].mean() if not g.empty else pd.Series(dtype=float)
-    cap_gap = acc["parallel"] - acc["rl"] if {"parallel", "rl"} <= set(acc.index) else None
-    cl.stats = {"parallel_minus_best_passkmax_min": wins["diff"].min(),
-                "parallel_minus_best_passkmax_low_min": wins["low"].min(), "probe_acc_parallel_minus_rl": cap_gap}
-    cl.measured = f"pass@{s.km} parallel − best other: " + \
-        "; ".join(f"{fmt_tokens(r['parent_tokens'])}: − {r['best']} {r['diff']:+.3f} {_ci(r)}" for _, r in wins.iterrows()) + \
-        f" · pass@1 between SFT and RL at {int(between.sum())}/{len(between)} checkpoints" + \
-        (f" · Δprobe acc parallel − RL {cap_gap:+.3f}" if cap_gap is not None else "")
-    if _no_signal(cl, s):
-        return cl
-    win = "yes" if (wins["low"] > 0).all() else "opposite" if (wins["high"] < 0).any() else "unclear"
-    parts = {"wins pass@k_max": win, "pass@1 between": "yes" if between.all() else "no",
-             "keeps capability": "yes" if cap_gap is not None and abs(cap_gap) <= CAPABILITY_TOL else "no"}
-    held = [p for p, ok in parts.items() if ok == "yes"]
-    cl.verdict = "held" if len(held) == len(parts) else "not held" if win == "opposite" else \
-        "partly held" if held else "not held"
-    cl.why = "; ".join(f"{p}: {ok}" for p, ok in parts.items())
-    return cl
+@register(6, "RL keeps general capability; SFT erodes it",
+          "6-task average: RL within ±0.5 pp of base; SFT −5 to −7 pp, SFT-Gold ≈ −7 pp, SFT→RL ≈ −4 to −6 pp",
+          (Rule("RL keeps capability", "held-out general NLL, RL − base, relative, per document averaged over "
+                "checkpoints", f"Δ > +{CAPABILITY_TOL:.0%}", f"≤ +{CAPABILITY_TOL:.0%}",
+                "bootstrap over documents; with several seeds, two-stage (seeds, then documents)"),
+           Rule("SFT erodes it", "the same, each SFT-family branch − RL", "Δ ≤ 0", "0",
+                "bootstrap over documents; with several seeds, two-stage (seeds, then documents)")),
+          methods=("rl", "base"))
+def _claim6(s: Study, parts: dict) -> dict:
+    keep_p, erode_p = parts.values()
+    items = s.tables.get("general_items", pd.DataFrame())
+    have = set(items["method"]) if not items.empty else set()
+    sfts = [m for m in SFT_FAMILY if m in have]
+    if not {"rl", "base"} <= have:
+        keep_p.why = erode_p.why = "needs per-document general-capability scores of base and RL"
+        return {}
+    keep = general_contrast(items, "rl", "base")
+    keep_p.value = f"ΔNLL RL − base {keep['diff']:+.2%} [{keep['low']:+.2%}, {keep['high']:+.2%}] " \
+                   f"({keep['n_items']} documents, {keep['covers']})"
+    _at_most(keep_p, keep["low"], keep["high"], CAPABILITY_TOL)
+    stats = {"dnll_rel.rl": keep["diff"], "dnll_rel.rl_high": keep["high"]}
+    if not sfts:
+        erode_p.why = "needs an SFT-family branch"
+        return stats
+    worse = {m: general_contrast(items, m, "rl") for m in sfts}
+    erode_p.value = " · ".join(f"{m} − RL {c['diff']:+.2%} [{c['low']:+.2%}, {c['high']:+.2%}]" for m, c in worse.items())
+    _all(erode_p, [_one(c["low"], c["high"]) for c in worse.values()], "SFT-family method")
+    return stats | {f"dnll_rel_minus_rl.{m}": c["diff"] for m, c in worse.items()} | \
+        {f"dnll_rel_minus_rl_low.{m}": c["low"] for m, c in worse.items()}
 
 
-def _claim10(s: _Study) -> Claim:
-    cl = Claim(10, "Seed brittleness near the threshold",
-               "std over ≥ 3 RL seeds of test pass@1: larger at the first checkpoint with a significant RL gain than "
-               "at the last; CI of the difference from resampling problems")
-    rl = s.passk[(s.passk["method"] == "rl") & (s.passk["split"] == s.split) & (s.passk["k"] == 1)] \
-        if s.has("rl") else pd.DataFrame()
-    seeds = rl.groupby("parent_tokens")["seed"].nunique() if not rl.empty else pd.Series(dtype=int)
+@register(7, "Parallel averaging wins on pass@k_max and keeps capability",
+          "pass@32 parallel − RL +3.9 to +16.4 pp; pass@1 between SFT and RL; capability within ±1 pp of base",
+          (Rule("wins pass@k_max", "pass@k_max parallel − the best of RL, SFT, SFT→RL at each parallel checkpoint",
+                "Δ ≤ 0", "0", _PAIRED),
+           Rule("pass@1 between SFT and RL", "pass@1 parallel − the lower of SFT and RL, and the higher − parallel",
+                "either ≤ 0", "0", _PAIRED),
+           Rule("keeps capability", "held-out general NLL, parallel − RL, relative", f"Δ > +{CAPABILITY_TOL:.0%}",
+                f"≤ +{CAPABILITY_TOL:.0%} (claim 6's)", "bootstrap over documents (two-stage with several seeds)")),
+          methods=("parallel", "rl", "sft"))
+def _claim7(s: Study, parts: dict) -> dict:
+    win_p, between_p, cap_p = parts.values()
+    wins, betweens, vals, vals1 = [], [], [], []
+    stats = {"parallel_minus_best_passkmax_min": None}
+    for t in s.mean_at("parallel", s.km).index:
+        pk = {m: s.mean_at(m, s.km).get(t) for m in ("rl", "sft", "sft_rl") if s.has(m)}
+        pk = {m: v for m, v in pk.items() if v is not None and np.isfinite(v)}
+        best = max(pk, key=pk.get)
+        c = s.contrast("parallel", best, s.km)
+        c = c[c["parent_tokens"] == t].iloc[0]
+        wins.append(_one(c["low"], c["high"]))
+        vals.append(f"{fmt_tokens(t)}: − {best} {_row(c)}")
+        stats["parallel_minus_best_passkmax_min"] = min(stats["parallel_minus_best_passkmax_min"] or math.inf, c["diff"])
+        p1 = {m: s.mean_at(m, 1).get(t) for m in ("rl", "sft")}
+        if any(v is None for v in p1.values()):
+            betweens.append(NOT_MEASURED)
+            continue
+        lo, hi = sorted(p1, key=p1.get)
+        c_lo = s.contrast("parallel", lo)
+        c_lo = c_lo[c_lo["parent_tokens"] == t].iloc[0]
+        c_hi = s.contrast(hi, "parallel")
+        c_hi = c_hi[c_hi["parent_tokens"] == t].iloc[0]
+        v_lo, v_hi = _one(c_lo["low"], c_lo["high"]), _one(c_hi["low"], c_hi["high"])
+        betweens.append(HELD if v_lo == v_hi == HELD else CONTRADICTED if CONTRADICTED in (v_lo, v_hi) else
+                        NOT_MEASURED if NOT_MEASURED in (v_lo, v_hi) else NO_EFFECT)
+        vals1.append(f"{fmt_tokens(t)}: − {lo} {_row(c_lo)}, {hi} − parallel {_row(c_hi)}")
+    win_p.value = f"pass@{s.km} parallel " + "; ".join(vals)
+    between_p.value = "pass@1 " + "; ".join(vals1)
+    _all(win_p, wins)
+    _all(between_p, betweens)
+    items = s.tables.get("general_items", pd.DataFrame())
+    cap = general_contrast(items, "parallel", "rl") if not items.empty else None
+    if cap is None:
+        cap_p.why = "needs per-document general-capability scores of parallel and RL"
+    else:
+        cap_p.value = f"ΔNLL parallel − RL {cap['diff']:+.2%} [{cap['low']:+.2%}, {cap['high']:+.2%}]"
+        _at_most(cap_p, cap["low"], cap["high"], CAPABILITY_TOL)
+        stats["dnll_rel_parallel_minus_rl"] = cap["diff"]
+    return stats
+
+
+@register(8, "Rollout count trades sample efficiency for compute efficiency",
+          "n=64 peaks within 40–50K samples, n=5 needs 100–380K; n=5 leads against FLOPs early (Feb blog)",
+          (Rule("many rollouts better per prompt", "test pass@1, many − few rollouts per prompt, same prompts seen",
+                "Δ ≤ 0", "0", "paired bootstrap over problems (one seed per arm)"),
+           Rule("few rollouts better per token", "test pass@1, few − many stopped at few's generated tokens (arm "
+                "rollouts_same_tokens), else dev-split validation pass@1 at interpolated tokens", "Δ ≤ 0", "0",
+                "paired bootstrap over problems; the fallback: normal approximation")),
+          methods=("rl",), roles=("rollouts_few", "rollouts_many"))
+def _claim8(s: Study, parts: dict) -> dict:
+    prompt_p, token_p = parts.values()
+    few, many = s.roles["rollouts_few"], s.roles["rollouts_many"]
+    short = s.roles.get("rollouts_same_tokens")
+    bm = s.every["branch_metrics"]
+    curves = budget_curves(bm, [few, many])
+    sizes = curves.groupby("arm")["group_size"].first()
+    start = curves["parent_tokens"].iloc[0]
+    pk_all = s.every["passk"]
+    sel = pk_all[(pk_all["method"] == "rl") & (pk_all["parent_tokens"] == start) &
+                 pk_all["arm"].isin([few, many, *([short] if short else [])])]
+    sel = sel.assign(method=sel["arm"])
+    a = contrast(s.root, sel, many, few, [1], s.split)
+    cf = curves[curves["arm"] == few].dropna(subset=["val_pass@1"]).groupby("step").mean(numeric_only=True)
+    cm = curves[curves["arm"] == many].dropna(subset=["val_pass@1"]).groupby("step").mean(numeric_only=True)
+    if a.empty:
+        prompt_p.why = token_p.why = "needs test evaluations of both rollout settings"
+        return {}
+    ga, gb, r = int(sizes[few]), int(sizes[many]), a.iloc[0]
+    prompt_p.value = f"G={gb} − G={ga} at equal prompts: Δpass@1 {_row(r)}"
+    _sig(prompt_p, r["low"], r["high"])
+    stats = {"few_G": ga, "many_G": gb, "dpass1_same_prompts": r["diff"]}
+    b = contrast(s.root, sel, few, short, [1], s.split) if short else pd.DataFrame()
+    if not b.empty:
+        sc, b = budget_curves(bm, [short], start), b.iloc[0]
+        t = cf["gen_tokens"].iloc[-1] if not cf.empty else math.nan
+        token_p.value = (f"G={ga} − G={int(sc['group_size'].iloc[0])} at {t:,.0f} vs {sc['gen_tokens'].iloc[-1]:,.0f} "
+                         f"generated tokens: Δtest pass@1 {_row(b)}")
+        _sig(token_p, b["low"], b["high"])
+        stats |= {"dpass1_same_tokens": b["diff"], "many_tokens_over_few": sc["gen_tokens"].iloc[-1] / t}
+    elif cf.empty or cm.empty:
+        token_p.why = "needs validation pass@1 during RL (branch.eval_every) or a rollouts_same_tokens arm"
+    else:
+        t = cf["gen_tokens"].iloc[-1]
+        v_few, v_many = cf["val_pass@1"].iloc[-1], float(np.interp(t, cm["gen_tokens"], cm["val_pass@1"]))
+        se = lambda c, i: c["val_pass@1_se"].iloc[i] if "val_pass@1_se" in c else math.nan  # noqa: E731
+        half = 1.96 * math.hypot(se(cf, -1), se(cm, int(np.abs(cm["gen_tokens"] - t).argmin())))
+        d = v_few - v_many
+        token_p.value = f"G={ga} − G={gb} at {t:,.0f} generated tokens: Δdev pass@1 {d:+.3f} {_ci(d - half, d + half)}"
+        _sig(token_p, d - half, d + half)
+        stats["dpass1_same_tokens"] = d
+    return stats
+
+
+@register(9, "Data composition matters more than model scale",
+          "1B on 60B math-heavy mix beats 4B on the 50B mix (RL pass@1 21–22% vs 12%, authors' working notes)",
+          (Rule("the targeted mix gains more than the wider model", "hard-split RL gain (pass@1), targeted mix − "
+                "wider model, at each arm's last RL checkpoint", "Δ ≤ 0", "0",
+                "paired bootstrap over problems (one pretraining run per arm)"),),
+          methods=("rl", "base"), roles=("targeted_mix", "wider_model"), splits=("hard",))
+def _claim9(s: Study, parts: dict) -> dict:
+    (part,) = parts.values()
+    mix, wide = s.roles["targeted_mix"], s.roles["wider_model"]
+    try:
+        top = gain_contrast(s.root, s.every["passk"], mix, wide)
+    except RlearlyError as e:
+        part.why = str(e)
+        return {}
+    g = arm_gains(s.root, s.every["passk"], ["main", mix, wide], ["hard"]).query("k == 1").set_index("arm")["gain"]
+    part.value = ("hard-split Δpass@1 from RL: " + ", ".join(f"{a} {v:+.3f}" for a, v in g.items()) +
+                  f"; targeted − wider {_row(top)} ({top['n_problems']} problems)")
+    _sig(part, top["low"], top["high"])
+    return {"gain_main": g.get("main"), "gain_targeted": g.get(mix), "gain_wider": g.get(wide),
+            "targeted_minus_wider": top["diff"]}
+
+
+@register(10, "Seed brittleness near the threshold",
+          "4 seeds at 4–10B: test accuracy diverges across seeds there and settles by ≈ 10B",
+          (Rule("larger seed spread at the threshold", "std over ≥ 3 RL seeds of test pass@1 at the first multi-seed "
+                "checkpoint with a significant RL gain − at the last", "Δ ≤ 0", "0",
+                "two-stage bootstrap: seeds at each checkpoint, then problems"),),
+          methods=("rl", "base"))
+def _claim10(s: Study, parts: dict) -> dict:
+    (part,) = parts.values()
+    rl = s.passk[(s.passk["method"] == "rl") & (s.passk["split"] == s.split) & (s.passk["k"] == 1)]
+    seeds = rl.groupby("parent_tokens")["seed"].nunique()
     multi = sorted(seeds[seeds >= 3].index)
-    if len(multi) < 2 or not s.has("base"):
-        cl.why = f"needs ≥ 3 RL seeds at ≥ 2 checkpoints (branch.seeds); has {int(seeds.max()) if len(seeds) else 0} " \
-                 f"seed(s) at {len(multi) or 'no'} checkpoint(s) with 3+"
-        return cl
+    if len(multi) < 2:
+        part.why = f"needs ≥ 3 RL seeds at ≥ 2 checkpoints; has {int(seeds.max()) if len(seeds) else 0} seed(s) at " \
+                   f"{len(multi) or 'no'} checkpoint(s) with 3+"
+        return {}
     std = rl[rl["parent_tokens"].isin(multi)].groupby("parent_tokens")["pass_at_k"].std()
-    cl.measured = "std of pass@1 over seeds " + "; ".join(f"{fmt_tokens(t)}: {v:.3f}" for t, v in std.items())
-    if _no_signal(cl, s):
-        return cl
-    one = s.cmp("rl")
+    one = s.contrast("rl")
     up = one[one["up"] & one["parent_tokens"].isin(multi)]
     if up.empty or up["parent_tokens"].iloc[0] == multi[-1]:
-        cl.verdict, cl.why = "inconclusive", "no multi-seed checkpoint with a significant RL gain before the last"
-        return cl
+        part.value = "std of pass@1 over seeds " + "; ".join(f"{fmt_tokens(t)}: {v:.3f}" for t, v in std.items())
+        part.why = "no multi-seed checkpoint with a significant RL gain before the last"
+        return {}
     thr = up["parent_tokens"].iloc[0]
     try:
         c = seed_spread(s.root, s.passk, thr, multi[-1], split=s.split)
     except RlearlyError as e:
-        cl.verdict, cl.why = "inconclusive", str(e)
-        return cl
-    cl.stats = {"seed_std_threshold": c["std_a"], "seed_std_last": c["std_b"], "seed_std_diff": c["diff"],
-                "seed_std_diff_low": c["low"], "seed_std_diff_high": c["high"]}
-    cl.measured += f" · at {fmt_tokens(thr)} − at {fmt_tokens(multi[-1])}: {c['diff']:+.3f} [{c['low']:+.3f}, " \
-                   f"{c['high']:+.3f}]"
-    d = _direction(c["low"], c["high"])
-    cl.verdict = _VERDICT_OF[d]
-    cl.why = f"threshold at {fmt_tokens(thr)}: spread there " + \
-        {"yes": "larger than at the last checkpoint", "opposite": "smaller than at the last checkpoint",
-         "unclear": "not distinguishable from the last checkpoint's"}[d]
-    return cl
+        part.why = str(e)
+        return {}
+    part.value = (f"std of pass@1 over seeds at {fmt_tokens(thr)} {c['std_a']:.3f}, at {fmt_tokens(multi[-1])} "
+                  f"{c['std_b']:.3f}: {c['diff']:+.3f} {_ci(c['low'], c['high'])}")
+    _sig(part, c["low"], c["high"])
+    return {"seed_std_threshold": c["std_a"], "seed_std_last": c["std_b"], "seed_std_diff": c["diff"]}
 
 
-_VERDICT_OF = {"yes": "held", "opposite": "not held", "unclear": "inconclusive"}  # a one-part claim's _direction
+# ---------------------------------------------------------------- evaluating every claim
+
+def _missing(unit: ClaimUnit, s: Study) -> str:
+    split_methods = {}
+    for split in unit.splits:
+        p = s.every["passk"]
+        p = p[(p["split"] == split)] if not p.empty else p
+        split_methods[split] = set(p["method"]) if not p.empty else set()
+    need = [m for m in unit.methods if m not in s.methods]
+    need_roles = [r for r in unit.roles if r not in s.roles]
+    need_splits = [sp for sp, ms in split_methods.items() if not ms]
+    out = []
+    if need:
+        out.append("methods " + ", ".join(need))
+    if need_roles:
+        out.append("arms with role " + ", ".join(need_roles))
+    if need_splits:
+        out.append("evaluations on " + ", ".join(need_splits))
+    return "needs " + "; ".join(out) if out else ""
 
 
-def _direction(low: float, high: float) -> str:
-    return "yes" if low > 0 else "opposite" if high < 0 else "unclear"
-
-
-def _two_part_verdict(cl: Claim, parts: dict[str, str]) -> None:
-    """held: every part significant as claimed; not held: one significant the other way; else partly/inconclusive."""
-    got = list(parts.values())
-    cl.verdict = ("held" if all(g == "yes" for g in got) else "not held" if "opposite" in got
-                  else "partly held" if "yes" in got else "inconclusive")
-    cl.why = "; ".join(f"{p}: {g}" for p, g in parts.items())
-
-
-def _claim8(s: _Study) -> Claim:
-    cl = Claim(8, "Rollout count trades sample efficiency for compute efficiency",
-               "same prompts seen: test pass@1 of many − few rollouts/prompt > 0 (paired CI); same generated "
-               "tokens: test pass@1 of few − many > 0 (paired CI; many stopped at few's tokens, arm "
-               f"{SAME_TOKENS}<G>), else validation pass@1 at interpolated tokens (normal-approx CI)")
-    bm = s.every["branch_metrics"] if s.every is not None else pd.DataFrame()
-    arms = [a for a in dict.fromkeys(bm["arm"])] if "arm" in bm else []
-    budget = [a for a in arms if a.startswith("rollouts_")]
-    if not budget:
-        cl.why = "needs RL arms named rollouts_<G> that differ from main in rollouts per prompt only"
-        return cl
-    curves = budget_curves(bm, ["main", *budget] if "main" in arms else budget)
-    sizes = curves.groupby("arm")["group_size"].first()
-    few, many = sizes.idxmin(), sizes.idxmax()
-    start = curves["parent_tokens"].iloc[0]
-    pk_all = s.every["passk"]
-    short = [a for a in arms if a.startswith(SAME_TOKENS)]
-    sel = pk_all[(pk_all["method"] == "rl") & (pk_all["parent_tokens"] == start) & pk_all["arm"].isin([few, many, *short])]
-    sel = sel.assign(method=sel["arm"])
-    a = over_seeds(compare_methods(s.root, sel, many, few, [1], s.split))
-    ga, gb = int(sizes[few]), int(sizes[many])
-    cf = curves[curves["arm"] == few].dropna(subset=["val_pass@1"]).groupby("step").mean(numeric_only=True)
-    cm = curves[curves["arm"] == many].dropna(subset=["val_pass@1"]).groupby("step").mean(numeric_only=True)
-    if a.empty or cf.empty or cm.empty:
-        cl.why = "needs test evaluations of both settings and validation pass@1 during RL (branch.eval_every)"
-        return cl
-    t = cf["gen_tokens"].iloc[-1]  # the few-rollout run's whole sampling budget
-    r = a.iloc[0]
-    cl.stats = {"few_G": ga, "many_G": gb, "dpass1_same_prompts": r["diff"], "dpass1_same_prompts_low": r["low"],
-                "dpass1_same_prompts_high": r["high"]}
-    cl.measured = f"G={gb} − G={ga} at equal prompts: Δpass@1 {r['diff']:+.3f} {_ci(r)}; "
-    b = over_seeds(compare_methods(s.root, sel, few, short[0], [1], s.split)) if short else pd.DataFrame()
-    if not b.empty:  # the many-rollout setting stopped at the few one's budget, evaluated on the test split
-        sc = budget_curves(bm, short[:1], start)
-        t_many, b = sc["gen_tokens"].iloc[-1], b.iloc[0]
-        d, low, high = b["diff"], b["low"], b["high"]
-        cl.measured += (f"G={ga} − G={int(sc['group_size'].iloc[0])} at {t:,.0f} vs {t_many:,.0f} generated tokens: "
-                        f"Δtest pass@1 {d:+.3f} {_ci(b)}")
-        cl.stats |= {"many_tokens_over_few": t_many / t}
-    else:  # the many-rollout run's validation curve, interpolated to the few one's budget
-        v_few = cf["val_pass@1"].iloc[-1]
-        v_many = float(np.interp(t, cm["gen_tokens"], cm["val_pass@1"]))
-        se = lambda c, i: c["val_pass@1_se"].iloc[i] if "val_pass@1_se" in c else math.nan  # noqa: E731
-        half = 1.96 * math.hypot(se(cf, -1), se(cm, int(np.abs(cm["gen_tokens"] - t).argmin())))
-        d, low, high = v_few - v_many, v_few - v_many - half, v_few - v_many + half
-        cl.measured += f"G={ga} − G={gb} at {t:,.0f} generated tokens: Δval pass@1 {d:+.3f} [{low:+.3f}, {high:+.3f}]"
-    cl.stats |= {"dpass1_same_tokens": d, "dpass1_same_tokens_low": low, "dpass1_same_tokens_high": high}
-    if _no_signal(cl, s):
-        return cl
-    _two_part_verdict(cl, {"many rollouts better per prompt": _direction(r["low"], r["high"]),
-                           "few rollouts better per token": _direction(low, high)})
-    return cl
-
-
-def _claim9(s: _Study) -> Claim:
-    cl = Claim(9, "Data composition matters more than model scale",
-               "hard-split RL gain (pass@1): math-heavy mix − wider model > 0, paired bootstrap CI over problems")
-    arms = set(s.every["passk"]["arm"]) if s.every is not None and "arm" in s.every["passk"] else set()
-    if not {"main", "math_heavy", "wider"} <= arms:
-        cl.why = "needs arms math_heavy (more task data) and wider (larger model) with RL and hard-split evaluations"
-        return cl
-    try:
-        top = gain_contrast(s.root, s.every["passk"], "math_heavy", "wider")
-        low_end = gain_contrast(s.root, s.every["passk"], "wider", "main")
-    except RlearlyError as e:
-        cl.why = str(e)
-        return cl
-    gains = arm_gains(s.root, s.every["passk"], ["main", "math_heavy", "wider"], ["hard"]).query("k == 1")
-    g = gains.set_index("arm")["gain"]
-    cl.stats = {"gain_main": g.get("main"), "gain_math_heavy": g.get("math_heavy"), "gain_wider": g.get("wider"),
-                "math_minus_wider": top["diff"], "math_minus_wider_low": top["low"],
-                "math_minus_wider_high": top["high"], "wider_minus_main": low_end["diff"]}
-    cl.measured = ("hard-split Δpass@1 from RL: " + ", ".join(f"{a} {v:+.3f}" for a, v in g.items()) +
-                   f"; math-heavy − wider {top['diff']:+.3f} [{top['low']:+.3f}, {top['high']:+.3f}]; wider − main "
-                   f"{low_end['diff']:+.3f} [{low_end['low']:+.3f}, {low_end['high']:+.3f}] ({top['n_problems']} problems)")
-    if _no_signal(cl, s):
-        return cl
-    d = _direction(top["low"], top["high"])
-    cl.verdict = _VERDICT_OF[d]
-    cl.why = {"yes": "the math-heavy base gains more from RL than the wider one",
-              "opposite": "the wider base gains more from RL than the math-heavy one",
-              "unclear": "the CI of the contrast covers 0"}[d]
-    return cl
-
-
-_CLAIMS = (_claim1, _claim2, _claim3, _claim4, _claim5, _claim6, _claim7, _claim8, _claim9, _claim10)
+def _floor_text(unit: ClaimUnit, s: Study) -> tuple[str, dict]:
+    parts, stats = [], {}
+    for split in unit.splits:
+        f1, fk = s.floor(split, 1), s.floor(split, s.km) if s.km else None
+        if f1 is None or fk is None:
+            continue
+        parts.append(f"{split}: pass@1 {f1:.3f}, pass@{s.km} {fk:.3f}")
+        stats |= {f"floor.{split}.pass1": f1, f"floor.{split}.passkmax": fk}
+    return "; ".join(parts) or "not computed", stats
 
 
 def claims(study_root, tables: dict | None = None, split: str = "test") -> list[Claim]:
-    """Each claim of PAPER §8 with the statistic this study measured and a verdict computed from it.
-    `tables`: the main arm's (default load_tables); side experiments are read from every arm's tables."""
+    """Every registered claim with its parts' statistics and verdicts. `tables`: the main arm's (default
+    load_tables); arms' tables are read from every arm's (load_tables(arm=None))."""
     tables = tables if tables is not None else load_tables(study_root)
-    every = load_tables(study_root, arm=None) if "arm" in tables["passk"] else None
-    s = _Study(study_root, tables, split, every)
-    out = [c(s) for c in _CLAIMS]
-    for c in out:
-        c.paper = PAPER_NUMBERS[c.id]
+    every = load_tables(study_root, arm=None)
+    s = Study(study_root, tables, split, every)
+    out = []
+    for unit in CLAIMS.values():
+        parts = {r.part: Part(r) for r in unit.rules}
+        cl = Claim(unit.id, unit.claim, unit.paper, list(parts.values()))
+        cl.floor, floor_stats = _floor_text(unit, s)
+        need = _missing(unit, s)
+        if need:
+            cl.why = need
+        else:
+            cl.stats = unit.measure(s, parts) or {}
+            if not s.solved_any:  # every interval is [0, 0]: nothing to judge
+                for p in cl.parts:
+                    _set(p, NOT_MEASURED)
+                cl.why = "no checkpoint or branch solved any problem (pass@k = 0 everywhere)"
+            else:
+                cl.why = "; ".join(f"{p.rule.part}: {p.verdict}" + (f" ({p.why})" if p.why else "") for p in cl.parts)
+        cl.verdict = claim_verdict(cl.parts)
+        cl.stats = {**cl.stats, **floor_stats}
+        out.append(cl)
     return out
 
 
 def claims_frame(cls: list[Claim]) -> pd.DataFrame:
-    return pd.DataFrame([{"#": c.id, "claim (PAPER §8)": c.claim, "test": c.test, "paper": c.paper,
-                          "this study": c.measured, "verdict": c.verdict, "why": c.why} for c in cls]).set_index("#")
+    return pd.DataFrame([{"#": c.id, "claim (PAPER §8)": c.claim, "parts": c.test, "paper": c.paper,
+                          "this study": c.measured, "guessing floor": c.floor, "verdict": c.verdict, "why": c.why}
+                         for c in cls]).set_index("#")
 
 
-_VERDICT_COLORS = {"held": "#d9f2d9", "partly held": "#fff2cc", "not held": "#f8d7da", "inconclusive": "#eeeeee"}
+def rules_frame() -> pd.DataFrame:
+    """One row per claim part: its statistic, null, tolerance and interval method (the summary's header)."""
+    return pd.DataFrame([{"#": u.id, "part": r.part, "statistic": r.statistic, "null": r.null,
+                          "tolerance": r.tolerance, "interval": r.interval}
+                         for u in CLAIMS.values() for r in u.rules]).set_index(["#", "part"])
+
+
+_VERDICT_COLORS = {HELD: "#d9f2d9", PARTLY: "#fff2cc", CONTRADICTED: "#f8d7da", NO_EFFECT: "#eeeeee",
+                   NOT_MEASURED: "#ffffff"}
+
+
+def _styled(df: pd.DataFrame, verdict_col: str | None = "verdict"):
+    st = (df.style.set_properties(**{"text-align": "left", "white-space": "normal", "vertical-align": "top"})
+          .set_table_styles([{"selector": "th", "props": [("text-align", "left")]}]))
+    if verdict_col:
+        st = st.map(lambda v: f"background-color: {_VERDICT_COLORS.get(v, 'transparent')}", subset=[verdict_col])
+    return st
 
 
 def claims_table(cls: list[Claim]):
     """claims_frame styled for reading: full text, left-aligned, the verdict cell coloured."""
-    return (claims_frame(cls).style
-            .set_properties(**{"text-align": "left", "white-space": "normal", "vertical-align": "top"})
-            .set_table_styles([{"selector": "th", "props": [("text-align", "left")]}])
-            .map(lambda v: f"background-color: {_VERDICT_COLORS.get(v, 'transparent')}", subset=["verdict"]))
+    return _styled(claims_frame(cls))
+
+
+def rules_table():
+    return _styled(rules_frame(), None)
+
+
+def headline(cls: list[Claim]) -> str:
+    """'3 of 10 claims held (2 partly held, 1 contradicted, ...)': the summary's first line."""
+    counts = {v: sum(c.verdict == v for c in cls) for v in VERDICTS}
+    rest = ", ".join(f"{n} {v}" for v, n in counts.items() if n and v != HELD)
+    return f"{counts[HELD]} of {len(cls)} claims held" + (f" ({rest})" if rest else "")
 
 
 def claims_results(cls: list[Claim]) -> dict:
     verdicts = [c.verdict for c in cls]
-    counts = {"claims_measured": sum(v != NOT_MEASURED for v in verdicts), "claims_held": verdicts.count("held"),
-              "claims_partly_held": verdicts.count("partly held"), "claims_not_held": verdicts.count("not held"),
-              "claims_inconclusive": verdicts.count("inconclusive")}
+    counts = {"claims_measured": sum(v != NOT_MEASURED for v in verdicts), "claims_held": verdicts.count(HELD),
+              "claims_partly_held": verdicts.count(PARTLY), "claims_contradicted": verdicts.count(CONTRADICTED),
+              "claims_no_effect": verdicts.count(NO_EFFECT), "claims_not_measured": verdicts.count(NOT_MEASURED)}
     return counts | {f"claim{c.id}.{k}": v for c in cls for k, v in c.stats.items()}
-
-

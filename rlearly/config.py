@@ -59,13 +59,17 @@ class WorldConfig:
     hard_fraction: float = 0.0  # share of pretraining math documents drawn at hard difficulty
     format_fraction: float = 0.1  # share of pretraining math documents ending in the graded \boxed{} format
     drill_fraction: float = 0.0  # share of pretraining math documents that are bare arithmetic facts
-    min_ops: int = 1  # train/test difficulty: number of arithmetic operations
-    max_ops: int = 3
-    hard_min_ops: int = 4  # the `hard` split (MATH analogue)
-    hard_max_ops: int = 5
+    min_ops: int = 3  # train/dev/test difficulty: number of arithmetic operations (the final combine included)
+    max_ops: int = 5
+    hard_min_ops: int = 6  # the `hard` split (MATH analogue)
+    hard_max_ops: int = 7
     max_value: int = 30  # every quantity and intermediate result stays in [2, max_value]
-    max_people: int = 1  # people per problem: 1 = one person's chain; 2-3 add independently ordered steps
+    min_people: int = 2  # people per problem, each with >= 1 event: 2-3 people need two running counts, so no
+    max_people: int = 3  # chain of guessed operations on the question's numbers is a solution (1 = one chain)
+    scoring: str = "steps"  # "steps": the equations must be the problem's steps (no guess earns it); "answer"
+    #                         the boxed integer alone (rlearly.data.math_world.is_correct)
     n_train: int = 2000  # RL/SFT prompts
+    n_dev: int = 300  # validation during training and every tuning choice (never test or hard)
     n_test: int = 500  # GSM8K analogue
     n_hard: int = 300  # MATH analogue
     max_solutions: int = 24  # cap on distinct demonstrations per problem (SFT-Gold)
@@ -78,11 +82,17 @@ class WorldConfig:
             if not 0.0 <= v <= 1.0:
                 raise ConfigError(f"world.{name}={v} must lie in [0, 1]")
         _positive(self, "min_ops", "max_ops", "hard_min_ops", "hard_max_ops", "max_value", "n_people", "max_solutions",
-                  "max_people")
-        if self.max_people > 3:
-            raise ConfigError(f"world.max_people={self.max_people} must be 1, 2 or 3")
+                  "min_people", "max_people", "n_train", "n_dev", "n_test", "n_hard")
+        if not self.min_people <= self.max_people <= 3:
+            raise ConfigError(f"world.min_people={self.min_people} and world.max_people={self.max_people} must satisfy "
+                              "1 <= min_people <= max_people <= 3")
         if self.min_ops > self.max_ops or self.hard_min_ops > self.hard_max_ops:
             raise ConfigError("world.min_ops must be <= world.max_ops (and hard_min_ops <= hard_max_ops)")
+        need = 2 * self.min_people - 1  # every person has an event, and people - 1 combines
+        if min(self.min_ops, self.hard_min_ops) < need:
+            raise ConfigError(f"world.min_ops and world.hard_min_ops must be >= {need}: {self.min_people} people "
+                              "need an event each and a combine between them")
+        _known("world.scoring", self.scoring, ("steps", "answer"))
         if self.max_value < 20:
             raise ConfigError(f"world.max_value={self.max_value} is too small to make problems (need >= 20)")
 
@@ -267,7 +277,9 @@ class Config:
         """Content hash of the resolved config (12 hex chars): names run directories and lineage. Options
         added after results existed (LATE_OPTIONS) count only when set away from their no-op value, so adding
         one does not rename every finished run."""
-        d = self.to_dict()
+        from rlearly.data.math_world import WORLD_VERSION  # another generator = another world, whatever the config
+
+        d = {**self.to_dict(), "world_version": WORLD_VERSION}
         for key, noop in LATE_OPTIONS.items():
             section, name = key.split(".")
             if d[section][name] == noop:
@@ -288,7 +300,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "tiny": {
         "model": dict(n_layer=2, n_head=2, n_kv_head=2, n_embd=32, ffn_hidden=64, max_seq_len=512),
         "data": dict(vocab_size=512, tokenizer_docs=600),
-        "world": dict(n_train=64, n_test=32, n_hard=16, n_people=12, n_probe_heldout_docs=16),
+        "world": dict(n_train=64, n_dev=16, n_test=32, n_hard=16, n_people=12, n_probe_heldout_docs=16),
         "pretrain": dict(tokens=16_384, batch_size=8, seq_len=128, lr=3e-3, warmup_tokens=1024,
                          n_checkpoints=2, first_checkpoint_tokens=8192, eval_every=8, eval_batches=1,
                          save_every=4),

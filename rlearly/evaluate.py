@@ -28,7 +28,7 @@ from rlearly import passk
 from rlearly.checkpoint import META, load_checkpoint, load_config_of, read_meta
 from rlearly.config import WorldConfig
 from rlearly.data.general_world import GeneralWorld
-from rlearly.data.math_world import extract_answer_flexible, reward
+from rlearly.data.math_world import extract_answer_flexible
 from rlearly.errors import CheckpointError, DataError, RlearlyError
 from rlearly.model import LlamaLM
 from rlearly.sampling import generate
@@ -39,7 +39,7 @@ from rlearly.train.common import progress as progress_bar
 
 BACKENDS = ("torch", "vllm")
 SHOTS = 2  # few-shot exemplars for base checkpoints (as greedy_accuracy)
-MAX_NEW_TOKENS = 128  # a one-line solution of the hard split fits in about 90 tokens
+MAX_NEW_TOKENS = 160  # a one-line solution of the hard split (6-7 operations) takes up to ~125 tokens
 FLUSH_ROWS = 1024  # samples buffered before a store write (an interrupted run loses at most these)
 
 
@@ -58,10 +58,10 @@ def fewshot_prefix(math_world, shots: int) -> str:
 
 
 @torch.no_grad()
-def greedy_accuracy(model: LlamaLM, tok: Tokenizer, math_world, split: str = "test", n_problems: int = 100,
+def greedy_accuracy(model: LlamaLM, tok: Tokenizer, math_world, split: str = "dev", n_problems: int = 100,
                     shots: int = 2, max_new_tokens: int = 128, batch_size: int = 64) -> dict[str, float]:
     """Greedy decoding on the first `n_problems` of `split`, `shots`-shot. Returns
-    `graded`: fraction whose last \\boxed{} holds the answer (the task's reward), and
+    `graded`: fraction correct under the world's scoring (the task's reward), and
     `answer`: fraction whose final number is the answer, whatever the format (capability without format)."""
     problems = math_world.split(split)[:n_problems]
     prefix = fewshot_prefix(math_world, shots)
@@ -77,7 +77,7 @@ def greedy_accuracy(model: LlamaLM, tok: Tokenizer, math_world, split: str = "te
                         stop_ids=stop, pad_id=tok.pad_id)
         for p, c in zip(chunk, outs):
             text = tok.decode(c.tokens)
-            graded += reward(text, p) > 0
+            graded += math_world.reward(text, p) > 0
             answer += extract_answer_flexible(text) == p.answer
     n = max(1, len(problems))
     return {"graded": graded / n, "answer": answer / n}
@@ -196,7 +196,9 @@ def sample_problems(model, tok: Tokenizer, task: Task, problems, *, checkpoint_i
     by_id = {str(p.id): p for p in problems}
     protocol = dict(max_new_tokens=int(max_new_tokens), shots=int(shots) if prompt_mode == "few-shot" else 0,
                     backend=backend)
-    missing = store.missing(checkpoint_id, split, list(by_id), n, seed, temperature, top_p, prompt_mode, **protocol)
+    tid = task.task_id(split)
+    missing = store.missing(tid, checkpoint_id, split, list(by_id), n, seed, temperature, top_p, prompt_mode,
+                            **protocol)
     if not missing:
         return 0
     todo: dict[str, list[int]] = {}
@@ -210,7 +212,7 @@ def sample_problems(model, tok: Tokenizer, task: Task, problems, *, checkpoint_i
                                f"{r} of max_seq_len={_max_len(model)} to answer in; use fewer shots")
     stop = tok.line_stop_ids  # a solution is one line
     bar = progress_bar(len(missing), desc=f"sample {split}", enabled=progress)
-    base = dict(checkpoint_id=checkpoint_id, split=split, seed=int(seed), temperature=float(temperature),
+    base = dict(task=tid, checkpoint_id=checkpoint_id, split=split, seed=int(seed), temperature=float(temperature),
                 top_p=float(top_p), prompt_mode=prompt_mode, **protocol)
     rows, added = [], 0
     for T, m, pieces in _plan(todo, room, batch_size):
@@ -250,7 +252,8 @@ def _load(path: Path, backend: str):
 
 def _ensure_samples(ckpt_path, task: Task, split: str, n: int, seed: int, store: SampleStore, prompt_mode: str,
                     max_problems: int | None, sampling: dict) -> tuple[str, str, list[str]]:
-    """Sample what the store lacks for one checkpoint (loading it only then). Returns (id, prompt mode, ids)."""
+    """Sample what the store lacks for one checkpoint (loading it only then). Returns (checkpoint id, prompt
+    mode, problem ids); the samples are stored under task.task_id(split)."""
     path = Path(ckpt_path)
     cid = checkpoint_id(path)
     meta = read_meta(path, verify=False) if (path / META).is_file() else {}
@@ -264,7 +267,7 @@ def _ensure_samples(ckpt_path, task: Task, split: str, n: int, seed: int, store:
     protocol = dict(max_new_tokens=int(sampling.get("max_new_tokens", MAX_NEW_TOKENS)),
                     shots=int(sampling.get("shots", SHOTS)) if mode == "few-shot" else 0,
                     backend=sampling.get("backend", "torch"))
-    if store.missing(cid, split, pids, n, seed, t, p, mode, **protocol):
+    if store.missing(task.task_id(split), cid, split, pids, n, seed, t, p, mode, **protocol):
         model, tok = _load(path, sampling.get("backend", "torch"))
         sample_problems(model, tok, task, problems, checkpoint_id=cid, split=split, n=n, seed=seed, store=store,
                         prompt_mode=mode, **sampling)
@@ -283,22 +286,24 @@ def evaluate_passk(ckpt_path, task: Task | str = "synthetic", split: str = "test
     task = resolve_task(task, ckpt_path)
     store = SampleStore(store_root)
     cid, mode, pids = _ensure_samples(ckpt_path, task, split, n, seed, store, prompt_mode, max_problems, sampling)
-    _, counts = store.counts(cid, split, n, seed, pids)
-    df = _rows(store, cid, split, n, seed, pids)
+    tid = task.task_id(split)
+    _, counts = store.counts(tid, cid, split, n, seed, pids)
+    df = _rows(store, tid, cid, split, n, seed, pids)
     curve = []
     for k in ks:
         low, high = passk.bootstrap_ci(counts, n, k, n_boot=n_boot, seed=seed)
         curve.append({"k": k, "pass_at_k": float(np.mean(passk.pass_at_k(n, counts, k))), "ci_low": low,
                       "ci_high": high})
-    return {"checkpoint": str(ckpt_path), "checkpoint_id": cid, "task": task.name, "split": split, "n": n,
+    return {"checkpoint": str(ckpt_path), "checkpoint_id": cid, "task": task.name, "task_id": tid, "split": split,
+            "n": n,
             "seed": seed, "prompt_mode": mode, "temperature": float(df["temperature"].iloc[0]),
             "top_p": float(df["top_p"].iloc[0]), "n_problems": len(pids), "passk": curve,
             "mean_tokens": float(df["tokens"].mean()), "truncation_rate": float((~df["finished"]).mean()),
             "format_rate": float(df["answer_text"].notna().mean())}
 
 
-def _rows(store: SampleStore, cid: str, split: str, n: int, seed: int, pids: list[str]):
-    df = store.load(cid, split, seed)
+def _rows(store: SampleStore, tid: str, cid: str, split: str, n: int, seed: int, pids: list[str]):
+    df = store.load(tid, cid, split, seed)
     return df[df["problem_id"].isin(pids) & (df["sample_index"] < n)].reset_index(drop=True)
 
 
@@ -308,8 +313,10 @@ def readiness(ckpt_path, task: Task | str = "synthetic", n: int = 32, ks=None, s
     task = resolve_task(task, ckpt_path)
     store = SampleStore(store_root)
     cid, mode, pids = _ensure_samples(ckpt_path, task, "train", n, seed, store, "few-shot", max_problems, sampling)
-    _, counts = store.counts(cid, "train", n, seed, pids)
-    return {"checkpoint": str(ckpt_path), "checkpoint_id": cid, "split": "train", "prompt_mode": mode, "n": n,
+    tid = task.task_id("train")
+    _, counts = store.counts(tid, cid, "train", n, seed, pids)
+    return {"checkpoint": str(ckpt_path), "checkpoint_id": cid, "task_id": tid, "split": "train", "prompt_mode": mode,
+            "n": n,
             "n_problems": len(pids), "passk": passk.readiness(counts, n, check_ks(ks, n) if ks else None)}
 
 
@@ -417,10 +424,11 @@ def compare_branch(start_ckpt, branch_ckpt, task: Task | str = "synthetic", spli
     store = SampleStore(store_root)
     cs, ms, pids = _ensure_samples(start_ckpt, task, split, n, seed, store, start_prompt_mode, max_problems, sampling)
     cb, mb, _ = _ensure_samples(branch_ckpt, task, split, n, seed, store, branch_prompt_mode, max_problems, sampling)
-    _, c_start = store.counts(cs, split, n, seed, pids)
-    _, c_branch = store.counts(cb, split, n, seed, pids)
-    _, sets_start = store.correct_sets(cs, split, n, seed, pids)
-    _, sets_branch = store.correct_sets(cb, split, n, seed, pids)
+    tid = task.task_id(split)
+    _, c_start = store.counts(tid, cs, split, n, seed, pids)
+    _, c_branch = store.counts(tid, cb, split, n, seed, pids)
+    _, sets_start = store.correct_sets(tid, cs, split, n, seed, pids)
+    _, sets_branch = store.correct_sets(tid, cb, split, n, seed, pids)
     out = passk.compare(c_start, c_branch, n, n, sets_start, sets_branch, n_boot=n_boot, seed=seed)
     out.update(start={"checkpoint": str(start_ckpt), "checkpoint_id": cs, "prompt_mode": ms},
                branch={"checkpoint": str(branch_ckpt), "checkpoint_id": cb, "prompt_mode": mb},
@@ -430,7 +438,7 @@ def compare_branch(start_ckpt, branch_ckpt, task: Task | str = "synthetic", spli
     by_id = {str(p.id): p for p in task.problems(split)}
     prompts = {pid: tok.encode(task_prompt(task, by_id[pid], ms, shots)) for pid in pids}
     for name, cid in (("start_nll", cb), ("start_nll_own", cs)):
-        df = _rows(store, cid, split, n, seed, pids)
+        df = _rows(store, tid, cid, split, n, seed, pids)
         out[name] = {"all": _mean_nll(model, tok, prompts, df, nll_batch_size),
                      "correct": _mean_nll(model, tok, prompts, df[df["correct"]], nll_batch_size)}
     return out

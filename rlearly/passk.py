@@ -153,22 +153,65 @@ def difference_of_gains(c_start_a, c_branch_a, c_start_b, c_branch_b, n_sa: int,
     return float(np.mean(d)), low, high
 
 
-def spread_difference(counts_a, counts_b, n: int, n_boot: int = 1000, alpha: float = 0.05,
+def spread_difference(counts_a, counts_b, n: int, n_boot: int = 2000, alpha: float = 0.05,
                       seed: int = 0) -> tuple[float, float, float, float]:
     """(std_a, std_b, low, high): the spread over seeds of pass@1 at two checkpoints, and a CI of std_a − std_b.
 
     `counts_a`, `counts_b`: (seeds, problems) correct counts out of `n` of several seeds of one recipe at two
     checkpoints, on the same problems. The spread is the sample std (ddof=1) over seeds of mean pass@1.
-    The percentile CI resamples problems jointly for every seed at both checkpoints: it says how far
-    evaluation noise could move the difference (the seeds themselves are not resampled).
+    The percentile CI resamples both: the seeds at each checkpoint with replacement (the seeds are the
+    experiment's units: a spread is a property of the seed distribution), then the problems, jointly for
+    every seed at both checkpoints. With 3 seeds the interval is wide, as it should be.
     """
     a, b = np.asarray(counts_a, dtype=np.float64), np.asarray(counts_b, dtype=np.float64)
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1] or min(a.shape[0], b.shape[0]) < 2:
         raise ValueError(f"need (seeds >= 2, problems) counts on the same problems: shapes {a.shape}, {b.shape}")
-    std = lambda c: np.std(c.mean(axis=-1) / n, axis=0, ddof=1)  # noqa: E731  (seeds, ..., problems) -> ...
-    idx = np.random.default_rng(seed).integers(0, a.shape[1], size=(int(n_boot), a.shape[1]))
-    low, high = np.quantile(std(a[:, idx]) - std(b[:, idx]), [alpha / 2, 1 - alpha / 2])
-    return float(std(a)), float(std(b)), float(low), float(high)
+    rng = np.random.default_rng(seed)
+    wp = _resample_weights(rng, a.shape[1], n_boot) / a.shape[1]  # (B, P)
+    ma, mb = (a / n) @ wp.T, (b / n) @ wp.T  # (seeds, B): seed means of pass@1 on resampled problems
+    sa = rng.integers(0, a.shape[0], size=(n_boot, a.shape[0]))  # resampled seeds per replicate
+    sb = rng.integers(0, b.shape[0], size=(n_boot, b.shape[0]))
+    cols = np.arange(n_boot)
+    boot = np.std(ma[sa, cols[:, None]], axis=1, ddof=1) - np.std(mb[sb, cols[:, None]], axis=1, ddof=1)
+    low, high = np.quantile(boot, [alpha / 2, 1 - alpha / 2])
+    std = lambda c: float(np.std(c.mean(axis=1) / n, ddof=1))  # noqa: E731
+    return std(a), std(b), float(low), float(high)
+
+
+def _resample_weights(rng: np.random.Generator, size: int, n_boot: int) -> np.ndarray:
+    """(n_boot, size) counts of how often each item is drawn in each bootstrap resample (rows sum to size)."""
+    idx = rng.integers(0, size, size=(n_boot, size))
+    return np.stack([np.bincount(row, minlength=size) for row in idx]).astype(np.float64)
+
+
+def seed_contrast(counts_a, counts_b, n_a: int, n_b: int, k: int, paired_seeds: bool = False, n_boot: int = 2000,
+                  alpha: float = 0.05, seed: int = 0) -> tuple[float, float, float]:
+    """(diff, low, high): mean pass@k of A − of B, each averaged over its seeds (trained weights: RL or SFT
+    seeds) and the problems, with a two-stage bootstrap CI that resamples seeds and problems.
+
+    `counts_a` (seeds_a, problems) and `counts_b` (seeds_b, problems) on the same problems. Each resample draws
+    each side's seeds with replacement (the same draw for both when `paired_seeds`: seed s of A was trained
+    from seed s of B, as SFT→RL from SFT), then the problems with replacement (the same for every seed:
+    problem difficulty cancels), and takes the difference of the means (percentile interval). With one seed
+    on each side there is no seed variance to resample: the paired BCa interval over problems
+    (paired_bootstrap_diff), which then covers problems only.
+    """
+    a, b = np.atleast_2d(np.asarray(counts_a)), np.atleast_2d(np.asarray(counts_b))
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(f"seed contrast needs counts on the same problems: shapes {a.shape} and {b.shape}")
+    if paired_seeds and a.shape[0] != b.shape[0]:
+        raise ValueError(f"paired seeds need as many seeds on each side: {a.shape[0]} and {b.shape[0]}")
+    if a.shape[0] == b.shape[0] == 1:
+        return paired_bootstrap_diff(a[0], b[0], n_a, n_b, k, n_boot, alpha, seed)
+    pa, pb = pass_at_k(n_a, a, k), pass_at_k(n_b, b, k)  # (seeds, problems)
+    rng = np.random.default_rng(seed)
+    wp = _resample_weights(rng, a.shape[1], n_boot) / a.shape[1]  # (B, P): problem resample, mean weights
+    ma, mb = pa @ wp.T, pb @ wp.T  # (seeds, B): each seed's mean over the resampled problems
+    wa = _resample_weights(rng, a.shape[0], n_boot) / a.shape[0]  # (B, seeds_a)
+    wb = wa if paired_seeds else _resample_weights(rng, b.shape[0], n_boot) / b.shape[0]
+    boot = np.einsum("sb,bs->b", ma, wa) - np.einsum("sb,bs->b", mb, wb)
+    low, high = np.quantile(boot, [alpha / 2, 1 - alpha / 2])
+    return float(pa.mean() - pb.mean()), float(low), float(high)
 
 
 def spearman_permutation(x, y) -> tuple[float, float]:

@@ -29,9 +29,9 @@ from matplotlib import ticker
 
 # one colour per method, seaborn "colorblind" hues; base is neutral grey (PAPER §1 figures: base vs recipes)
 METHOD_COLORS = {"base": "#555555", "rl": "#0173b2", "sft": "#de8f05", "sft_gold": "#ca9161", "sft_rl": "#029e73",
-                 "parallel": "#cc78bc", "combined": "#56b4e9", "interleaved": "#d55e00"}
+                 "sft_gold_rl": "#006d4f", "parallel": "#cc78bc", "combined": "#56b4e9", "interleaved": "#d55e00"}
 METHOD_LABELS = {"base": "base M_t", "rl": "RL", "sft": "SFT", "sft_gold": "SFT-Gold", "sft_rl": "SFT→RL",
-                 "parallel": "parallel", "combined": "combined", "interleaved": "interleaved"}
+                 "sft_gold_rl": "SFT-Gold→RL", "parallel": "parallel", "combined": "combined", "interleaved": "interleaved"}
 _FALLBACK_COLORS = ("#fbafe4", "#ece133", "#949494", "#8c564b", "#17becf")
 COVERAGE_COLORS = {"both": "#8da0cb", "branch_only": "#1b9e77", "start_only": "#e7298a", "neither": "#dddddd"}
 _PASSK_COLS = ["method", "parent_tokens", "seed", "split", "k", "pass_at_k", "ci_low", "ci_high"]
@@ -179,19 +179,33 @@ def _grouped_bars(ax, d: pd.DataFrame, value: str):
 
 # ---------------------------------------------------------------- pass@k
 
+FLOOR_STYLE = dict(color="0.45", ls="--", lw=1.2, label="guessing floor")
+
+
+def _floor_by_k(floor: pd.DataFrame | None, split: str) -> pd.Series | None:
+    """The best adversary's exact pass@k per k on `split` (rlearly.adversaries), or None without a table."""
+    if floor is None or floor.empty or split not in set(floor["split"]):
+        return None
+    return floor[floor["split"] == split].groupby("k")["pass_at_k"].max().sort_index()
+
+
 @_styled
-def passk_curves(passk: pd.DataFrame, parent_tokens=None, split: str = "test"):
+def passk_curves(passk: pd.DataFrame, parent_tokens=None, split: str = "test", floor: pd.DataFrame | None = None):
     """pass@k vs k (log2 x), one line per method with its CI band, one panel per parent_tokens (shared y):
-    PAPER figures 1–3. `parent_tokens`: None (all), one value or a list. Seeds: mean line, CI envelope."""
+    PAPER figures 1–3. `parent_tokens`: None (all), one value or a list. Seeds: mean line, CI envelope.
+    `floor`: the study's floor table; its best adversary's pass@k is drawn dashed in every panel."""
     df = _passk_table(passk, split, parent_tokens=parent_tokens)
     parents = sorted(df["parent_tokens"].unique())
     fig, axes = _panels(len(parents))
+    fl = _floor_by_k(floor, split)
     for ax, pt in zip(axes, parents):
         sub = df[df["parent_tokens"] == pt]
         for m in _order(sub["method"].unique()):
             d = sub[sub["method"] == m].sort_values("k")
             ax.plot(d["k"], d["pass_at_k"], marker="o", ms=3, color=method_color(m), label=method_label(m))
             ax.fill_between(d["k"], d["ci_low"], d["ci_high"], color=method_color(m), alpha=0.15, lw=0)
+        if fl is not None:
+            ax.plot(fl.index, fl.to_numpy(), **FLOOR_STYLE)
         ax.set_xscale("log", base=2)
         ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
         ax.set(title=f"M_t at {fmt_tokens(pt)} tokens", xlabel="k")
@@ -202,10 +216,12 @@ def passk_curves(passk: pd.DataFrame, parent_tokens=None, split: str = "test"):
 
 
 @_styled
-def checkpoint_sweep(passk: pd.DataFrame, ks=(1, 8, 32), split: str = "test"):
+def checkpoint_sweep(passk: pd.DataFrame, ks=(1, 8, 32), split: str = "test", floor: pd.DataFrame | None = None):
     """pass@k vs the start checkpoint's pretraining tokens (log x): one panel per k, one line per method
-    with CI error bars — "when does RL start working" (PAPER §1a, headline finding 1)."""
+    with CI error bars — "when does RL start working" (PAPER §1a, headline finding 1). `floor`: the best
+    adversary's pass@k, dashed."""
     df = _passk_table(passk, split)
+    fl = _floor_by_k(floor, split)
     for k in ks:
         _select(df, f"passk (split {split!r})", k=k)
     fig, axes = _panels(len(ks), sharex=True)
@@ -217,6 +233,8 @@ def checkpoint_sweep(passk: pd.DataFrame, ks=(1, 8, 32), split: str = "test"):
             yerr = np.clip([y - d["ci_low"].to_numpy(float), d["ci_high"].to_numpy(float) - y], 0, None)
             ax.errorbar(d["parent_tokens"], y, yerr=yerr, marker="o", ms=4, capsize=0, color=method_color(m),
                         label=method_label(m))
+        if fl is not None and k in fl.index:
+            ax.axhline(fl[k], **FLOOR_STYLE)
         _token_axis(ax, df["parent_tokens"])
         ax.set_title(f"pass@{k}")
     _ylabel(axes, f"pass@k ({split})")

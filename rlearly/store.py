@@ -3,12 +3,17 @@
 Owns: the on-disk layout, the row schema, deduplication by key, the "what is still to sample" query,
 per-problem correct counts for pass@k, and compaction of small part files.
 
-Key: (checkpoint_id, split, problem_id, sample_index, seed). Layout:
+Key: (task, checkpoint_id, split, problem_id, sample_index, seed). `task` is the task's id for that split,
+its name and a fingerprint of what it scores (rlearly.tasks.Task.task_id: the problems' text and answers,
+the scoring rule, the world's generator version), so a sample is never reused for another task, dataset,
+world or scoring. Layout:
 
-    <root>/<checkpoint dir>/<split dir>/part-<time ns>-<pid>-<uuid>.parquet
+    <root>/STORE.json                                        {"schema": 2}
+    <root>/<task dir>/<checkpoint dir>/<split dir>/part-<time ns>-<pid>-<uuid>.parquet
 
-one folder per (checkpoint, split) so a query reads only its own parts (folder names are the id made
-file-safe plus a short hash, so ids with slashes are fine). Parts are written to a temp file then
+one folder per (task, checkpoint, split) so a query reads only its own parts (folder names are the id made
+file-safe plus a short hash, so ids with slashes are fine). A store written before samples recorded their
+task (no STORE.json) is refused with one line saying to remove it. Parts are written to a temp file then
 `os.replace`d, and never rewritten; every data page carries a CRC32 checksum, verified on read, so a
 truncated part or a corrupted page is an error naming the part, not different samples. When a folder
 holds more than `max_parts` parts they are merged into one new part (written atomically, the old parts
@@ -21,6 +26,7 @@ keeps the extracted string for answers that are not integers (MATH: "\\frac{1}{2
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import time
@@ -34,8 +40,11 @@ import pyarrow.parquet as pq
 
 from rlearly.errors import DataError, StorageError
 
-KEY = ("checkpoint_id", "split", "problem_id", "sample_index", "seed")
+KEY = ("task", "checkpoint_id", "split", "problem_id", "sample_index", "seed")
+STORE_SCHEMA = 2  # 1: samples without their task (refused); 2: keyed by task id
+MARKER = "STORE.json"
 SCHEMA = pa.schema([
+    ("task", pa.string()),  # the task id of the split (Task.task_id): name + fingerprint of what it scores
     ("checkpoint_id", pa.string()),
     ("split", pa.string()),
     ("problem_id", pa.string()),
@@ -58,7 +67,7 @@ SCHEMA = pa.schema([
 PROMPT_MODES = ("zero-shot", "few-shot")
 _OPTIONAL = {"answer": None, "answer_text": None, "max_new_tokens": None, "shots": None, "backend": None}
 _PROTOCOL = ("max_new_tokens", "shots", "backend")  # compared exactly when both sides record them
-_STR = ("checkpoint_id", "split", "problem_id", "completion", "prompt_mode")
+_STR = ("task", "checkpoint_id", "split", "problem_id", "completion", "prompt_mode")
 _INT = ("sample_index", "seed", "tokens")
 _FLOAT = ("logprob", "temperature", "top_p")
 _BOOL = ("correct", "finished")
@@ -135,18 +144,43 @@ def _to_pandas(table: pa.Table) -> pd.DataFrame:
 
 
 class SampleStore:
-    """Samples on disk under `root`, one folder per (checkpoint, split); see the module docstring."""
+    """Samples on disk under `root`, one folder per (task, checkpoint, split); see the module docstring."""
 
     def __init__(self, root: str | os.PathLike, max_parts: int = 32):
         self.root = Path(root)
         self.max_parts = int(max_parts)
         self._parts: dict[Path, dict[str, pd.DataFrame]] = {}  # folder -> part name -> rows (parts never change)
         self._frames: dict[Path, tuple[tuple[str, ...], pd.DataFrame]] = {}  # folder -> (parts, deduped rows)
+        self._check_schema()
+
+    def _check_schema(self) -> None:
+        """A store of another schema (one written before samples recorded their task) is one error line."""
+        marker = self.root / MARKER
+        if marker.is_file():
+            try:
+                schema = json.loads(marker.read_text()).get("schema")
+            except (ValueError, AttributeError):
+                schema = None
+            if schema == STORE_SCHEMA:
+                return
+            raise DataError(f"sample store {self.root} has schema {schema!r}, not {STORE_SCHEMA}; remove it "
+                            f"(rm -r {self.root}) and evaluate again to resample")
+        if self.root.is_dir() and any(p.is_dir() for p in self.root.iterdir()):
+            raise DataError(f"sample store {self.root} was written before samples recorded their task (schema 1), "
+                            f"so its samples could be another task's; remove it (rm -r {self.root}) and evaluate "
+                            "again to resample")
+
+    def _mark(self) -> None:
+        if not (self.root / MARKER).is_file():
+            self.root.mkdir(parents=True, exist_ok=True)
+            tmp = self.root / f".{MARKER}.{uuid.uuid4().hex}"
+            tmp.write_text(json.dumps({"schema": STORE_SCHEMA}) + "\n")
+            os.replace(tmp, self.root / MARKER)
 
     # ------------------------------------------------------------ reading
 
-    def _dir(self, checkpoint_id: str, split: str) -> Path:
-        return self.root / _safe(str(checkpoint_id)) / _safe(str(split))
+    def _dir(self, task: str, checkpoint_id: str, split: str) -> Path:
+        return self.root / _safe(str(task)) / _safe(str(checkpoint_id)) / _safe(str(split))
 
     @staticmethod
     def _part_names(folder: Path) -> list[str]:
@@ -173,9 +207,9 @@ class SampleStore:
             raise DataError(f"sample store part {path} has wrong column types ({e}); delete it and resample") from None
         return _to_pandas(table)
 
-    def _frame(self, checkpoint_id: str, split: str) -> pd.DataFrame:
-        """All rows of one (checkpoint, split), first row per key, in part order (cached; do not mutate)."""
-        folder = self._dir(checkpoint_id, split)
+    def _frame(self, task: str, checkpoint_id: str, split: str) -> pd.DataFrame:
+        """All rows of one (task, checkpoint, split), first row per key, in part order (cached; do not mutate)."""
+        folder = self._dir(task, checkpoint_id, split)
         for attempt in range(3):  # a part may vanish under us when another process compacts the folder
             names = tuple(self._part_names(folder))
             cached = self._frames.get(folder)
@@ -199,9 +233,9 @@ class SampleStore:
             return df
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def load(self, checkpoint_id: str, split: str, seed: int | None = None) -> pd.DataFrame:
-        """Stored samples of a checkpoint on a split (one seed or all), sorted by problem, index, seed."""
-        df = self._frame(checkpoint_id, split)
+    def load(self, task: str, checkpoint_id: str, split: str, seed: int | None = None) -> pd.DataFrame:
+        """Stored samples of a checkpoint on a task's split (one seed or all), sorted by problem, index, seed."""
+        df = self._frame(task, checkpoint_id, split)
         if seed is not None:
             df = df[df["seed"] == int(seed)]
         return df.sort_values(["problem_id", "sample_index", "seed"], kind="stable").reset_index(drop=True)
@@ -227,7 +261,8 @@ class SampleStore:
                 raise DataError(f"{where}: stored samples are {df['prompt_mode'][bad].iloc[0]}, not {prompt_mode}; "
                                 f"use another seed or store folder for a different protocol")
 
-    def missing(self, checkpoint_id: str, split: str, problem_ids, n: int, seed: int, temperature: float | None = None,
+    def missing(self, task: str, checkpoint_id: str, split: str, problem_ids, n: int, seed: int,
+                temperature: float | None = None,
                 top_p: float | None = None, prompt_mode: str | None = None, **protocol) -> list[tuple[str, int]]:
         """(problem_id, sample_index) pairs among problem_ids x range(n) not stored yet for this seed.
 
@@ -238,18 +273,18 @@ class SampleStore:
         if unknown:
             raise TypeError(f"unknown protocol field(s) {sorted(unknown)}; known: {', '.join(_PROTOCOL)}")
         pids = [str(p) for p in problem_ids]
-        df = self._frame(checkpoint_id, split)
+        df = self._frame(task, checkpoint_id, split)
         df = df[(df["seed"] == int(seed)) & (df["sample_index"] < int(n)) & df["problem_id"].isin(pids)]
-        where = f"checkpoint {checkpoint_id!r} split {split!r} seed {seed}"
+        where = f"task {task!r} checkpoint {checkpoint_id!r} split {split!r} seed {seed}"
         self._check_settings(df, where, temperature, top_p, prompt_mode, **protocol)
         have = set(zip(df["problem_id"], df["sample_index"].astype(int)))
         return [(p, i) for p in pids for i in range(int(n)) if (p, i) not in have]
 
-    def _first_n(self, checkpoint_id: str, split: str, n: int, seed: int,
+    def _first_n(self, task: str, checkpoint_id: str, split: str, n: int, seed: int,
                  problem_ids) -> tuple[list[str], pd.DataFrame]:
-        df = self._frame(checkpoint_id, split)
+        df = self._frame(task, checkpoint_id, split)
         df = df[(df["seed"] == int(seed)) & (df["sample_index"] < int(n))]
-        where = f"checkpoint {checkpoint_id!r} split {split!r} seed {seed}"
+        where = f"task {task!r} checkpoint {checkpoint_id!r} split {split!r} seed {seed}"
         pids = sorted(df["problem_id"].unique()) if problem_ids is None else [str(p) for p in problem_ids]
         if not pids:
             raise DataError(f"{where}: no samples stored; sample first (SampleStore.missing lists what to draw)")
@@ -261,20 +296,20 @@ class SampleStore:
                             f"SampleStore.missing() lists first")
         return pids, df
 
-    def counts(self, checkpoint_id: str, split: str, n: int, seed: int,
+    def counts(self, task: str, checkpoint_id: str, split: str, n: int, seed: int,
                problem_ids=None) -> tuple[list[str], np.ndarray]:
         """(problem_ids, correct counts among sample indices 0..n-1): the input of pass@k.
 
         Problems default to every problem with samples, sorted; each needs all n samples (else DataError).
         """
-        pids, df = self._first_n(checkpoint_id, split, n, seed, problem_ids)
+        pids, df = self._first_n(task, checkpoint_id, split, n, seed, problem_ids)
         c = df.groupby("problem_id")["correct"].sum().reindex(pids, fill_value=0)
         return pids, c.to_numpy(dtype=np.int64)
 
-    def correct_sets(self, checkpoint_id: str, split: str, n: int, seed: int,
+    def correct_sets(self, task: str, checkpoint_id: str, split: str, n: int, seed: int,
                      problem_ids=None) -> tuple[list[str], list[list[str]]]:
         """(problem_ids, correct completions among sample indices 0..n-1): the input of distinct_correct."""
-        pids, df = self._first_n(checkpoint_id, split, n, seed, problem_ids)
+        pids, df = self._first_n(task, checkpoint_id, split, n, seed, problem_ids)
         groups = df[df["correct"]].groupby("problem_id")["completion"].apply(list)
         return pids, [groups.get(p, []) for p in pids]
 
@@ -298,14 +333,16 @@ class SampleStore:
 
     def add(self, rows: list[dict]) -> int:
         """Store new samples; rows whose key is stored already (or repeats within `rows`) are dropped,
-        keeping the first. Writes one new part file per (checkpoint, split). Returns rows written."""
+        keeping the first. Writes one new part file per (task, checkpoint, split). Returns rows written."""
         checked = [_check_row(i, r) for i, r in enumerate(rows)]
-        by_folder: dict[tuple[str, str], list[dict]] = {}
+        by_folder: dict[tuple[str, str, str], list[dict]] = {}
         for r in checked:
-            by_folder.setdefault((r["checkpoint_id"], r["split"]), []).append(r)
+            by_folder.setdefault((r["task"], r["checkpoint_id"], r["split"]), []).append(r)
+        if checked:
+            self._mark()
         written = 0
-        for (ckpt, split), group in by_folder.items():
-            df = self._frame(ckpt, split)
+        for (task, ckpt, split), group in by_folder.items():
+            df = self._frame(task, ckpt, split)
             seen = set(zip(df["problem_id"], df["sample_index"], df["seed"]))
             new = []
             for r in group:
@@ -315,24 +352,24 @@ class SampleStore:
                     new.append(r)
             if not new:
                 continue
-            folder = self._dir(ckpt, split)
+            folder = self._dir(task, ckpt, split)
             self._write_part(folder, pa.Table.from_pylist(new, schema=SCHEMA))
             written += len(new)
             if len(self._part_names(folder)) > self.max_parts:
-                self.compact(ckpt, split)
+                self.compact(task, ckpt, split)
         return written
 
-    def compact(self, checkpoint_id: str, split: str) -> None:
-        """Merge the parts of one (checkpoint, split) into one new part, then remove the old ones.
+    def compact(self, task: str, checkpoint_id: str, split: str) -> None:
+        """Merge the parts of one (task, checkpoint, split) into one new part, then remove the old ones.
 
         The merged part is named after the newest part it replaces (`...-c<uuid>` sorts right after it),
         so parts written meanwhile by other processes still come later in first-row-wins order.
         """
-        folder = self._dir(checkpoint_id, split)
+        folder = self._dir(task, checkpoint_id, split)
         names = self._part_names(folder)
         if len(names) <= 1:
             return
-        df = self._frame(checkpoint_id, split)
+        df = self._frame(task, checkpoint_id, split)
         names = list(self._frames[folder][0])  # exactly the parts that df holds
         stamp = names[-1].split("-")[1]
         table = pa.Table.from_pandas(df, schema=SCHEMA, preserve_index=False)

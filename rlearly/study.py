@@ -74,21 +74,30 @@ class EvalPlan:
     max_problems: int = 200
     seed: int = 0
     readiness: bool = False  # also evaluate each branched base checkpoint on the RL training prompts
+    base_prompt: str = "few-shot"  # how base checkpoints are prompted (the paper: few-shot; branches: zero-shot)
 
     def __post_init__(self):
+        from rlearly.data.math_world import SPLITS
+        bad = [s for s in self.splits if s not in SPLITS]
+        if bad:
+            raise ConfigError(f"study eval.splits: unknown split {bad[0]!r}; known: {', '.join(SPLITS)}")
         if self.n < 1 or any(k < 1 or k > self.n for k in self.ks):
             raise ConfigError(f"study eval.ks={self.ks} must lie in [1, eval.n={self.n}]")
         if self.max_problems < 1:
             raise ConfigError(f"study eval.max_problems={self.max_problems} must be >= 1")
+        if self.base_prompt not in ("few-shot", "zero-shot"):
+            raise ConfigError(f"study eval.base_prompt={self.base_prompt!r} must be few-shot or zero-shot")
 
 
 @dataclass
 class Arm:
-    """One experiment of a study: config overrides on top of the study's, its branches and evaluations."""
+    """One experiment of a study: config overrides on top of the study's, its branches and evaluations, and
+    the role it plays for the claims (rlearly.claims.ROLES: "targeted_mix", "rollouts_few", ...)."""
     name: str
     config: dict
     branch: BranchPlan
     eval: EvalPlan
+    role: str = ""
 
     def base_config(self) -> Config:
         return load_config(overrides=dict(self.config))
@@ -134,7 +143,7 @@ class StudySpec:
                     dataclasses.replace(ev, seed=ev.seed + offset))
 
         config, branch, ev = shift(self.config, self.branch, self.eval)
-        arms = {n: Arm(n, *shift(a.config, a.branch, a.eval)) for n, a in self.arms.items()}
+        arms = {n: Arm(n, *shift(a.config, a.branch, a.eval), a.role) for n, a in self.arms.items()}
         return StudySpec(f"{self.name}-seed{offset}", config, branch, ev, arms)
 
 
@@ -147,6 +156,7 @@ class Node:
     arm: str = MAIN
     deps: list[Path] = field(default_factory=list)  # paths of the nodes it needs finished first
     protocol: dict = field(default_factory=dict)  # an evaluation's settings: a stored result of others is stale
+    cost: float = 0.0  # relative compute (pretraining: layers x width² x tokens): the longest start first
 
     @property
     def done(self) -> bool:
@@ -202,14 +212,20 @@ def load_study(path: str | Path) -> StudySpec:
         where = f"arms.{name}"
         if name == MAIN or not isinstance(a, dict):
             raise ConfigError(f"study {where} must be a mapping of config/branch/eval (and not be named {MAIN!r})")
-        unknown = set(a) - {"config", "branch", "eval"}
+        unknown = set(a) - {"config", "branch", "eval", "role"}
         if unknown:
-            raise ConfigError(f"unknown study key '{where}.{sorted(unknown)[0]}' (known: branch, config, eval)")
+            raise ConfigError(f"unknown study key '{where}.{sorted(unknown)[0]}' (known: branch, config, eval, role)")
+        role = a.get("role") or ""
+        from rlearly.claims import ROLES
+        if role and role not in ROLES:
+            raise ConfigError(f"study {where}.role: unknown role {role!r}; known: {', '.join(ROLES)}")
+        if role and role in {x.role for x in spec.arms.values()}:
+            raise ConfigError(f"study {where}.role: role {role!r} is given to two arms")
         cfg = a.get("config") or {}
         if not isinstance(cfg, dict):
             raise ConfigError(f"study key '{where}.config' must be a mapping of config keys")
         ev = from_dict(EvalPlan, {**dataclasses.asdict(spec.eval), **(a.get("eval") or {})}, where + ".eval.")
-        arm = Arm(name, {**spec.config, **cfg}, _branch_plan(a.get("branch"), where + ".branch"), ev)
+        arm = Arm(name, {**spec.config, **cfg}, _branch_plan(a.get("branch"), where + ".branch"), ev, role)
         _check_configs(arm)
         spec.arms[name] = arm
     return spec
@@ -221,26 +237,34 @@ def _check_configs(arm: Arm) -> None:
         arm.branch_config(0, method)
 
 
+def arm_labels(spec: StudySpec) -> dict[str, str]:
+    """arm name -> the label its rows carry in the tables: an arm with the same pretraining and recipe config
+    as an earlier one (adding seeds, checkpoints or splits to it) is labelled as that one."""
+    first: dict[tuple[str, str], str] = {}  # (pretraining hash, recipe hash) -> first arm with them
+    return {arm.name: first.setdefault((arm.base_config().hash(), arm.branch_config(0).hash()), arm.name)
+            for arm in spec.all_arms()}
+
+
 def plan(spec: StudySpec, root: str | Path) -> list[Node]:
     """Every node of the study in execution order (dependencies first); shared nodes appear once."""
     root = Path(root)
     nodes: dict[Path, Node] = {}
-    labels: dict[tuple[str, str], str] = {}  # (pretraining hash, recipe hash) -> first arm with them
+    labels = arm_labels(spec)
     for arm in spec.all_arms():
-        ident = (arm.base_config().hash(), arm.branch_config(0).hash())
-        label = labels.setdefault(ident, arm.name)  # an arm adding seeds or splits to another is that arm
-        for node in _arm_nodes(spec, arm, root, label):
+        for node in _arm_nodes(spec, arm, root, labels[arm.name]):
             nodes.setdefault(node.path, node)
     return list(nodes.values())
 
 
 def _arm_nodes(spec: StudySpec, arm: Arm, root: Path, label: str) -> list[Node]:
     from rlearly.train import pretrain
+    from rlearly.train.branch import SFT_THEN_RL
 
     cfg = arm.base_config()
     pre_dir = root / "pretrain" / cfg.hash()
     nodes = [Node("pretrain", f"pretrain {cfg.hash()}", pre_dir,
-                  lambda: pretrain.run(cfg, pre_dir, show_progress=True), label)]
+                  lambda: pretrain.run(cfg, pre_dir, show_progress=True), label,
+                  cost=float(cfg.model.n_layer * cfg.model.n_embd ** 2 * cfg.pretrain.tokens))]
     steps = cfg.pretrain.checkpoint_steps()
     names = [pretrain.ckpt_name(s * cfg.pretrain.tokens_per_step) for s in steps]
     bp = arm.branch
@@ -257,9 +281,10 @@ def _arm_nodes(spec: StudySpec, arm: Arm, root: Path, label: str) -> list[Node]:
             for method in methods:
                 bcfg = arm.branch_config(seed, method)
                 out = root / "branch" / method / ck / f"s{seed}-{bcfg.hash()}"
-                sft_cfg = arm.branch_config(seed, "sft") if method == "sft_rl" else None  # the SFT branch's own
-                sft_dir = root / "branch" / "sft" / ck / f"s{seed}-{sft_cfg.hash()}" if sft_cfg else None
-                deps = [pre_dir] + ([sft_dir] if sft_dir and "sft" in methods else [])
+                first = SFT_THEN_RL.get(method)  # SFT→RL and SFT-Gold→RL start from that SFT branch
+                sft_cfg = arm.branch_config(seed, first) if first else None  # the SFT branch's own config
+                sft_dir = root / "branch" / first / ck / f"s{seed}-{sft_cfg.hash()}" if sft_cfg else None
+                deps = [pre_dir] + ([sft_dir] if sft_dir and first in methods else [])
                 nodes.append(Node("branch", f"branch {method} {ck} s{seed} [{label}]", out,
                                   _branch_job(bcfg, parent, out, method, sft_dir, sft_cfg), label, deps))
                 finals.append((out / "final", [out]))
@@ -268,7 +293,8 @@ def _arm_nodes(spec: StudySpec, arm: Arm, root: Path, label: str) -> list[Node]:
         for split in [*arm.eval.splits, *[s for s in readiness if s not in arm.eval.splits]]:
             out = root / "eval" / _label(root, ck_path) / f"{split}.json"
             nodes.append(Node("eval", f"eval {_label(root, ck_path)} {split}", out,
-                              _eval_job(arm.eval, root, ck_path, split, out), label, deps, _protocol(arm.eval)))
+                              _eval_job(arm.eval, root, ck_path, split, out), label, deps,
+                              {**_protocol(arm.eval), "task_id": task_id(cfg.world, split)}))
     return nodes
 
 
@@ -344,7 +370,7 @@ def _run_parallel(spec: StudySpec, root: Path, todo: list[Node], jobs: int, log)
     with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"), initializer=_worker_init) as pool:
         while pending or running:
             ready = [n for n in pending if all(is_done.get(d, True) for d in n.deps)] if failure is None else []
-            ready.sort(key=lambda n: _PRIORITY[n.kind])  # long pretraining runs first: they gate their arms
+            ready.sort(key=lambda n: (_PRIORITY[n.kind], -n.cost))  # long pretraining runs first: they gate their arms
             alone = len(ready) == 1 and not running
             for node in ready[:jobs - len(running)]:
                 pending.remove(node)
@@ -420,18 +446,32 @@ def _branch_job(cfg: Config, parent: Path, out: Path, method: str, sft_dir: Path
     return job
 
 
+_TASK_IDS: dict[tuple[str, str], str] = {}
+
+
+def task_id(world, split: str) -> str:
+    """The synthetic task's id on `split` in this world (what an evaluation result must have scored)."""
+    from rlearly.tasks import get_task
+
+    key = (json.dumps(dataclasses.asdict(world), sort_keys=True), split)
+    if key not in _TASK_IDS:
+        _TASK_IDS[key] = get_task("synthetic", world=world).task_id(split)
+    return _TASK_IDS[key]
+
+
 def _protocol(e: EvalPlan) -> dict:
     """What an evaluation result must record to count as this plan's (n, ks, seed, problems)."""
-    return dict(n=e.n, ks=list(e.ks), eval_seed=e.seed, max_problems=e.max_problems)
+    return dict(n=e.n, ks=list(e.ks), eval_seed=e.seed, max_problems=e.max_problems, base_prompt=e.base_prompt)
 
 
 def _eval_job(e: EvalPlan, root: Path, ckpt: Path, split: str, out: Path):
     def job():
         from rlearly import evaluate
-        from rlearly.checkpoint import load_checkpoint, load_config_of
+        from rlearly.checkpoint import load_checkpoint, load_config_of, read_meta
         from rlearly.train.common import write_atomic
 
-        res = evaluate.evaluate_passk(ckpt, "synthetic", split, e.n, e.ks, e.seed, root / "samples", "auto",
+        mode = e.base_prompt if read_meta(ckpt, verify=False).get("method") == "pretrain" else "zero-shot"
+        res = evaluate.evaluate_passk(ckpt, "synthetic", split, e.n, e.ks, e.seed, root / "samples", mode,
                                       max_problems=e.max_problems, progress=False)
         model, tok, meta = load_checkpoint(ckpt)
         res["general"] = evaluate.general_capability(model, tok, load_config_of(ckpt).world, items=True)
@@ -462,7 +502,8 @@ def write_tables(spec: StudySpec, root: str | Path) -> dict:
             method = "base" if r["method"] == "pretrain" else r["method"]
             ident = dict(arm=node.arm, checkpoint_id=r["checkpoint_id"], method=method,
                          parent_tokens=r["parent_tokens"], seed=r["seed"], split=r["split"])
-            passk_rows += [{**ident, "prompt_mode": r["prompt_mode"], "n": r["n"], **p} for p in r["passk"]]
+            passk_rows += [{**ident, "task_id": r["task_id"], "prompt_mode": r["prompt_mode"], "n": r["n"],
+                            "format_rate": r.get("format_rate"), **p} for p in r["passk"]]
             if r["checkpoint_id"] not in general_seen:  # general capability: once per checkpoint, not per split
                 general_seen.add(r["checkpoint_id"])
                 ident.pop("split")
@@ -478,8 +519,10 @@ def write_tables(spec: StudySpec, root: str | Path) -> dict:
         else:
             pre_rows += [{"arm": node.arm, "config_hash": node.path.name, **row}
                          for row in read_metrics(node.path / "metrics.jsonl")]
+    labels = arm_labels(spec)
+    arms = [dict(arm=a.name, label=labels[a.name], role=a.role or None) for a in spec.all_arms()]
     tables = {"passk": pd.DataFrame(passk_rows), "general": pd.DataFrame(general_rows),
-              "general_items": pd.DataFrame(item_rows),
+              "general_items": pd.DataFrame(item_rows), "arms": pd.DataFrame(arms), "floor": floor_table(spec),
               "branch_metrics": pd.DataFrame(branch_rows), "pretrain_metrics": pd.DataFrame(pre_rows),
               "timings": pd.DataFrame(read_metrics(root / "timings.jsonl"))}
     folder = root / "tables"
@@ -492,6 +535,26 @@ def write_tables(spec: StudySpec, root: str | Path) -> dict:
         files[f.name] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
     write_atomic(folder / "meta.json", json.dumps({"files": files}, indent=2) + "\n")  # last: what load_tables checks
     return tables
+
+
+def floor_table(spec: StudySpec):
+    """The adversaries' exact pass@k (rlearly.adversaries) on every split each arm evaluates (the train split
+    too where it runs the readiness diagnostic), on the problems it evaluates: rows (arm, split, adversary, k,
+    pass_at_k), labelled like the arm's other rows."""
+    import pandas as pd
+
+    from rlearly import adversaries
+
+    labels, frames, seen = arm_labels(spec), [], {}
+    for arm in spec.all_arms():
+        world = arm.base_config().world
+        splits = [*arm.eval.splits, *(["train"] if arm.eval.readiness and "train" not in arm.eval.splits else [])]
+        for split in splits:
+            key = (task_id(world, split), arm.eval.max_problems, tuple(arm.eval.ks), labels[arm.name])
+            if key not in seen:
+                seen[key] = adversaries.floor(world, [split], arm.eval.ks, arm.eval.max_problems)
+                frames.append(seen[key].assign(arm=labels[arm.name]))
+    return pd.concat(frames, ignore_index=True).drop_duplicates() if frames else pd.DataFrame()
 
 
 def _read_result(path: Path, node_path: Path) -> dict:

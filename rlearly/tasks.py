@@ -2,7 +2,7 @@
 
 Owns: `TaskProblem` (one problem of any task), the `Task` base class, the registry (`get_task`), the
 one-demo / all-demo views of a task's demonstrations (`demonstrations`), and three tasks:
-  synthetic  the embedded math world (rlearly.data.math_world), splits train/test/hard;
+  synthetic  the embedded math world (rlearly.data.math_world), splits train/dev/test/hard;
   gsm8k      GSM8K rows {"question", "answer" ending in "#### N"}, from a local .jsonl/.json/.parquet
              file or a hub id through `datasets.load_dataset`;
   math       MATH / OpenMathInstruct rows {"problem", "solution" (answer in the last \\boxed{})} or
@@ -20,6 +20,7 @@ graded format.
 """
 from __future__ import annotations
 
+import hashlib
 import inspect
 import json
 import re
@@ -54,9 +55,11 @@ class Task:
 
     name: str = ""
     splits: tuple[str, ...] = ()
+    heldout: tuple[str, ...] = ("test",)  # splits no training step may read (validation and final evaluation)
 
     def __init__(self):
         self._cache: dict[str, list[TaskProblem]] = {}
+        self._ids: dict[str, str] = {}
 
     def problems(self, split: str) -> list[TaskProblem]:
         """The problems of a split, in a fixed order (loaded once)."""
@@ -68,6 +71,28 @@ class Task:
 
     def _load(self, split: str) -> list[TaskProblem]:
         raise NotImplementedError
+
+    def training_problems(self, split: str) -> list[TaskProblem]:
+        """The problems a recipe trains on; a held-out split (dev, test, hard) is refused."""
+        if split in self.heldout:
+            raise ConfigError(f"task {self.name!r}: split {split!r} is held out for validation and evaluation "
+                              f"and cannot be trained on; train on another split (rl.split / sft.split)")
+        return self.problems(split)
+
+    def scoring_identity(self) -> dict:
+        """What decides a completion's score besides the problems (a scoring mode, a checker's options)."""
+        return {}
+
+    def task_id(self, split: str) -> str:
+        """`<name>-<16 hex>`: the sample store's key for this split, a fingerprint of what it scores (the
+        task, its scoring identity and every problem's id, question and answer). Another dataset file,
+        world or scoring gives another id, so no sample is ever scored as another task's."""
+        if split not in self._ids:
+            h = hashlib.sha256(json.dumps([self.name, self.scoring_identity(), split], sort_keys=True).encode())
+            for p in self.problems(split):
+                h.update(json.dumps([str(p.id), p.question, str(p.answer)]).encode())
+            self._ids[split] = f"{self.name}-{h.hexdigest()[:16]}"
+        return self._ids[split]
 
     def exemplars(self, k: int, split: str = "train") -> list[TaskProblem]:
         """The first k problems of `split`: the fixed few-shot exemplars."""
@@ -144,6 +169,7 @@ class SyntheticTask(Task):
 
     name = "synthetic"
     splits = mw.SPLITS
+    heldout = ("dev", *mw.EVAL_SPLITS)
 
     def __init__(self, world: WorldConfig | mw.MathWorld | None = None):
         super().__init__()
@@ -162,6 +188,9 @@ class SyntheticTask(Task):
         return [TaskProblem(p.id, p.question, p.answer, tuple(w.solutions(p)), w.one_demo(p), raw=p)
                 for p in w.split(split)]
 
+    def scoring_identity(self) -> dict:
+        return {"world_version": mw.WORLD_VERSION, "scoring": self.world.cfg.scoring}
+
     def extract(self, completion: str) -> int | None:
         return mw.extract_answer(completion)
 
@@ -170,7 +199,7 @@ class SyntheticTask(Task):
 
     def reward(self, completion: str, problem: TaskProblem) -> float:
         if isinstance(problem.raw, mw.Problem):
-            return mw.reward(completion, problem.raw)
+            return self.world.reward(completion, problem.raw)
         return super().reward(completion, problem)
 
     def teacher_demos(self, problems: Sequence[TaskProblem], merge: float) -> list[TaskProblem]:
@@ -493,6 +522,9 @@ class MathTask(_FileTask):
                 demo += f" The answer is \\boxed{{{ans}}}."
             sols = (demo,)
         return TaskProblem(self._id(label, i, row, split), q, ans, sols, raw=row)
+
+    def scoring_identity(self) -> dict:
+        return {"math_verify": self.use_math_verify}
 
     def extract(self, completion: str) -> str | None:
         return last_boxed(completion) or None

@@ -241,3 +241,32 @@ def test_sft_demo_merge_trains_on_the_teacher_demonstrations(tiny_ckpt):
     assert [tok.decode(r[:-1]) for _, r in plain] == [p.demo for p in problems]
     with pytest.raises(ConfigError, match="sft.demo_merge=0.5 needs the synthetic task"):
         super(SyntheticTask, task).teacher_demos(problems, 0.5)
+
+
+def test_no_training_or_validation_path_reads_test_or_hard(tmp_path, monkeypatch):
+    """Only a frozen study's final evaluation reads test and hard: pretraining (its held-out loss and greedy
+    checks), every recipe's training data and its validation pass@k run with those splits made unreadable."""
+    from rlearly.data import math_world as mw
+    from rlearly.train import pretrain
+
+    real = mw.MathWorld.split
+
+    def guarded(self, name):
+        if name in mw.EVAL_SPLITS:
+            raise AssertionError(f"a training or validation path read the {name!r} split")
+        return real(self, name)
+
+    monkeypatch.setattr(mw.MathWorld, "split", guarded)
+    cfg = load_config(preset="tiny", overrides={"pretrain.tokens": 4096, "pretrain.n_checkpoints": 1,
+                                                "pretrain.first_checkpoint_tokens": 4096, "rl.steps": 2, "sft.steps": 2,
+                                                "branch.eval_every": 1, "branch.save_every": 1})
+    run = pretrain.run(cfg, tmp_path / "pre", show_progress=False)
+    ckpt = pretrain.list_checkpoints(run)[-1]
+    rows = read_metrics(run / "metrics.jsonl")
+    assert any("greedy_0shot_graded" in r for r in rows) and any("heldout_math" in r for r in rows)
+    for method in branch.METHODS:
+        out = branch.run(cfg, ckpt, tmp_path / method, method, show_progress=False)
+        assert (out / "DONE").exists() and any("val_pass@1" in r for r in read_metrics(out / "metrics.jsonl"))
+    with pytest.raises(ConfigError, match="split 'test' is held out"):
+        branch.run(load_config(preset="tiny", overrides={"rl.split": "test"}), ckpt, tmp_path / "bad", "rl",
+                   show_progress=False)

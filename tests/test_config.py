@@ -23,14 +23,19 @@ def test_yaml_round_trip_and_hash(tmp_path):
     assert load_config(preset="tiny").hash() != cfg.hash()
 
 
-def test_late_options_at_their_noop_value_keep_old_run_names():
-    """The default study's pretraining directory was named before rl.filter_groups, sft.demo_merge and
-    rl.format_score existed; adding them (off) must not rename it, while turning one on must."""
+def test_late_options_at_their_noop_value_keep_old_run_names(monkeypatch):
+    """Adding an option (off) must not rename a finished run, while turning one on must; a new world
+    generator (math_world.WORLD_VERSION) renames every run, since the same config then makes other data."""
+    from rlearly.data import math_world
+
     study = {"world.format_fraction": 0.25,
              "pretrain.checkpoints": [100352, 200704, 503808, 796672, 1263616, 1601536, 2000000]}
-    assert load_config(overrides=study).hash() == "3b30de24f171"  # runs/default/pretrain/3b30de24f171
+    name = "da5dfe727088"  # the world of version 2 (was 3b30de24f171 under version 1)
+    assert load_config(overrides=study).hash() == name
     for option, value in {"rl.filter_groups": True, "sft.demo_merge": 0.5, "rl.format_score": 0.1}.items():
-        assert load_config(overrides={**study, option: value}).hash() != "3b30de24f171", option
+        assert load_config(overrides={**study, option: value}).hash() != name, option
+    monkeypatch.setattr(math_world, "WORLD_VERSION", math_world.WORLD_VERSION + 1)
+    assert load_config(overrides=study).hash() != name
 
 
 def test_overrides_win_over_file_and_preset(tmp_path):

@@ -36,10 +36,13 @@ def one_thread():
     torch.set_num_threads(before)
 
 
+WORLD = ["world.n_train=8", "world.n_dev=4", "world.n_test=6", "world.n_hard=2", "world.n_people=4",
+         "world.n_probe_heldout_docs=4"]
+
+
 @pytest.fixture(scope="module")
 def cfg():
-    return load_config(preset="tiny", overrides=["world.n_train=8", "world.n_test=6", "world.n_hard=2",
-                                                 "world.n_people=4", "world.n_probe_heldout_docs=4"])
+    return load_config(preset="tiny", overrides=WORLD)
 
 
 @pytest.fixture(scope="module")
@@ -61,8 +64,15 @@ def ckpts(tmp_path_factory, tok, cfg):
     return out
 
 
-def stored_row(ckpt_id, pid, i, correct, completion="x", split="test", mode="few-shot", **kw):
-    r = dict(checkpoint_id=ckpt_id, split=split, problem_id=pid, sample_index=i, seed=0, completion=completion,
+def tid(cfg, split="test") -> str:
+    """The synthetic task's id on a split of the test world (the store's task key)."""
+    return get_task("synthetic", world=cfg.world).task_id(split)
+
+
+def stored_row(ckpt_id, pid, i, correct, completion="x", split="test", mode="few-shot", task=None, **kw):
+    from rlearly.config import load_config as _lc  # the module's world, as the cfg fixture makes it
+    task = task or get_task("synthetic", world=_lc(preset="tiny", overrides=WORLD).world).task_id(split)
+    r = dict(task=task, checkpoint_id=ckpt_id, split=split, problem_id=pid, sample_index=i, seed=0, completion=completion,
              tokens=10, answer=None, correct=correct, logprob=-3.0, finished=True, temperature=0.6, top_p=0.95,
              prompt_mode=mode)
     r.update(kw)
@@ -112,15 +122,15 @@ def test_second_evaluation_draws_no_new_samples(ckpts, tmp_path, monkeypatch):
     monkeypatch.setattr(E, "generate", lambda *a, **kw: calls.append(len(a[1])) or real(*a, **kw))
     kw = dict(n=4, ks=[1, 2, 4], store_root=tmp_path, max_problems=3, **FAST)
     first = E.evaluate_passk(ckpts[0], "synthetic", "test", **kw)
-    assert calls and len(SampleStore(tmp_path).load(first["checkpoint_id"], "test")) == 3 * 4
+    assert calls and len(SampleStore(tmp_path).load(first["task_id"], first["checkpoint_id"], "test")) == 3 * 4
     n_calls = len(calls)
     second = E.evaluate_passk(ckpts[0], "synthetic", "test", **kw)
     assert len(calls) == n_calls and second == first  # nothing drawn, same numbers
-    assert len(SampleStore(tmp_path).load(first["checkpoint_id"], "test")) == 12
+    assert len(SampleStore(tmp_path).load(first["task_id"], first["checkpoint_id"], "test")) == 12
     assert first["prompt_mode"] == "few-shot" and first["n_problems"] == 3  # base checkpoint: few-shot
     assert [r["k"] for r in first["passk"]] == [1, 2, 4]
     E.evaluate_passk(ckpts[0], "synthetic", "test", **{**kw, "n": 5, "ks": [1]})  # n 4 -> 5: one more each
-    assert len(SampleStore(tmp_path).load(first["checkpoint_id"], "test")) == 15
+    assert len(SampleStore(tmp_path).load(first["task_id"], first["checkpoint_id"], "test")) == 15
 
 
 def test_samples_do_not_depend_on_batch_size_or_problem_subset(ckpts, cfg, tmp_path):
@@ -135,7 +145,7 @@ def test_samples_do_not_depend_on_batch_size_or_problem_subset(ckpts, cfg, tmp_p
     # b: other batch sizes, other subsets, and a gap-filling call that draws only sample index 2
     E.sample_problems(model, tok, task, probs[2:], n=2, store=b, batch_size=1, **kw)
     E.sample_problems(model, tok, task, probs[::-1], n=3, store=b, batch_size=5, **kw)
-    da, db = a.load(cid, "test"), b.load(cid, "test")
+    da, db = a.load(task.task_id("test"), cid, "test"), b.load(task.task_id("test"), cid, "test")
     assert len(db) == 12
     for col in ("problem_id", "sample_index", "completion", "tokens", "answer_text", "correct", "finished"):
         assert da[col].tolist() == db[col].tolist(), col
@@ -143,7 +153,7 @@ def test_samples_do_not_depend_on_batch_size_or_problem_subset(ckpts, cfg, tmp_p
     assert da["completion"].nunique() > 6  # different sample indices give different samples
     c = SampleStore(tmp_path / "c")
     E.sample_problems(model, tok, task, probs, n=3, store=c, **{**kw, "seed": 4})
-    assert c.load(cid, "test")["completion"].tolist() != da["completion"].tolist()
+    assert c.load(task.task_id("test"), cid, "test")["completion"].tolist() != da["completion"].tolist()
 
 
 def test_unknown_backend_and_missing_vllm_are_clear_errors(ckpts, cfg, tmp_path, monkeypatch):
@@ -227,7 +237,7 @@ def test_sample_problems_routes_to_vllm_backend(tok, cfg, tmp_path, monkeypatch)
     store = SampleStore(tmp_path)
     added = E.sample_problems(V.VllmModel(fake.LLM(), 512), tok, task, probs, checkpoint_id="v", split="test",
                               n=2, seed=0, store=store, prompt_mode="zero-shot", backend="vllm", progress=False)
-    df = store.load("v", "test")
+    df = store.load(task.task_id("test"), "v", "test")
     assert added == 4 and df["correct"].all() and df["prompt_mode"].eq("zero-shot").all()
     assert df["completion"].tolist() == [probs[0].demo] * 2 + [probs[1].demo] * 2  # cut at the newline
     assert df["answer"].tolist() == [probs[0].answer] * 2 + [probs[1].answer] * 2
@@ -255,7 +265,7 @@ def test_evaluate_passk_numbers_from_stored_samples(ckpts, cfg, tmp_path, monkey
 
 def test_readiness_is_base_fewshot_passk_on_train_prompts(ckpts, tmp_path):
     res = E.readiness(ckpts[0], "synthetic", n=2, ks=[1, 2], store_root=tmp_path, max_problems=2, **FAST)
-    df = SampleStore(tmp_path).load(res["checkpoint_id"], "train")
+    df = SampleStore(tmp_path).load(res["task_id"], res["checkpoint_id"], "train")
     assert res["split"] == "train" and res["prompt_mode"] == "few-shot" and len(df) == 4
     assert df["prompt_mode"].eq("few-shot").all()
     c = df.groupby("problem_id")["correct"].sum().to_numpy()
@@ -381,7 +391,7 @@ def test_cli_eval_prints_a_table_and_writes_json(ckpts, tmp_path, capsys):
     import json
     written = json.loads((ckpts[1].parent / "eval" / "branch" / "eval-test.json").read_text())
     assert written["passk"]["n"] == 2 and "probe_acc" in written["general"]
-    assert len(SampleStore(store).load(written["passk"]["checkpoint_id"], "test")) == 4
+    assert len(SampleStore(store).load(written["passk"]["task_id"], written["passk"]["checkpoint_id"], "test")) == 4
 
 
 def test_cli_eval_k_above_n_is_one_line_exit_2(ckpts, tmp_path, capsys):
@@ -401,5 +411,35 @@ def test_an_answer_beyond_int64_is_stored_as_text(tok, cfg, tmp_path, monkeypatc
     store = SampleStore(tmp_path)
     E.sample_problems(V.VllmModel(fake.LLM(), 512), tok, task, task.problems("test")[:1], checkpoint_id="v",
                       split="test", n=1, seed=0, store=store, backend="vllm", progress=False)
-    row = store.load("v", "test").iloc[0]
+    row = store.load(task.task_id("test"), "v", "test").iloc[0]
     assert row["answer_text"] == huge and row["answer"] is pd.NA and not row["correct"]
+
+
+def test_samples_of_one_task_are_never_scored_as_another_tasks(ckpts, tmp_path, capsys):
+    """Regression (issue 18): the synthetic test split's samples, then a GSM8K file whose problem ids are the same
+    ("test-00000", ...) in the same store. Before the store keyed samples by task, the second evaluation reused
+    the first one's completions and reported them as GSM8K's; now it samples GSM8K's own prompts, and its numbers
+    are those of a fresh store."""
+    import json
+
+    g = tmp_path / "g.jsonl"
+    g.write_text("".join(json.dumps({"question": f"Tom has {i} cats and buys {i + 1} more. How many cats?",
+                                     "answer": f"{i} + {i + 1} = {2 * i + 1}\n#### {2 * i + 1}"}) + "\n"
+                         for i in range(5)))
+    written = ckpts[1].parent / "eval" / "branch" / "eval-test.json"
+    args = ["--split", "test", "--n", "4", "--k", "1,4", "--no-progress"]
+    assert cli_main(["eval", str(ckpts[1]), "--max-problems", "5", "--store", str(tmp_path / "shared"), *args]) == 0
+    synthetic = json.loads(written.read_text())["passk"]
+    gsm = ["--task", "gsm8k", "--data", f"test={g}"]
+    assert cli_main(["eval", str(ckpts[1]), *gsm, "--store", str(tmp_path / "shared"), *args]) == 0
+    shared = json.loads(written.read_text())["passk"]
+    assert cli_main(["eval", str(ckpts[1]), *gsm, "--store", str(tmp_path / "fresh"), *args]) == 0
+    fresh = json.loads(written.read_text())["passk"]
+    capsys.readouterr()
+    assert synthetic["task"] == "synthetic" and shared["task"] == "gsm8k"
+    assert shared["task_id"] != synthetic["task_id"]
+    assert {k: shared[k] for k in ("passk", "mean_tokens", "format_rate", "task_id")} == \
+           {k: fresh[k] for k in ("passk", "mean_tokens", "format_rate", "task_id")}
+    store = SampleStore(tmp_path / "shared")
+    assert len(store.load(shared["task_id"], shared["checkpoint_id"], "test")) == 5 * 4
+    assert len(store.load(synthetic["task_id"], synthetic["checkpoint_id"], "test")) == 5 * 4

@@ -53,7 +53,7 @@ def colors(ax):
 # ---------------------------------------------------------------- palette
 
 def test_every_method_has_its_own_colour_and_unknown_methods_are_stable():
-    methods = ["base", "rl", "sft", "sft_gold", "sft_rl", "parallel", "combined", "interleaved"]
+    methods = ["base", "rl", "sft", "sft_gold", "sft_rl", "sft_gold_rl", "parallel", "combined", "interleaved"]
     assert list(METHOD_COLORS) == methods
     assert len(set(METHOD_COLORS.values())) == len(methods)
     assert plots.method_color("rl") == METHOD_COLORS["rl"]

@@ -200,7 +200,7 @@ def test_sft_then_rl_branch_killed_at_random_points_resumes_to_bit_identical_wei
 
 # ---------------------------------------------------------------- 2. bad input through the command line
 
-_ROW = dict(checkpoint_id="c", split="test", problem_id="p0", sample_index=0, seed=0, completion="\\boxed{3}",
+_ROW = dict(task="synthetic-0000000000000000", checkpoint_id="c", split="test", problem_id="p0", sample_index=0, seed=0, completion="\\boxed{3}",
             tokens=4, answer=3, correct=True, logprob=-1.5, finished=True, temperature=0.6, top_p=0.95,
             prompt_mode="zero-shot")
 
@@ -229,7 +229,10 @@ def workspace(tiny_pretrain_run, tiny_ckpt, sft_reference, tmp_path_factory):
     # a sample store whose part has one flipped byte inside a completion: without page checksums it would
     # read as a different, valid sample
     bad = SampleStore(ws / "badstore")
-    bad.add([dict(_ROW, checkpoint_id=checkpoint_id(tiny_ckpt), completion="The answer is 12345.")])
+    from rlearly.checkpoint import load_config_of
+    from rlearly.tasks import get_task
+    tid = get_task("synthetic", world=load_config_of(tiny_ckpt).world).task_id("test")  # what `eval` will read
+    bad.add([dict(_ROW, task=tid, checkpoint_id=checkpoint_id(tiny_ckpt), completion="The answer is 12345.")])
     part = next((ws / "badstore").rglob("part-*.parquet"))
     blob = part.read_bytes()
     at = blob.index(b"answer is 12345")
@@ -434,7 +437,7 @@ def test_full_disk_in_atomic_text_writes_keeps_the_old_file(tmp_path, monkeypatc
 def test_full_disk_in_the_sample_store_keeps_stored_parts(tmp_path, monkeypatch):
     import rlearly.store as store_mod
 
-    row = dict(checkpoint_id="c", split="test", problem_id="p", sample_index=0, seed=0, completion="x", tokens=1,
+    row = dict(task="t", checkpoint_id="c", split="test", problem_id="p", sample_index=0, seed=0, completion="x", tokens=1,
                answer=None, correct=False, logprob=-1.0, finished=True, temperature=0.6, top_p=0.95,
                prompt_mode="zero-shot")
     store = SampleStore(tmp_path)
@@ -449,7 +452,7 @@ def test_full_disk_in_the_sample_store_keeps_stored_parts(tmp_path, monkeypatch)
         store.add([{**row, "sample_index": 1}])
     monkeypatch.undo()
     assert _snapshot(tmp_path) == before
-    assert len(SampleStore(tmp_path).load("c", "test")) == 1
+    assert len(SampleStore(tmp_path).load("t", "c", "test")) == 1
 
 
 # ---------------------------------------------------------------- 4. no pickle

@@ -1,4 +1,5 @@
 """The parquet sample store (rlearly.store): keys, gaps, counts, dedup, corruption, round trip, compaction."""
+import json
 import os
 
 import numpy as np
@@ -12,10 +13,11 @@ from rlearly.passk import distinct_correct
 from rlearly.store import SCHEMA, SampleStore
 
 CKPT = "runs/demo/ckpt-0000100"  # slashes in ids are fine
+TASK = "synthetic-0123456789abcdef"
 
 
 def row(pid, i, seed=0, correct=True, ckpt=CKPT, split="test", **kw):
-    r = dict(checkpoint_id=ckpt, split=split, problem_id=pid, sample_index=i, seed=seed,
+    r = dict(task=TASK, checkpoint_id=ckpt, split=split, problem_id=pid, sample_index=i, seed=seed,
              completion=f"{pid} sample {i} \\boxed{{{i}}}", tokens=5 + i, answer=i, correct=correct,
              logprob=-1.25 * (i + 1), finished=True, temperature=0.6, top_p=0.95, prompt_mode="few-shot")
     r.update(kw)
@@ -23,31 +25,31 @@ def row(pid, i, seed=0, correct=True, ckpt=CKPT, split="test", **kw):
 
 
 def parts(store, ckpt=CKPT, split="test"):
-    folder = store._dir(ckpt, split)
+    folder = store._dir(TASK, ckpt, split)
     return sorted(f for f in os.listdir(folder) if f.endswith(".parquet"))
 
 
 def test_missing_lists_exactly_the_gaps(tmp_path):
     s = SampleStore(tmp_path)
-    assert s.missing(CKPT, "test", ["a", "b"], 2, seed=0) == [("a", 0), ("a", 1), ("b", 0), ("b", 1)]
+    assert s.missing(TASK, CKPT, "test", ["a", "b"], 2, seed=0) == [("a", 0), ("a", 1), ("b", 0), ("b", 1)]
     assert s.add([row("a", 0), row("a", 1), row("a", 3), row("b", 2)]) == 4
-    assert s.missing(CKPT, "test", ["a"], 2, seed=0) == []
-    assert s.missing(CKPT, "test", ["a", "b", "c"], 4, seed=0) == [
+    assert s.missing(TASK, CKPT, "test", ["a"], 2, seed=0) == []
+    assert s.missing(TASK, CKPT, "test", ["a", "b", "c"], 4, seed=0) == [
         ("a", 2), ("b", 0), ("b", 1), ("b", 3), ("c", 0), ("c", 1), ("c", 2), ("c", 3)]
     # another seed, split or checkpoint shares nothing
-    assert len(s.missing(CKPT, "test", ["a"], 2, seed=1)) == 2
-    assert len(s.missing(CKPT, "train", ["a"], 2, seed=0)) == 2
-    assert len(s.missing(CKPT + "x", "test", ["a"], 2, seed=0)) == 2
+    assert len(s.missing(TASK, CKPT, "test", ["a"], 2, seed=1)) == 2
+    assert len(s.missing(TASK, CKPT, "train", ["a"], 2, seed=0)) == 2
+    assert len(s.missing(TASK, CKPT + "x", "test", ["a"], 2, seed=0)) == 2
 
 
 def test_missing_refuses_samples_from_another_protocol(tmp_path):
     s = SampleStore(tmp_path)
     s.add([row("a", 0)])
-    assert s.missing(CKPT, "test", ["a"], 1, 0, temperature=0.6, top_p=0.95, prompt_mode="few-shot") == []
+    assert s.missing(TASK, CKPT, "test", ["a"], 1, 0, temperature=0.6, top_p=0.95, prompt_mode="few-shot") == []
     with pytest.raises(DataError, match="temperature=0.6, not 1.0"):
-        s.missing(CKPT, "test", ["a"], 1, 0, temperature=1.0)
+        s.missing(TASK, CKPT, "test", ["a"], 1, 0, temperature=1.0)
     with pytest.raises(DataError, match="few-shot, not zero-shot"):
-        s.missing(CKPT, "test", ["a"], 1, 0, prompt_mode="zero-shot")
+        s.missing(TASK, CKPT, "test", ["a"], 1, 0, prompt_mode="zero-shot")
 
 
 def test_counts_by_hand(tmp_path):
@@ -58,15 +60,15 @@ def test_counts_by_hand(tmp_path):
     rows += [row("c", i) for i in range(4)] + [row("c", i, seed=7, correct=False) for i in range(4)]
     s.add(rows[:6])
     s.add(rows[6:])
-    pids, c = s.counts(CKPT, "test", n=4, seed=0)
+    pids, c = s.counts(TASK, CKPT, "test", n=4, seed=0)
     assert pids == ["a", "b", "c"] and c.tolist() == [3, 0, 4] and c.dtype == np.int64
-    assert s.counts(CKPT, "test", n=5, seed=0, problem_ids=["a"])[1].tolist() == [4]
-    assert s.counts(CKPT, "test", n=4, seed=7)[1].tolist() == [0]
-    assert s.counts(CKPT, "test", n=2, seed=0, problem_ids=["c", "a"]) == (["c", "a"], pytest.approx([2, 1]))
+    assert s.counts(TASK, CKPT, "test", n=5, seed=0, problem_ids=["a"])[1].tolist() == [4]
+    assert s.counts(TASK, CKPT, "test", n=4, seed=7)[1].tolist() == [0]
+    assert s.counts(TASK, CKPT, "test", n=2, seed=0, problem_ids=["c", "a"]) == (["c", "a"], pytest.approx([2, 1]))
     with pytest.raises(DataError, match="fewer than n=5 samples"):
-        s.counts(CKPT, "test", n=5, seed=0)  # b and c have 4
+        s.counts(TASK, CKPT, "test", n=5, seed=0)  # b and c have 4
     with pytest.raises(DataError, match="no samples stored"):
-        s.counts(CKPT, "hard", n=1, seed=0)
+        s.counts(TASK, CKPT, "hard", n=1, seed=0)
 
 
 def test_duplicates_are_never_double_counted(tmp_path):
@@ -75,45 +77,45 @@ def test_duplicates_are_never_double_counted(tmp_path):
     assert s.add([row("a", 0, correct=True), row("a", 1, correct=True)]) == 1  # only index 1 is new
     assert s.add([row("a", 0), row("a", 1)]) == 0
     assert len(parts(s)) == 2  # nothing written for an all-duplicate batch
-    df = s.load(CKPT, "test")
+    df = s.load(TASK, CKPT, "test")
     assert len(df) == 2 and df["completion"][0] == "a sample 0 \\boxed{0}"
-    assert s.counts(CKPT, "test", 2, 0)[1].tolist() == [2]
+    assert s.counts(TASK, CKPT, "test", 2, 0)[1].tolist() == [2]
     # a racing writer that bypassed add(): the first part in name order wins on read
-    folder = s._dir(CKPT, "test")
+    folder = s._dir(TASK, CKPT, "test")
     late = pa.Table.from_pylist([{**row("a", 0, correct=False), "answer_text": "0"}], schema=SCHEMA)
     pq.write_table(late, folder / "part-99999999999999999999-0-zz.parquet")
-    assert SampleStore(tmp_path).counts(CKPT, "test", 2, 0)[1].tolist() == [2]
+    assert SampleStore(tmp_path).counts(TASK, CKPT, "test", 2, 0)[1].tolist() == [2]
 
 
 def test_corrupt_part_names_the_file(tmp_path):
     s = SampleStore(tmp_path)
     s.add([row("a", 0)])
     s.add([row("a", 1)])
-    victim = s._dir(CKPT, "test") / parts(s)[1]
+    victim = s._dir(TASK, CKPT, "test") / parts(s)[1]
     data = victim.read_bytes()
     victim.write_bytes(data[: len(data) // 2])  # truncated
     fresh = SampleStore(tmp_path)
     with pytest.raises(DataError, match=victim.name) as e:
-        fresh.load(CKPT, "test")
+        fresh.load(TASK, CKPT, "test")
     assert "corrupt or truncated" in str(e.value) and "\n" not in str(e.value)
     victim.write_bytes(b"not parquet at all")
     with pytest.raises(DataError, match=victim.name):
-        SampleStore(tmp_path).counts(CKPT, "test", 1, 0)
+        SampleStore(tmp_path).counts(TASK, CKPT, "test", 1, 0)
 
 
 def test_a_flipped_byte_in_a_part_is_caught_by_its_page_checksum(tmp_path):
     s = SampleStore(tmp_path)
     s.add([row("a", 0, completion="The answer is 12345.")])
-    victim = s._dir(CKPT, "test") / parts(s)[0]
+    victim = s._dir(TASK, CKPT, "test") / parts(s)[0]
     data = victim.read_bytes()
     at = data.index(b"answer is 12345")
     victim.write_bytes(data[:at] + b"b" + data[at + 1:])  # still a valid parquet file: "bnswer is 12345"
     with pytest.raises(DataError, match=f"{victim.name} is corrupt or truncated") as e:
-        SampleStore(tmp_path).load(CKPT, "test")
+        SampleStore(tmp_path).load(TASK, CKPT, "test")
     assert "\n" not in str(e.value)
     # a part written without page checksums (stores from before they were added) is still read
     pq.write_table(pa.Table.from_pylist([row("a", 0)], schema=SCHEMA), victim)
-    assert SampleStore(tmp_path).load(CKPT, "test")["completion"].tolist() == ["a sample 0 \\boxed{0}"]
+    assert SampleStore(tmp_path).load(TASK, CKPT, "test")["completion"].tolist() == ["a sample 0 \\boxed{0}"]
 
 
 def test_round_trip_of_every_column(tmp_path):
@@ -123,7 +125,7 @@ def test_round_trip_of_every_column(tmp_path):
             row("p2", 0, answer="\\frac{1}{2}", completion="x = \\boxed{\\frac{1}{2}} ünïcödé"),
             row("p2", 1, answer="17", logprob=np.float32(-3.5), tokens=np.int64(7), correct=np.bool_(True))]
     s.add(rows)
-    df = SampleStore(tmp_path).load(CKPT, "test")
+    df = SampleStore(tmp_path).load(TASK, CKPT, "test")
     assert list(df.columns) == SCHEMA.names
     assert df["answer"].dtype == "Int64"
     assert df["answer"].isna().tolist() == [True, False, True, False]
@@ -151,7 +153,7 @@ def test_bad_rows_name_the_field(tmp_path):
     del bad["correct"]
     with pytest.raises(DataError, match="lacks field.*correct"):
         s.add([bad])
-    assert not s._dir(CKPT, "test").exists()  # nothing written
+    assert not s._dir(TASK, CKPT, "test").exists()  # nothing written
 
 
 def test_many_small_adds_are_compacted(tmp_path):
@@ -159,13 +161,13 @@ def test_many_small_adds_are_compacted(tmp_path):
     for p in range(10):
         s.add([row(f"p{p:02d}", i, correct=i < p) for i in range(4)])
         assert len(parts(s)) <= 4
-    assert not [f for f in os.listdir(s._dir(CKPT, "test")) if f.startswith(".tmp")]
+    assert not [f for f in os.listdir(s._dir(TASK, CKPT, "test")) if f.startswith(".tmp")]
     expected = [min(p, 4) for p in range(10)]
-    assert s.counts(CKPT, "test", 4, 0)[1].tolist() == expected
+    assert s.counts(TASK, CKPT, "test", 4, 0)[1].tolist() == expected
     fresh = SampleStore(tmp_path)
-    assert fresh.counts(CKPT, "test", 4, 0)[1].tolist() == expected
-    fresh.compact(CKPT, "test")
-    assert len(parts(fresh)) == 1 and len(fresh.load(CKPT, "test")) == 40
+    assert fresh.counts(TASK, CKPT, "test", 4, 0)[1].tolist() == expected
+    fresh.compact(TASK, CKPT, "test")
+    assert len(parts(fresh)) == 1 and len(fresh.load(TASK, CKPT, "test")) == 40
     assert s.add([row("p00", 0)]) == 0  # still known after another instance compacted
 
 
@@ -173,20 +175,43 @@ def test_correct_sets_feed_distinct_correct(tmp_path):
     s = SampleStore(tmp_path)
     s.add([row("a", 0, completion="x"), row("a", 1, completion="x"), row("a", 2, completion="y"),
            row("b", 0, correct=False), row("b", 1, correct=False), row("b", 2, completion="z")])
-    pids, sets = s.correct_sets(CKPT, "test", n=2, seed=0)
+    pids, sets = s.correct_sets(TASK, CKPT, "test", n=2, seed=0)
     assert pids == ["a", "b"] and sets == [["x", "x"], []]
-    assert distinct_correct(s.correct_sets(CKPT, "test", n=3, seed=0)[1]) == pytest.approx((2 + 1) / 2)
+    assert distinct_correct(s.correct_sets(TASK, CKPT, "test", n=3, seed=0)[1]) == pytest.approx((2 + 1) / 2)
 
 
 def test_missing_refuses_samples_drawn_with_another_budget_shots_or_backend(tmp_path):
     s = SampleStore(tmp_path)
     s.add([row("a", 0, max_new_tokens=64, shots=2, backend="torch")])
     same = dict(max_new_tokens=64, shots=2, backend="torch")
-    assert s.missing(CKPT, "test", ["a"], 2, 0, 0.6, 0.95, "few-shot", **same) == [("a", 1)]
+    assert s.missing(TASK, CKPT, "test", ["a"], 2, 0, 0.6, 0.95, "few-shot", **same) == [("a", 1)]
     for field, other in (("max_new_tokens", 128), ("shots", 4), ("backend", "vllm")):
         with pytest.raises(DataError, match=f"stored samples use {field}="):
-            s.missing(CKPT, "test", ["a"], 2, 0, 0.6, 0.95, "few-shot", **{**same, field: other})
+            s.missing(TASK, CKPT, "test", ["a"], 2, 0, 0.6, 0.95, "few-shot", **{**same, field: other})
     s.add([row("b", 0)])  # a row that records no budget is compared on the other fields only
-    assert s.missing(CKPT, "test", ["b"], 1, 0, 0.6, 0.95, "few-shot", max_new_tokens=512) == []
+    assert s.missing(TASK, CKPT, "test", ["b"], 1, 0, 0.6, 0.95, "few-shot", max_new_tokens=512) == []
     with pytest.raises(TypeError, match="unknown protocol field"):
-        s.missing(CKPT, "test", ["b"], 1, 0, top_k=5)
+        s.missing(TASK, CKPT, "test", ["b"], 1, 0, top_k=5)
+
+
+def test_samples_of_another_task_are_never_reused(tmp_path):
+    """The key carries the task id: the same checkpoint, split and problem ids under another task (another
+    dataset file, world or scoring) share nothing."""
+    s = SampleStore(tmp_path)
+    s.add([row("a", i) for i in range(4)])
+    other = "gsm8k-fedcba9876543210"
+    assert s.missing(other, CKPT, "test", ["a"], 4, seed=0) == [("a", i) for i in range(4)]
+    assert s.load(other, CKPT, "test").empty
+    assert s.counts(TASK, CKPT, "test", 4, 0)[1].tolist() == [4]
+    assert json.loads((tmp_path / "STORE.json").read_text()) == {"schema": 2}
+
+
+def test_a_store_from_before_task_keys_is_refused_with_how_to_remove_it(tmp_path):
+    old = tmp_path / "samples"
+    (old / "ckpt-abc" / "test-123").mkdir(parents=True)  # schema 1: <root>/<checkpoint>/<split>/part-*.parquet
+    with pytest.raises(DataError, match=r"written before samples recorded their task.*rm -r .*samples"):
+        SampleStore(old)
+    (old / "STORE.json").write_text('{"schema": 7}')
+    with pytest.raises(DataError, match="schema 7, not 2"):
+        SampleStore(old)
+    assert SampleStore(tmp_path / "fresh").load(TASK, CKPT, "test").empty  # a new store needs no marker to read

@@ -34,10 +34,11 @@ def tiny_study(tmp_path_factory):
 def test_every_node_done_and_second_run_does_nothing(tiny_study):
     spec, root = tiny_study
     nodes = study.plan(spec, root)
-    # main: pretrain, 2 checkpoints x 4 methods + parallel at the last, their 11 evaluations and 2 readiness
-    # evaluations; arms: 2 more RL seeds (+ evaluations), the hard split (main's RL shared: 2 evaluations), two
-    # pretraining variants (pretrain, RL, 4 evaluations each), three rollout settings (RL + evaluation each)
-    assert len(nodes) == (1 + 9 + 11 + 2) + (2 + 2) + 2 + 2 * (1 + 1 + 4) + 3 * 2
+    # main: pretrain, 2 checkpoints x 4 methods + parallel and SFT-Gold→RL at the last, their 12 evaluations and
+    # 2 readiness evaluations; arms: 2 more RL seeds (+ evaluations), the hard split (main's RL shared: 2
+    # evaluations), two pretraining variants (pretrain, RL, 4 evaluations each), three rollout settings (RL +
+    # evaluation each)
+    assert len(nodes) == (1 + 10 + 12 + 2) + (2 + 2) + 2 + 2 * (1 + 1 + 4) + 3 * 2
     assert {n.arm for n in nodes} == {"main", "math_heavy", "wider", "rollouts_2", "rollouts_8", "same_tokens_8"}
     assert all(n.done for n in nodes)
     ran = []
@@ -62,7 +63,7 @@ def test_sft_rl_starts_from_the_studys_sft_branch(tiny_study):
 def test_tables_agree_with_the_stored_evaluations(tiny_study):
     spec, root = tiny_study
     passk = pd.read_csv(root / "tables" / "passk.csv")
-    assert set(passk["method"]) == {"base", "rl", "sft", "sft_gold", "sft_rl", "parallel"}
+    assert set(passk["method"]) == {"base", "rl", "sft", "sft_gold", "sft_rl", "sft_gold_rl", "parallel"}
     n_evals = sum(n.kind == "eval" for n in study.plan(spec, root))
     assert len(passk) == n_evals * len(spec.eval.ks)
     for f in (root / "eval").glob("*/*.json"):
@@ -76,7 +77,7 @@ def test_tables_agree_with_the_stored_evaluations(tiny_study):
     assert {"heldout_nll", "probe_acc"} <= set(general["metric"])
     assert not general.duplicated(["checkpoint_id", "metric"]).any()  # once per checkpoint, whatever the splits
     branch = pd.read_csv(root / "tables" / "branch_metrics.csv")
-    assert set(branch["method"]) == {"rl", "sft", "sft_gold", "sft_rl", "parallel"}
+    assert set(branch["method"]) == {"rl", "sft", "sft_gold", "sft_rl", "sft_gold_rl", "parallel"}
 
 
 def test_a_lost_evaluation_is_the_only_node_rerun(tiny_study):

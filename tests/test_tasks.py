@@ -1,4 +1,5 @@
 """Task registry (rlearly.tasks): synthetic wraps math_world; GSM8K and MATH from local fixture files."""
+import dataclasses
 import json
 
 import pyarrow as pa
@@ -41,7 +42,7 @@ def test_unknown_task_lists_known_ones():
 def test_synthetic_prompts_rewards_and_shots_match_math_world():
     task = T.get_task("synthetic", world=SMALL_WORLD)
     world = mw.MathWorld(SMALL_WORLD)
-    for split in ("train", "test", "hard"):
+    for split in ("train", "dev", "test", "hard"):
         probs, ref = task.problems(split), world.split(split)
         assert [p.id for p in probs] == [p.id for p in ref]
         for tp, p in zip(probs, ref):
@@ -56,8 +57,29 @@ def test_synthetic_prompts_rewards_and_shots_match_math_world():
         assert task.reward(text, tp) == mw.reward(text, p)
         assert task.extract(text) == mw.extract_answer(text)
     assert task.reward(world.one_demo(p), tp) == 1.0
-    with pytest.raises(DataError, match="no split 'dev'"):
-        task.problems("dev")
+    with pytest.raises(DataError, match="no split 'valid'"):
+        task.problems("valid")
+
+
+def test_no_recipe_trains_on_a_held_out_split():
+    task = T.get_task("synthetic", world=SMALL_WORLD)
+    assert len(task.training_problems("train")) == SMALL_WORLD.n_train
+    for split in ("dev", "test", "hard"):
+        with pytest.raises(ConfigError, match=f"split '{split}' is held out"):
+            task.training_problems(split)
+    assert T.get_task("gsm8k").heldout == ("test",)
+
+
+def test_task_ids_fingerprint_the_problems_and_the_scoring():
+    a = T.get_task("synthetic", world=SMALL_WORLD)
+    assert a.task_id("test") == T.get_task("synthetic", world=SMALL_WORLD).task_id("test")  # stable
+    assert a.task_id("test").startswith("synthetic-") and a.task_id("test") != a.task_id("hard")
+    other_world = dataclasses.replace(SMALL_WORLD, seed=SMALL_WORLD.seed + 1)
+    answer_scored = dataclasses.replace(SMALL_WORLD, scoring="answer")
+    assert T.get_task("synthetic", world=other_world).task_id("test") != a.task_id("test")
+    assert T.get_task("synthetic", world=answer_scored).task_id("test") != a.task_id("test")
+    mix = dataclasses.replace(SMALL_WORLD, math_fraction=0.9)  # the pretraining mix: same problems, same id
+    assert T.get_task("synthetic", world=mix).task_id("test") == a.task_id("test")
 
 
 # ---------------------------------------------------------------- gsm8k

@@ -1,16 +1,23 @@
 """GSM-like arithmetic word problems with verifiable answers and many valid solutions (DESIGN §4).
 
 Owns: the problem generator (a small computation graph over named quantities told as a story), the
-train/test/hard splits (disjoint by canonical computation), the graded solutions (all distinct demos of a
+train/dev/test/hard splits (disjoint by canonical computation), the graded solutions (all distinct demos of a
 problem: step orders x operand orders x phrasings, ending in `\\boxed{N}`), pretraining documents (same
 steps, several closing styles, only `format_fraction` of them graded), answer extraction and the reward.
 
 A problem's structure is one of
   chain: one person's count through n_ops events (+, -, *, exact /);
   sum:   2 or 3 people, each with their own events, combined by addition at the end;
-  diff:  2 people, "how many more does A have than B" at the end.
-n_ops counts every arithmetic operation, the final combine included. Every quantity and every
-intermediate result lies in [2, max_value] (never 0 or 1, which keeps the stories grammatical).
+  diff:  2 people, "how many more does A have than B" at the end (A may be told first or second).
+n_ops counts every arithmetic operation, the final combine included; every person has at least one event
+(so a count is never used as told). Every quantity and every intermediate result lies in [2, max_value]
+(never 0 or 1, which keeps the stories grammatical).
+
+Scoring (`world.scoring`): "steps" (default) rewards a solution whose equations are the problem's steps in
+a valid order with the last result boxed (rlearly.data.graph.verify_steps), so no guess earns it;
+"answer" rewards the last boxed integer alone, as GSM8K's graders do (a guess then scores 1 in
+max_value − 1). `dev` is for validation during training and for tuning; only a frozen study's final
+evaluation reads `test` and `hard` (EVAL_SPLITS).
 
 Text layout of a math document / task example: `question + "\\n" + solution`.
 """
@@ -18,7 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import operator
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -26,9 +32,15 @@ from functools import lru_cache
 import numpy as np
 
 from rlearly.config import WorldConfig
+from rlearly.data.graph import Step, apply, boxed_int, graph_steps, step_sets, topo_orders, verify_steps
 from rlearly.errors import DataError
 
-SPLITS = ("train", "test", "hard")
+SPLITS = ("train", "dev", "test", "hard")
+EVAL_SPLITS = ("test", "hard")  # read only by a frozen study's final evaluation
+_SPLIT_STREAM = {"train": 0, "test": 1, "hard": 2, "dev": 3}  # each split's random stream (fixed as splits are added)
+# Bumped whenever the same WorldConfig would generate other problems, solutions or scores: it is part of the
+# config hash and of the synthetic task's fingerprint, so no run or sample of an older world is reused.
+WORLD_VERSION = 2
 
 NAMES = (("Ava", "f"), ("Emma", "f"), ("Lily", "f"), ("Zoe", "f"), ("Nora", "f"), ("Ella", "f"),
          ("Ruby", "f"), ("Ivy", "f"), ("Lucy", "f"), ("Anna", "f"), ("Ben", "m"), ("Sam", "m"),
@@ -57,9 +69,7 @@ _OPS = tuple(_OP_WEIGHTS)
 _INV_WEIGHTS = 1.0 / np.array(list(_OP_WEIGHTS.values()))
 _ADD_MAX = 20  # largest operand of + and -
 _START_MAX = 30  # largest starting count (capped by max_value // 2)
-_ARITH = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.floordiv}  # / is always exact
 _BOXED = re.compile(r"\\boxed\{([^{}]*)\}")
-_INT = re.compile(r"[+-]?\d+")
 
 
 @dataclass(frozen=True)
@@ -79,7 +89,7 @@ class Chain:
     def values(self) -> list[int]:
         vals = [self.start]
         for ev in self.events:
-            vals.append(_apply(vals[-1], ev.op, ev.n))
+            vals.append(apply(vals[-1], ev.op, ev.n))
         return vals
 
 
@@ -88,12 +98,18 @@ class Spec:
     """The computation graph of a problem with its story choices (names, object)."""
 
     obj: str  # plural noun shared by every person in the problem
-    chains: tuple[Chain, ...]
-    combine: str  # "" (one chain), "+" (sum of all chains), "-" (first chain minus second)
+    chains: tuple[Chain, ...]  # in the order the story tells them
+    combine: str  # "" (one chain), "+" (sum of all chains), "-" (one chain minus the other)
+    minuend: int = 0  # a diff: the chain the question asks "how many more" about (told first or second)
 
     @property
     def structure(self) -> str:
         return {"": "chain", "+": "sum", "-": "diff"}[self.combine]
+
+    @property
+    def diff_order(self) -> tuple[int, int]:
+        """A diff's (minuend, subtrahend) chain indices."""
+        return self.minuend, 1 - self.minuend
 
 
 @dataclass(frozen=True)
@@ -105,10 +121,6 @@ class Problem:
     n_ops: int
     key: str  # canonical computation (structure + numbers, not names/objects/wording)
     spec: Spec | None = field(default=None, repr=False)  # None for problems from outside this world
-
-
-def _apply(a: int, op: str, b: int) -> int:
-    return _ARITH[op](a, b)
 
 
 def stable_seed(*parts) -> int:
@@ -149,26 +161,30 @@ def _gen_chain(rng, n_events: int, max_value: int, name: str, gender: str) -> Ch
         if ev is None:
             return None
         events.append(ev)
-        v = _apply(v, ev.op, ev.n)
+        v = apply(v, ev.op, ev.n)
     return Chain(name, gender, start, tuple(events))
 
 
-def _gen_spec(rng: np.random.Generator, n_ops: int, max_value: int, max_people: int = 3) -> Spec:
-    """One random problem with exactly n_ops operations (resampled until every value is in range)."""
+def _gen_spec(rng: np.random.Generator, n_ops: int, max_value: int, min_people: int = 1,
+              max_people: int = 3) -> Spec:
+    """One random problem with exactly n_ops operations (resampled until every value is in range).
+    Every person has at least one event, so n_ops = events + people − 1 >= 2·people − 1."""
+    most = min(max_people, (n_ops + 1) // 2, 3)
+    if most < min_people:
+        raise DataError(f"{n_ops} operations cannot give {min_people} people an event each; raise world.min_ops")
     while True:
-        u = rng.random()  # structure: one person 35%, two 45%, three 20% (one op: half and half)
-        n_chains = (1 if u < 0.5 else 2) if n_ops == 1 else (1 if u < 0.35 else 2 if u < 0.8 else 3)
-        n_chains = min(n_chains, max_people)
-        # events of a multi-person problem are spread over the people at random (some may have none)
-        owners = rng.integers(n_chains, size=n_ops - (n_chains - 1))
+        n_chains = int(rng.integers(min_people, most + 1))
+        n_events = n_ops - (n_chains - 1)
+        counts = 1 + np.bincount(rng.integers(n_chains, size=n_events - n_chains), minlength=n_chains)
         people = np.argsort(rng.random(len(NAMES)))[:n_chains]  # distinct names
-        chains = [_gen_chain(rng, int((owners == i).sum()), max_value, *NAMES[people[i]]) for i in range(n_chains)]
+        chains = [_gen_chain(rng, int(counts[i]), max_value, *NAMES[people[i]]) for i in range(n_chains)]
         if any(c is None for c in chains):
             continue
         combine = "" if n_chains == 1 else ("+" if n_chains == 3 or rng.random() < 0.5 else "-")
-        spec = Spec(OBJECTS[int(rng.integers(len(OBJECTS)))], tuple(chains), combine)
         finals = [c.values()[-1] for c in chains]
-        if not ((combine == "+" and sum(finals) > max_value) or (combine == "-" and finals[0] - finals[1] < 2)):
+        minuend = int(len(finals) > 1 and finals[1] > finals[0])  # a diff asks about the larger count, told first or second
+        spec = Spec(OBJECTS[int(rng.integers(len(OBJECTS)))], tuple(chains), combine, minuend)
+        if not ((combine == "+" and sum(finals) > max_value) or (combine == "-" and abs(finals[0] - finals[1]) < 2)):
             return spec
 
 
@@ -177,16 +193,22 @@ def _chain_key(c: Chain) -> str:
 
 
 def problem_key(spec: Spec) -> str:
-    """Canonical computation: the same numbers told with other names, objects or verbs share a key."""
+    """Canonical computation: the same numbers told with other names, objects, verbs or telling order share
+    a key."""
     keys = [_chain_key(c) for c in spec.chains]
     if spec.combine == "+":
         keys = sorted(keys)  # addition does not care who is told first
+    elif spec.combine == "-":
+        keys = [keys[i] for i in spec.diff_order]  # minuend first
     return {"": "C", "+": "S", "-": "D"}[spec.combine] + ":" + "|".join(keys)
 
 
 def spec_answer(spec: Spec) -> int:
     finals = [c.values()[-1] for c in spec.chains]
-    return finals[0] - finals[1] if spec.combine == "-" else sum(finals)  # one chain: its own count
+    if spec.combine == "-":
+        x, y = spec.diff_order
+        return finals[x] - finals[y]
+    return sum(finals)  # one chain: its own count
 
 
 def spec_n_ops(spec: Spec) -> int:
@@ -209,7 +231,8 @@ def question_text(spec: Spec) -> str:
     if spec.combine == "":
         parts.append(f"How many {spec.obj} does {names[0]} have now?")
     elif spec.combine == "-":
-        parts.append(f"How many more {spec.obj} does {names[0]} have than {names[1]}?")
+        x, y = spec.diff_order
+        parts.append(f"How many more {spec.obj} does {names[x]} have than {names[y]}?")
     else:
         parts.append(f"How many {spec.obj} do {_and(names)} have together?")
     return " ".join(parts)
@@ -224,7 +247,8 @@ def conclusion(spec: Spec, answer: int) -> str:
     if spec.combine == "":
         return f"So {names[0]} has {answer} {spec.obj}."
     if spec.combine == "-":
-        return f"So {names[0]} has {answer} more {spec.obj} than {names[1]}."
+        x, y = spec.diff_order
+        return f"So {names[x]} has {answer} more {spec.obj} than {names[y]}."
     return f"So {_and(names)} have {answer} {spec.obj} together."
 
 
@@ -240,72 +264,12 @@ def plain_closings(spec: Spec, answer: int) -> list[str]:
             f"That makes {answer} {more}{spec.obj}."]
 
 
-@dataclass(frozen=True)
-class _Step:
-    kind: str  # "event", "partial" (first sum of three people), "sum", "diff"
-    chain: int  # index of the person for an event, -1 for a combine
-    a: int
-    op: str
-    b: int
-    c: int
-    deps: tuple[int, ...]  # indices of steps whose results this one uses
-    names: tuple[str, ...] = ()  # people a combine step is about
-    event: Event | None = None
-
-
-def _steps(spec: Spec, last: int) -> list[_Step]:
-    """The graph's steps; for a 3-person sum, `last` is the person added after the other two."""
-    steps, tail, finals = [], {}, []
-    for i, ch in enumerate(spec.chains):
-        vals = ch.values()
-        for j, ev in enumerate(ch.events):
-            deps = (len(steps) - 1,) if j else ()
-            steps.append(_Step("event", i, vals[j], ev.op, ev.n, vals[j + 1], deps, event=ev))
-        tail[i] = (len(steps) - 1,) if ch.events else ()
-        finals.append(vals[-1])
-    names = tuple(c.name for c in spec.chains)
-    if spec.combine == "-":
-        steps.append(_Step("diff", -1, finals[0], "-", finals[1], finals[0] - finals[1], tail[0] + tail[1], names))
-    elif spec.combine == "+" and len(finals) == 2:
-        steps.append(_Step("sum", -1, finals[0], "+", finals[1], sum(finals), tail[0] + tail[1], names))
-    elif spec.combine == "+":
-        x, y = [i for i in range(3) if i != last]
-        part = finals[x] + finals[y]
-        steps.append(_Step("partial", -1, finals[x], "+", finals[y], part, tail[x] + tail[y], (names[x], names[y])))
-        steps.append(_Step("sum", -1, part, "+", finals[last], part + finals[last],
-                           (len(steps) - 1,) + tail[last], names))
-    return steps
-
-
-def _topo_orders(steps: list[_Step], cap: int = 256) -> list[tuple[int, ...]]:
-    """Every order of the steps that respects their dependencies (at most `cap`), lexicographic."""
-    out: list[tuple[int, ...]] = []
-
-    def grow(prefix: list[int]):
-        if len(out) >= cap:
-            return
-        if len(prefix) == len(steps):
-            out.append(tuple(prefix))
-            return
-        for k, st in enumerate(steps):
-            if k not in prefix and all(d in prefix for d in st.deps):
-                grow(prefix + [k])
-
-    grow([])
-    return out
-
-
-def _plans(spec: Spec) -> list[tuple[list[_Step], tuple[int, ...]]]:
+def _plans(spec: Spec) -> list[tuple[list[Step], tuple[int, ...]]]:
     """(steps, order) for every valid way to sequence the computation."""
-    lasts = range(3) if spec.combine == "+" and len(spec.chains) == 3 else [2]
-    plans = []
-    for last in lasts:
-        steps = _steps(spec, last)
-        plans += [(steps, order) for order in _topo_orders(steps)]
-    return plans
+    return [(steps, order) for steps in step_sets(spec) for order in topo_orders(steps)]
 
 
-def _step_variants(spec: Spec, st: _Step, prev: _Step | None) -> list[str]:
+def _step_variants(spec: Spec, st: Step, prev: Step | None) -> list[str]:
     """Every sentence that may tell step `st`; [0] is the canonical one."""
     exprs = [f"{st.a} {st.op} {st.b} = {st.c}"]
     if st.op in "+*" and st.a != st.b:  # commutative operand order
@@ -327,7 +291,7 @@ def _step_variants(spec: Spec, st: _Step, prev: _Step | None) -> list[str]:
     return [f.format(e=e) for f in forms for e in exprs]
 
 
-def _plan_variants(spec: Spec, steps: list[_Step], order: tuple[int, ...]) -> list[list[str]]:
+def _plan_variants(spec: Spec, steps: list[Step], order: tuple[int, ...]) -> list[list[str]]:
     return [_step_variants(spec, steps[k], steps[order[i - 1]] if i else None) for i, k in enumerate(order)]
 
 
@@ -366,10 +330,10 @@ def _solutions(spec: Spec, cap: int) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _random_plan(spec: Spec, rng: np.random.Generator) -> tuple[list[_Step], list[int]]:
+def _random_plan(spec: Spec, rng: np.random.Generator) -> tuple[list[Step], list[int]]:
     """The steps of the computation and one valid order of them, drawn at random."""
     last = int(rng.integers(3)) if spec.combine == "+" and len(spec.chains) == 3 else 2
-    steps = _steps(spec, last)
+    steps = graph_steps(spec, last)
     order: list[int] = []
     while len(order) < len(steps):
         ready = [k for k, st in enumerate(steps) if k not in order and all(d in order for d in st.deps)]
@@ -440,11 +404,7 @@ def pick_demo(problem_id: str, solutions) -> str:
 
 def extract_answer(text: str) -> int | None:
     """The integer inside the LAST `\\boxed{...}` of text; None when there is none or it is not an integer."""
-    boxes = _BOXED.findall(text)
-    if not boxes:
-        return None
-    inner = boxes[-1].strip()
-    return int(inner) if _INT.fullmatch(inner) else None
+    return boxed_int(text)
 
 
 def extract_answer_flexible(text: str) -> int | None:
@@ -455,9 +415,24 @@ def extract_answer_flexible(text: str) -> int | None:
     return int(ints[-1]) if ints else None
 
 
-def reward(text: str, problem: Problem) -> float:
-    """Verifiable binary reward: 1.0 iff the last boxed integer equals the reference answer."""
-    return 1.0 if extract_answer(text) == problem.answer else 0.0
+SCORINGS = ("steps", "answer")
+
+
+def is_correct(text: str, problem: Problem, scoring: str = "steps") -> bool:
+    """"steps": the solution's equations are the problem's steps in a valid order and its last boxed integer
+    is their result (graph.verify_steps); "answer": the last boxed integer equals the reference answer."""
+    if scoring == "answer":
+        return extract_answer(text) == problem.answer
+    if scoring != "steps":
+        raise DataError(f"unknown scoring {scoring!r}; known: {', '.join(SCORINGS)}")
+    if problem.spec is None:
+        raise DataError(f"problem {problem.id} has no computation graph to check steps against; use scoring 'answer'")
+    return verify_steps(text, problem.spec)
+
+
+def reward(text: str, problem: Problem, scoring: str = "steps") -> float:
+    """Verifiable binary reward: 1.0 iff the text is correct under `scoring` (is_correct)."""
+    return 1.0 if is_correct(text, problem, scoring) else 0.0
 
 
 class MathWorld:
@@ -475,16 +450,21 @@ class MathWorld:
     def make_problem(self, spec: Spec, split: str, pid: str) -> Problem:
         return Problem(pid, split, question_text(spec), spec_answer(spec), spec_n_ops(spec), problem_key(spec), spec)
 
+    def _gen(self, rng: np.random.Generator, hard: bool) -> Spec:
+        c = self.cfg
+        lo, hi = self._ops_range(hard)
+        return _gen_spec(rng, int(rng.integers(lo, hi + 1)), c.max_value, c.min_people, c.max_people)
+
     def _build_split(self, name: str, size: int, taken: set[str]) -> list[Problem]:
         lo, hi = self._ops_range(name == "hard")
-        rng = np.random.default_rng([self.cfg.seed, 0x5B117, SPLITS.index(name)])
+        rng = np.random.default_rng([self.cfg.seed, 0x5B117, _SPLIT_STREAM[name]])
         out, attempts = [], 0
         while len(out) < size:
             attempts += 1
             if attempts > 200 * size + 10_000:
                 raise DataError(f"could only make {len(out)} of {size} distinct '{name}' problems with "
                                 f"{lo}-{hi} operations and max_value={self.cfg.max_value}; lower the split size")
-            spec = _gen_spec(rng, int(rng.integers(lo, hi + 1)), self.cfg.max_value, self.cfg.max_people)
+            spec = self._gen(rng, name == "hard")
             key = problem_key(spec)
             if key in taken:
                 continue
@@ -498,9 +478,10 @@ class MathWorld:
             taken: set[str] = set()
             test = self._build_split("test", self.cfg.n_test, taken)
             hard = self._build_split("hard", self.cfg.n_hard, taken)
-            self._reserved = frozenset(p.key for p in test + hard)
+            dev = self._build_split("dev", self.cfg.n_dev, taken)
+            self._reserved = frozenset(p.key for p in test + hard + dev)
             train = self._build_split("train", self.cfg.n_train, taken)
-            self._splits = {"train": train, "test": test, "hard": hard}
+            self._splits = {"train": train, "dev": dev, "test": test, "hard": hard}
         return self._splits
 
     def split(self, name: str) -> list[Problem]:
@@ -509,9 +490,13 @@ class MathWorld:
         return self._ensure_splits()[name]
 
     def reserved_keys(self) -> frozenset[str]:
-        """Keys of test and hard problems: never shown in pretraining."""
+        """Keys of dev, test and hard problems: never shown in pretraining."""
         self._ensure_splits()
         return self._reserved
+
+    def reward(self, text: str, problem: Problem) -> float:
+        """The reward under this world's scoring (world.scoring)."""
+        return reward(text, problem, self.cfg.scoring)
 
     @staticmethod
     def prompt(problem: Problem) -> str:
@@ -530,15 +515,14 @@ class MathWorld:
         return pick_demo(problem.id, self.solutions(problem))
 
     def sample_pretrain_problem(self, rng: np.random.Generator, hard: bool = False) -> Problem:
-        """A fresh problem for pretraining; test and hard problems are rejected (train ones may appear)."""
+        """A fresh problem for pretraining; dev, test and hard problems are rejected (train ones may appear)."""
         reserved = self.reserved_keys()
-        lo, hi = self._ops_range(hard)
         for _ in range(10_000):
-            spec = _gen_spec(rng, int(rng.integers(lo, hi + 1)), self.cfg.max_value, self.cfg.max_people)
+            spec = self._gen(rng, hard)
             key = problem_key(spec)
             if key not in reserved:
                 return self.make_problem(spec, "pretrain", f"pretrain-{stable_seed(key) % 10**10:010d}")
-        raise DataError("every sampled pretraining problem is a test/hard problem; raise world.max_value")
+        raise DataError("every sampled pretraining problem is a dev/test/hard problem; raise world.max_value")
 
     def document_for(self, problem: Problem, rng: np.random.Generator, graded: bool | None = None) -> str:
         """A pretraining document for `problem`: random solution steps, closing graded with prob.
@@ -566,5 +550,5 @@ class MathWorld:
             if cands:
                 n = cands[int(rng.integers(len(cands)))]
                 a, b = (n, v) if op in "+*" and rng.random() < 0.5 else (v, n)  # both operand orders
-                facts.append(f"{a} {op} {b} = {_apply(v, op, n)}.")
+                facts.append(f"{a} {op} {b} = {apply(v, op, n)}.")
         return " ".join(facts)

@@ -4,7 +4,8 @@
 
 Branch directory:
     config.yaml  metrics.jsonl  state/ (resumable)  step-<n>/ (intermediate weights)  final/  meta.json  DONE
-`sft_rl` first runs (or reuses) the `sft` branch in `<out>/sft`, then RL from its final checkpoint.
+`sft_rl` first runs (or reuses) the `sft` branch in `<out>/sft`, then RL from its final checkpoint;
+`sft_gold_rl` does the same from the `sft_gold` branch (the paper's SFT-Gold→RL).
 A recipe is an object with `optimizers` (name -> optimizer) and `step(i) -> metrics`; this module owns
 the loop around it: learning-rate warmup, logging, quick validation pass@k, saving and exact resume.
 Under torchrun the recipes split each batch over the ranks (rlearly.train.dist); rank 0 validates and
@@ -32,7 +33,8 @@ from rlearly.train.mix import CombinedRecipe, InterleavedRecipe, ParallelRecipe
 from rlearly.train.rl import RLRecipe, stable_seed
 from rlearly.train.sft import SFTRecipe
 
-METHODS = ("sft", "sft_gold", "rl", "sft_rl", "parallel", "combined", "interleaved")
+METHODS = ("sft", "sft_gold", "rl", "sft_rl", "sft_gold_rl", "parallel", "combined", "interleaved")
+SFT_THEN_RL = {"sft_rl": "sft", "sft_gold_rl": "sft_gold"}  # RL from the final checkpoint of this SFT branch
 
 
 def make_recipe(method: str, cfg: Config, model, tok, task: Task):
@@ -62,20 +64,20 @@ def total_steps(method: str, cfg: Config) -> int:
 def run(cfg: Config, parent: str | Path, out_dir: str | Path, method: str, *, show_progress: bool = True,
         stop_after: int | None = None, sft_dir: str | Path | None = None, sft_cfg: Config | None = None) -> Path:
     """Train branch `method` from checkpoint `parent` into `out_dir` (resuming if interrupted).
-    For `sft_rl`, `sft_dir` names the SFT branch to start from (run there if unfinished; default <out>/sft)
-    and `sft_cfg` its config (default `cfg`: a study may give SFT→RL's RL settings of its own)."""
+    For `sft_rl` and `sft_gold_rl`, `sft_dir` names the SFT branch to start from (run there if unfinished;
+    default <out>/sft) and `sft_cfg` its config (default `cfg`: a study may give the RL stage settings of its own)."""
     if method not in METHODS:
         raise ConfigError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
     if cfg.rl.backend == "vllm" and method not in ("sft", "sft_gold"):  # the [gpu] error before any directory
         from rlearly.vllm_backend import import_vllm
         import_vllm()
     out = Path(out_dir)
-    if method == "sft_rl":  # the paper's pipeline: RL from the SFT branch of the same checkpoint
-        sft_dir = run(sft_cfg or cfg, parent, sft_dir or out / "sft", "sft", show_progress=show_progress,
-                      stop_after=stop_after)
+    if method in SFT_THEN_RL:  # the paper's pipeline: RL from the SFT branch of the same checkpoint
+        sft_dir = run(sft_cfg or cfg, parent, sft_dir or out / "sft", SFT_THEN_RL[method],
+                      show_progress=show_progress, stop_after=stop_after)
         if not (sft_dir / "DONE").exists():
             return out
-        return _run(cfg, sft_dir / "final", out, "rl", "sft_rl", show_progress, stop_after)
+        return _run(cfg, sft_dir / "final", out, "rl", method, show_progress, stop_after)
     return _run(cfg, Path(parent), out, method, method, show_progress, stop_after)
 
 
@@ -101,7 +103,7 @@ def _run(cfg: Config, parent: Path, out: Path, method: str, label: str, show_pro
                    # pretraining tokens of the start checkpoint M_t, carried through SFT for sft_rl
                    parent_tokens=parent_meta.get("tokens", parent_meta.get("parent_tokens")),
                    seed=cfg.seed, config_hash=cfg.hash())
-    eval_problems = task.problems("test")[:cfg.branch.eval_problems]
+    eval_problems = task.problems("dev")[:cfg.branch.eval_problems]  # validation never reads test or hard
     end = steps if stop_after is None else min(steps, stop_after)
     bar = progress(steps, step, label, show_progress and dp.main)
     t0 = time.perf_counter()
@@ -141,7 +143,7 @@ def _warmup(recipe, cfg: Config, step: int) -> None:
 
 @torch.no_grad()
 def quick_passk(model, tok, task: Task, problems, n: int, seed: int) -> dict:
-    """Zero-shot validation during training: pass@1 and pass@n on a few test problems at T=0.6, top-p 0.95
+    """Zero-shot validation during training: pass@1 and pass@n on a few dev problems at T=0.6, top-p 0.95
     (the paper's evaluation sampling). The full evaluation with stored samples lives in rlearly.evaluate."""
     if not problems:
         return {}

@@ -63,7 +63,7 @@ def run(cfg: Config, out_dir: str | Path, *, show_progress: bool = True, stop_af
     dp.broadcast_(model)
 
     batches = PretrainBatches(cfg, mixture, tok)
-    math_docs = [world.math.prompt(p) + world.math.one_demo(p) for p in world.math.split("test")]
+    math_docs = [world.math.prompt(p) + world.math.one_demo(p) for p in world.math.split("dev")]  # never test
     heldout = {"math": heldout_batches(math_docs, tok, pc.batch_size, pc.seq_len, pc.eval_batches),
                "general": heldout_batches(world.general.heldout_documents(), tok, pc.batch_size, pc.seq_len,
                                           pc.eval_batches)}
@@ -93,7 +93,7 @@ def run(cfg: Config, out_dir: str | Path, *, show_progress: bool = True, stop_af
                            **{f"heldout_{k}": heldout_nll(model, b) for k, b in heldout.items()})
                 if is_ckpt:  # zero-shot (the format is rare in pretraining) and 2-shot with graded exemplars
                     for shots in (0, 2):
-                        acc = greedy_accuracy(model, tok, world.math, n_problems=100, shots=shots)
+                        acc = greedy_accuracy(model, tok, world.math, "dev", n_problems=100, shots=shots)
                         row[f"greedy_{shots}shot_answer"] = acc["answer"]
                         row[f"greedy_{shots}shot_graded"] = acc["graded"]
                 log.write(**row)

@@ -89,7 +89,7 @@ class RLRecipe:
     def __init__(self, cfg: Config, model, tok: Tokenizer, task: Task):
         self.cfg, self.model, self.tok, self.task = cfg, model, tok, task
         rc = cfg.rl
-        self.problems = task.problems(rc.split)
+        self.problems = task.training_problems(rc.split)
         self.prompts = [tok.encode(task.prompt(p)) for p in self.problems]
         self.opt = make_adamw(model, rc.lr, rc.weight_decay, (rc.beta1, rc.beta2))
         self.optimizers = {"rl": self.opt}

@@ -35,7 +35,7 @@ class SFTRecipe:
     def __init__(self, cfg: Config, model, tok: Tokenizer, task: Task, all_demos: bool):
         self.cfg, self.model, self.tok = cfg, model, tok
         sc = cfg.sft
-        problems = task.problems(sc.split)
+        problems = task.training_problems(sc.split)
         if sc.demo_merge > 0:
             problems = task.teacher_demos(problems, sc.demo_merge)
         self.examples = [(tok.encode(task.prompt(p)), tok.encode(demo, bos=False) + [tok.eos_id])
