@@ -57,12 +57,19 @@ def _kernel_config() -> dict:
 
 
 def _fingerprint(template: Path, tables: Path, params: dict) -> str:
-    """What an executed notebook depends on: its template, the tables, the parameters and the views' code."""
+    """What an executed notebook depends on: its template, the tables, the parameters and the package's code
+    (every module of rlearly: the views, the claims' rules, the adversaries, and what they import)."""
     h = hashlib.sha256(json.dumps(params, sort_keys=True).encode())
-    here = Path(__file__).resolve().parent
-    for f in [template, *sorted(tables.glob("*.csv")), here / "report.py", here / "plots.py"]:
-        h.update(f.name.encode() + b"\0" + (f.read_bytes() if f.is_file() else b"missing"))
+    package = Path(__file__).resolve().parent
+    for f in [template, *sorted(tables.glob("*.csv")), *code_files()]:
+        name = str(f.relative_to(package)) if f.is_relative_to(package) else f.name
+        h.update(name.encode() + b"\0" + (f.read_bytes() if f.is_file() else b"missing"))
     return h.hexdigest()[:16]
+
+
+def code_files() -> list[Path]:
+    """Every module of the package, which a report's notebooks may read (directly or through imports)."""
+    return sorted(Path(__file__).resolve().parent.rglob("*.py"))
 
 
 def _stored_fingerprint(nb_path: Path) -> str | None:

@@ -263,3 +263,10 @@ def test_templates_are_thin_with_cleared_outputs():
         assert len(params) == 1 and "study_root = " in params[0].source and "study_name = " in params[0].source
         assert f'"{name}")' in code[-1].source and "write_results" in code[-1].source  # results.json last
         assert max(len(c.source.splitlines()) for c in code) <= 6, f"{name}: a long cell belongs in the package"
+
+
+def test_the_report_cache_covers_every_module_a_report_reads():
+    names = {str(p.relative_to(REPO / "rlearly")) for p in report.code_files()}
+    assert {"claims.py", "adversaries.py", "analysis.py", "plots.py", "passk.py", "store.py", "data/graph.py",
+            "data/math_world.py"} <= names
+    assert names == {str(p.relative_to(REPO / "rlearly")) for p in (REPO / "rlearly").rglob("*.py")}
