@@ -2,9 +2,10 @@
 from the sample store, general-capability deltas, headline numbers, and `results.json`.
 
 Conventions: a "checkpoint" is a pretraining checkpoint, named by `parent_tokens`; "last" is the one with
-the most tokens. Where a table holds several branch seeds a value is the mean over seeds. A delta is branch
-- base at the same `parent_tokens`; its CI (paired bootstrap over problems, `rlearly.passk`) spans the
-lowest to the highest per-seed bound, so "up" means every seed's CI lies above zero.
+the most tokens. Where a table holds several branch seeds a value is the mean over seeds. A contrast is
+method − another at the same `parent_tokens` (`contrast`); its CI comes from the stored samples and resamples
+what varies: problems with one seed a side, seeds and then problems with several (`passk.seed_contrast`),
+and says so in its `covers` column.
 Nothing here trains or samples; the tables and the sample store are only read.
 """
 from __future__ import annotations
@@ -252,14 +253,6 @@ def contrast(study_root, passk: pd.DataFrame, method: str, against: str = "base"
                              high=high, seeds_a=len(ra), seeds_b=len(rb), covers=covers(len(ra), len(rb))))
     out = pd.DataFrame(rows, columns=["parent_tokens", "k", "start", "branch", "diff", "low", "high", "seeds_a",
                                       "seeds_b", "covers"])
-    return out.assign(up=out["low"] > 0, down=out["high"] < 0)
-
-
-def over_seeds(cmp: pd.DataFrame) -> pd.DataFrame:
-    """compare_methods rows -> one row per (parent_tokens, k): mean diff, CI envelope, `up`/`down` flags."""
-    out = cmp.groupby(["parent_tokens", "k"], as_index=False).agg(
-        start=("start", "mean"), branch=("branch", "mean"), diff=("diff", "mean"), low=("low", "min"),
-        high=("high", "max"))
     return out.assign(up=out["low"] > 0, down=out["high"] < 0)
 
 

@@ -210,8 +210,26 @@ def test_spread_difference_by_hand():
     std_a, std_b, low, high = pk.spread_difference(a, b, 4)
     assert std_a == pytest.approx((0.8125 / 3) ** 0.5) and std_b == pytest.approx((0.0625 / 3) ** 0.5)
     assert low <= std_a - std_b <= high
+    # the seeds are resampled: with three seeds a resample repeats one seed 3 times in 1 of 9 draws (std 0),
+    # so the interval reaches down to 0 - std_b's resamples, below 0: three seeds cannot show a spread
+    assert low < 0 < high
     with pytest.raises(ValueError, match="same problems"):
         pk.spread_difference(a, [[1, 1], [1, 1]], 4)
+
+
+def test_seed_contrast_by_hand():
+    # one seed a side: the paired bootstrap over problems, exactly
+    a, b = np.array([[4, 0, 2, 2]]), np.array([[2, 0, 2, 0]])
+    assert pk.seed_contrast(a, b, 4, 4, 1) == pk.paired_bootstrap_diff(a[0], b[0], 4, 4, 1)
+    # two paired seeds, A = B + 1 correct on every problem: the difference is 1/4 in every resample
+    b2 = np.array([[1, 0, 2, 1], [3, 1, 0, 2]])
+    d, low, high = pk.seed_contrast(b2 + 1, b2, 4, 4, 1, paired_seeds=True, n_boot=500)
+    assert d == pytest.approx(0.25) and low == pytest.approx(0.25) and high == pytest.approx(0.25)
+    # unpaired, the seeds' own spread (here: seed means .25 and .375) widens the interval
+    d, low, high = pk.seed_contrast(b2 + 1, b2, 4, 4, 1, paired_seeds=False, n_boot=500)
+    assert d == pytest.approx(0.25) and low < 0.25 < high
+    with pytest.raises(ValueError, match="as many seeds"):
+        pk.seed_contrast(b2, b, 4, 4, 1, paired_seeds=True)
 
 
 def test_spearman_permutation_is_exact():
