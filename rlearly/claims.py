@@ -163,7 +163,9 @@ def _ci(low, high) -> str:
 
 
 def _row(r) -> str:
-    return f"{r['diff']:+.3f} {_ci(r['low'], r['high'])}"
+    """'+0.050 [+0.010, +0.090]', with what the interval resampled where it is more than the problems."""
+    several = max(r.get("seeds_a", 1) or 1, r.get("seeds_b", 1) or 1) > 1
+    return f"{r['diff']:+.3f} {_ci(r['low'], r['high'])}" + (f" ({r['covers']})" if several else "")
 
 
 def _series(d: pd.DataFrame) -> str:
@@ -662,6 +664,19 @@ def claims_table(cls: list[Claim]):
 
 def rules_table():
     return _styled(rules_frame(), None)
+
+
+def intervals_note(tables: dict) -> str:
+    """What the study's intervals resample, in one sentence (the summary's second line)."""
+    p = tables["passk"]
+    seeds = p.groupby(["method", "parent_tokens"])["seed"].nunique() if not p.empty else pd.Series(dtype=int)
+    multi = seeds[seeds > 1]
+    if multi.empty:
+        return "One seed everywhere: every interval covers problems (or documents) only, not seeds."
+    where = "; ".join(f"{m} at {fmt_tokens(t)} ({n} seeds)" for (m, t), n in multi.items())
+    return (f"Several seeds: {where}: contrasts there resample seeds and problems. Everywhere else one seed: the "
+            "interval covers problems only. One pretraining run per arm: pretraining seeds are not in any interval "
+            "(compare the study run with --seed 1).")
 
 
 def headline(cls: list[Claim]) -> str:

@@ -280,3 +280,16 @@ def test_contrasts_read_their_intervals_from_the_stored_samples(tmp_path):
     # without the samples the differences still come from the tables, with no interval (and no verdict)
     d2 = analysis.contrast(root / "elsewhere", passk, "sft_rl", "sft", [1, 8]).set_index("k")
     assert d2["diff"].tolist() == d["diff"].tolist() and d2["low"].isna().all()
+
+
+def test_the_summary_says_what_the_intervals_resample(tmp_path):
+    root = held_study(tmp_path)
+    tables = analysis.load_tables(root)
+    note = claims.intervals_note(tables)
+    assert "rl at 2k (5 seeds)" in note and "one seed: the interval covers problems only" in note
+    cl = {x.id: x for x in claims.claims(root, tables)}
+    assert "(seeds (5 vs 1) and problems)" in cl[1].measured  # the multi-seed checkpoints say so
+    one = MadeUp(tmp_path / "one")
+    one.ev("base", 1000, c((16, 2), (24, 0)))
+    one.ev("rl", 1000, c((16, 4), (24, 0)))
+    assert claims.intervals_note(analysis.load_tables(one.write())).startswith("One seed everywhere")
