@@ -8,6 +8,8 @@ TORCH  := torch==2.13.0
 STAMP  := $(VENV)/.installed
 # study nodes run at a time, each with cores/JOBS torch threads (2 is ~20% faster than 1 on 2 cores)
 JOBS   ?= 2
+# the study `make report` runs (studies/tiny.yaml for a smoke run)
+STUDY  ?= studies/default.yaml
 
 .PHONY: setup test test-fast report bench pretrain clean
 
@@ -27,11 +29,11 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
 
-# The default study, node by node (finished nodes are skipped), then its notebooks (papermill) and
+# The default study (or STUDY=...), node by node (finished nodes are skipped), then its notebooks (papermill) and
 # HTML reports (nbconvert) with reports/index.html
 report: $(STAMP)
-	$(BIN)/rlearly study run studies/default.yaml --jobs $(JOBS)
-	$(BIN)/rlearly study report studies/default.yaml
+	$(BIN)/rlearly study run $(STUDY) --jobs $(JOBS)
+	$(BIN)/rlearly study report $(STUDY)
 
 # Benchmarks against their baselines on the same model (DESIGN §8): sampling, GRPO and SFT steps vs TRL,
 # pretraining vs a plain loop with MFU, the study's stage breakdown -> benchmarks/results/*.json.
