@@ -2,10 +2,12 @@
 from the sample store, general-capability deltas, headline numbers, and `results.json`.
 
 Conventions: a "checkpoint" is a pretraining checkpoint, named by `parent_tokens`; "last" is the one with
-the most tokens. Where a table holds several branch seeds a value is the mean over seeds. A contrast is
-method − another at the same `parent_tokens` (`contrast`); its CI comes from the stored samples and resamples
-what varies: problems with one seed a side, seeds and then problems with several (`passk.seed_contrast`),
-and says so in its `covers` column.
+the most tokens. A *unit* of trained weights is one (pretrain_seed, seed): the pretraining run it comes from
+and its branch's seed (base checkpoints: one unit per pretraining run). Where a table holds several units a
+value is the mean over them. A contrast is method − another at the same `parent_tokens` (`contrast`); its CI
+comes from the stored samples and resamples what varies: problems with one unit a side, units and then
+problems with several (`passk.seed_contrast`, units paired where both sides come from the same pretraining
+runs and seeds), and says so in its `covers` column.
 Nothing here trains or samples; the tables and the sample store are only read.
 """
 from __future__ import annotations
@@ -24,6 +26,7 @@ from rlearly.errors import DataError, RlearlyError
 TABLES = ("passk", "general", "branch_metrics", "pretrain_metrics")
 SFT_FAMILY = ("sft", "sft_gold", "sft_rl", "sft_gold_rl")
 CAPABILITY_TOL = 0.01  # PAPER §8 claim 6: "|Δ| ≲ 1 pp or relative equivalent"
+UNIT = ["pretrain_seed", "seed"]  # one unit of trained weights (module docstring)
 
 
 def repo_root() -> Path:
@@ -66,6 +69,8 @@ def load_tables(study_root: str | os.PathLike, arm: str | None = "main") -> dict
             raise DataError(f"{f} is corrupt ({str(e).splitlines()[0][:120]}); {rerun}") from None
         if arm is not None and "arm" in df and t not in ("timings", "arms"):
             df = df[df["arm"] == arm].reset_index(drop=True)
+        if "seed" in df and "pretrain_seed" not in df:  # a study from before pretraining seeds: one run per arm
+            df.insert(list(df.columns).index("seed"), "pretrain_seed", 0)
         out[t] = df
     return out
 
@@ -182,10 +187,11 @@ def compare_methods(study_root, passk: pd.DataFrame, method: str, against: str =
 
     df = passk[passk["split"] == split]
     ks = list(ks) if ks is not None else [1, k_max(passk, split)]
-    ids = df.drop_duplicates(["method", "parent_tokens", "seed"])
+    ids = _with_units(df).drop_duplicates(["method", "parent_tokens", *UNIT])
     rows, store = [], SampleStore(resolve_path(study_root) / "samples")
     for b in ids[ids["method"] == method].itertuples():
-        match = ids[(ids["method"] == against) & (ids["parent_tokens"] == b.parent_tokens)]
+        match = ids[(ids["method"] == against) & (ids["parent_tokens"] == b.parent_tokens)
+                    & (ids["pretrain_seed"] == b.pretrain_seed)]
         if against != "base":
             match = match[match["seed"] == b.seed]
         if match.empty:
@@ -202,17 +208,35 @@ def compare_methods(study_root, passk: pd.DataFrame, method: str, against: str =
                 d = pk.delta_at(counts[0], counts[1], int(a.n), int(b.n), k, n_boot=n_boot)
                 if abs(d.diff - diff) < 1e-9:  # the same problems as the table: the CI belongs to it
                     low, high = d.low, d.high
-            rows.append(dict(parent_tokens=b.parent_tokens, seed=b.seed, k=k, start=float(va.iloc[0]),
-                             branch=float(vb.iloc[0]), diff=diff, low=low, high=high))
-    cols = ["parent_tokens", "seed", "k", "start", "branch", "diff", "low", "high"]
+            rows.append(dict(parent_tokens=b.parent_tokens, pretrain_seed=b.pretrain_seed, seed=b.seed, k=k,
+                             start=float(va.iloc[0]), branch=float(vb.iloc[0]), diff=diff, low=low, high=high))
+    cols = ["parent_tokens", "pretrain_seed", "seed", "k", "start", "branch", "diff", "low", "high"]
     return pd.DataFrame(rows, columns=cols)
 
 
-def covers(n_a: int, n_b: int) -> str:
-    """What a contrast's interval resamples, in words (DESIGN §5: intervals say what they resample)."""
+def covers(n_a: int, n_b: int, runs: int = 1) -> str:
+    """What a contrast's interval resamples, in words (DESIGN §5: intervals say what they resample): `n_a`
+    and `n_b` units a side, from `runs` pretraining runs."""
     if max(n_a, n_b) <= 1:
         return "problems (one seed)"
-    return f"seeds ({n_a} vs {n_b}) and problems"
+    what = f"pretraining runs ({runs}) and seeds" if runs > 1 else "seeds"
+    return f"{what} ({n_a} vs {n_b} units) and problems" if runs > 1 else f"seeds ({n_a} vs {n_b}) and problems"
+
+
+def _with_units(df: pd.DataFrame) -> pd.DataFrame:
+    return df if "pretrain_seed" in df else df.assign(pretrain_seed=0)
+
+
+def pair_units(ra: list, rb: list, against: str) -> list | None:
+    """`rb` reordered so that rb[i] is the start of ra[i] (both from the same pretraining run, and with the
+    same branch seed unless `against` is base), or None when the two sides are not paired unit by unit."""
+    if against == "base":
+        by_run = {r.pretrain_seed: r for r in rb}
+        runs = [r.pretrain_seed for r in ra]
+        ok = len(set(runs)) == len(runs) == len(by_run) and set(runs) == set(by_run)
+        return [by_run[p] for p in runs] if ok else None
+    units = lambda rows: [(r.pretrain_seed, r.seed) for r in rows]  # noqa: E731
+    return list(rb) if units(ra) == units(rb) else None
 
 
 def contrast(study_root, passk: pd.DataFrame, method: str, against: str = "base", ks=None, split: str = "test",
@@ -225,16 +249,18 @@ def contrast(study_root, passk: pd.DataFrame, method: str, against: str = "base"
     from rlearly import passk as pk
     from rlearly.store import SampleStore
 
-    df = passk[passk["split"] == split]
+    df = _with_units(passk[passk["split"] == split])
     ks = list(ks) if ks is not None else [1, k_max(passk, split)]
-    ids = df.drop_duplicates(["method", "parent_tokens", "seed"])
+    ids = df.drop_duplicates(["method", "parent_tokens", *UNIT])
     store, rows = SampleStore(resolve_path(study_root) / "samples"), []
     for t in sorted(ids[ids["method"] == method]["parent_tokens"].unique()):
-        ra = list(ids[(ids["method"] == method) & (ids["parent_tokens"] == t)].sort_values("seed").itertuples())
-        rb = list(ids[(ids["method"] == against) & (ids["parent_tokens"] == t)].sort_values("seed").itertuples())
+        ra = list(ids[(ids["method"] == method) & (ids["parent_tokens"] == t)].sort_values(UNIT).itertuples())
+        rb = list(ids[(ids["method"] == against) & (ids["parent_tokens"] == t)].sort_values(UNIT).itertuples())
         if not rb:
             continue
-        paired = against != "base" and [r.seed for r in ra] == [r.seed for r in rb]
+        pairs = pair_units(ra, rb, against)
+        paired, rb = pairs is not None and len(ra) > 1, pairs or rb
+        runs = len({r.pretrain_seed for r in ra + rb})
         counts = _aligned_counts(store, ra + rb, split)
         for k in ks:
             va = [df[(df["checkpoint_id"] == r.checkpoint_id) & (df["k"] == k)]["pass_at_k"] for r in ra]
@@ -250,7 +276,7 @@ def contrast(study_root, passk: pd.DataFrame, method: str, against: str = "base"
                 if abs(d - (branch - start)) < 1e-9:  # the same problems as the table: the CI belongs to it
                     low, high = lo, hi
             rows.append(dict(parent_tokens=t, k=k, start=start, branch=branch, diff=branch - start, low=low,
-                             high=high, seeds_a=len(ra), seeds_b=len(rb), covers=covers(len(ra), len(rb))))
+                             high=high, seeds_a=len(ra), seeds_b=len(rb), covers=covers(len(ra), len(rb), runs)))
     out = pd.DataFrame(rows, columns=["parent_tokens", "k", "start", "branch", "diff", "low", "high", "seeds_a",
                                       "seeds_b", "covers"])
     return out.assign(up=out["low"] > 0, down=out["high"] < 0)
@@ -302,27 +328,32 @@ def general_contrast(items: pd.DataFrame, method: str, against: str = "base", me
     checkpoints both have, with a bootstrap CI. `relative` divides each checkpoint's difference by `against`'s
     mean there (ΔNLL as a fraction). Where either side has several seeds at a checkpoint, the percentile CI
     resamples those seeds and the items (two stages, items shared across seeds and checkpoints); with one
-    seed each, the BCa CI over items. None if they share no checkpoint."""
+    seed each, the BCa CI over items. Units are paired (resampled together) where both sides come from the same
+    pretraining runs (and seeds, unless `against` is base). None if they share no checkpoint."""
     from rlearly.passk import mean_ci
 
     if items.empty:
         return None
-    d = items[items["metric"] == metric]
+    d = _with_units(items[items["metric"] == metric])
     a_all, b_all = d[d["method"] == against], d[d["method"] == method]
     shared = sorted(set(a_all["parent_tokens"]) & set(b_all["parent_tokens"]))
     if not shared:
         return None
-    per = []  # per checkpoint: (seeds_a, items), (seeds_b, items) values and the scale
+    per = []  # per checkpoint: (units_a, items), (units_b, items) values, the scale, and whether units pair
     for t in shared:
-        va = a_all[a_all["parent_tokens"] == t].pivot_table(index="seed", columns="item", values="value")
-        vb = b_all[b_all["parent_tokens"] == t].pivot_table(index="seed", columns="item", values="value")
+        va = a_all[a_all["parent_tokens"] == t].pivot_table(index=UNIT, columns="item", values="value")
+        vb = b_all[b_all["parent_tokens"] == t].pivot_table(index=UNIT, columns="item", values="value")
         cols = va.columns.intersection(vb.columns)
+        ua, ub = [_Unit(*u) for u in va.index], [_Unit(*u) for u in vb.index]
+        pairs = pair_units(ub, ua, against)  # a's units in the order of b's
+        if pairs is not None:
+            va = va.loc[[(u.pretrain_seed, u.seed) for u in pairs]]
         va, vb = va[cols].to_numpy(), vb[cols].to_numpy()
-        per.append((va, vb, abs(va.mean()) if relative else 1.0))
+        per.append((va, vb, abs(va.mean()) if relative else 1.0, pairs is not None and len(ub) > 1))
     n_items = min(v[0].shape[1] for v in per)
-    per = [(va[:, :n_items], vb[:, :n_items], scale) for va, vb, scale in per]
-    seeds = max(max(va.shape[0], vb.shape[0]) for va, vb, _ in per)
-    point = np.mean([(vb.mean(0) - va.mean(0)) / scale for va, vb, scale in per], axis=0)  # (items,)
+    per = [(va[:, :n_items], vb[:, :n_items], scale, paired) for va, vb, scale, paired in per]
+    seeds = max(max(va.shape[0], vb.shape[0]) for va, vb, _, _ in per)
+    point = np.mean([(vb.mean(0) - va.mean(0)) / scale for va, vb, scale, _ in per], axis=0)  # (items,)
     out = {"diff": float(point.mean()), "n_items": n_items, "checkpoints": len(shared), "seeds": seeds}
     if seeds == 1:
         _, low, high = mean_ci(point, n_boot)
@@ -330,14 +361,21 @@ def general_contrast(items: pd.DataFrame, method: str, against: str = "base", me
     rng = np.random.default_rng(seed)
     w = rng.integers(0, n_items, size=(n_boot, n_items))
     boot = np.zeros(n_boot)
-    for va, vb, scale in per:
+    for va, vb, scale, paired in per:
         ia = rng.integers(0, va.shape[0], size=(n_boot, va.shape[0]))
-        ib = rng.integers(0, vb.shape[0], size=(n_boot, vb.shape[0]))
+        ib = ia if paired else rng.integers(0, vb.shape[0], size=(n_boot, vb.shape[0]))
         ma = np.stack([va[ia[r]][:, w[r]].mean() for r in range(n_boot)])
         mb = np.stack([vb[ib[r]][:, w[r]].mean() for r in range(n_boot)])
         boot += (mb - ma) / scale / len(per)
     low, high = np.quantile(boot, [0.025, 0.975])
-    return out | {"low": float(low), "high": float(high), "covers": f"seeds (up to {seeds}) and items"}
+    runs = len(set(a_all["pretrain_seed"]) | set(b_all["pretrain_seed"]))
+    what = f"pretraining runs ({runs}) and seeds" if runs > 1 else "seeds"
+    return out | {"low": float(low), "high": float(high), "covers": f"{what} (up to {seeds} units) and items"}
+
+
+class _Unit:
+    def __init__(self, pretrain_seed, seed):
+        self.pretrain_seed, self.seed = pretrain_seed, seed
 
 
 def final_values(branch_metrics: pd.DataFrame, column: str) -> pd.DataFrame:
@@ -428,12 +466,14 @@ def gain_contrast(study_root, passk: pd.DataFrame, arm_a: str, arm_b: str, split
 
 def seed_spread(study_root, passk: pd.DataFrame, tokens_a, tokens_b, method: str = "rl", split: str = "test",
                 n_boot: int = 1000) -> dict:
-    """Spread over seeds (std of pass@1) of `method` at two checkpoints, and a CI of their difference from
-    resampling the shared test problems (passk.spread_difference)."""
+    """Spread over seeds (std of pass@1) of `method` at two checkpoints, within one pretraining run (the first),
+    and a CI of their difference from resampling the shared test problems (passk.spread_difference)."""
     from rlearly import passk as pk
     from rlearly.store import SampleStore
 
-    df = passk[(passk["method"] == method) & (passk["split"] == split) & (passk["k"] == 1)].sort_values("seed")
+    df = _with_units(passk)
+    df = df[(df["method"] == method) & (df["split"] == split) & (df["k"] == 1)]
+    df = df[df["pretrain_seed"] == df["pretrain_seed"].min()].sort_values("seed")  # RL seeds of one pretraining run
     rows_a = list(df[df["parent_tokens"] == tokens_a].itertuples())
     rows_b = list(df[df["parent_tokens"] == tokens_b].itertuples())
     counts = _aligned_counts(SampleStore(resolve_path(study_root) / "samples"), rows_a + rows_b, split)

@@ -224,6 +224,7 @@ class Study:
 
 _NULL_FLAT = f"|Δ| > {FLAT_TOL}"
 _PAIRED = "paired bootstrap over problems; with several seeds, two-stage (seeds, then problems)"
+_ITEMS = "bootstrap over documents; with several seeds, two-stage (seeds, then documents)"
 
 
 @register(1, "RL starts working early, after a threshold",
@@ -386,32 +387,45 @@ def _claim5(s: Study, parts: dict) -> dict:
 @register(6, "RL keeps general capability; SFT erodes it",
           "6-task average: RL within ±0.5 pp of base; SFT −5 to −7 pp, SFT-Gold ≈ −7 pp, SFT→RL ≈ −4 to −6 pp",
           (Rule("RL keeps capability", "held-out general NLL, RL − base, relative, per document averaged over "
-                "checkpoints", f"Δ > +{CAPABILITY_TOL:.0%}", f"≤ +{CAPABILITY_TOL:.0%}",
-                "bootstrap over documents; with several seeds, two-stage (seeds, then documents)"),
-           Rule("SFT erodes it", "the same, each SFT-family branch − RL", "Δ ≤ 0", "0",
-                "bootstrap over documents; with several seeds, two-stage (seeds, then documents)")),
+                "checkpoints", f"Δ > +{CAPABILITY_TOL:.0%}", f"≤ +{CAPABILITY_TOL:.0%}", _ITEMS),
+           Rule("SFT erodes it", "the same, each SFT-family branch − RL", "Δ ≤ 0", "0", _ITEMS),
+           Rule("SFT lowers accuracy", "cloze-probe accuracy (facts, pronouns, sequences), each SFT-family branch − "
+                "RL, averaged over checkpoints", "Δ ≥ 0", "0", _ITEMS.replace("documents", "probes"))),
           methods=("rl", "base"))
 def _claim6(s: Study, parts: dict) -> dict:
-    keep_p, erode_p = parts.values()
+    keep_p, erode_p, acc_p = parts.values()
     items = s.tables.get("general_items", pd.DataFrame())
     have = set(items["method"]) if not items.empty else set()
     sfts = [m for m in SFT_FAMILY if m in have]
     if not {"rl", "base"} <= have:
-        keep_p.why = erode_p.why = "needs per-document general-capability scores of base and RL"
+        keep_p.why = erode_p.why = acc_p.why = "needs per-document general-capability scores of base and RL"
         return {}
     keep = general_contrast(items, "rl", "base")
+    acc = lambda m, a: general_contrast(items, m, a, "probe_correct", relative=False)  # noqa: E731
+    rl_acc = acc("rl", "base")
     keep_p.value = f"ΔNLL RL − base {keep['diff']:+.2%} [{keep['low']:+.2%}, {keep['high']:+.2%}] " \
-                   f"({keep['n_items']} documents, {keep['covers']})"
+                   f"({keep['n_items']} documents, {keep['covers']})" + \
+                   (f"; Δaccuracy {rl_acc['diff']:+.3f} [{rl_acc['low']:+.3f}, {rl_acc['high']:+.3f}]" if rl_acc else "")
     _at_most(keep_p, keep["low"], keep["high"], CAPABILITY_TOL)
-    stats = {"dnll_rel.rl": keep["diff"], "dnll_rel.rl_high": keep["high"]}
+    stats = {"dnll_rel.rl": keep["diff"], "dnll_rel.rl_high": keep["high"],
+             "dacc.rl": rl_acc["diff"] if rl_acc else None}
     if not sfts:
-        erode_p.why = "needs an SFT-family branch"
+        erode_p.why = acc_p.why = "needs an SFT-family branch"
         return stats
     worse = {m: general_contrast(items, m, "rl") for m in sfts}
     erode_p.value = " · ".join(f"{m} − RL {c['diff']:+.2%} [{c['low']:+.2%}, {c['high']:+.2%}]" for m, c in worse.items())
     _all(erode_p, [_one(c["low"], c["high"]) for c in worse.values()], "SFT-family method")
+    lower = {m: acc(m, "rl") for m in sfts}
+    lower = {m: c for m, c in lower.items() if c is not None}
+    if lower:
+        acc_p.value = " · ".join(f"{m} − RL {c['diff']:+.3f} [{c['low']:+.3f}, {c['high']:+.3f}]"
+                                 for m, c in lower.items()) + f" ({next(iter(lower.values()))['n_items']} probes)"
+        _all(acc_p, [_one(-c["high"], -c["low"]) for c in lower.values()], "SFT-family method")
+    else:
+        acc_p.why = "needs per-probe scores of the SFT-family branches and RL"
     return stats | {f"dnll_rel_minus_rl.{m}": c["diff"] for m, c in worse.items()} | \
-        {f"dnll_rel_minus_rl_low.{m}": c["low"] for m, c in worse.items()}
+        {f"dnll_rel_minus_rl_low.{m}": c["low"] for m, c in worse.items()} | \
+        {f"dacc_minus_rl.{m}": c["diff"] for m, c in lower.items()}
 
 
 @register(7, "Parallel averaging wins on pass@k_max and keeps capability",
@@ -547,6 +561,7 @@ def _claim9(s: Study, parts: dict) -> dict:
 def _claim10(s: Study, parts: dict) -> dict:
     (part,) = parts.values()
     rl = s.passk[(s.passk["method"] == "rl") & (s.passk["split"] == s.split) & (s.passk["k"] == 1)]
+    rl = rl[rl["pretrain_seed"] == rl["pretrain_seed"].min()]  # RL seeds of one pretraining run
     seeds = rl.groupby("parent_tokens")["seed"].nunique()
     multi = sorted(seeds[seeds >= 3].index)
     if len(multi) < 2:
@@ -669,14 +684,20 @@ def rules_table():
 def intervals_note(tables: dict) -> str:
     """What the study's intervals resample, in one sentence (the summary's second line)."""
     p = tables["passk"]
-    seeds = p.groupby(["method", "parent_tokens"])["seed"].nunique() if not p.empty else pd.Series(dtype=int)
-    multi = seeds[seeds > 1]
+    if p.empty:
+        return "No evaluations."
+    units = p.groupby(["method", "parent_tokens"])[["pretrain_seed", "seed"]].apply(lambda g: len(g.drop_duplicates()))
+    runs = p.groupby(["method", "parent_tokens"])["pretrain_seed"].nunique()
+    multi = units[units > 1]
     if multi.empty:
-        return "One seed everywhere: every interval covers problems (or documents) only, not seeds."
-    where = "; ".join(f"{m} at {fmt_tokens(t)} ({n} seeds)" for (m, t), n in multi.items())
-    return (f"Several seeds: {where}: contrasts there resample seeds and problems. Everywhere else one seed: the "
-            "interval covers problems only. One pretraining run per arm: pretraining seeds are not in any interval "
+        return ("One seed everywhere: every interval covers problems (or documents) only, not seeds. One "
+                "pretraining run: pretraining seeds are not in any interval (compare the study run with --seed 1).")
+    where = "; ".join(f"{m} at {fmt_tokens(t)} " + (f"({n} units from {runs[m, t]} pretraining runs)"
+                                                   if runs[m, t] > 1 else f"({n} seeds)") for (m, t), n in multi.items())
+    tail = ("" if runs.max() > 1 else " One pretraining run per arm: pretraining seeds are not in any interval "
             "(compare the study run with --seed 1).")
+    return (f"Several seeds: {where}: contrasts there resample those units (pretraining runs and branch seeds) and "
+            f"the problems. Everywhere else one seed: the interval covers problems only.{tail}")
 
 
 def headline(cls: list[Claim]) -> str:

@@ -6,10 +6,17 @@ a study YAML and a notebook's parameters (`load_config(overrides=[...])`).
 
 A *preset* is a named set of overrides applied first (`tiny` for tests, `small` for the default study,
 `medium`/`large` for the model-scale experiment); anything given after it wins.
+
+Configs age through a *schema*: SCHEMA is bumped whenever the same settings would build other results (a
+default changed, a key renamed, a recipe's code changed what it computes). It is part of every config hash, so
+no run of older code is reused, and `config.yaml` records it. A file of an older schema loads through MIGRATIONS
+(renamed keys, explicitly); a key renamed since is an error naming its new name. Within one schema an option
+may be added as `late(...)`: at its no-op value it is left out of the hash, so adding it renames no run.
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import types
@@ -21,6 +28,19 @@ from typing import Any, Literal
 import yaml
 
 from rlearly.errors import ConfigError
+
+# The config schema (module docstring). Schema 1 is every config written before schemas existed (no `schema`
+# key); it hashes exactly as those did.
+SCHEMA = 1
+# Keys renamed by the schema that renamed them: {schema: {old dotted key: new dotted key}}. A file of schema s
+# is migrated through every entry above s, in order.
+MIGRATIONS: dict[int, dict[str, str]] = {}
+
+
+def late(noop, *, default=None):
+    """A field added within a schema: `noop` is the value that reproduces the code from before it existed, and
+    must be its default (checked at import). Configs at that value hash as if the field did not exist."""
+    return field(default=noop if default is None else default, metadata={"late": noop})
 
 
 @dataclass
@@ -74,9 +94,12 @@ class WorldConfig:
     n_hard: int = 300  # MATH analogue
     max_solutions: int = 24  # cap on distinct demonstrations per problem (SFT-Gold)
     n_people: int = 60  # entities of the general world, each with consistent facts
+    people_zipf: float = late(0.0)  # popularity: person i is the subject of a share of documents ∝ (i+1)^-s
     n_probe_heldout_docs: int = 200  # held-out general documents for the general-capability NLL
 
     def __post_init__(self):
+        if self.people_zipf < 0:
+            raise ConfigError(f"world.people_zipf={self.people_zipf} must be >= 0 (0 = every person equally common)")
         for name in ("math_fraction", "hard_fraction", "format_fraction", "drill_fraction"):
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
@@ -168,7 +191,9 @@ class PretrainConfig:
 class SFTConfig:
     """Supervised fine-tuning on demonstrations (paper §3.2): NLL on response tokens only."""
 
-    steps: int = 60  # optimizer steps
+    steps: int = 60  # optimizer steps (unless `epochs` is set)
+    epochs: float = late(0.0)  # passes over the demonstrations instead of `steps` (SFT and SFT-Gold then train as
+    #                            many epochs each; parallel averaging's SFT half sees at least as many demos)
     batch_size: int = 32  # examples per step (epochs over the demos in a seeded order)
     lr: float = 1e-4  # constant after warmup (paper: 4e-5, constant)
     warmup_steps: int = 0
@@ -178,13 +203,15 @@ class SFTConfig:
     grad_clip: float = 1.0
     loss_agg: str = "token-mean"  # see rlearly.losses.AGG_MODES
     split: str = "train"  # problems whose demonstrations are trained on (same prompts as RL)
-    demo_merge: float = 0.0  # synthetic task: demos by a stronger author, who folds each step of a person into
+    demo_merge: float = late(0.0)  # synthetic task: demos by a stronger author, who folds each step of a person into
     #                          the previous one with this probability (one equation, several operations)
 
     def __post_init__(self):
         _positive(self, "steps", "batch_size")
         if not 0.0 <= self.demo_merge <= 1.0:
             raise ConfigError(f"sft.demo_merge={self.demo_merge} must lie in [0, 1]")
+        if self.epochs < 0:
+            raise ConfigError(f"sft.epochs={self.epochs} must be >= 0 (0 = train sft.steps steps)")
         if self.lr <= 0:
             raise ConfigError(f"sft.lr={self.lr} must be > 0")
         _known("sft.loss_agg", self.loss_agg, _loss_aggs())
@@ -211,8 +238,8 @@ class RLConfig:
     grad_clip: float = 1.0
     mini_batches: int = 1  # optimizer updates per rollout batch, each on whole prompt groups (paper: 4)
     epochs: int = 1  # passes over each rollout batch (paper: 1)
-    filter_groups: bool = False  # update on groups with unequal rewards only (DAPO's filter, no resampling)
-    format_score: float = 0.0  # reward of a wrong answer in the graded format (paper's launch scripts: 0.1)
+    filter_groups: bool = late(False)  # update on groups with unequal rewards only (DAPO's filter, no resampling)
+    format_score: float = late(0.0)  # reward of a wrong answer in the graded format (paper's launch scripts: 0.1)
     clip_low: float = 0.2  # ratio clipped to [1 - clip_low, 1 + clip_high]
     clip_high: float = 0.2
     dual_clip: float = 3.0  # bound on the loss of negative-advantage tokens (VeRL c=3); 0 = off
@@ -245,14 +272,19 @@ class BranchConfig:
     interleave_block: int = 10  # interleaved: alternate blocks of this many SFT then RL steps
     save_every: int = 20  # steps between resumable states and intermediate checkpoints
     eval_every: int = 20  # steps between quick validation pass@k measurements (0 = off)
-    eval_problems: int = 64  # test problems in the quick validation
+    eval_problems: int = 64  # dev problems in the quick validation
     eval_n: int = 8  # samples per problem in the quick validation (temperature 0.6, top-p 0.95)
+    patience: int = late(0)  # stop once dev validation pass@1 has not beaten its best by `min_delta` for this
+    #                          many validations in a row (the paper trains "until convergence"); 0 = all steps
+    min_delta: float = late(0.0)  # the rise in validation pass@1 that counts as progress
 
     def __post_init__(self):
         for name in ("parallel_rl_weight", "combined_sft_weight"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"branch.{name}={getattr(self, name)} must lie in [0, 1]")
         _positive(self, "interleave_block", "save_every", "eval_problems", "eval_n")
+        if self.patience < 0 or self.min_delta < 0:
+            raise ConfigError("branch.patience and branch.min_delta must be >= 0")
 
 
 @dataclass
@@ -271,16 +303,20 @@ class Config:
         return dataclasses.asdict(self)
 
     def to_yaml(self) -> str:
-        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+        """The config as YAML, with the schema it was written under first (load_config reads it back)."""
+        return yaml.safe_dump({"schema": SCHEMA, **self.to_dict()}, sort_keys=False)
 
     def hash(self) -> str:
-        """Content hash of the resolved config (12 hex chars): names run directories and lineage. Options
-        added after results existed (LATE_OPTIONS) count only when set away from their no-op value, so adding
-        one does not rename every finished run."""
+        """Content hash of the resolved config (12 hex chars): names run directories and lineage. It covers the
+        config schema (SCHEMA) and the world generator's version, so results of older code are never reused;
+        late options (`late(...)` fields) count only when set away from their no-op value, so adding one does
+        not rename every finished run."""
         from rlearly.data.math_world import WORLD_VERSION  # another generator = another world, whatever the config
 
         d = {**self.to_dict(), "world_version": WORLD_VERSION}
-        for key, noop in LATE_OPTIONS.items():
+        if SCHEMA > 1:  # schema 1 (no schema recorded) hashes as configs did before schemas existed
+            d["schema"] = SCHEMA
+        for key, noop in late_options().items():
             section, name = key.split(".")
             if d[section][name] == noop:
                 del d[section][name]
@@ -288,9 +324,25 @@ class Config:
         return hashlib.sha256(blob).hexdigest()[:12]
 
 
-# Options added after studies had run, with the value that reproduces the behaviour from before they existed.
-# Never change a value here: it is what old run directories were hashed without.
-LATE_OPTIONS: dict[str, Any] = {"rl.filter_groups": False, "sft.demo_merge": 0.0, "rl.format_score": 0.0}
+@functools.lru_cache(maxsize=1)
+def late_options() -> dict[str, Any]:
+    """Every late option of the current schema, as {"section.name": its no-op value}."""
+    hints = typing.get_type_hints(Config)
+    return {f"{sec.name}.{f.name}": f.metadata["late"] for sec in dataclasses.fields(Config)
+            if dataclasses.is_dataclass(hints[sec.name]) for f in dataclasses.fields(hints[sec.name])
+            if "late" in f.metadata}
+
+
+def _check_late_options() -> None:
+    """At import: a late option's default must be its no-op value, or configs written before it existed (which
+    lack the key) would load with another behaviour than the one they ran with. Change a default by bumping
+    SCHEMA instead (every late option then becomes an ordinary field)."""
+    defaults = Config().to_dict()
+    for key, noop in late_options().items():
+        section, name = key.split(".")
+        if defaults[section][name] != noop:
+            raise AssertionError(f"late option {key}: default {defaults[section][name]!r} != no-op {noop!r}; "
+                                 "bump config.SCHEMA instead")
 
 
 # Size presets: a dial that sets the rest. `tiny` runs in seconds for tests; `small` is the default
@@ -317,8 +369,9 @@ PRESETS: dict[str, dict[str, Any]] = {
 def load_config(path: str | Path | None = None, overrides: list[str] | dict | None = None,
                 preset: str | None = None) -> Config:
     """Resolve a Config: defaults <- preset <- YAML file <- overrides (dotted `a.b=v` strings or a dict)."""
-    raw = read_yaml_mapping(path, "config") if path is not None else {}
+    raw = migrate(read_yaml_mapping(path, "config"), path) if path is not None else {}
     for key, value in _overrides_to_pairs(overrides):
+        _check_not_renamed(key)
         _set_dotted(raw, key, value)
     name = preset or raw.get("preset", "small")
     if name not in PRESETS:
@@ -326,6 +379,44 @@ def load_config(path: str | Path | None = None, overrides: list[str] | dict | No
     merged = _deep_merge(PRESETS[name], raw)
     merged["preset"] = name
     return from_dict(Config, merged)
+
+
+def migrate(raw: dict, where="config") -> dict:
+    """A config mapping of its recorded schema (none: 1) brought to SCHEMA: renamed keys moved, in order."""
+    schema = raw.pop("schema", 1)
+    if not isinstance(schema, int) or isinstance(schema, bool) or not 1 <= schema <= SCHEMA:
+        raise ConfigError(f"{where}: config schema {schema!r} is not one this rlearly reads (1 to {SCHEMA}); "
+                          "a newer rlearly wrote it")
+    for version in range(schema + 1, SCHEMA + 1):
+        for old, new in MIGRATIONS.get(version, {}).items():
+            value = _pop_dotted(raw, old)
+            if value is not _MISSING:
+                _set_dotted(raw, new, value)
+    return raw
+
+
+def stored_schema(path: str | Path) -> int:
+    """The schema a config file was written under (1 when it records none)."""
+    return read_yaml_mapping(path, "config").get("schema", 1)
+
+
+_MISSING = object()
+
+
+def _pop_dotted(raw: dict, key: str):
+    *parents, last = key.split(".")
+    node = raw
+    for part in parents:
+        node = node.get(part)
+        if not isinstance(node, dict):
+            return _MISSING
+    return node.pop(last, _MISSING)
+
+
+def _check_not_renamed(key: str) -> None:
+    for version, renames in MIGRATIONS.items():
+        if key in renames:
+            raise ConfigError(f"config key '{key}' was renamed to '{renames[key]}' (config schema {version})")
 
 
 def read_yaml_mapping(path: str | Path, what: str) -> dict:
@@ -456,3 +547,6 @@ def _positive(obj, *names: str) -> None:
         v = getattr(obj, n)
         if v <= 0:
             raise ConfigError(f"{section}.{n}={v} must be > 0")
+
+
+_check_late_options()

@@ -375,7 +375,7 @@ def score_probes(model: LlamaLM, tok: Tokenizer, probes, batch_size: int = 64) -
 
 
 def general_capability(model: LlamaLM, tok: Tokenizer, world, *, n_docs: int | None = None,
-                       batch_size: int = 64, items: bool = False) -> dict:
+                       batch_size: int = 64, items: bool = False, probe_split: str = "test") -> dict:
     """Held-out general-text NLL (nats/token over BOS + document + EOS) and cloze-probe accuracy
     (acc: highest log-likelihood option; acc_norm: highest per option token), overall and per kind.
 
@@ -383,13 +383,14 @@ def general_capability(model: LlamaLM, tok: Tokenizer, world, *, n_docs: int | N
     probe_acc_norm, probe_acc.<kind>, probe_acc_norm.<kind>. With `items=True` the per-item values come
     too, under "items": "doc_nll" (each document's NLL scaled so that their mean is heldout_nll) and
     "probe_correct" (1/0 per probe, mean = probe_acc), in the world's fixed order, for paired bootstraps.
+    `probe_split` "dev": the probes for choices about the world (GeneralWorld.probes).
     """
     g = GeneralWorld(world) if isinstance(world, WorldConfig) else getattr(world, "general", world)
     docs = [tok.encode(d) + [tok.eos_id] for d in g.heldout_documents(n_docs)]
     lps = continuation_logprobs(model, [(d[:1], d[1:]) for d in docs], batch_size)
     n_tok = max(sum(min(len(d), model.cfg.max_seq_len + 1) - 1 for d in docs), 1)
     out = {"heldout_nll": -sum(lps) / n_tok}
-    scored = score_probes(model, tok, g.probes(), batch_size)
+    scored = score_probes(model, tok, g.probes(probe_split), batch_size)
     for kind in [None, *sorted({s["kind"] for s in scored})]:
         group = [s for s in scored if kind is None or s["kind"] == kind]
         suffix = "" if kind is None else f".{kind}"

@@ -95,6 +95,11 @@ def _select(df: pd.DataFrame, name: str, **where) -> pd.DataFrame:
     return df
 
 
+def _units(df: pd.DataFrame) -> list[str]:
+    """The columns naming one unit of trained weights (its pretraining run, where the table has several)."""
+    return ["pretrain_seed", "seed"] if "pretrain_seed" in df else ["seed"]
+
+
 def _check_unique(df: pd.DataFrame, name: str, keys: list[str], id_cols=("checkpoint_id", "prompt_mode", "n")):
     dup = df[df.duplicated(keys, keep=False)]
     if len(dup):
@@ -106,7 +111,7 @@ def _check_unique(df: pd.DataFrame, name: str, keys: list[str], id_cols=("checkp
 def _passk_table(passk, split: str, **where) -> pd.DataFrame:
     """One row per (method, parent_tokens, k): mean pass@k over seeds, CI envelope over seeds."""
     df = _select(_require(passk, "passk", _PASSK_COLS), "passk", split=split, **where)
-    _check_unique(df, f"passk (split {split!r})", ["method", "parent_tokens", "seed", "k"])
+    _check_unique(df, f"passk (split {split!r})", ["method", "parent_tokens", *_units(df), "k"])
     return df.groupby(["method", "parent_tokens", "k"], as_index=False).agg(
         pass_at_k=("pass_at_k", "mean"), ci_low=("ci_low", "min"), ci_high=("ci_high", "max"))
 
@@ -298,7 +303,7 @@ def general_deltas(general: pd.DataFrame, metric: str = "probe_acc"):
     by parent_tokens, zero line (PAPER figure 5 analogue: RL ≈ 0, SFT-family below)."""
     df = _select(_require(general, "general", ["method", "parent_tokens", "seed", "metric", "value"]),
                  "general", metric=metric)
-    _check_unique(df, f"general (metric {metric!r})", ["method", "parent_tokens", "seed"], ("checkpoint_id",))
+    _check_unique(df, f"general (metric {metric!r})", ["method", "parent_tokens", *_units(df)], ("checkpoint_id",))
     df = df.groupby(["method", "parent_tokens"], as_index=False)["value"].mean()
     fig, axes = _panels(1, width=max(5.0, 1.2 * df["parent_tokens"].nunique()), height=3.5)
     _grouped_bars(axes[0], _minus_base(df, "value", "general"), "delta")

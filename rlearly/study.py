@@ -12,6 +12,7 @@ Spec (studies/*.yaml; unknown keys are errors):
       overrides: {rl.steps: 60}     # recipe settings on top of the base config
       method_overrides: {sft_rl: {rl.steps: 90}}  # recipe settings of one method only
     eval: {splits: [test], n: 32, ks: [1, 8, 32], max_problems: 200, seed: 0, readiness: true}
+    pretrain_seeds: [0]             # one pretraining run per seed, each branched as above (default: config seed)
     arms:                           # further experiments, each on top of the above
       rollout_g4:
         config: {}                  # pretraining/world overrides (a different one = its own pretraining run)
@@ -20,12 +21,14 @@ Spec (studies/*.yaml; unknown keys are errors):
 
 The main plan is the arm "main". Arms that share a pretraining config share its run and base evaluations
 (a node belongs to the first arm that plans it), and an arm with the same pretraining and recipe config as
-an earlier one (adding seeds, checkpoints or splits to it) is labelled as that one in the tables.
+an earlier one (adding seeds, pretraining seeds, checkpoints or splits to it) is labelled as that one in the
+tables. Every row carries its `pretrain_seed` and `seed` (the branch's): a unit of trained weights.
 
 Layout under the study root (default runs/<name>):
 
     pretrain/<config hash>/                        the pretraining run and its checkpoints
-    branch/<method>/<checkpoint>/s<seed>-<hash>/   one branch per (method, checkpoint, seed)
+    branch/<method>/<checkpoint>/s<seed>-<hash>/   one branch per (method, checkpoint, seed); from a pretraining
+                                                   run of another seed p: .../p<p>s<seed>-<hash>/
     samples/                                       the sample store (every evaluation sample, once)
     eval/<checkpoint>/<split>.json                 pass@k with CIs + general capability
                                                    (split "train" on base checkpoints: the readiness
@@ -98,9 +101,15 @@ class Arm:
     branch: BranchPlan
     eval: EvalPlan
     role: str = ""
+    pretrain_seeds: list[int] | None = None  # one pretraining run per seed (None: the config's seed)
 
-    def base_config(self) -> Config:
-        return load_config(overrides=dict(self.config))
+    def seeds_pretrain(self) -> list[int]:
+        return list(self.pretrain_seeds) if self.pretrain_seeds else [int(self.config.get("seed", 0))]
+
+    def base_config(self, pretrain_seed: int | None = None) -> Config:
+        """The pretraining config (of the run with `pretrain_seed`; default the first)."""
+        ps = self.seeds_pretrain()[0] if pretrain_seed is None else pretrain_seed
+        return load_config(overrides={**self.config, "seed": ps})
 
     def branch_config(self, seed: int, method: str | None = None) -> Config:
         """The recipe config of `method`'s branches (the arm's, plus that method's own overrides)."""
@@ -115,9 +124,10 @@ class StudySpec:
     branch: BranchPlan = field(default_factory=BranchPlan)
     eval: EvalPlan = field(default_factory=EvalPlan)
     arms: dict = field(default_factory=dict)  # name -> Arm (after load_study; the main arm is not in it)
+    pretrain_seeds: list[int] | None = None  # the main arm's pretraining runs (None: the config's seed)
 
     def main_arm(self) -> Arm:
-        return Arm(MAIN, dict(self.config), self.branch, self.eval)
+        return Arm(MAIN, dict(self.config), self.branch, self.eval, pretrain_seeds=self.pretrain_seeds)
 
     def base_config(self) -> Config:
         return self.main_arm().base_config()
@@ -129,22 +139,26 @@ class StudySpec:
         return [self.main_arm(), *self.arms.values()]
 
     def replicate(self, offset: int) -> "StudySpec":
-        """The same study under other seeds, named `<name>-seed<offset>`: the pretraining seed, every branch
-        seed and the evaluation seed move by `offset`; the world (its problems and splits) stays the same, so
-        the two studies' verdicts can be set side by side. offset 0 returns the study itself."""
+        """The same study under other seeds, named `<name>-seed<offset>`: every branch seed and the evaluation
+        seed move by `offset`, the pretraining seeds by `offset` times their number (so no pretraining run of the
+        replicate repeats one of the original); the world (its problems and splits) stays the same, so the two
+        studies' verdicts can be set side by side. offset 0 returns the study itself."""
         if offset < 0:
             raise ConfigError(f"--seed {offset} must be >= 0")
         if offset == 0:
             return self
 
-        def shift(config: dict, branch: BranchPlan, ev: EvalPlan):
-            return ({**config, "seed": int(config.get("seed", 0)) + offset},
-                    dataclasses.replace(branch, seeds=[s + offset for s in branch.seeds]),
-                    dataclasses.replace(ev, seed=ev.seed + offset))
+        def shift(arm: Arm) -> Arm:
+            seeds = arm.seeds_pretrain()
+            moved = [s + offset * len(seeds) for s in seeds]
+            return Arm(arm.name, {**arm.config, "seed": moved[0]},
+                       dataclasses.replace(arm.branch, seeds=[s + offset for s in arm.branch.seeds]),
+                       dataclasses.replace(arm.eval, seed=arm.eval.seed + offset), arm.role,
+                       moved if arm.pretrain_seeds else None)
 
-        config, branch, ev = shift(self.config, self.branch, self.eval)
-        arms = {n: Arm(n, *shift(a.config, a.branch, a.eval), a.role) for n, a in self.arms.items()}
-        return StudySpec(f"{self.name}-seed{offset}", config, branch, ev, arms)
+        main = shift(self.main_arm())
+        return StudySpec(f"{self.name}-seed{offset}", main.config, main.branch, main.eval,
+                         {n: shift(a) for n, a in self.arms.items()}, main.pretrain_seeds)
 
 
 @dataclass
@@ -157,6 +171,7 @@ class Node:
     deps: list[Path] = field(default_factory=list)  # paths of the nodes it needs finished first
     protocol: dict = field(default_factory=dict)  # an evaluation's settings: a stored result of others is stale
     cost: float = 0.0  # relative compute (pretraining: layers x width² x tokens): the longest start first
+    pretrain_seed: int = 0  # the seed of the pretraining run it belongs to
 
     @property
     def done(self) -> bool:
@@ -205,16 +220,18 @@ def load_study(path: str | Path) -> StudySpec:
     if not isinstance(arms, dict):
         raise ConfigError("study key 'arms' must map arm names to {config, branch, eval}")
     branch = _branch_plan(raw.pop("branch", None), "branch")
+    seeds = _seed_list(raw.pop("pretrain_seeds", None), "pretrain_seeds")
     spec = from_dict(StudySpec, raw)  # strict: unknown keys and wrong types name the field
-    spec.config, spec.branch = dict(config), branch
+    spec.config, spec.branch, spec.pretrain_seeds = dict(config), branch, seeds
     _check_configs(spec.main_arm())  # fail now, naming the bad key, not mid-study
     for name, a in arms.items():
         where = f"arms.{name}"
         if name == MAIN or not isinstance(a, dict):
             raise ConfigError(f"study {where} must be a mapping of config/branch/eval (and not be named {MAIN!r})")
-        unknown = set(a) - {"config", "branch", "eval", "role"}
+        unknown = set(a) - {"config", "branch", "eval", "role", "pretrain_seeds"}
         if unknown:
-            raise ConfigError(f"unknown study key '{where}.{sorted(unknown)[0]}' (known: branch, config, eval, role)")
+            raise ConfigError(f"unknown study key '{where}.{sorted(unknown)[0]}' (known: branch, config, eval, "
+                              "pretrain_seeds, role)")
         role = a.get("role") or ""
         from rlearly.claims import ROLES
         if role and role not in ROLES:
@@ -225,10 +242,20 @@ def load_study(path: str | Path) -> StudySpec:
         if not isinstance(cfg, dict):
             raise ConfigError(f"study key '{where}.config' must be a mapping of config keys")
         ev = from_dict(EvalPlan, {**dataclasses.asdict(spec.eval), **(a.get("eval") or {})}, where + ".eval.")
-        arm = Arm(name, {**spec.config, **cfg}, _branch_plan(a.get("branch"), where + ".branch"), ev, role)
+        seeds = _seed_list(a.get("pretrain_seeds"), where + ".pretrain_seeds")
+        arm = Arm(name, {**spec.config, **cfg}, _branch_plan(a.get("branch"), where + ".branch"), ev, role, seeds)
         _check_configs(arm)
         spec.arms[name] = arm
     return spec
+
+
+def _seed_list(raw, where: str) -> list[int] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, list) or not raw or not all(isinstance(x, int) and not isinstance(x, bool) for x in raw) \
+            or len(set(raw)) != len(raw):
+        raise ConfigError(f"study {where} must be a list of distinct integers, got {raw!r}")
+    return list(raw)
 
 
 def _check_configs(arm: Arm) -> None:
@@ -239,9 +266,10 @@ def _check_configs(arm: Arm) -> None:
 
 def arm_labels(spec: StudySpec) -> dict[str, str]:
     """arm name -> the label its rows carry in the tables: an arm with the same pretraining and recipe config
-    as an earlier one (adding seeds, checkpoints or splits to it) is labelled as that one."""
-    first: dict[tuple[str, str], str] = {}  # (pretraining hash, recipe hash) -> first arm with them
-    return {arm.name: first.setdefault((arm.base_config().hash(), arm.branch_config(0).hash()), arm.name)
+    as an earlier one, whatever its seeds (adding seeds, pretraining seeds, checkpoints or splits to it), is
+    labelled as that one."""
+    first: dict[tuple[str, str], str] = {}  # (pretraining hash at seed 0, recipe hash) -> first arm with them
+    return {arm.name: first.setdefault((arm.base_config(0).hash(), arm.branch_config(0).hash()), arm.name)
             for arm in spec.all_arms()}
 
 
@@ -257,19 +285,25 @@ def plan(spec: StudySpec, root: str | Path) -> list[Node]:
 
 
 def _arm_nodes(spec: StudySpec, arm: Arm, root: Path, label: str) -> list[Node]:
+    return [node for ps in arm.seeds_pretrain() for node in _run_nodes(arm, ps, root, label)]
+
+
+def _run_nodes(arm: Arm, ps: int, root: Path, label: str) -> list[Node]:
+    """The nodes of one pretraining run of `arm` (seed `ps`): pretraining, branches, evaluations."""
     from rlearly.train import pretrain
     from rlearly.train.branch import SFT_THEN_RL
 
-    cfg = arm.base_config()
+    cfg = arm.base_config(ps)
     pre_dir = root / "pretrain" / cfg.hash()
     nodes = [Node("pretrain", f"pretrain {cfg.hash()}", pre_dir,
                   lambda: pretrain.run(cfg, pre_dir, show_progress=True), label,
-                  cost=float(cfg.model.n_layer * cfg.model.n_embd ** 2 * cfg.pretrain.tokens))]
+                  cost=float(cfg.model.n_layer * cfg.model.n_embd ** 2 * cfg.pretrain.tokens), pretrain_seed=ps)]
     steps = cfg.pretrain.checkpoint_steps()
     names = [pretrain.ckpt_name(s * cfg.pretrain.tokens_per_step) for s in steps]
     bp = arm.branch
     every = names if bp.checkpoints == "all" else [names[i] for i in _indices(bp.checkpoints, names)]
     per = {m: [names[i] for i in _indices(idx, names)] for m, idx in bp.per_method.items()}
+    run = f"p{ps}" if ps else ""  # branches of the same recipe config from another pretraining run
     finals: list[tuple[Path, list[Path]]] = []  # (checkpoint to evaluate, the nodes it needs)
     for ck in names:
         methods = [m for m in bp.methods if ck in per.get(m, every)]
@@ -280,13 +314,14 @@ def _arm_nodes(spec: StudySpec, arm: Arm, root: Path, label: str) -> list[Node]:
         for seed in bp.seeds:
             for method in methods:
                 bcfg = arm.branch_config(seed, method)
-                out = root / "branch" / method / ck / f"s{seed}-{bcfg.hash()}"
+                out = root / "branch" / method / ck / f"{run}s{seed}-{bcfg.hash()}"
                 first = SFT_THEN_RL.get(method)  # SFT→RL and SFT-Gold→RL start from that SFT branch
                 sft_cfg = arm.branch_config(seed, first) if first else None  # the SFT branch's own config
-                sft_dir = root / "branch" / first / ck / f"s{seed}-{sft_cfg.hash()}" if sft_cfg else None
+                sft_dir = root / "branch" / first / ck / f"{run}s{seed}-{sft_cfg.hash()}" if sft_cfg else None
                 deps = [pre_dir] + ([sft_dir] if sft_dir and first in methods else [])
-                nodes.append(Node("branch", f"branch {method} {ck} s{seed} [{label}]", out,
-                                  _branch_job(bcfg, parent, out, method, sft_dir, sft_cfg), label, deps))
+                nodes.append(Node("branch", f"branch {method} {ck} {run}s{seed} [{label}]", out,
+                                  _branch_job(bcfg, parent, out, method, sft_dir, sft_cfg), label, deps,
+                                  pretrain_seed=ps))
                 finals.append((out / "final", [out]))
     for ck_path, deps in finals:
         readiness = ["train"] if arm.eval.readiness and ck_path.parent == pre_dir else []
@@ -294,7 +329,7 @@ def _arm_nodes(spec: StudySpec, arm: Arm, root: Path, label: str) -> list[Node]:
             out = root / "eval" / _label(root, ck_path) / f"{split}.json"
             nodes.append(Node("eval", f"eval {_label(root, ck_path)} {split}", out,
                               _eval_job(arm.eval, root, ck_path, split, out), label, deps,
-                              {**_protocol(arm.eval), "task_id": task_id(cfg.world, split)}))
+                              {**_protocol(arm.eval), "task_id": task_id(cfg.world, split)}, pretrain_seed=ps))
     return nodes
 
 
@@ -501,7 +536,8 @@ def write_tables(spec: StudySpec, root: str | Path) -> dict:
             r = _read_result(node.path, node.path)
             method = "base" if r["method"] == "pretrain" else r["method"]
             ident = dict(arm=node.arm, checkpoint_id=r["checkpoint_id"], method=method,
-                         parent_tokens=r["parent_tokens"], seed=r["seed"], split=r["split"])
+                         parent_tokens=r["parent_tokens"], pretrain_seed=node.pretrain_seed, seed=r["seed"],
+                         split=r["split"])
             passk_rows += [{**ident, "task_id": r["task_id"], "prompt_mode": r["prompt_mode"], "n": r["n"],
                             "format_rate": r.get("format_rate"), **p} for p in r["passk"]]
             if r["checkpoint_id"] not in general_seen:  # general capability: once per checkpoint, not per split
@@ -514,10 +550,11 @@ def write_tables(spec: StudySpec, root: str | Path) -> dict:
             meta = _read_result(node.path / "meta.json", node.path)
             cfg = load_config(node.path / "config.yaml")
             ident = dict(arm=node.arm, method=meta["method"], parent_tokens=meta["parent_tokens"],
-                         seed=meta["seed"], group_size=cfg.rl.group_size, prompts_per_step=cfg.rl.prompts_per_step)
+                         pretrain_seed=node.pretrain_seed, seed=meta["seed"], group_size=cfg.rl.group_size,
+                         prompts_per_step=cfg.rl.prompts_per_step)
             branch_rows += [{**ident, **row} for row in read_metrics(node.path / "metrics.jsonl")]
         else:
-            pre_rows += [{"arm": node.arm, "config_hash": node.path.name, **row}
+            pre_rows += [{"arm": node.arm, "config_hash": node.path.name, "pretrain_seed": node.pretrain_seed, **row}
                          for row in read_metrics(node.path / "metrics.jsonl")]
     labels = arm_labels(spec)
     arms = [dict(arm=a.name, label=labels[a.name], role=a.role or None) for a in spec.all_arms()]

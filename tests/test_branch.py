@@ -149,6 +149,47 @@ def test_killed_rl_branch_resumes_to_identical_weights(tiny_ckpt, tmp_path):
     assert json.loads((part / "meta.json").read_text())["steps"] == 4
 
 
+def test_sft_epochs_set_the_steps_of_sft_gold_and_parallel(tiny_ckpt, tmp_path):
+    """sft.epochs: SFT and SFT-Gold train that many passes over their own demonstrations (so SFT-Gold, with
+    more demos, trains more steps), and parallel averaging at least as many steps as SFT."""
+    cfg = load_config(tiny_ckpt / "config.yaml", ["sft.epochs=2", "sft.batch_size=8", "rl.steps=3"])
+    assert branch.total_steps("sft", cfg, 64) == 16 and branch.total_steps("sft_gold", cfg, 300) == 75
+    assert branch.total_steps("parallel", cfg, 64) == 16 and branch.total_steps("rl", cfg, 0) == 3
+    assert branch.total_steps("sft", load_config(tiny_ckpt / "config.yaml"), 64) == cfg.sft.steps  # epochs 0
+    out = branch.run(load_config(tiny_ckpt / "config.yaml", ["sft.epochs=0.25", "sft.batch_size=8"]), tiny_ckpt,
+                     tmp_path / "sft", "sft", show_progress=False)
+    task = get_task("synthetic", world=cfg.world)
+    n = len(task.training_problems("train"))  # one demonstration each
+    assert json.loads((out / "meta.json").read_text())["steps"] == math.ceil(0.25 * n / 8)
+
+
+def test_plateau_rule_by_hand():
+    # best before the last 2 is 0.30; the last two (0.29, 0.31) do not beat it by more than 0.02: plateau
+    assert branch.plateaued([0.10, 0.30, 0.29, 0.31], patience=2, min_delta=0.02)
+    # the last two (0.22, 0.26) against the best before them (0.20): 0.26 rises by 0.06 > 0.02, still rising
+    assert not branch.plateaued([0.10, 0.20, 0.22, 0.26], patience=2, min_delta=0.02)
+    assert not branch.plateaued([0.3, 0.3], patience=2, min_delta=0.0)  # too few validations to judge
+
+
+def test_branch_stops_once_validation_plateaus_and_resumes_to_the_same_stop(tiny_ckpt, tmp_path):
+    """The tiny model never solves a dev problem, so validation pass@1 stays 0: with patience 2 the SFT branch
+    stops after its third validation (step 3 of 10), and a run killed at step 2 resumes to the same weights."""
+    cfg = load_config(tiny_ckpt / "config.yaml", ["sft.steps=10", "branch.eval_every=1", "branch.patience=2",
+                                                  "branch.save_every=1", "sft.lr=1e-2"])
+    full = branch.run(cfg, tiny_ckpt, tmp_path / "full", "sft", show_progress=False)
+    meta = json.loads((full / "meta.json").read_text())
+    assert meta["steps"] == 3 and meta["stopped"] == "plateau" and (full / "DONE").exists()
+    assert [r["step"] for r in read_metrics(full / "metrics.jsonl")] == [1, 2, 3]
+    part = tmp_path / "part"
+    branch.run(cfg, tiny_ckpt, part, "sft", show_progress=False, stop_after=2)
+    assert not (part / "DONE").exists()
+    branch.run(cfg, tiny_ckpt, part, "sft", show_progress=False)
+    a, _, _ = load_checkpoint(full / "final")
+    b, _, _ = load_checkpoint(part / "final")
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    assert json.loads((part / "meta.json").read_text())["steps"] == 3
+
+
 def test_unknown_method_is_refused(tiny_ckpt, tmp_path):
     with pytest.raises(ConfigError, match="unknown method 'dpo'; known: sft, sft_gold, rl"):
         branch.run(load_config(preset="tiny"), tiny_ckpt, tmp_path / "x", "dpo")

@@ -28,16 +28,20 @@ class MadeUp:
     def __init__(self, root):
         self.root, self.evals, self.items, self.branch, self.arms = root, {}, {}, [], {}
 
-    def ev(self, method, t, counts, seed=0, split="test", arm="main", fmt=0.5):
-        self.evals[arm, method, t, seed, split] = (np.asarray(counts), fmt)
+    def ev(self, method, t, counts, seed=0, split="test", arm="main", fmt=0.5, pretrain_seed=0):
+        self.evals[arm, method, t, seed, split, pretrain_seed] = (np.asarray(counts), fmt)
 
-    def docs(self, method, t, values, seed=0):
-        self.items[method, t, seed] = np.asarray(values)
+    def docs(self, method, t, values, seed=0, metric="doc_nll"):
+        self.items[method, t, seed, metric] = np.asarray(values)
+
+    def probes(self, method, t, right: int, seed=0):
+        """200 cloze probes, the first `right` of them answered correctly."""
+        self.docs(method, t, (np.arange(200) < right).astype(float), seed, "probe_correct")
 
     def write(self):
         store, passk_rows, item_rows = SampleStore(self.root / "samples"), [], []
-        for (arm, method, t, seed, split), (cs, fmt) in self.evals.items():
-            cid = f"{arm}-{method}-{t}-{seed}"
+        for (arm, method, t, seed, split, ps), (cs, fmt) in self.evals.items():
+            cid = f"{arm}-{method}-{t}-{seed}" + (f"-p{ps}" if ps else "")
             store.add([dict(task=TASK + split, checkpoint_id=cid, split=split, problem_id=f"p{i:02d}", sample_index=j,
                             seed=0, completion="x", tokens=1, correct=bool(j < ci), logprob=-1.0, finished=True,
                             temperature=0.6, top_p=0.95, prompt_mode="zero-shot") for i, ci in enumerate(cs)
@@ -45,12 +49,12 @@ class MadeUp:
             for k in (1, 2, 4, 8):
                 lo, hi = pk.bootstrap_ci(cs, N, k)
                 passk_rows.append(dict(arm=arm, checkpoint_id=cid, method=method, parent_tokens=t, seed=seed,
-                                       split=split, task_id=TASK + split, prompt_mode="zero-shot", n=N,
+                                       pretrain_seed=ps, split=split, task_id=TASK + split, prompt_mode="zero-shot", n=N,
                                        format_rate=fmt, k=k, pass_at_k=float(np.mean(pk.pass_at_k(N, cs, k))),
                                        ci_low=lo, ci_high=hi))
-        for (method, t, seed), vs in self.items.items():
+        for (method, t, seed, metric), vs in self.items.items():
             item_rows += [dict(arm="main", checkpoint_id=f"main-{method}-{t}-{seed}", method=method, parent_tokens=t,
-                               seed=seed, metric="doc_nll", item=i, value=v) for i, v in enumerate(vs)]
+                               seed=seed, metric=metric, item=i, value=v) for i, v in enumerate(vs)]
         folder = self.root / "tables"
         folder.mkdir(parents=True, exist_ok=True)
         pd.DataFrame(passk_rows).to_csv(folder / "passk.csv", index=False)
@@ -94,9 +98,13 @@ def held_study(root):
         m.docs("base", t, DOCS + noise(t))
         m.docs("rl", t, DOCS + noise(t + 1))  # RL keeps held-out NLL
         m.docs("sft", t, DOCS + 0.1 + noise(t + 2))  # SFT erodes it
+        m.probes("base", t, 160)
+        m.probes("rl", t, 160)
+        m.probes("sft", t, 120)  # and its probe accuracy: 0.80 -> 0.60
     for t in (1000, 2000):
         m.ev("sft_gold", t, c((40, 3)))  # pass@8 1.0 against RL's 0.05 and 0.4
         m.docs("sft_gold", t, DOCS + 0.1 + noise(t + 3))
+        m.probes("sft_gold", t, 110)
     m.ev("sft_gold_rl", 2000, c((40, 6)))  # the best pass@1 there
     m.ev("sft_rl", 4000, c((20, 8), (5, 1), (15, 0)))  # against SFT: pass@1 up, pass@8 down
     m.ev("parallel", 4000, c((16, 4), (24, 1)))  # pass@8 1.0 > SFT's 0.75; pass@1 0.28 between SFT 0.19 and RL 0.34
@@ -135,9 +143,13 @@ def contradicting_study(root):
         m.docs("base", t, DOCS + noise(t))
         m.docs("rl", t, DOCS + 0.2 + noise(t + 1))  # RL erodes held-out NLL by ~7%
         m.docs("sft", t, DOCS + noise(t + 2))  # ... and SFT does not
+        m.probes("base", t, 160)
+        m.probes("rl", t, 120)
+        m.probes("sft", t, 160)  # SFT answers more probes than RL
     for t in (1000, 2000):
         m.ev("sft_gold", t, c((10, 1), (30, 0)))  # SFT-Gold behind RL on pass@8
         m.docs("sft_gold", t, DOCS + noise(t + 3))
+        m.probes("sft_gold", t, 170)
     m.ev("sft_gold_rl", 2000, c((10, 1), (30, 0)))  # the worst pass@1
     m.ev("sft_rl", 4000, c((30, 3), (10, 1)))  # against SFT: pass@1 down and pass@8 up (it expands)
     m.ev("parallel", 4000, c((5, 1), (35, 0)))  # loses on pass@8, below both on pass@1
@@ -181,6 +193,7 @@ def test_every_claim_holds_on_the_study_built_for_it(held):
     assert held[4].stats["dpass1"] == pytest.approx((160 + 5) / 320 - (40 + 20) / 320)
     assert held[4].stats["dpasskmax"] == pytest.approx(25 / 40 - 30 / 40)
     assert held[6].stats["dnll_rel_minus_rl.sft"] == pytest.approx(0.1 / DOCS.mean(), rel=0.02)
+    assert held[6].stats["dacc_minus_rl.sft"] == pytest.approx(-0.2) and held[6].stats["dacc.rl"] == 0.0
     assert all("guessing floor" not in cl.floor and cl.floor != "not computed" for cl in held.values())
     assert held[9].floor.startswith("hard: pass@1 0.001")
 
@@ -195,6 +208,7 @@ def test_every_rule_fails_on_the_study_built_to_contradict_it(refuted):
     assert parts(refuted[1])["no gain at the first checkpoint"] == claims.CONTRADICTED  # RL +0.5 at 1k
     assert parts(refuted[3])["pass@k_max up wherever pass@1 is"] in (claims.CONTRADICTED, claims.NO_EFFECT)
     assert parts(refuted[6])["RL keeps capability"] == claims.CONTRADICTED
+    assert parts(refuted[6])["SFT lowers accuracy"] == claims.CONTRADICTED
     assert parts(refuted[9])["the targeted mix gains more than the wider model"] == claims.CONTRADICTED
 
 
@@ -293,3 +307,29 @@ def test_the_summary_says_what_the_intervals_resample(tmp_path):
     one.ev("base", 1000, c((16, 2), (24, 0)))
     one.ev("rl", 1000, c((16, 4), (24, 0)))
     assert claims.intervals_note(analysis.load_tables(one.write())).startswith("One seed everywhere")
+
+
+def test_contrasts_over_pretraining_runs_pair_each_branch_with_its_own_base(tmp_path):
+    """Three pretraining runs, each with its base and its RL branch at one checkpoint: the contrast resamples
+    the runs (paired: RL of run p against the base of run p) and the problems. Run-to-run variance that is
+    shared by base and RL cancels in the pairing, so the paired interval is narrower than an unpaired one
+    (the same counts with the bases' runs shuffled), and both say what they cover."""
+    def study(root, base_order):
+        m = MadeUp(root)
+        levels = {0: 1, 1: 3, 2: 5}  # runs differ a lot; RL adds +1 correct on 30 of 40 problems in every run
+        for p in range(3):
+            m.ev("base", 1000, c((30, levels[base_order[p]]), (10, 0)), seed=p, pretrain_seed=p)
+            m.ev("rl", 1000, c((30, levels[p] + 1), (10, 0)), seed=0, pretrain_seed=p)
+        return m.write()
+
+    root = study(tmp_path / "paired", [0, 1, 2])
+    tables = analysis.load_tables(root)
+    d = analysis.contrast(root, tables["passk"], "rl", "base", [1]).iloc[0]
+    assert d["diff"] == pytest.approx(30 / 40 / N)
+    assert d["covers"] == "pretraining runs (3) and seeds (3 vs 3 units) and problems"
+    assert 0 < d["low"] <= d["diff"] <= d["high"]
+    shuffled = study(tmp_path / "shuffled", [2, 0, 1])  # base of run p is now another run's: pairing misleads
+    u = analysis.contrast(shuffled, analysis.load_tables(shuffled)["passk"], "rl", "base", [1]).iloc[0]
+    assert u["diff"] == pytest.approx(d["diff"]) and u["high"] - u["low"] > 3 * (d["high"] - d["low"])
+    note = claims.intervals_note(tables)
+    assert "rl at 1k (3 units from 3 pretraining runs)" in note and "One pretraining run" not in note

@@ -25,17 +25,63 @@ def test_yaml_round_trip_and_hash(tmp_path):
 
 def test_late_options_at_their_noop_value_keep_old_run_names(monkeypatch):
     """Adding an option (off) must not rename a finished run, while turning one on must; a new world
-    generator (math_world.WORLD_VERSION) renames every run, since the same config then makes other data."""
+    generator (math_world.WORLD_VERSION) or config schema renames every run, since the same config then
+    makes other data or results."""
+    from rlearly import config
     from rlearly.data import math_world
 
     study = {"world.format_fraction": 0.25,
              "pretrain.checkpoints": [100352, 200704, 503808, 796672, 1263616, 1601536, 2000000]}
-    name = "da5dfe727088"  # the world of version 2 (was 3b30de24f171 under version 1)
+    name = "da5dfe727088"  # the world of version 2 (was 3b30de24f171 under version 1), config schema 1
+    assert config.SCHEMA == 1, "a schema bump: record the new name of this study's config here"
     assert load_config(overrides=study).hash() == name
+    assert set(config.late_options()) == {"rl.filter_groups", "sft.demo_merge", "rl.format_score", "world.people_zipf",
+                                          "sft.epochs", "branch.patience", "branch.min_delta"}
     for option, value in {"rl.filter_groups": True, "sft.demo_merge": 0.5, "rl.format_score": 0.1}.items():
         assert load_config(overrides={**study, option: value}).hash() != name, option
+    monkeypatch.setattr(config, "SCHEMA", 2)
+    assert load_config(overrides=study).hash() != name
+    monkeypatch.setattr(config, "SCHEMA", 1)
     monkeypatch.setattr(math_world, "WORLD_VERSION", math_world.WORLD_VERSION + 1)
     assert load_config(overrides=study).hash() != name
+
+
+def test_a_late_option_must_default_to_its_noop(monkeypatch):
+    """The import-time check: a late option whose default is not its no-op value would load configs written
+    before it existed with another behaviour, so it fails (here with a made-up no-op)."""
+    from rlearly import config
+
+    config._check_late_options()  # the real tree passes
+    monkeypatch.setattr(config, "late_options", lambda: {"rl.filter_groups": True})
+    with pytest.raises(AssertionError, match="rl.filter_groups.*bump config.SCHEMA"):
+        config._check_late_options()
+    assert config.late(0.0).metadata == {"late": 0.0}
+
+
+def test_schema_migrates_renamed_keys_and_refuses_newer(monkeypatch, tmp_path):
+    """A config file records its schema; an older file's renamed keys are moved to their new names, an old name
+    given today is an error naming the new one, and a file of a newer schema is refused."""
+    from rlearly import config
+    from rlearly.train.common import claim_run_dir
+
+    old = tmp_path / "old.yaml"  # schema 1: no schema key, and the key under its old name
+    old.write_text("preset: tiny\nrl:\n  rollouts: 7\n")
+    monkeypatch.setattr(config, "SCHEMA", 2)
+    monkeypatch.setattr(config, "MIGRATIONS", {2: {"rl.rollouts": "rl.group_size"}})
+    cfg = load_config(old)
+    assert cfg.rl.group_size == 7 and cfg.preset == "tiny"
+    assert cfg.to_yaml().startswith("schema: 2\n")
+    with pytest.raises(ConfigError, match="'rl.rollouts' was renamed to 'rl.group_size' \\(config schema 2\\)"):
+        load_config(overrides=["rl.rollouts=4"])
+    new = tmp_path / "new.yaml"
+    new.write_text("schema: 3\npreset: tiny\n")
+    with pytest.raises(ConfigError, match="schema 3 is not one this rlearly reads"):
+        load_config(new)
+    run = tmp_path / "run"  # a run directory written under schema 1 is not resumed by schema-2 code
+    run.mkdir()
+    (run / "config.yaml").write_text(old.read_text())
+    with pytest.raises(ConfigError, match="run of config schema 1.*this one writes schema 2"):
+        claim_run_dir(run, cfg)
 
 
 def test_overrides_win_over_file_and_preset(tmp_path):

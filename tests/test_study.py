@@ -35,15 +35,33 @@ def test_every_node_done_and_second_run_does_nothing(tiny_study):
     spec, root = tiny_study
     nodes = study.plan(spec, root)
     # main: pretrain, 2 checkpoints x 4 methods + parallel and SFT-Gold→RL at the last, their 12 evaluations and
-    # 2 readiness evaluations; arms: 2 more RL seeds (+ evaluations), the hard split (main's RL shared: 2
-    # evaluations), two pretraining variants (pretrain, RL, 4 evaluations each), three rollout settings (RL +
-    # evaluation each)
-    assert len(nodes) == (1 + 10 + 12 + 2) + (2 + 2) + 2 + 2 * (1 + 1 + 4) + 3 * 2
+    # 2 readiness evaluations; arms: a second pretraining run (pretrain, RL and SFT at the last checkpoint, 3
+    # evaluations), 2 more RL seeds (+ evaluations), the hard split (main's RL shared: 2 evaluations), two
+    # pretraining variants (pretrain, RL, 4 evaluations each), three rollout settings (RL + evaluation each)
+    assert len(nodes) == (1 + 10 + 12 + 2) + (1 + 2 + 3) + (2 + 2) + 2 + 2 * (1 + 1 + 4) + 3 * 2
     assert {n.arm for n in nodes} == {"main", "math_heavy", "wider", "rollouts_2", "rollouts_8", "same_tokens_8"}
     assert all(n.done for n in nodes)
     ran = []
     study.run(spec, root, log=ran.append)
     assert ran == [f"study tiny: {len(nodes)} nodes, {len(nodes)} done, 0 to run"]
+
+
+def test_a_second_pretraining_run_is_a_unit_of_the_main_arm(tiny_study):
+    """The `replicas` arm (the main config, pretraining seed 1) is labelled main: its rows carry pretrain_seed
+    1, its branches live apart from seed 0's, and the contrasts at the last checkpoint resample both runs."""
+    from rlearly import analysis
+
+    spec, root = tiny_study
+    passk = analysis.load_tables(root)["passk"]
+    last = passk["parent_tokens"].max()
+    at = passk[(passk["parent_tokens"] == last) & (passk["split"] == "test")]
+    assert sorted(at.groupby("pretrain_seed")["method"].apply(set)[1]) == ["base", "rl", "sft"]
+    assert len(at[(at["method"] == "rl") & (at["seed"] == 0)]["checkpoint_id"].unique()) == 2
+    assert len(list(root.glob("pretrain/*/DONE"))) == 4  # main, its replica, the two pretraining variants
+    assert len(list(root.glob("branch/rl/*/p1s0-*/DONE"))) == 1
+    d = analysis.contrast(root, passk, "rl", "base", [1]).set_index("parent_tokens")
+    assert d.loc[last, "covers"] == "pretraining runs (2) and seeds (2 vs 2 units) and problems"
+    assert spec.replicate(1).arms["replicas"].pretrain_seeds == [2]  # past the original's runs
 
 
 def test_sft_rl_starts_from_the_studys_sft_branch(tiny_study):

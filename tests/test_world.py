@@ -341,3 +341,43 @@ def test_max_people_one_gives_single_person_chains():
                               n_test=50, n_hard=20))
     for split in ("train", "dev", "test", "hard"):
         assert all(p.key.startswith("C:") for p in w.split(split))  # C = one person's chain
+
+
+def test_popularity_skews_who_documents_are_about():
+    """world.people_zipf: person i is the subject of a share ∝ (i+1)^-s; s = 0 leaves the documents as they were
+    (the same random draws), so an old world's pretraining data is unchanged."""
+    import hashlib
+
+    flat, skew = GeneralWorld(WorldConfig(n_people=100)), GeneralWorld(WorldConfig(n_people=100, people_zipf=1.0))
+    assert skew.people == flat.people
+    rng0 = np.random.default_rng(5)
+    docs = "\n".join(flat.document(rng0) for _ in range(200))
+    assert hashlib.sha256(docs.encode()).hexdigest()[:16] == "f5e26fcb25b151f8"  # as before people_zipf existed
+    rng = np.random.default_rng(3)
+    counts = defaultdict(int)
+    for _ in range(4000):
+        counts[skew._subject(rng).name] += 1
+    w = 1.0 / np.arange(1, 101)
+    top, tenth = skew.people[0].name, skew.people[9].name
+    assert abs(counts[top] / 4000 - w[0] / w.sum()) < 0.03  # 0.193
+    assert counts[top] > 5 * counts[tenth] and len(counts) > 60
+    with pytest.raises(Exception, match="people_zipf"):
+        WorldConfig(people_zipf=-1)
+
+
+def test_dev_probes_ask_the_same_facts_in_other_words(world):
+    """The dev probes (for choices about the world) test the facts the reported probes test, in another
+    template's words and with other draws, so tuning on them never reads the reported ones."""
+    g = world.general
+    test, dev = g.probes(), g.probes("dev")
+    assert len(dev) == len(test) and not {p.id for p in dev} & {p.id for p in test}
+    facts = lambda probes: {p.context for p in probes if p.kind == "fact"}  # noqa: E731
+    assert not facts(dev) & facts(test)
+    people = {p.name: p for p in g.people}
+    for p in dev:
+        if p.kind == "fact":
+            attr, name = p.id.split("-")[2], p.context.split(" is a")[0].split(" grew")[0].split("'s pet")[0]
+            name = name.split(" loves")[0]
+            assert p.options[p.answer] == " " + getattr(people[name], attr)
+    with pytest.raises(ValueError, match="test or dev"):
+        g.probes("hard")

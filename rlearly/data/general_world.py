@@ -8,6 +8,12 @@ Facts never change between documents (the same person always has the same job), 
 them; DESIGN §10 found that random attributes per document are irreducible entropy and show nothing.
 Probe kinds: "fact" (recall of a learned attribute), "pronoun" (she/he agreement with a name's gender),
 "sequence" (next day of the week, next number word) — the last two are not fact recall.
+
+Popularity (`world.people_zipf` = s > 0): the i-th person is the subject of a share of documents ∝ (i + 1)^-s,
+as knowledge is on the web: the famous are told often, most people rarely. The model then knows some facts
+well and others barely, so fact accuracy sits inside (0, 1) and can fall when fine-tuning erodes what was
+weakly learned, as the paper's lm-eval accuracies do; with s = 0 every person is equally common (and every
+fact is learned early, accuracy 1.0).
 """
 from __future__ import annotations
 
@@ -45,6 +51,8 @@ TEMPLATES = {
 }
 PROBE_CONTEXT = {"job": "{N} works as a", "city": "{N} lives in", "pet": "{N} has a pet",
                  "color": "{N}'s favourite colour is"}
+# The dev probes (for tuning the world, never reported): the same facts in another template's words
+DEV_PROBE_CONTEXT = {"job": "{N} is a", "city": "{N} grew up in", "pet": "{N}'s pet is a", "color": "{N} loves the colour"}
 DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 NUMBER_WORDS = ("one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
                 "twelve")
@@ -54,6 +62,7 @@ COUNTED = ("coins", "books", "birds", "steps", "stars", "trees")
 PRONOUN_OPTIONS = (" She", " He", " It", " They")  # only She/He occur in training; It/They are foils
 _HELDOUT_SALT = 1_000_003
 _PROBE_SALT = 2_000_003
+_DEV_PROBE_SALT = 3_000_017
 
 
 @dataclass(frozen=True)
@@ -104,7 +113,11 @@ class GeneralWorld:
     def __init__(self, cfg: WorldConfig):
         self.cfg = cfg
         self.people = make_people(cfg.n_people, cfg.seed)
-        self._probes: list[Probe] | None = None
+        self._popularity = None  # cumulative document shares of the people (None: all equal)
+        if cfg.people_zipf > 0:
+            w = np.arange(1, len(self.people) + 1, dtype=float) ** -cfg.people_zipf
+            self._popularity = np.cumsum(w / w.sum())
+        self._probes: dict[str, list[Probe]] = {}
 
     def fact(self, name: str, attribute: str) -> str:
         for p in self.people:
@@ -114,6 +127,12 @@ class GeneralWorld:
 
     # ------------------------------------------------------------ documents
 
+    def _subject(self, rng: np.random.Generator) -> Person:
+        """The person a document is about: uniform, or by popularity (world.people_zipf)."""
+        if self._popularity is None:
+            return _pick(rng, self.people)
+        return self.people[min(int(np.searchsorted(self._popularity, rng.random())), len(self.people) - 1)]
+
     def _fact_sentence(self, rng, p: Person, attr: str, use_name: bool) -> str:
         sub, pos = p.pronouns
         S = p.name if use_name else sub.capitalize()
@@ -122,7 +141,7 @@ class GeneralWorld:
 
     def biography(self, rng: np.random.Generator) -> str:
         """2-4 facts of one person in random order and templates; later sentences often use pronouns."""
-        p = _pick(rng, self.people)
+        p = self._subject(rng)
         attrs = list(ATTRIBUTES)
         order = rng.permutation(len(attrs))[: int(rng.integers(2, len(attrs) + 1))]
         sents = [self._fact_sentence(rng, p, attrs[k], use_name=(i == 0 or rng.random() < 0.4))
@@ -134,7 +153,7 @@ class GeneralWorld:
 
     def week_story(self, rng: np.random.Generator, start: int | None = None) -> str:
         """Consecutive days of the week: 'On Monday, Mia ... The next day, Tuesday, she ...'."""
-        p = _pick(rng, self.people)
+        p = self._subject(rng)
         d = int(rng.integers(7)) if start is None else start
         sents = [f"On {DAYS[d]}, {p.name} {_pick(rng, ACTIVITIES)}."]
         for k in range(1, int(rng.integers(3, 5))):
@@ -143,7 +162,7 @@ class GeneralWorld:
 
     def count_story(self, rng: np.random.Generator) -> str:
         """Counting in number words: 'Ben counts his birds: five, six, seven, eight.'."""
-        p = _pick(rng, self.people)
+        p = self._subject(rng)
         length = int(rng.integers(3, 6))
         s = int(rng.integers(0, len(NUMBER_WORDS) - length + 1))
         words = ", ".join(NUMBER_WORDS[s:s + length])
@@ -163,12 +182,18 @@ class GeneralWorld:
 
     # ------------------------------------------------------------ probes
 
-    def probes(self) -> list[Probe]:
-        """Fact probes (one per person and attribute), then pronoun and sequence probes. Cached."""
-        if self._probes is None:
-            rng = np.random.default_rng([self.cfg.seed, _PROBE_SALT])
-            self._probes = self._fact_probes(rng) + self._pronoun_probes(rng) + self._sequence_probes(rng)
-        return list(self._probes)
+    def probes(self, split: str = "test") -> list[Probe]:
+        """Fact probes (one per person and attribute), then pronoun and sequence probes. Cached. `split`
+        "dev": the same kinds in other words and draws, for choices about the world (the reported probes are
+        "test")."""
+        if split not in self._probes:
+            if split not in ("test", "dev"):
+                raise ValueError(f"probe split {split!r}: test or dev")
+            dev = split == "dev"
+            rng = np.random.default_rng([self.cfg.seed, _DEV_PROBE_SALT if dev else _PROBE_SALT])
+            self._probes[split] = (self._fact_probes(rng, DEV_PROBE_CONTEXT if dev else PROBE_CONTEXT, split)
+                                   + self._pronoun_probes(rng, split) + self._sequence_probes(rng, split))
+        return list(self._probes[split])
 
     @staticmethod
     def _choice_probe(rng, pid: str, kind: str, context: str, right: str, pool) -> Probe:
@@ -179,15 +204,16 @@ class GeneralWorld:
         options = tuple(" " + picks[i] for i in perm)
         return Probe(pid, kind, context, options, int(np.flatnonzero(perm == 0)[0]))
 
-    def _fact_probes(self, rng) -> list[Probe]:
+    def _fact_probes(self, rng, contexts: dict, split: str) -> list[Probe]:
+        pre = "dev-" if split == "dev" else ""
         out = []
         for i, p in enumerate(self.people):
             for attr, values in ATTRIBUTES.items():
-                ctx = PROBE_CONTEXT[attr].format(N=p.name)
-                out.append(self._choice_probe(rng, f"fact-{attr}-{i:03d}", "fact", ctx, getattr(p, attr), values))
+                ctx = contexts[attr].format(N=p.name)
+                out.append(self._choice_probe(rng, f"{pre}fact-{attr}-{i:03d}", "fact", ctx, getattr(p, attr), values))
         return out
 
-    def _pronoun_probes(self, rng, n: int = 30) -> list[Probe]:
+    def _pronoun_probes(self, rng, split: str, n: int = 30) -> list[Probe]:
         """'Mia lives in Rome.' -> ' She': the pronoun must agree with the name's gender."""
         out = []
         # alternate genders (when both exist) so always answering " She" scores about half, not more
@@ -198,21 +224,22 @@ class GeneralWorld:
             p = group[(i // len(by_gender)) % len(group)]
             ctx = self._fact_sentence(rng, p, _pick(rng, list(ATTRIBUTES)), use_name=True)
             answer = 0 if p.gender == "f" else 1
-            out.append(Probe(f"pronoun-{i:03d}", "pronoun", ctx, PRONOUN_OPTIONS, answer))
+            out.append(Probe(f"{'dev-' if split == 'dev' else ''}pronoun-{i:03d}", "pronoun", ctx, PRONOUN_OPTIONS,
+                             answer))
         return out
 
-    def _sequence_probes(self, rng, n_days: int = 14, n_counts: int = 16) -> list[Probe]:
-        out = []
+    def _sequence_probes(self, rng, split: str, n_days: int = 14, n_counts: int = 16) -> list[Probe]:
+        pre, out = "dev-" if split == "dev" else "", []
         for i in range(n_days):  # every day of the week twice
             story = self.week_story(rng, start=i % 7).split(" The next day, ")[0]
             ctx = story + " The next day,"
-            out.append(self._choice_probe(rng, f"sequence-day-{i:03d}", "sequence", ctx, DAYS[(i + 1) % 7], DAYS))
+            out.append(self._choice_probe(rng, f"{pre}sequence-day-{i:03d}", "sequence", ctx, DAYS[(i + 1) % 7], DAYS))
         for i in range(n_counts):
             p = _pick(rng, self.people)
             length = int(rng.integers(2, 5))  # words shown before the blank
             s = int(rng.integers(0, len(NUMBER_WORDS) - length))
             shown = "".join(w + "," for w in NUMBER_WORDS[s:s + length])
             ctx = f"{p.name} counts {p.pronouns[1]} {_pick(rng, COUNTED)}: " + shown.replace(",", ", ").rstrip()
-            out.append(self._choice_probe(rng, f"sequence-count-{i:03d}", "sequence", ctx,
+            out.append(self._choice_probe(rng, f"{pre}sequence-count-{i:03d}", "sequence", ctx,
                                           NUMBER_WORDS[s + length], NUMBER_WORDS))
         return out

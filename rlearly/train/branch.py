@@ -7,13 +7,15 @@ Branch directory:
 `sft_rl` first runs (or reuses) the `sft` branch in `<out>/sft`, then RL from its final checkpoint;
 `sft_gold_rl` does the same from the `sft_gold` branch (the paper's SFT-Gold→RL).
 A recipe is an object with `optimizers` (name -> optimizer) and `step(i) -> metrics`; this module owns
-the loop around it: learning-rate warmup, logging, quick validation pass@k, saving and exact resume.
+the loop around it: learning-rate warmup, logging, quick validation pass@k on the dev split, stopping once
+that has plateaued (branch.patience), saving and exact resume.
 Under torchrun the recipes split each batch over the ranks (rlearly.train.dist); rank 0 validates and
 writes the files.
 """
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 
@@ -27,7 +29,8 @@ from rlearly.evaluate import checkpoint_id
 from rlearly.passk import pass_at_k_curve
 from rlearly.sampling import generate
 from rlearly.tasks import Task, get_task
-from rlearly.train.common import claim_run_dir, progress, resume_latest, set_lr, set_threads, write_atomic
+from rlearly.train.common import (claim_run_dir, progress, read_metrics, resume_latest, set_lr, set_threads,
+                                  write_atomic)
 from rlearly.train.dist import data_parallel
 from rlearly.train.mix import CombinedRecipe, InterleavedRecipe, ParallelRecipe
 from rlearly.train.rl import RLRecipe, stable_seed
@@ -53,11 +56,16 @@ def make_recipe(method: str, cfg: Config, model, tok, task: Task):
     raise ConfigError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
 
 
-def total_steps(method: str, cfg: Config) -> int:
+def total_steps(method: str, cfg: Config, n_demos: int = 0) -> int:
+    """Steps of a branch. With sft.epochs set, SFT takes epochs x n_demos / batch steps (n_demos: the
+    recipe's demonstrations) and parallel averaging at least as many, so its SFT half sees as many demos."""
+    sft = math.ceil(cfg.sft.epochs * n_demos / cfg.sft.batch_size) if cfg.sft.epochs else cfg.sft.steps
     if method in ("sft", "sft_gold"):
-        return cfg.sft.steps
+        return sft
     if method == "interleaved":
         return cfg.sft.steps + cfg.rl.steps
+    if method == "parallel" and cfg.sft.epochs:
+        return max(cfg.rl.steps, sft)
     return cfg.rl.steps
 
 
@@ -96,7 +104,7 @@ def _run(cfg: Config, parent: Path, out: Path, method: str, label: str, show_pro
     task = get_task("synthetic", world=cfg.world)
     recipe = make_recipe(method, cfg, model, tok, task)
     log = dp.metrics_log(out / "metrics.jsonl")
-    steps = total_steps(method, cfg)
+    steps = total_steps(method, cfg, _n_demos(recipe))
     step, elapsed = resume_latest([out / "state"], model, recipe.optimizers, log)
     dp.broadcast_(model)
     lineage = dict(method=label, parent=str(parent), parent_id=checkpoint_id(parent),
@@ -105,32 +113,54 @@ def _run(cfg: Config, parent: Path, out: Path, method: str, label: str, show_pro
                    seed=cfg.seed, config_hash=cfg.hash())
     eval_problems = task.problems("dev")[:cfg.branch.eval_problems]  # validation never reads test or hard
     end = steps if stop_after is None else min(steps, stop_after)
+    patience, min_delta = cfg.branch.patience, cfg.branch.min_delta  # rank 0 decides when to stop, for every rank
+    val = [r["val_pass@1"] for r in read_metrics(out / "metrics.jsonl") if "val_pass@1" in r] if dp.main else []
+    stopped = patience > 0 and dp.broadcast_value(dp.main and plateaued(val, patience, min_delta)) > 0
     bar = progress(steps, step, label, show_progress and dp.main)
     t0 = time.perf_counter()
-    while step < end:
+    while step < end and not stopped:
         _warmup(recipe, cfg, step)
         row = recipe.step(step)
         step += 1
         bar.update(1)
         if "reward_mean" in row:
             bar.set_postfix(reward=f"{row['reward_mean']:.2f}")
-        if cfg.branch.eval_every and (step % cfg.branch.eval_every == 0 or step == steps) and dp.main:
-            row.update(quick_passk(model, tok, task, eval_problems, cfg.branch.eval_n, stable_seed(cfg.seed, "val")))
+        if cfg.branch.eval_every and (step % cfg.branch.eval_every == 0 or step == steps):
+            if dp.main:
+                row.update(quick_passk(model, tok, task, eval_problems, cfg.branch.eval_n,
+                                       stable_seed(cfg.seed, "val")))
+            if patience:
+                val += [row["val_pass@1"]] if "val_pass@1" in row else []
+                stopped = dp.broadcast_value(dp.main and plateaued(val, patience, min_delta)) > 0
         now = time.perf_counter()
         elapsed, t0 = elapsed + now - t0, now
         log.write(step=step, elapsed_s=round(elapsed, 3), **row)
-        if step % cfg.branch.save_every == 0 and step < steps and dp.main:
+        if step % cfg.branch.save_every == 0 and step < steps and not stopped and dp.main:
             save_checkpoint(out / f"step-{step:06d}", model, tok, {**lineage, "step": step}, cfg)
             save_checkpoint(out / "state", model, tok, {**lineage, "step": step}, cfg, recipe.optimizers,
                             {"step": step, "elapsed_s": elapsed})
     bar.close()
-    if step >= steps and dp.main:
+    if (step >= steps or stopped) and dp.main:
         save_checkpoint(out / "final", model, tok, {**lineage, "step": step}, cfg)
         write_atomic(out / "meta.json", json.dumps({**lineage, "steps": step, "elapsed_s": round(elapsed, 2),
+                                                    "stopped": "plateau" if stopped else "steps",
                                                     **provenance()}, indent=2) + "\n")
         write_atomic(out / "DONE", "")
     dp.barrier()  # every rank returns once the branch is finished on disk
     return out
+
+
+def _n_demos(recipe) -> int:
+    sft = recipe if isinstance(recipe, SFTRecipe) else getattr(recipe, "sft", None)
+    return len(sft.examples) if sft is not None else 0
+
+
+def plateaued(val: list[float], patience: int, min_delta: float) -> bool:
+    """True once the last `patience` validations have all failed to beat the best before them by more than
+    `min_delta` (the first validation only sets the best)."""
+    if len(val) <= patience:
+        return False
+    return max(val[-patience:]) <= max(val[:-patience]) + min_delta
 
 
 def _warmup(recipe, cfg: Config, step: int) -> None:

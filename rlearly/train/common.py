@@ -131,11 +131,14 @@ def set_threads(n: int) -> None:
 def claim_run_dir(out: Path, cfg) -> None:
     """Write config.yaml into a new run directory, or check that it holds a run of this very config
     (so a finished run is never overwritten by a different one)."""
-    from rlearly.config import load_config
+    from rlearly.config import SCHEMA, load_config, stored_schema
 
     out.mkdir(parents=True, exist_ok=True)
     f = out / "config.yaml"
     if f.exists():
+        if stored_schema(f) != SCHEMA:
+            raise ConfigError(f"{out} holds a run of config schema {stored_schema(f)}, written by another version of "
+                              f"rlearly (this one writes schema {SCHEMA}); use a new output directory")
         old = load_config(f)
         if old.hash() != cfg.hash():
             raise ConfigError(f"{out} holds a run of another config (hash {old.hash()} != {cfg.hash()}); "

@@ -96,6 +96,14 @@ class DataParallel:
             for t in model.state_dict().values():
                 torch.distributed.broadcast(t, 0)
 
+    def broadcast_value(self, value: float) -> float:
+        """Rank 0's value on every rank (a decision only rank 0 measured, such as validation pass@1)."""
+        if not self.active:
+            return float(value)
+        t = torch.tensor([float(value)], dtype=torch.float64)
+        torch.distributed.broadcast(t, 0)
+        return float(t.item())
+
     def barrier(self) -> None:
         if self.active:
             torch.distributed.barrier()
