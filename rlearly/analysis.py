@@ -443,25 +443,38 @@ def arm_gains(study_root, passk: pd.DataFrame, arms, splits=("test", "hard")) ->
 
 def gain_contrast(study_root, passk: pd.DataFrame, arm_a: str, arm_b: str, split: str = "hard",
                   k: int = 1, n_boot: int = 1000) -> dict:
-    """(RL − base of arm_a) − (RL − base of arm_b) at each arm's last RL checkpoint, seed 0, on the problems
-    all four evaluations share, with a bootstrap CI over problems (they are the same problems, so paired)."""
+    """(RL − base of arm_a) − (RL − base of arm_b) at each arm's last RL checkpoint, on the problems all the
+    evaluations share. A unit is one pretraining run of an arm: its base and its RL branch (seed 0, or the
+    lowest). With one run an arm, a BCa CI over problems (the same problems, so paired); with several, a
+    two-stage bootstrap over each arm's runs, then the problems (passk.two_stage_diff)."""
     from rlearly import passk as pk
     from rlearly.store import SampleStore
 
-    rows = []
+    units = {}
     for arm in (arm_a, arm_b):
-        df = passk[(passk["arm"] == arm) & (passk["split"] == split) & (passk["k"] == k)]
+        df = _with_units(passk)
+        df = df[(df["arm"] == arm) & (df["split"] == split) & (df["k"] == k)]
         rl = df[df["method"] == "rl"]
         if rl.empty or df[df["method"] == "base"].empty:
             raise RlearlyError(f"arm {arm!r} has no RL and base evaluations on split {split!r}")
-        last = rl["parent_tokens"].max()
-        at = df[df["parent_tokens"] == last].sort_values("seed")
-        rows += [next(at[at["method"] == "base"].itertuples()), next(at[at["method"] == "rl"].itertuples())]
+        at = df[df["parent_tokens"] == rl["parent_tokens"].max()].sort_values("seed")
+        units[arm] = [(next(g[g["method"] == "base"].itertuples()), next(g[g["method"] == "rl"].itertuples()))
+                      for _, g in at.groupby("pretrain_seed") if {"base", "rl"} <= set(g["method"])]
+    rows = [r for arm in (arm_a, arm_b) for pair in units[arm] for r in pair]
     counts = _aligned_counts(SampleStore(resolve_path(study_root) / "samples"), rows, split)
     if counts is None:
         raise RlearlyError(f"the sample store lacks shared samples of arms {arm_a!r} and {arm_b!r} on {split!r}")
-    diff, low, high = pk.difference_of_gains(*counts, *(int(r.n) for r in rows), k=k, n_boot=n_boot)
-    return {"diff": diff, "low": low, "high": high, "n_problems": len(counts[0])}
+    ns = [int(r.n) for r in rows]
+    na = len(units[arm_a])
+    out = {"n_problems": len(counts[0]), "runs_a": na, "runs_b": len(units[arm_b])}
+    if na == len(units[arm_b]) == 1:
+        diff, low, high = pk.difference_of_gains(*counts, *ns, k=k, n_boot=n_boot)
+        return out | {"diff": diff, "low": low, "high": high, "covers": "problems (one pretraining run an arm)"}
+    gains = [pk.pass_at_k(ns[2 * i + 1], counts[2 * i + 1], k) - pk.pass_at_k(ns[2 * i], counts[2 * i], k)
+             for i in range(len(rows) // 2)]  # (problems,) per unit
+    diff, low, high = pk.two_stage_diff(np.stack(gains[:na]), np.stack(gains[na:]), n_boot=n_boot)
+    return out | {"diff": diff, "low": low, "high": high,
+                  "covers": f"pretraining runs ({na} vs {len(units[arm_b])}) and problems"}
 
 
 def seed_spread(study_root, passk: pd.DataFrame, tokens_a, tokens_b, method: str = "rl", split: str = "test",

@@ -534,7 +534,7 @@ def _claim8(s: Study, parts: dict) -> dict:
           "1B on 60B math-heavy mix beats 4B on the 50B mix (RL pass@1 21–22% vs 12%, authors' working notes)",
           (Rule("the targeted mix gains more than the wider model", "hard-split RL gain (pass@1), targeted mix − "
                 "wider model, at each arm's last RL checkpoint", "Δ ≤ 0", "0",
-                "paired bootstrap over problems (one pretraining run per arm)"),),
+                "bootstrap over problems; with several pretraining runs an arm, two-stage (runs, then problems)"),),
           methods=("rl", "base"), roles=("targeted_mix", "wider_model"), splits=("hard",))
 def _claim9(s: Study, parts: dict) -> dict:
     (part,) = parts.values()
@@ -546,7 +546,8 @@ def _claim9(s: Study, parts: dict) -> dict:
         return {}
     g = arm_gains(s.root, s.every["passk"], ["main", mix, wide], ["hard"]).query("k == 1").set_index("arm")["gain"]
     part.value = ("hard-split Δpass@1 from RL: " + ", ".join(f"{a} {v:+.3f}" for a, v in g.items()) +
-                  f"; targeted − wider {_row(top)} ({top['n_problems']} problems)")
+                  f"; targeted − wider {top['diff']:+.3f} {_ci(top['low'], top['high'])} ({top['n_problems']} "
+                  f"problems; the interval covers {top['covers']})")
     _sig(part, top["low"], top["high"])
     return {"gain_main": g.get("main"), "gain_targeted": g.get(mix), "gain_wider": g.get(wide),
             "targeted_minus_wider": top["diff"]}

@@ -203,12 +203,21 @@ def seed_contrast(counts_a, counts_b, n_a: int, n_b: int, k: int, paired_seeds: 
         raise ValueError(f"paired seeds need as many seeds on each side: {a.shape[0]} and {b.shape[0]}")
     if a.shape[0] == b.shape[0] == 1:
         return paired_bootstrap_diff(a[0], b[0], n_a, n_b, k, n_boot, alpha, seed)
-    pa, pb = pass_at_k(n_a, a, k), pass_at_k(n_b, b, k)  # (seeds, problems)
+    return two_stage_diff(pass_at_k(n_a, a, k), pass_at_k(n_b, b, k), paired_seeds, n_boot, alpha, seed)
+
+
+def two_stage_diff(values_a, values_b, paired: bool = False, n_boot: int = 2000, alpha: float = 0.05,
+                   seed: int = 0) -> tuple[float, float, float]:
+    """(diff, low, high): mean of `values_a` (units_a, problems) − mean of `values_b` (units_b, problems), with
+    a percentile CI from a two-stage bootstrap: each resample draws each side's units (trained weights: seeds,
+    pretraining runs) with replacement, the same draw for both when `paired`, then the problems with
+    replacement, jointly for every unit (problem difficulty cancels)."""
+    pa, pb = np.atleast_2d(np.asarray(values_a, dtype=np.float64)), np.atleast_2d(np.asarray(values_b, dtype=np.float64))
     rng = np.random.default_rng(seed)
-    wp = _resample_weights(rng, a.shape[1], n_boot) / a.shape[1]  # (B, P): problem resample, mean weights
-    ma, mb = pa @ wp.T, pb @ wp.T  # (seeds, B): each seed's mean over the resampled problems
-    wa = _resample_weights(rng, a.shape[0], n_boot) / a.shape[0]  # (B, seeds_a)
-    wb = wa if paired_seeds else _resample_weights(rng, b.shape[0], n_boot) / b.shape[0]
+    wp = _resample_weights(rng, pa.shape[1], n_boot) / pa.shape[1]  # (B, P): problem resample, mean weights
+    ma, mb = pa @ wp.T, pb @ wp.T  # (units, B): each unit's mean over the resampled problems
+    wa = _resample_weights(rng, pa.shape[0], n_boot) / pa.shape[0]  # (B, units_a)
+    wb = wa if paired else _resample_weights(rng, pb.shape[0], n_boot) / pb.shape[0]
     boot = np.einsum("sb,bs->b", ma, wa) - np.einsum("sb,bs->b", mb, wb)
     low, high = np.quantile(boot, [alpha / 2, 1 - alpha / 2])
     return float(pa.mean() - pb.mean()), float(low), float(high)

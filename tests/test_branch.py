@@ -155,6 +155,8 @@ def test_sft_epochs_set_the_steps_of_sft_gold_and_parallel(tiny_ckpt, tmp_path):
     cfg = load_config(tiny_ckpt / "config.yaml", ["sft.epochs=2", "sft.batch_size=8", "rl.steps=3"])
     assert branch.total_steps("sft", cfg, 64) == 16 and branch.total_steps("sft_gold", cfg, 300) == 75
     assert branch.total_steps("parallel", cfg, 64) == 16 and branch.total_steps("rl", cfg, 0) == 3
+    # parallel averaging is not stopped for a plateau before its SFT half has seen SFT's epochs
+    assert branch.min_steps("parallel", cfg, 64) == 16 and branch.min_steps("sft", cfg, 64) == 0
     assert branch.total_steps("sft", load_config(tiny_ckpt / "config.yaml"), 64) == cfg.sft.steps  # epochs 0
     out = branch.run(load_config(tiny_ckpt / "config.yaml", ["sft.epochs=0.25", "sft.batch_size=8"]), tiny_ckpt,
                      tmp_path / "sft", "sft", show_progress=False)

@@ -333,3 +333,25 @@ def test_contrasts_over_pretraining_runs_pair_each_branch_with_its_own_base(tmp_
     assert u["diff"] == pytest.approx(d["diff"]) and u["high"] - u["low"] > 3 * (d["high"] - d["low"])
     note = claims.intervals_note(tables)
     assert "rl at 1k (3 units from 3 pretraining runs)" in note and "One pretraining run" not in note
+
+
+def test_claim9_resamples_each_arms_pretraining_runs(tmp_path):
+    """With three pretraining runs an arm, claim 9's interval resamples the runs, then the problems: a gap that
+    one run shows but the others reverse is no longer significant."""
+    def study(root, wide_gains):
+        m = MadeUp(root)
+        m.arms |= {"mix": "targeted_mix", "wide": "wider_model"}
+        for p, gw in enumerate(wide_gains):
+            for arm, g in (("mix", 3), ("wide", gw)):
+                m.ev("base", 4000, c((20, 1), (20, 0)), split="hard", arm=arm, pretrain_seed=p, seed=p)
+                m.ev("rl", 4000, c((20, 1 + g), (20, 0)), split="hard", arm=arm, pretrain_seed=p)
+        for t in T:  # the main arm (claim 9 needs rl and base there)
+            m.ev("base", t, c((16, 2), (24, 0)))
+            m.ev("rl", t, c((16, 3), (24, 0)))
+        return m.write()
+
+    steady = {x.id: x for x in claims.claims(study(tmp_path / "steady", (1, 1, 1)))}[9]
+    assert steady.verdict == claims.HELD and "pretraining runs (3 vs 3) and problems" in steady.measured
+    assert steady.stats["targeted_minus_wider"] == pytest.approx(20 * 2 / 40 / N)
+    mixed = {x.id: x for x in claims.claims(study(tmp_path / "mixed", (0, 6, 0)))}[9]  # one run reverses the gap
+    assert mixed.verdict == claims.NO_EFFECT, mixed.measured

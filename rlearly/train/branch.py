@@ -57,9 +57,10 @@ def make_recipe(method: str, cfg: Config, model, tok, task: Task):
 
 
 def total_steps(method: str, cfg: Config, n_demos: int = 0) -> int:
-    """Steps of a branch. With sft.epochs set, SFT takes epochs x n_demos / batch steps (n_demos: the
-    recipe's demonstrations) and parallel averaging at least as many, so its SFT half sees as many demos."""
-    sft = math.ceil(cfg.sft.epochs * n_demos / cfg.sft.batch_size) if cfg.sft.epochs else cfg.sft.steps
+    """Steps of a branch (at most: branch.patience may stop it earlier). With sft.epochs set, SFT takes
+    epochs x n_demos / batch steps (n_demos: the recipe's demonstrations) and parallel averaging at least as
+    many, so its SFT half sees as many demos (min_steps)."""
+    sft = _sft_steps(cfg, n_demos)
     if method in ("sft", "sft_gold"):
         return sft
     if method == "interleaved":
@@ -104,7 +105,7 @@ def _run(cfg: Config, parent: Path, out: Path, method: str, label: str, show_pro
     task = get_task("synthetic", world=cfg.world)
     recipe = make_recipe(method, cfg, model, tok, task)
     log = dp.metrics_log(out / "metrics.jsonl")
-    steps = total_steps(method, cfg, _n_demos(recipe))
+    steps, floor = total_steps(method, cfg, _n_demos(recipe)), min_steps(method, cfg, _n_demos(recipe))
     step, elapsed = resume_latest([out / "state"], model, recipe.optimizers, log)
     dp.broadcast_(model)
     lineage = dict(method=label, parent=str(parent), parent_id=checkpoint_id(parent),
@@ -115,7 +116,8 @@ def _run(cfg: Config, parent: Path, out: Path, method: str, label: str, show_pro
     end = steps if stop_after is None else min(steps, stop_after)
     patience, min_delta = cfg.branch.patience, cfg.branch.min_delta  # rank 0 decides when to stop, for every rank
     val = [r["val_pass@1"] for r in read_metrics(out / "metrics.jsonl") if "val_pass@1" in r] if dp.main else []
-    stopped = patience > 0 and dp.broadcast_value(dp.main and plateaued(val, patience, min_delta)) > 0
+    stop = lambda: step >= floor and dp.broadcast_value(dp.main and plateaued(val, patience, min_delta)) > 0  # noqa: E731
+    stopped = patience > 0 and stop()
     bar = progress(steps, step, label, show_progress and dp.main)
     t0 = time.perf_counter()
     while step < end and not stopped:
@@ -131,7 +133,7 @@ def _run(cfg: Config, parent: Path, out: Path, method: str, label: str, show_pro
                                        stable_seed(cfg.seed, "val")))
             if patience:
                 val += [row["val_pass@1"]] if "val_pass@1" in row else []
-                stopped = dp.broadcast_value(dp.main and plateaued(val, patience, min_delta)) > 0
+                stopped = stop()
         now = time.perf_counter()
         elapsed, t0 = elapsed + now - t0, now
         log.write(step=step, elapsed_s=round(elapsed, 3), **row)
@@ -148,6 +150,15 @@ def _run(cfg: Config, parent: Path, out: Path, method: str, label: str, show_pro
         write_atomic(out / "DONE", "")
     dp.barrier()  # every rank returns once the branch is finished on disk
     return out
+
+
+def min_steps(method: str, cfg: Config, n_demos: int = 0) -> int:
+    """Steps before which a branch is not stopped for a plateau: parallel averaging's SFT epochs."""
+    return _sft_steps(cfg, n_demos) if method == "parallel" and cfg.sft.epochs else 0
+
+
+def _sft_steps(cfg: Config, n_demos: int) -> int:
+    return math.ceil(cfg.sft.epochs * n_demos / cfg.sft.batch_size) if cfg.sft.epochs else cfg.sft.steps
 
 
 def _n_demos(recipe) -> int:
