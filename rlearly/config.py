@@ -178,7 +178,9 @@ class PretrainConfig:
         Without an explicit list: `n_checkpoints` log-spaced steps from `first_checkpoint_tokens` to the end."""
         total = self.total_steps
         if self.checkpoints:
-            steps = {max(1, min(total, round(t / self.tokens_per_step))) for t in self.checkpoints}
+            # a checkpoint at `tokens` is the final step (not the step before it, when tokens / batch rounds down)
+            steps = {total if t >= self.tokens else max(1, min(total, round(t / self.tokens_per_step)))
+                     for t in self.checkpoints}
         else:
             first = max(1, min(total, round(self.first_checkpoint_tokens / self.tokens_per_step)))
             n = self.n_checkpoints

@@ -119,6 +119,9 @@ def test_checkpoint_schedule_is_log_spaced_and_ends_at_last_step():
     explicit = load_config(overrides=["pretrain.tokens=819200", "pretrain.batch_size=32",
                                       "pretrain.checkpoints=[81920, 409600]"])
     assert explicit.pretrain.checkpoint_steps() == [10, 50, 100]
+    # 8M tokens at 2048 a step end at step 3907; a checkpoint asked for at 8M is that step, not 3906 beside it
+    at_end = load_config(overrides=["pretrain.tokens=8000000", "pretrain.checkpoints=[4000000, 8000000]"])
+    assert at_end.pretrain.checkpoint_steps() == [1953, 3907]
 
 
 def test_config_dataclass_is_plain():
