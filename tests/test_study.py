@@ -31,6 +31,14 @@ def tiny_study(tmp_path_factory):
     return spec, root
 
 
+@pytest.mark.parametrize("name", sorted(p.stem for p in TINY.parent.glob("*.yaml") if p != TINY))  # tiny: planned above
+def test_every_shipped_study_plans(name, tmp_path):
+    """A spec that ships must load and plan (a typo in a draft study fails here, not at its node 28)."""
+    nodes = study.plan(study.load_study(TINY.parent / f"{name}.yaml"), tmp_path)
+    assert nodes and not any(n.done for n in nodes)
+    assert len({n.key for n in nodes}) == len(nodes)
+
+
 def test_every_node_done_and_second_run_does_nothing(tiny_study):
     spec, root = tiny_study
     nodes = study.plan(spec, root)
