@@ -21,6 +21,9 @@ from pathlib import Path
 from rlearly.errors import RlearlyError
 
 
+_EXAMPLES = "usage by command:\n" + "\n".join(__doc__.splitlines()[2:]).rstrip() + "\n"
+
+
 def _config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="YAML config file")
     p.add_argument("--preset", help="size preset: tiny, small, medium, large")
@@ -28,7 +31,11 @@ def _config_args(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="rlearly", description=__doc__.splitlines()[0])
+    from rlearly import __version__
+
+    ap = argparse.ArgumentParser(prog="rlearly", description=__doc__.splitlines()[0], epilog=_EXAMPLES,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--version", action="version", version=f"rlearly {__version__}")
     ap.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = ap.add_subparsers(dest="cmd", required=True)
     _config_args(sub.add_parser("config", help="print the resolved config as YAML"))

@@ -16,6 +16,7 @@ may be added as `late(...)`: at its no-op value it is left out of the hash, so a
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import functools
 import hashlib
 import json
@@ -443,7 +444,9 @@ def from_dict(cls, data: dict, prefix: str = ""):
     names = {f.name for f in dataclasses.fields(cls)}
     for key in data:
         if key not in names:
-            raise ConfigError(f"unknown config key '{prefix}{key}' (known in {prefix.rstrip('.') or 'top level'}: "
+            close = difflib.get_close_matches(str(key), names, n=1)
+            hint = f"did you mean '{prefix}{close[0]}'? " if close else ""
+            raise ConfigError(f"unknown config key '{prefix}{key}' ({hint}known in {prefix.rstrip('.') or 'top level'}: "
                               f"{', '.join(sorted(names))})")
     kwargs = {k: _coerce(hints[k], v, f"{prefix}{k}") for k, v in data.items()}
     return cls(**kwargs)
@@ -478,7 +481,12 @@ def _coerce(tp, value, name: str):
         return value
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            if isinstance(value, float) and value.is_integer():  # 3e6 in YAML is a float
+            if isinstance(value, str):  # PyYAML reads 2e6 (no dot) as a string
+                try:
+                    value = float(value)
+                except ValueError:
+                    pass
+            if isinstance(value, float) and value.is_integer():  # 3.0e6 in YAML is a float
                 return int(value)
             raise ConfigError(f"config key '{name}' must be an integer, got {value!r}")
         return value

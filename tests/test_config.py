@@ -84,6 +84,12 @@ def test_schema_migrates_renamed_keys_and_refuses_newer(monkeypatch, tmp_path):
         claim_run_dir(run, cfg)
 
 
+def test_integers_in_scientific_notation():
+    """`pretrain.tokens=2e6` (the README's snippet; PyYAML reads 2e6 as a string) is 2,000,000."""
+    assert load_config(overrides=["pretrain.tokens=2e6"]).pretrain.tokens == 2_000_000
+    assert load_config(overrides={"pretrain.tokens": 3.0e6}).pretrain.tokens == 3_000_000
+
+
 def test_overrides_win_over_file_and_preset(tmp_path):
     f = tmp_path / "c.yaml"
     f.write_text("preset: tiny\npretrain:\n  lr: 0.01\n  checkpoints: [4096, 8192]\n")
@@ -93,7 +99,9 @@ def test_overrides_win_over_file_and_preset(tmp_path):
 
 
 @pytest.mark.parametrize("override,needle", [
-    (["pretrain.lrr=1"], "unknown config key 'pretrain.lrr'"),
+    (["pretrain.lrr=1"], "unknown config key 'pretrain.lrr' (did you mean 'pretrain.lr'?"),
+    (["rl.stpes=3"], "did you mean 'rl.steps'?"),
+    (["pretrain.tokens=2.5e-1"], "'pretrain.tokens' must be an integer"),
     (["bogus.x=1"], "unknown config key 'bogus'"),
     (["model.n_layer=two"], "'model.n_layer' must be an integer"),
     (["model.n_layer=1.5"], "'model.n_layer' must be an integer"),
@@ -126,3 +134,15 @@ def test_checkpoint_schedule_is_log_spaced_and_ends_at_last_step():
 
 def test_config_dataclass_is_plain():
     assert Config().to_dict()["model"]["n_head"] == 4
+
+
+def test_cli_version_and_help_with_examples(capsys):
+    from rlearly import __version__, cli
+
+    with pytest.raises(SystemExit) as e:
+        cli.main(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out.strip() == f"rlearly {__version__}"
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    out = capsys.readouterr().out
+    assert "usage by command:" in out and "rlearly study run|status|report SPEC" in out
