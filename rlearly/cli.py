@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     p = sub.add_parser("branch", help="post-train a checkpoint: rl, sft, sft_gold, sft_rl, sft_gold_rl, parallel, combined, interleaved")
     p.add_argument("checkpoint")
-    p.add_argument("--method", required=True, help="rl, sft, sft_gold, sft_rl, sft_gold_rl, parallel, combined or interleaved")
+    p.add_argument("--method", required=True, help="rl (alias grpo), sft, sft_gold, sft_rl, sft_gold_rl, parallel, combined or interleaved")
     p.add_argument("--config", help="YAML config (default: the checkpoint's own config.yaml)")
     p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. rl.lr=1e-4 rl.steps=100")
     p.add_argument("--out", help="branch directory (default <run>/branch/<method>/<checkpoint>/<config hash>)")
@@ -56,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--root", help="study directory (default runs/<study name>)")
     p.add_argument("--jobs", type=int, default=1, help="run: independent nodes at a time, in worker processes "
                    "sharing the cores (default 1)")
+    p.add_argument("--threads", type=int, default=0, help="run: torch threads per node (default 0: all the "
+                   "cores with --jobs 1, cores / jobs with more)")
     p.add_argument("--seed", type=int, default=0, help="replicate the study under seeds shifted by this much "
                    "(pretraining, branches, evaluation; same world), as <name>-seed<N> (default 0: as written)")
     p = sub.add_parser("info", help="show a checkpoint's lineage and model shape")
@@ -172,8 +174,14 @@ def _dispatch(args) -> int:
         if args.action == "run":
             if args.jobs < 1:
                 raise RlearlyError(f"--jobs {args.jobs} must be >= 1")
-            study.run(spec, root, jobs=args.jobs)
-            print(f"done: {root} (tables in {root / 'tables'})")
+            if args.threads < 0:
+                raise RlearlyError(f"--threads {args.threads} must be >= 0 (0: the cores shared among the jobs)")
+            import time
+            t0 = time.perf_counter()
+            study.run(spec, root, jobs=args.jobs, threads=args.threads)
+            again = "".join(f" {o} {v}" for o, v in (("--root", args.root), ("--seed", args.seed or None)) if v)
+            print(f"done: {root} in {study.clock(time.perf_counter() - t0)} (tables in {root / 'tables'}); "
+                  f"next: rlearly study report {args.spec}{again}")
         elif args.action == "report":
             from rlearly import report
 
@@ -246,14 +254,15 @@ def _branch(args) -> None:
         from rlearly.checkpoint import read_meta
         read_meta(ckpt)  # raises, naming what is missing: the directory or its meta.json
     cfg = load_config(args.config or ckpt / "config.yaml", args.overrides)  # no torch yet: a typo fails at once
+    from rlearly.train import method_name
+
+    method = method_name(args.method)
     from rlearly.checkpoint import read_meta
     from rlearly.train import branch
 
-    if args.method not in branch.METHODS:
-        raise RlearlyError(f"unknown method {args.method!r}; known: {', '.join(branch.METHODS)}")
     read_meta(ckpt)  # checksums: a corrupt parent fails here, naming the file
-    out = Path(args.out or ckpt.parent / "branch" / args.method / ckpt.name / cfg.hash())
-    branch.run(cfg, ckpt, out, args.method, show_progress=not args.no_progress)
+    out = Path(args.out or ckpt.parent / "branch" / method / ckpt.name / cfg.hash())
+    branch.run(cfg, ckpt, out, method, show_progress=not args.no_progress)
     print(f"done: {out}")
 
 
@@ -281,8 +290,8 @@ def _eval(args) -> None:
     # the synthetic task is built from the checkpoint's world later; any other is known by name now
     task = get_task(args.task, **({"files": files} if files else {})) if files or args.task != "synthetic" \
         else args.task
-    if args.split in files or args.task in ("gsm_symbolic", "openmath"):
-        task.problems(args.split)  # a malformed or empty file (or a missing extra) fails here, naming it
+    if not isinstance(task, str):  # a malformed or empty file, a missing extra or an unreachable hub fails here
+        task.problems(args.split)
     from rlearly import evaluate
     from rlearly.checkpoint import load_checkpoint, load_config_of
     from rlearly.train.common import write_atomic

@@ -204,7 +204,7 @@ class SFTConfig:
     beta1: float = 0.9
     beta2: float = 0.999
     grad_clip: float = 1.0
-    loss_agg: str = "token-mean"  # see rlearly.losses.AGG_MODES
+    loss_agg: str = "token-mean"  # one of AGG_MODES (rlearly.losses.aggregate)
     split: str = "train"  # problems whose demonstrations are trained on (same prompts as RL)
     demo_merge: float = late(0.0)  # synthetic task: demos by a stronger author, who folds each step of a person into
     #                          the previous one with this probability (one equation, several operations)
@@ -217,9 +217,10 @@ class SFTConfig:
             raise ConfigError(f"sft.epochs={self.epochs} must be >= 0 (0 = train sft.steps steps)")
         if self.lr <= 0:
             raise ConfigError(f"sft.lr={self.lr} must be > 0")
-        _known("sft.loss_agg", self.loss_agg, _loss_aggs())
+        _known("sft.loss_agg", self.loss_agg, AGG_MODES)
 
 
+AGG_MODES = ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm", "token-sum")  # rlearly.losses.aggregate
 RL_BACKENDS = ("torch", "vllm")  # rollout samplers (rlearly.sampling, rlearly.vllm_backend)
 
 
@@ -259,7 +260,7 @@ class RLConfig:
             raise ConfigError(f"rl.format_score={self.format_score} must lie in [0, 1): a correct answer scores 1")
         if self.lr <= 0:
             raise ConfigError(f"rl.lr={self.lr} must be > 0")
-        _known("rl.loss_agg", self.loss_agg, _loss_aggs())
+        _known("rl.loss_agg", self.loss_agg, AGG_MODES)
         _known("rl.kl_estimator", self.kl_estimator, ("k1", "k2", "k3"))
         _known("rl.backend", self.backend, RL_BACKENDS)
         if self.prompts_per_step % self.mini_batches:  # a mini-batch holds whole groups
@@ -539,11 +540,6 @@ def _deep_merge(base: dict, top: dict) -> dict:
     for k, v in top.items():
         out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
-
-
-def _loss_aggs() -> tuple[str, ...]:
-    from rlearly.losses import AGG_MODES  # the loss module owns the list
-    return AGG_MODES
 
 
 def _known(name: str, value: str, known) -> None:

@@ -2,7 +2,7 @@
 
 Owns: token log-probs and entropy from logits, masked NLL, GRPO group advantages, the clipped (and
 dual-clipped) policy loss, KL estimators, and the loss aggregation modes. Nothing here touches a model,
-an optimizer or a config. Shapes: B sequences, T response positions, V vocabulary; `mask` (B, T) is 1
+an optimizer or a config object. Shapes: B sequences, T response positions, V vocabulary; `mask` (B, T) is 1
 for response tokens that count. The GRPO settings follow VeRL as the paper ran it (PAPER.md §3.1).
 """
 from __future__ import annotations
@@ -10,7 +10,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-AGG_MODES = ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm", "token-sum")
+from rlearly.config import AGG_MODES  # their names live in the config, which checks keys without torch
+
 KL_ESTIMATORS = ("k1", "k2", "k3")
 
 

@@ -54,6 +54,7 @@ from typing import Callable
 
 from rlearly.config import Config, from_dict, load_config, read_yaml_mapping
 from rlearly.errors import ConfigError, DataError, RlearlyError
+from rlearly.train import method_name
 
 MAIN = "main"
 _PRIORITY = {"pretrain": 0, "branch": 1, "eval": 2}  # start order among ready nodes with --jobs
@@ -193,10 +194,9 @@ def _branch_plan(raw, where: str) -> BranchPlan:
         raise ConfigError(f"study keys '{where}.overrides', '{where}.per_method' and '{where}.method_overrides' "
                           "must be mappings")
     plan = from_dict(BranchPlan, raw, where + ".")
-    from rlearly.train.branch import METHODS
-    for m in plan.methods:
-        if m not in METHODS:
-            raise ConfigError(f"study {where}.methods: unknown method {m!r}; known: {', '.join(METHODS)}")
+    plan.methods = [method_name(m, f"study {where}.methods: ") for m in plan.methods]
+    per_method = {method_name(m, f"study {where}.per_method: "): v for m, v in per_method.items()}
+    method_overrides = {method_name(m, f"study {where}.method_overrides: "): v for m, v in method_overrides.items()}
     for m, idx in per_method.items():
         if m not in plan.methods:
             raise ConfigError(f"study {where}.per_method names {m!r}, which is not in {where}.methods")
@@ -241,7 +241,10 @@ def load_study(path: str | Path) -> StudySpec:
         cfg = a.get("config") or {}
         if not isinstance(cfg, dict):
             raise ConfigError(f"study key '{where}.config' must be a mapping of config keys")
-        ev = from_dict(EvalPlan, {**dataclasses.asdict(spec.eval), **(a.get("eval") or {})}, where + ".eval.")
+        try:
+            ev = from_dict(EvalPlan, {**dataclasses.asdict(spec.eval), **(a.get("eval") or {})}, where + ".eval.")
+        except ConfigError as e:  # EvalPlan's own checks say "study eval.": name the arm
+            raise ConfigError(str(e).replace("study eval.", f"study {where}.eval.", 1)) from None
         seeds = _seed_list(a.get("pretrain_seeds"), where + ".pretrain_seeds")
         arm = Arm(name, {**spec.config, **cfg}, _branch_plan(a.get("branch"), where + ".branch"), ev, role, seeds)
         _check_configs(arm)
@@ -333,8 +336,9 @@ def _run_nodes(arm: Arm, ps: int, root: Path, label: str) -> list[Node]:
     return nodes
 
 
-def run(spec: StudySpec, root: str | Path, log=print, jobs: int = 1) -> list[Node]:
-    """Run every unfinished node (finished ones are skipped), `jobs` at a time. Then write the tables."""
+def run(spec: StudySpec, root: str | Path, log=print, jobs: int = 1, threads: int = 0) -> list[Node]:
+    """Run every unfinished node (finished ones are skipped), `jobs` at a time, each with `threads` torch
+    threads (0: all the cores for one job, cores / jobs for several). Then write the tables."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     with _Lock(root / ".lock"):
@@ -342,14 +346,37 @@ def run(spec: StudySpec, root: str | Path, log=print, jobs: int = 1) -> list[Nod
         todo = [n for n in nodes if not n.done]
         log(f"study {spec.name}: {len(nodes)} nodes, {len(nodes) - len(todo)} done, {len(todo)} to run"
             + (f", {jobs} at a time" if jobs > 1 and todo else ""))
+        pace = _Pace(len(todo))
         if jobs <= 1:
+            if threads:
+                import torch
+                torch.set_num_threads(threads)
             for i, node in enumerate(todo, 1):
                 log(f"[{i}/{len(todo)}] {node.key}")
-                _timed(node, root)
+                log(f"done {node.key} ({_timed(node, root):.0f} s; {pace.step()})")
         elif todo:
-            _run_parallel(spec, root, todo, jobs, log)
+            _run_parallel(spec, root, todo, jobs, log, threads, pace)
         write_tables(spec, root)
     return nodes
+
+
+class _Pace:
+    """'12/47 nodes done in 3m05s, about 9m left at the pace so far' (nodes differ: a rough guide)."""
+
+    def __init__(self, total: int):
+        self.total, self.done, self.t0 = total, 0, time.perf_counter()
+
+    def step(self) -> str:
+        self.done += 1
+        spent = time.perf_counter() - self.t0
+        left = spent / self.done * (self.total - self.done)
+        return (f"{self.done}/{self.total} nodes done in {clock(spent)}"
+                + (f", about {clock(left)} left at the pace so far" if self.done < self.total else ""))
+
+
+def clock(seconds: float) -> str:
+    m, s = divmod(int(round(seconds)), 60)
+    return f"{m // 60}h{m % 60:02d}m" if m >= 60 else f"{m}m{s:02d}s"
 
 
 def _timed(node: Node, root: Path) -> float:
@@ -391,14 +418,17 @@ def _run_one(spec: StudySpec, root: str, key: str, threads: int) -> float:
     return _timed(node, Path(root))
 
 
-def _run_parallel(spec: StudySpec, root: Path, todo: list[Node], jobs: int, log) -> None:
+def _run_parallel(spec: StudySpec, root: Path, todo: list[Node], jobs: int, log, threads: int = 0,
+                  pace: _Pace | None = None) -> None:
     """Dependency-ordered execution in `jobs` spawned processes, each with cores/jobs torch threads
     (all the cores for a node that starts alone with nothing else ready, e.g. a study's only pretraining run)."""
     import multiprocessing as mp
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     cores = os.cpu_count() or 1
-    threads = max(1, cores // jobs)
+    alone_threads = threads or cores
+    threads = threads or max(1, cores // jobs)
+    pace = pace or _Pace(len(todo))
     pending, running, started = list(todo), {}, 0
     is_done = {n.path: n.done for n in plan(spec, root)}
     failure = None
@@ -411,14 +441,14 @@ def _run_parallel(spec: StudySpec, root: Path, todo: list[Node], jobs: int, log)
                 pending.remove(node)
                 started += 1
                 log(f"[{started}/{len(todo)}] start {node.key}")
-                running[pool.submit(_run_one, spec, str(root), node.key, cores if alone else threads)] = node
+                running[pool.submit(_run_one, spec, str(root), node.key, alone_threads if alone else threads)] = node
             if not running:
                 break
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
             for fut in finished:
                 node = running.pop(fut)
                 try:
-                    log(f"done {node.key} ({fut.result():.0f} s)")
+                    log(f"done {node.key} ({fut.result():.0f} s; {pace.step()})")
                     is_done[node.path] = True
                 except Exception as e:  # let the others finish, start nothing new, then report
                     failure = failure or (node, e)

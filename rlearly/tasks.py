@@ -246,6 +246,8 @@ def read_rows(source: str, split: str, hub_config: str | None = None) -> tuple[s
                 except json.JSONDecodeError as e:
                     raise DataError(f"{label}: row {len(rows) + 1} (line {i}) is not valid JSON ({e.msg})") from None
         return label, rows
+    from rlearly import hub
+    hub.require(f"dataset {source!r}")
     try:
         import datasets
         ds = datasets.load_dataset(source, hub_config, split=split)

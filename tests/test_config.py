@@ -146,3 +146,23 @@ def test_cli_version_and_help_with_examples(capsys):
         cli.main(["--help"])
     out = capsys.readouterr().out
     assert "usage by command:" in out and "rlearly study run|status|report SPEC" in out
+
+
+def test_cli_refuses_an_unknown_method_at_once_and_knows_grpo(tmp_path):
+    """`--method` is checked before torch is imported (a typo answers in well under a second), with the
+    closest name; `grpo`, the paper's word, is the RL recipe."""
+    import subprocess
+    import sys
+
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    (ckpt / "meta.json").write_text("{}")
+    (ckpt / "config.yaml").write_text("preset: tiny\n")
+    probe = ("import sys; from rlearly import cli; rc = cli.main(['branch', sys.argv[1], '--method', sys.argv[2]]); "
+             "print(rc, 'torch' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", probe, str(ckpt), "sft_r"], capture_output=True, text=True)
+    assert r.stdout.split() == ["2", "False"]
+    assert "unknown method 'sft_r'; known: sft, sft_gold, rl" in r.stderr and "did you mean 'sft_rl'?" in r.stderr
+    from rlearly.train import method_name
+
+    assert method_name("grpo") == "rl" and method_name("sft_rl") == "sft_rl"

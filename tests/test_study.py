@@ -165,6 +165,10 @@ def test_corrupt_tables_and_node_results_are_named(tiny_study, tmp_path):
 @pytest.mark.parametrize("text,needle", [
     ("name: x\nbogus: 1\n", "unknown config key 'bogus'"),
     ("name: x\nbranch:\n  methods: [dpo]\n", "unknown method 'dpo'"),
+    ("name: x\nbranch:\n  methods: [sft_r]\n", "study branch.methods: unknown method 'sft_r'; known: sft, "),
+    ("name: x\nbranch:\n  methods: [sft_r]\n", "did you mean 'sft_rl'?"),
+    ("name: x\neval:\n  splits: [tset]\n", "study eval.splits: unknown split 'tset'"),
+    ("name: x\narms:\n  a:\n    eval: {splits: [test, hrad]}\n", "study arms.a.eval.splits: unknown split 'hrad'"),
     ("name: x\neval:\n  n: 4\n  ks: [8]\n", "eval.ks=[8] must lie in [1, eval.n=4]"),
     ("name: x\neval:\n  max_problems: 0\n", "eval.max_problems=0 must be >= 1"),
     ("name: x\nconfig:\n  model.n_layr: 2\n", "unknown config key 'model.n_layr'"),
@@ -177,6 +181,14 @@ def test_bad_study_specs_name_the_problem(tmp_path, text, needle):
     f.write_text(text)
     with pytest.raises(ConfigError, match=needle.replace("[", r"\[").replace("]", r"\]")):
         study.load_study(f)
+
+
+def test_method_aliases_name_the_same_recipe(tmp_path):
+    """`grpo` is the paper's word for the RL recipe: a spec (and `rlearly branch --method`) may use it."""
+    f = tmp_path / "s.yaml"
+    f.write_text("name: x\nbranch:\n  methods: [grpo, sft]\n  method_overrides: {grpo: {rl.steps: 2}}\n")
+    plan = study.load_study(f).branch
+    assert plan.methods == ["rl", "sft"] and plan.method_overrides == {"rl": {"rl.steps": 2}}
 
 
 def test_paper_1b_spec_loads_and_plans_the_papers_shape(tmp_path):
@@ -236,6 +248,8 @@ def test_killed_run_restarts_without_redoing_finished_nodes(tiny_study, tmp_path
     before = {n.key: _node_bytes(n) for n in finished}
     out = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
+    assert re.search(r"^done eval .* \(\d+ s; \d+/\d+ nodes done in \d+[hm]", out.stdout, re.M), out.stdout[-2000:]
+    assert f"next: rlearly study report {TINY} --root {root}" in out.stdout.splitlines()[-1]
     assert all(n.done for n in study.plan(spec, root))
     assert {n.key: _node_bytes(n) for n in finished} == before  # finished nodes were not rerun or touched
     assert [p for p in root.rglob(".*") if p.is_dir()] == []  # no temp checkpoint left by the cut save
@@ -245,8 +259,9 @@ def test_killed_run_restarts_without_redoing_finished_nodes(tiny_study, tmp_path
 def test_parallel_jobs_give_the_same_tables(tiny_study, tmp_path):
     spec, done_root = tiny_study
     logs = []
-    study.run(spec, tmp_path / "tiny", log=logs.append, jobs=2)
+    study.run(spec, tmp_path / "tiny", log=logs.append, jobs=2, threads=1)
     assert "2 at a time" in logs[0] and any(l.startswith("done pretrain") for l in logs)
+    assert re.search(r"\d+/\d+ nodes done in .*, about .* left at the pace so far", "\n".join(logs))
     pd.testing.assert_frame_equal(_tables(tmp_path / "tiny"), _tables(done_root))
     timings = pd.read_csv(tmp_path / "tiny" / "tables" / "timings.csv")
     assert len(timings) == len(study.plan(spec, tmp_path / "tiny")) and (timings["seconds"] >= 0).all()

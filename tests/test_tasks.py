@@ -6,6 +6,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from rlearly import hub
 from rlearly import tasks as T
 from rlearly.config import WorldConfig
 from rlearly.data import math_world as mw
@@ -164,6 +165,7 @@ def test_gsm8k_hub_path_goes_through_load_dataset(monkeypatch):
         return GSM_ROWS[:2]
 
     monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    monkeypatch.setattr(hub, "unreachable", lambda timeout=0: "")  # as if the hub answered
     probs = T.get_task("gsm8k").problems("train")
     assert calls == [("openai/gsm8k", "main", "train")] and [p.answer for p in probs] == ["1236", "3"]
 
@@ -173,6 +175,23 @@ def test_gsm8k_hub_path_goes_through_load_dataset(monkeypatch):
     monkeypatch.setattr(datasets, "load_dataset", offline)
     with pytest.raises(DataError, match=r"could not load 'openai/gsm8k' split 'test'.*no network\); pass a local"):
         T.get_task("gsm8k").problems("test")
+
+
+def test_a_hub_id_fails_at_once_when_the_hub_cannot_be_reached(monkeypatch):
+    """No retries: an endpoint that does not resolve (or does not answer) fails in under 2 s, naming the id
+    and the way out; HF_HUB_OFFLINE=1 skips the check so `datasets` can read its cache."""
+    import time
+
+    monkeypatch.setenv("HF_ENDPOINT", "https://hub.invalid")
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+    t = time.perf_counter()
+    with pytest.raises(DataError, match=r"dataset 'openai/gsm8k' is a hub id, and the hub cannot be reached "
+                                        r"\(hub.invalid: .*\); pass a local .jsonl/.parquet file, or set HF_HUB_OFFLINE=1"):
+        T.get_task("gsm8k").problems("test")
+    assert time.perf_counter() - t < 2.0
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert hub.offline()
 
 
 # ---------------------------------------------------------------- math
@@ -252,3 +271,20 @@ def test_repeated_ids_are_an_error(tmp_path):
     rows = [{**MATH_ROWS[0], "id": "x"}, {**MATH_ROWS[1], "id": "x"}]
     with pytest.raises(DataError, match="row 2: field 'id' repeats 'x'"):
         T.MathTask(files={"test": str(write_jsonl(tmp_path / "m.jsonl", rows))}).problems("test")
+
+
+def test_cli_eval_of_a_hub_task_offline_is_one_line_in_under_two_seconds(tmp_path):
+    """`rlearly eval CKPT --task gsm8k` with no file and no hub: one error line, exit 2, before torch loads."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    env = {**os.environ, "HF_ENDPOINT": "https://hub.invalid"}
+    env.pop("HF_HUB_OFFLINE", None)
+    t = time.perf_counter()
+    r = subprocess.run([sys.executable, "-m", "rlearly.cli", "eval", str(tmp_path), "--task", "gsm8k", "--split",
+                        "test"], capture_output=True, text=True, env=env)
+    assert time.perf_counter() - t < 2.0
+    assert r.returncode == 2 and r.stderr.count("\n") == 1
+    assert r.stderr.startswith("rlearly: error: dataset 'openai/gsm8k' is a hub id, and the hub cannot be reached")

@@ -121,6 +121,8 @@ def _read_texts(src: Source) -> list:
     """The text column of a local file or hub dataset, through `datasets`."""
     import datasets
 
+    from rlearly import hub
+
     path = Path(src.path)
     text_field = src.text_field
     try:
@@ -131,6 +133,7 @@ def _read_texts(src: Source) -> list:
             ds = datasets.load_dataset(kind, data_files=str(path), split=src.split)
             text_field = "text" if kind == "text" else text_field
         else:
+            hub.require(f"corpus {src.path!r}")
             ds = datasets.load_dataset(src.path, src.name, data_dir=src.data_dir, split=src.split,
                                        streaming=src.max_docs > 0)
     except DataError:

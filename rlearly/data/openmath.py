@@ -128,6 +128,9 @@ class OpenMathTask(MathTask):
 def _stream_hub(hub_id: str, split: str, subset: str) -> list[dict]:
     import datasets
 
+    from rlearly import hub
+    hub.require(f"dataset {hub_id!r}")
+
     try:
         ds = datasets.load_dataset(hub_id, split=split, streaming=True)
         return [dict(r) for r in ds if subset == "all" or r.get("problem_source") in GSM_SOURCES]

@@ -31,12 +31,12 @@ from rlearly.sampling import generate
 from rlearly.tasks import Task, get_task
 from rlearly.train.common import (claim_run_dir, progress, read_metrics, resume_latest, set_lr, set_threads,
                                   write_atomic)
+from rlearly.train import METHODS, method_name
 from rlearly.train.dist import data_parallel
 from rlearly.train.mix import CombinedRecipe, InterleavedRecipe, ParallelRecipe
 from rlearly.train.rl import RLRecipe, stable_seed
 from rlearly.train.sft import SFTRecipe
 
-METHODS = ("sft", "sft_gold", "rl", "sft_rl", "sft_gold_rl", "parallel", "combined", "interleaved")
 SFT_THEN_RL = {"sft_rl": "sft", "sft_gold_rl": "sft_gold"}  # RL from the final checkpoint of this SFT branch
 
 
@@ -75,8 +75,7 @@ def run(cfg: Config, parent: str | Path, out_dir: str | Path, method: str, *, sh
     """Train branch `method` from checkpoint `parent` into `out_dir` (resuming if interrupted).
     For `sft_rl` and `sft_gold_rl`, `sft_dir` names the SFT branch to start from (run there if unfinished;
     default <out>/sft) and `sft_cfg` its config (default `cfg`: a study may give the RL stage settings of its own)."""
-    if method not in METHODS:
-        raise ConfigError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
+    method = method_name(method)
     if cfg.rl.backend == "vllm" and method not in ("sft", "sft_gold"):  # the [gpu] error before any directory
         from rlearly.vllm_backend import import_vllm
         import_vllm()
