@@ -35,7 +35,7 @@ report: $(STAMP)
 	$(BIN)/rlearly study run $(STUDY) --jobs $(JOBS)
 	$(BIN)/rlearly study report $(STUDY)
 
-# Benchmarks against their baselines on the same model (DESIGN §8): sampling, GRPO and SFT steps vs TRL,
+# Benchmarks against their baselines on the same model (docs/DESIGN.md §8): sampling, GRPO and SFT steps vs TRL,
 # pretraining vs a plain loop with MFU, the study's stage breakdown -> benchmarks/results/*.json.
 # BENCH_FLAGS=--quick for a smoke run; take real numbers on a quiet machine
 bench: $(STAMP)

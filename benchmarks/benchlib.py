@@ -1,6 +1,6 @@
 """Helpers shared by the benchmarks: command-line flags, the model under test, timing, the machine
 description and the JSON results file. Every benchmark runs rlearly and its baseline in one process on
-the same weights and inputs, and reports medians and ratios (DESIGN §8).
+the same weights and inputs, and reports medians and ratios (docs/DESIGN.md §8).
 """
 from __future__ import annotations
 
@@ -136,7 +136,7 @@ def stats(times: list[float]) -> dict:
 
 def matmul_peak(threads: int, n: int = 2048, repeats: int = 5) -> dict:
     """fp32 GFLOP/s of an n x n x n matmul (2 n^3 flops) at the current torch threads: the machine's
-    practical peak, which model-FLOPs utilisation is measured against (DESIGN §10: ≈118 on 2 threads)."""
+    practical peak, which model-FLOPs utilisation is measured against (docs/DESIGN.md §10: ≈118 on 2 threads)."""
     a, b = torch.randn(n, n), torch.randn(n, n)
     times = timed(lambda: torch.mm(a, b), repeats, warmup=2)
     return dict(n=n, threads=threads, gflops=2 * n**3 / statistics.median(times) / 1e9,

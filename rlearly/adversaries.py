@@ -1,5 +1,5 @@
 """Scripted adversaries: completions written without solving anything, scored by the synthetic task's own
-reward, and their exact pass@k, the floor under every score a study reports (DESIGN §4, "Guessing must
+reward, and their exact pass@k, the floor under every score a study reports (docs/DESIGN.md §4, "Guessing must
 not pay").
 
 Each adversary is a random completion writer with a known distribution, registered by name:

@@ -25,7 +25,7 @@ from rlearly.errors import DataError, RlearlyError
 
 TABLES = ("passk", "general", "branch_metrics", "pretrain_metrics")
 SFT_FAMILY = ("sft", "sft_gold", "sft_rl", "sft_gold_rl")
-CAPABILITY_TOL = 0.01  # PAPER §8 claim 6: "|Δ| ≲ 1 pp or relative equivalent"
+CAPABILITY_TOL = 0.01  # docs/PAPER.md §8 claim 6: "|Δ| ≲ 1 pp or relative equivalent"
 UNIT = ["pretrain_seed", "seed"]  # one unit of trained weights (module docstring)
 
 
@@ -215,7 +215,7 @@ def compare_methods(study_root, passk: pd.DataFrame, method: str, against: str =
 
 
 def covers(n_a: int, n_b: int, runs: int = 1) -> str:
-    """What a contrast's interval resamples, in words (DESIGN §5: intervals say what they resample): `n_a`
+    """What a contrast's interval resamples, in words (docs/DESIGN.md §5: intervals say what they resample): `n_a`
     and `n_b` units a side, from `runs` pretraining runs."""
     if max(n_a, n_b) <= 1:
         return "problems (one seed)"
@@ -408,7 +408,7 @@ def sweep_ks(passk: pd.DataFrame, split: str = "test") -> list[int]:
 
 def readiness_points(study_root, tables: dict, split: str = "test") -> pd.DataFrame:
     """One row per (checkpoint, RL seed): the base's pass@1 and pass@k_max on the RL training prompts
-    (split "train") beside the RL branch's Δpass@1 on `split` (PAPER §4 diagnostic)."""
+    (split "train") beside the RL branch's Δpass@1 on `split` (docs/PAPER.md §4 diagnostic)."""
     passk = tables["passk"]
     train = passk[(passk["split"] == "train") & (passk["method"] == "base")]
     if train.empty:

@@ -1,4 +1,4 @@
-"""The paper's claims (PAPER §8) beside what a study measured: each claim is one registered unit that declares
+"""The paper's claims (docs/PAPER.md §8) beside what a study measured: each claim is one registered unit that declares
 what it needs (methods, arm roles, splits) and the rule of each of its parts (statistic, null, tolerance,
 interval method), and computes every part's verdict from the study's tables and sample store, never from
 wording.
@@ -52,7 +52,7 @@ class Part:
 
 @dataclass
 class Claim:
-    """One claim of PAPER §8 beside this study's statistics; `stats` go to results.json (null = not measured)."""
+    """One claim of docs/PAPER.md §8 beside this study's statistics; `stats` go to results.json (null = not measured)."""
     id: int
     claim: str
     paper: str
@@ -75,7 +75,7 @@ class Claim:
 class ClaimUnit:
     id: int
     claim: str
-    paper: str  # the paper's corresponding numbers (PAPER.md §1, §5, §6, §8; GSM8K unless said)
+    paper: str  # the paper's corresponding numbers (docs/PAPER.md §1, §5, §6, §8; GSM8K unless said)
     rules: tuple[Rule, ...]
     measure: Callable  # (study, {part name: Part}) -> stats dict; sets the parts' verdicts
     methods: tuple[str, ...] = ()  # main-arm methods it reads (base included)
@@ -220,7 +220,7 @@ class Study:
         return float(r["pass_at_k"].max()) if len(r) else None
 
 
-# ---------------------------------------------------------------- the claims (PAPER §8)
+# ---------------------------------------------------------------- the claims (docs/PAPER.md §8)
 
 _NULL_FLAT = f"|Δ| > {FLAT_TOL}"
 _PAIRED = "paired bootstrap over problems; with several seeds, two-stage (seeds, then problems)"
@@ -649,7 +649,7 @@ def claims(study_root, tables: dict | None = None, split: str = "test") -> list[
 
 
 def claims_frame(cls: list[Claim]) -> pd.DataFrame:
-    return pd.DataFrame([{"#": c.id, "claim (PAPER §8)": c.claim, "parts": c.test, "paper": c.paper,
+    return pd.DataFrame([{"#": c.id, "claim (docs/PAPER.md §8)": c.claim, "parts": c.test, "paper": c.paper,
                           "this study": c.measured, "guessing floor": c.floor, "verdict": c.verdict, "why": c.why}
                          for c in cls]).set_index("#")
 

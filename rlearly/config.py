@@ -73,7 +73,7 @@ class ModelConfig:
 
 @dataclass
 class WorldConfig:
-    """The embedded synthetic world (DESIGN §4): GSM-like math problems and a general knowledge world."""
+    """The embedded synthetic world (docs/DESIGN.md §4): GSM-like math problems and a general knowledge world."""
 
     seed: int = 1234  # fixes entities, facts and the train/test/hard splits
     math_fraction: float = 0.3  # share of pretraining documents that are math problems with solutions
@@ -350,7 +350,7 @@ def _check_late_options() -> None:
 
 
 # Size presets: a dial that sets the rest. `tiny` runs in seconds for tests; `small` is the default
-# study's model (≈1M parameters, DESIGN §10); `medium`/`large` are the wider/deeper models of the
+# study's model (≈1M parameters, docs/DESIGN.md §10); `medium`/`large` are the wider/deeper models of the
 # data-composition-vs-scale experiment.
 PRESETS: dict[str, dict[str, Any]] = {
     "tiny": {

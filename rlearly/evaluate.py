@@ -1,4 +1,4 @@
-"""Evaluation (DESIGN §5 "Evaluation protocol"): stored samples, pass@k, branch diagnostics, general capability.
+"""Evaluation (docs/DESIGN.md §5 "Evaluation protocol"): stored samples, pass@k, branch diagnostics, general capability.
 
 Owns:
   heldout_nll, greedy_accuracy       the quick numbers pretraining logs at every checkpoint
@@ -123,7 +123,7 @@ def task_prompt(task: Task, problem: TaskProblem, prompt_mode: str, shots: int =
 
 
 def resolve_prompt_mode(prompt_mode: str, meta: dict) -> str:
-    """"auto": few-shot for a base (pretraining) checkpoint, zero-shot for a trained branch (DESIGN §5)."""
+    """"auto": few-shot for a base (pretraining) checkpoint, zero-shot for a trained branch (docs/DESIGN.md §5)."""
     if prompt_mode == "auto":
         return "few-shot" if meta.get("method") == "pretrain" else "zero-shot"
     if prompt_mode not in PROMPT_MODES:

@@ -1,4 +1,4 @@
-"""Optional engines (DESIGN §7): imported on first use, or one clear error naming the extra to install.
+"""Optional engines (docs/DESIGN.md §7): imported on first use, or one clear error naming the extra to install.
 
 Owns `require(module, extra, what)`: every optional engine (vllm, nanotron, lm-eval, reasoning-gym) is
 imported through it, so a missing one is a single RlearlyError line such as
@@ -6,7 +6,7 @@ imported through it, so a missing one is a single RlearlyError line such as
     the vllm backend needs the [gpu] extra: pip install 'rlearly[gpu]' (CUDA only)
 
 which the CLI prints as `rlearly: error: ...` with exit status 2, never an import traceback. A package
-that is installed but fails while importing (nanotron 0.4 from PyPI: a circular import, DESIGN §10) is
+that is installed but fails while importing (nanotron 0.4 from PyPI: a circular import, docs/DESIGN.md §10) is
 the same kind of error, naming the package and its first error line.
 """
 from __future__ import annotations

@@ -1,6 +1,6 @@
-"""General capabilities on real benchmarks through lm-evaluation-harness (DESIGN §7, extra `[eval]`).
+"""General capabilities on real benchmarks through lm-evaluation-harness (docs/DESIGN.md §7, extra `[eval]`).
 
-Owns the paper's protocol (PAPER §4 "General capabilities") on an exported checkpoint (any rlearly
+Owns the paper's protocol (docs/PAPER.md §4 "General capabilities") on an exported checkpoint (any rlearly
 checkpoint is a Hugging Face Llama directory): lm-eval's Python API, `lm_eval.simple_evaluate`, with the
 "hf" model, zero-shot, at most 1,000 examples per task, float32 weights, BOS prepended (every rlearly
 document starts with it), on the six benchmarks and the metric the paper reads from each:

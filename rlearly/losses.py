@@ -3,7 +3,7 @@
 Owns: token log-probs and entropy from logits, masked NLL, GRPO group advantages, the clipped (and
 dual-clipped) policy loss, KL estimators, and the loss aggregation modes. Nothing here touches a model,
 an optimizer or a config object. Shapes: B sequences, T response positions, V vocabulary; `mask` (B, T) is 1
-for response tokens that count. The GRPO settings follow VeRL as the paper ran it (PAPER.md §3.1).
+for response tokens that count. The GRPO settings follow VeRL as the paper ran it (docs/PAPER.md §3.1).
 """
 from __future__ import annotations
 
@@ -71,7 +71,7 @@ def _masked_mean(x: Tensor, mask: Tensor) -> float:
 
 def masked_nll(logprobs: Tensor, mask: Tensor, agg: str = "token-mean", max_len: int | None = None):
     """SFT loss: next-token NLL on response tokens only, −aggregate(logprobs), token-mean by default
-    (the paper's pure-SFT scripts; PAPER.md §3.2). logprobs (B, T) from `token_logprobs`."""
+    (the paper's pure-SFT scripts; docs/PAPER.md §3.2). logprobs (B, T) from `token_logprobs`."""
     loss = aggregate(-logprobs, mask, agg, max_len)
     n_tok = float(mask.to(torch.float32).sum())
     return loss, {"nll": float(loss.detach()), "n_tokens": n_tok}
@@ -106,7 +106,7 @@ def group_advantages(rewards: Tensor, group_size: int, normalize_std: bool = Tru
 def policy_loss(logprobs: Tensor, old_logprobs: Tensor, advantages: Tensor, mask: Tensor,
                 clip_low: float = 0.2, clip_high: float = 0.2, dual_clip: float | None = None,
                 agg: str = "token-mean", max_len: int | None = None):
-    """PPO/GRPO clipped surrogate, VeRL `vanilla` policy loss. The paper's setting (PAPER.md §3.1) is
+    """PPO/GRPO clipped surrogate, VeRL `vanilla` policy loss. The paper's setting (docs/PAPER.md §3.1) is
     clip_low = clip_high = 0.2, dual_clip=3.0 (pass it: the default here is off), agg="token-mean".
 
     ρ_t = exp(logp − old_logp) (log-ratio clamped to ±20 like VeRL, so exp cannot overflow);
@@ -167,7 +167,7 @@ def grpo_loss(logprobs: Tensor, old_logprobs: Tensor, advantages: Tensor, mask: 
               ref_logprobs: Tensor | None = None, kl_coef: float = 0.0, *, clip_low: float = 0.2,
               clip_high: float = 0.2, dual_clip: float | None = None, kl_estimator: str = "k3",
               agg: str = "token-mean", max_len: int | None = None):
-    """The paper's GRPO actor loss (PAPER.md §3.1): policy_loss + kl_coef·kl_penalty, both aggregated
+    """The paper's GRPO actor loss (docs/PAPER.md §3.1): policy_loss + kl_coef·kl_penalty, both aggregated
     with the same `agg` (VeRL's `use_kl_loss`, no KL in the reward). The KL term is computed (and
     logged) whenever ref_logprobs is given.
     stats: pg_loss, pg_* (policy_loss's stats), kl (before kl_coef) when ref_logprobs is given, loss."""

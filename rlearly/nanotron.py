@@ -1,7 +1,7 @@
-"""nanotron interop (DESIGN §7, extra `[scale]`): pretrain on a cluster with nanotron, branch with rlearly.
+"""nanotron interop (docs/DESIGN.md §7, extra `[scale]`): pretrain on a cluster with nanotron, branch with rlearly.
 
 Owns two translations, neither of which imports nanotron (its PyPI 0.4 cannot import and needs CUDA and
-flash-attn, DESIGN §10); the formats are those of nanotron's GitHub main (the v0.5 layout):
+flash-attn, docs/DESIGN.md §10); the formats are those of nanotron's GitHub main (the v0.5 layout):
 
 1. `export_config` writes nanotron's training YAML from our Config (src/nanotron/config/config.py, which
    nanotron loads strictly: every key written here is one of its dataclass fields):

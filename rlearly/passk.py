@@ -1,4 +1,4 @@
-"""pass@k and the expansion/sharpening diagnostics (DESIGN §5 "Evaluation protocol", PAPER §4).
+"""pass@k and the expansion/sharpening diagnostics (docs/DESIGN.md §5 "Evaluation protocol", docs/PAPER.md §4).
 
 Owns: the unbiased pass@k estimator of Chen et al. (2021), pass@k curves, bootstrap confidence intervals
 over problems (one model, and paired for two models on the same problems), and the diagnostics that
@@ -339,7 +339,7 @@ def distinct_correct(correct_sets: Sequence[Iterable[str]], normalize: bool = Tr
 def verdict(d1: Delta, dk: Delta) -> str:
     """Expansion or sharpening from Δpass@1 (d1) and Δpass@k_max (dk), decided by their CIs.
 
-    "up"/"down" mean the paired CI lies entirely above/below 0 (PAPER §4 "Sharpening vs expansion"):
+    "up"/"down" mean the paired CI lies entirely above/below 0 (docs/PAPER.md §4 "Sharpening vs expansion"):
       expansion             d1 up and dk up (new correct paths: coverage grows with pass@1), or
                             d1 unchanged and dk up (coverage grows alone)
       sharpening            d1 up and dk not up (pass@k at large k "stagnates or falls")
@@ -372,7 +372,7 @@ def compare(c_start, c_branch, n_start: int, n_branch: int, correct_sets_start=N
 
 
 def readiness(c_train_base, n: int, ks: Iterable[int] | None = None) -> dict[int, float]:
-    """The base checkpoint's mean pass@k on the RL *training* prompts (PAPER §4 diagnostic, §8 claim 2).
+    """The base checkpoint's mean pass@k on the RL *training* prompts (docs/PAPER.md §4 diagnostic, §8 claim 2).
 
     Just the curve; plot the RL gain against it to see whether base solve-rate predicts RL working.
     """

@@ -1,4 +1,4 @@
-"""Figures for the notebooks and the report (DESIGN §5 `plots.py`, PAPER §1 figures 1–6).
+"""Figures for the notebooks and the report (docs/DESIGN.md §5 `plots.py`, docs/PAPER.md §1 figures 1–6).
 
 Owns: every figure a notebook shows, drawn from the study runner's tidy tables (`passk`, `general`,
 `pretrain_metrics`, `branch_metrics`, small coverage / readiness / solve-rate tables), and the one colour
@@ -27,7 +27,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib import ticker
 
-# one colour per method, seaborn "colorblind" hues; base is neutral grey (PAPER §1 figures: base vs recipes)
+# one colour per method, seaborn "colorblind" hues; base is neutral grey (docs/PAPER.md §1 figures: base vs recipes)
 METHOD_COLORS = {"base": "#555555", "rl": "#0173b2", "sft": "#de8f05", "sft_gold": "#ca9161", "sft_rl": "#029e73",
                  "sft_gold_rl": "#006d4f", "parallel": "#cc78bc", "combined": "#56b4e9", "interleaved": "#d55e00"}
 METHOD_LABELS = {"base": "base M_t", "rl": "RL", "sft": "SFT", "sft_gold": "SFT-Gold", "sft_rl": "SFT→RL",
@@ -223,7 +223,7 @@ def passk_curves(passk: pd.DataFrame, parent_tokens=None, split: str = "test", f
 @_styled
 def checkpoint_sweep(passk: pd.DataFrame, ks=(1, 8, 32), split: str = "test", floor: pd.DataFrame | None = None):
     """pass@k vs the start checkpoint's pretraining tokens (log x): one panel per k, one line per method
-    with CI error bars — "when does RL start working" (PAPER §1a, headline finding 1). `floor`: the best
+    with CI error bars — "when does RL start working" (docs/PAPER.md §1a, headline finding 1). `floor`: the best
     adversary's pass@k, dashed."""
     df = _passk_table(passk, split)
     fl = _floor_by_k(floor, split)
@@ -251,7 +251,7 @@ def checkpoint_sweep(passk: pd.DataFrame, ks=(1, 8, 32), split: str = "test", fl
 @_styled
 def delta_vs_base(passk: pd.DataFrame, k_small: int = 1, k_large: int | None = None, split: str = "test"):
     """Δpass@k_small and Δpass@k_large (default: the largest k every method has) of each method against
-    base at the same parent_tokens. Expansion: both up; sharpening: k_small up, k_large down (PAPER §4)."""
+    base at the same parent_tokens. Expansion: both up; sharpening: k_small up, k_large down (docs/PAPER.md §4)."""
     df = _passk_table(passk, split)
     if k_large is None:  # the largest k that every (method, parent_tokens) has
         k_large = max(set.intersection(*df.groupby(["method", "parent_tokens"])["k"].apply(set)), default=None)
@@ -373,7 +373,7 @@ def pretraining_curves(pretrain_metrics: pd.DataFrame, logx: bool = False):
 @_styled
 def readiness_scatter(points: pd.DataFrame, x: str = "base_train_passk", y: str = "rl_delta_pass1"):
     """x = base pass@k on the RL training prompts, y = RL Δpass@1 on test; one point per parent_tokens
-    (mean over seeds, vertical bar = seed min..max), labelled with its tokens; y = 0 line (PAPER §4)."""
+    (mean over seeds, vertical bar = seed min..max), labelled with its tokens; y = 0 line (docs/PAPER.md §4)."""
     _require(points, "readiness points", ["parent_tokens", x, y])
     agg = points.groupby("parent_tokens", as_index=False).agg(x=(x, "mean"), y=(y, "mean"), lo=(y, "min"),
                                                               hi=(y, "max"))
@@ -428,7 +428,7 @@ def _arm_label(arm: str) -> str:
 @_styled
 def arm_gain_bars(gains: pd.DataFrame):
     """RL − base per arm (bars, paired CI as error bars), one panel per (split, k): data composition vs
-    model scale (PAPER §5). `gains`: analysis.arm_gains."""
+    model scale (docs/PAPER.md §5). `gains`: analysis.arm_gains."""
     _require(gains, "arm gains", ["arm", "split", "k", "gain", "low", "high"])
     panels = sorted({(s, k) for s, k in zip(gains["split"], gains["k"])}, key=lambda sk: (sk[0] != "test", sk))
     fig, axes = _panels(len(panels), sharey=False)
@@ -448,7 +448,7 @@ def arm_gain_bars(gains: pd.DataFrame):
 @_styled
 def budget_curves(curves: pd.DataFrame, y: str = "val_pass@1"):
     """`y` along RL training for several rollouts-per-prompt settings, against prompts seen (left) and
-    generated tokens (right, the compute that sampling costs): PAPER §6, the rollout-budget study.
+    generated tokens (right, the compute that sampling costs): docs/PAPER.md §6, the rollout-budget study.
     Several seeds of a setting: x and y are averaged per step."""
     _require(curves, "budget curves", ["group_size", "prompts_seen", "gen_tokens", y])
     df = curves.dropna(subset=[y])

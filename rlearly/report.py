@@ -1,5 +1,5 @@
 """Reports: execute every notebook of `notebooks/` with papermill into `papermill_runs/<study>/`, render each
-to self-contained HTML in `reports/<study>/`, and write `reports/index.html` (DESIGN §3, §6).
+to self-contained HTML in `reports/<study>/`, and write `reports/index.html` (docs/DESIGN.md §3, §6).
 """
 from __future__ import annotations
 
@@ -212,7 +212,7 @@ def _templates(names=None) -> dict[str, Path]:
 # ---------------------------------------------------------------- HTML
 
 _HTML_TEMPLATE = """{%- extends 'index.html.j2' -%}
-{#- offline: no require.js, MathJax or mermaid from a CDN (DESIGN §10) -#}
+{#- offline: no require.js, MathJax or mermaid from a CDN (docs/DESIGN.md §10) -#}
 {%- block html_head_js_requirejs -%}{%- endblock html_head_js_requirejs -%}
 {%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
 {%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}

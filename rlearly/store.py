@@ -1,4 +1,4 @@
-"""The sample store: every evaluation sample kept once, in parquet, and reused (DESIGN §5).
+"""The sample store: every evaluation sample kept once, in parquet, and reused (docs/DESIGN.md §5).
 
 Owns: the on-disk layout, the row schema, deduplication by key, the "what is still to sample" query,
 per-problem correct counts for pass@k, and compaction of small part files.

@@ -1,4 +1,4 @@
-"""Task registry: prompts, few-shot formatting, answer extraction and the verifiable reward (DESIGN §5).
+"""Task registry: prompts, few-shot formatting, answer extraction and the verifiable reward (docs/DESIGN.md §5).
 
 Owns: `TaskProblem` (one problem of any task), the `Task` base class, the registry (`get_task`), the
 one-demo / all-demo views of a task's demonstrations (`demonstrations`), and three tasks:

@@ -2,7 +2,7 @@
 
 Saved as `tokenizer.json` + `tokenizer_config.json` + `special_tokens_map.json` inside every checkpoint,
 so `transformers.AutoTokenizer.from_pretrained(ckpt)` loads it. Encoding prepends BOS (every document
-and every prompt starts with it, DESIGN §4); decoding drops special tokens.
+and every prompt starts with it, docs/DESIGN.md §4); decoding drops special tokens.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Optional engines (rlearly.extras, DESIGN §7): without its extra, each of vllm, nanotron, lm-eval and
+"""Optional engines (rlearly.extras, docs/DESIGN.md §7): without its extra, each of vllm, nanotron, lm-eval and
 reasoning-gym is one `rlearly: error:` line naming the extra to install, exit status 2, no traceback.
 Absence is simulated by a None entry in sys.modules (then `import x` raises ModuleNotFoundError)."""
 import sys

@@ -13,7 +13,7 @@ from rlearly import lmeval as L
 from rlearly.checkpoint import save_checkpoint
 from rlearly.errors import ConfigError
 
-# the paper's 44B base model, per benchmark (PAPER §1e), as lm-eval would report them
+# the paper's 44B base model, per benchmark (docs/PAPER.md §1e), as lm-eval would report them
 PAPER_BASE = {"lambada_openai": ("acc", 0.394), "hellaswag": ("acc_norm", 0.469), "arc_easy": ("acc_norm", 0.635),
               "arc_challenge": ("acc_norm", 0.322), "piqa": ("acc_norm", 0.685), "openbookqa": ("acc_norm", 0.330)}
 

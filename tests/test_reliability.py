@@ -1,4 +1,4 @@
-"""Reliability (DESIGN §9): a run killed with SIGKILL at random points resumes to bit-identical weights; bad
+"""Reliability (docs/DESIGN.md §9): a run killed with SIGKILL at random points resumes to bit-identical weights; bad
 input through the `rlearly` command is one error line, a non-zero exit and no change to earlier results; a full
 disk mid-save names the path and keeps the finished checkpoint; nothing is ever unpickled; notebook parameters are
 type-checked.

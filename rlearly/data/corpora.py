@@ -1,4 +1,4 @@
-"""Real pretraining text (DESIGN §7): one source, or a weighted mixture of sources, read through `datasets`.
+"""Real pretraining text (docs/DESIGN.md §7): one source, or a weighted mixture of sources, read through `datasets`.
 
 Owns what `data.corpus` may name besides "synthetic":
   a local file       .jsonl/.json/.parquet/.txt/.csv (works offline), the text in column `data.text_field`;

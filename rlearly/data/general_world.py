@@ -1,11 +1,11 @@
-"""The general-knowledge world (DESIGN §4): people with consistent facts, told in many templates.
+"""The general-knowledge world (docs/DESIGN.md §4): people with consistent facts, told in many templates.
 
 Owns: the people (name, gender, job, city, pet, favourite colour), fixed by world.seed; pretraining
 documents (biographies, day-of-week stories, counting stories); held-out documents for the
 general-capability NLL; and multiple-choice cloze probes scored by log-likelihood.
 
 Facts never change between documents (the same person always has the same job), so a model can learn
-them; DESIGN §10 found that random attributes per document are irreducible entropy and show nothing.
+them; docs/DESIGN.md §10 found that random attributes per document are irreducible entropy and show nothing.
 Probe kinds: "fact" (recall of a learned attribute), "pronoun" (she/he agreement with a name's gender),
 "sequence" (next day of the week, next number word) — the last two are not fact recall.
 

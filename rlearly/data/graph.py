@@ -1,4 +1,4 @@
-"""A math problem's computation graph, and the check that a written solution follows it (DESIGN §4).
+"""A math problem's computation graph, and the check that a written solution follows it (docs/DESIGN.md §4).
 
 Owns: `Step` (one operation of the graph: an event of a person, or a combine of people's counts), the steps
 of a problem and every order of them that respects their dependencies, the parser of a solution's

@@ -1,7 +1,7 @@
 """reasoning-gym's generators (optional `[data]` extra): real GSM8K-derived word problems, offline.
 
 Owns the rows rlearly takes from the `reasoning-gym` package and the `gsm_symbolic` task. Its GSM-symbolic
-generator turns GSM8K problems into templates and draws new numbers (2,000 problems in 0.1 s, DESIGN §10);
+generator turns GSM8K problems into templates and draws new numbers (2,000 problems in 0.1 s, docs/DESIGN.md §10);
 each comes with a worked solution ending in GSM8K's "#### N" line, so a row here is a GSM8K row
 {"id", "question", "answer"} and the task is rlearly.tasks.GSM8KTask's parsing and reward on generated
 splits instead of files:
@@ -11,7 +11,7 @@ splits instead of files:
 The package's instruction suffix " Give the result as your final answer. Do not include units." is
 dropped from questions, so prompts look like GSM8K's. As a pretraining source (`data.corpus:
 reasoning-gym:gsm_symbolic`, rlearly.data.corpora) a document is the question, a newline and the worked
-solution, as GSM8K's train set appears in the paper's pretraining mix (PAPER §2).
+solution, as GSM8K's train set appears in the paper's pretraining mix (docs/PAPER.md §2).
 """
 from __future__ import annotations
 

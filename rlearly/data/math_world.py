@@ -1,4 +1,4 @@
-"""GSM-like arithmetic word problems with verifiable answers and many valid solutions (DESIGN §4).
+"""GSM-like arithmetic word problems with verifiable answers and many valid solutions (docs/DESIGN.md §4).
 
 Owns: the problem generator (a small computation graph over named quantities told as a story), the
 train/dev/test/hard splits (disjoint by canonical computation), the graded solutions (all distinct demos of a

@@ -1,4 +1,4 @@
-"""OpenMathInstruct-2 with the paper's splits (PAPER §2 "Post-training data"), as the `openmath` task.
+"""OpenMathInstruct-2 with the paper's splits (docs/PAPER.md §2 "Post-training data"), as the `openmath` task.
 
 Owns turning raw OpenMathInstruct-2 rows {"problem", "generated_solution", "expected_answer",
 "problem_source"} (a local .jsonl/.json/.parquet file, or the hub's nvidia/OpenMathInstruct-2 streamed)

@@ -1,4 +1,4 @@
-"""The synthetic world (DESIGN §4): ties the math world and the general world into one pretraining source.
+"""The synthetic world (docs/DESIGN.md §4): ties the math world and the general world into one pretraining source.
 
 Owns: the pretraining mixture dials of the world (math_fraction, hard_fraction; format_fraction lives in
 the math world) and the corpus the tokenizer is trained on.

@@ -1,4 +1,4 @@
-"""Data-parallel training over torch.distributed, launched by torchrun (DESIGN §7): gloo for CPU tensors,
+"""Data-parallel training over torch.distributed, launched by torchrun (docs/DESIGN.md §7): gloo for CPU tensors,
 NCCL for CUDA ones.
 
     torchrun --nproc_per_node 2 -m rlearly.cli pretrain --preset tiny
