@@ -77,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-problems", type=int, help="only the first N problems of the split")
     p.add_argument("--backend", default="torch", help="torch or vllm")
     p.add_argument("--out", help="folder for eval-<split>.json (default <checkpoint>/../eval/<checkpoint name>)")
+    p.add_argument("--show", type=int, default=0, metavar="N",
+                   help="also print N problems with the first sample of each, marked right or wrong (default 0)")
     p.add_argument("--threads", type=int, default=0,
                    help="torch threads (0: torch's default); 1 is far faster on a machine shared with training")
     p.add_argument("--no-progress", action="store_true")
@@ -310,6 +312,8 @@ def _eval(args) -> None:
         print(f"{r['k']:>5}  {r['pass_at_k']:>7.4f}  [{r['ci_low']:.4f}, {r['ci_high']:.4f}]")
     print(f"mean length {res['mean_tokens']:.1f} tokens · truncated {res['truncation_rate']:.1%} · "
           f"answer extracted {res['format_rate']:.1%}")
+    if args.show > 0:
+        _show(evaluate, task, res, args.store, args.show)
     out = {"passk": res}
     if res["task"] == "synthetic":
         model, tok, _ = load_checkpoint(ckpt)
@@ -320,6 +324,21 @@ def _eval(args) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     write_atomic(folder / f"eval-{args.split}.json", json.dumps(out, indent=2) + "\n")
     print(f"wrote {folder / f'eval-{args.split}.json'}")
+
+
+def _show(evaluate, task, res: dict, store_root: str, n_show: int) -> None:
+    """`eval --show N`: N problems of the evaluation, each with its first sample (✓ right, ✗ wrong)."""
+    from rlearly.store import SampleStore
+
+    task = evaluate.resolve_task(task, res["checkpoint"])
+    df = SampleStore(store_root).load(res["task_id"], res["checkpoint_id"], res["split"], seed=res["seed"])
+    df = df[df["sample_index"] < res["n"]]
+    by_id = {str(p.id): p for p in task.problems(res["split"])}
+    for pid in list(dict.fromkeys(df["problem_id"]))[:n_show]:
+        mine = df[df["problem_id"] == pid]
+        first = mine.iloc[0]
+        print(f"\n{pid} · gold {by_id[pid].answer} · solved {mine['correct'].sum()}/{len(mine)}\n  Q: "
+              f"{by_id[pid].question.strip()}\n  {'✓' if first['correct'] else '✗'} {first['completion'].strip()}")
 
 
 if __name__ == "__main__":

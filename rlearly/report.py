@@ -17,7 +17,7 @@ from rlearly.errors import RlearlyError
 from rlearly.analysis import load_tables, repo_root
 
 NOTEBOOKS = ("pretrain", "passk_curves", "expansion_vs_sharpening", "general_capabilities", "parallel_averaging",
-             "training_dynamics", "readiness", "rollout_budget", "composition_vs_scale",
+             "training_dynamics", "readiness", "rollout_budget", "composition_vs_scale", "samples",
              "summary")  # execution and index order
 KERNEL = "python3"
 

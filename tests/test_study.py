@@ -289,3 +289,40 @@ def test_a_replicate_moves_every_seed_and_keeps_the_world(tmp_path):
     assert len(a) == len(b) and not {n.path for n in a} & {n.path for n in b}
     with pytest.raises(ConfigError, match="--seed -1"):
         spec.replicate(-1)
+
+
+def test_completions_of_a_study_row_and_what_rl_solved_or_lost(tiny_study, tmp_path, capsys):
+    """A pass@k-table row maps to its stored samples: the counts behind the table's pass@1, the question and
+    gold answer of the world, and a solved/lost diff whose statuses follow from the two solve rates."""
+    from rlearly import analysis, completions
+    from rlearly.errors import DataError
+
+    _, root = tiny_study
+    passk = analysis.load_tables(root)["passk"]
+    last = passk["parent_tokens"].max()
+    df = completions.samples(root, "rl", last)
+    row = passk[(passk.method == "rl") & (passk.parent_tokens == last) & (passk.k == 1)].iloc[0]
+    assert list(df.columns) == completions.COLUMNS and len(df) == row.n * df["problem_id"].nunique()
+    assert df["correct"].mean() == pytest.approx(row.pass_at_k)  # pass@1 is the mean correctness
+    assert df["question"].str.len().min() > 10 and df["gold"].notna().all()
+    diff = completions.solved_lost(root, "rl", last)
+    assert set(diff.columns) == {"base", "rl", "shift", "status"}
+    for _, r in diff.iterrows():
+        assert r.status == completions.status(r.base, r.rl) and r["shift"] == pytest.approx(r.rl - r.base)
+    assert [completions.status(*p) for p in ((0, 0.25), (0.5, 0), (0.5, 0.25), (0, 0))] == \
+        ["newly solved", "lost", "kept", "never"]
+    side = completions.side_by_side(root, ["base", "rl", "sft"], last, n_problems=3)
+    assert list(side.columns) == ["question", "gold", "base", "rl", "sft"] and len(side) == 3
+    assert side["rl"].str.match(r"^[✓✗] .*\(solves \d+%\)$").all()
+    with pytest.raises(DataError, match="no test evaluation of 'dpo' in arm 'main'"):
+        completions.samples(root, "dpo")
+    with pytest.raises(DataError, match="'rl' was not evaluated at 7 tokens in arm 'main'; it was at "):
+        completions.samples(root, "rl", 7)
+    ckpt = next(root.glob("pretrain/*/ckpt-*"))
+    from rlearly import cli
+
+    assert cli.main(["eval", str(ckpt), "--n", "2", "--k", "1", "--max-problems", "3", "--store",
+                     str(tmp_path / "s"), "--out", str(tmp_path / "e"), "--show", "2", "--no-progress"]) == 0
+    shown = re.findall(r"^(test-\d+) · gold (\d+) · solved (\d)/2\n  Q: .+\n  ([✓✗]) ", capsys.readouterr().out, re.M)
+    assert len(shown) == 2 and all(int(solved) <= 2 for _, _, solved, _ in shown)
+
