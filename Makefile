@@ -11,7 +11,7 @@ JOBS   ?= 2
 # the study `make report` runs (studies/tiny.yaml for a smoke run)
 STUDY  ?= studies/default.yaml
 
-.PHONY: setup test test-fast report bench pretrain clean
+.PHONY: setup test test-fast report lab bench pretrain clean
 
 setup: $(STAMP)
 
@@ -34,6 +34,12 @@ test-fast: $(STAMP)
 report: $(STAMP)
 	$(BIN)/rlearly study run $(STUDY) --jobs $(JOBS)
 	$(BIN)/rlearly study report $(STUDY)
+
+# JupyterLab on the notebooks with the project's kernel (this venv's python3, which imports rlearly); the notebooks'
+# relative study paths (runs/<study>) are read from the directory `make lab` runs in (as root: LAB_FLAGS=--allow-root)
+lab: $(STAMP)
+	$(BIN)/python -c "from rlearly import report; report.ensure_kernel()"
+	RLEARLY_ROOT=$(CURDIR) $(BIN)/jupyter lab notebooks $(LAB_FLAGS)
 
 # Benchmarks against their baselines on the same model (docs/DESIGN.md §8): sampling, GRPO and SFT steps vs TRL,
 # pretraining vs a plain loop with MFU, the study's stage breakdown -> benchmarks/results/*.json.

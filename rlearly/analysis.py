@@ -34,12 +34,18 @@ def repo_root() -> Path:
     return Path(__file__).resolve().parent.parent
 
 
+def project_root() -> Path:
+    """Where a notebook's relative paths (runs/..., papermill_runs/...) live: $RLEARLY_ROOT (`make lab` sets it
+    to the directory it runs in), else the checkout the package is installed from."""
+    return Path(os.environ["RLEARLY_ROOT"]) if os.environ.get("RLEARLY_ROOT") else repo_root()
+
+
 def resolve_path(path: str | os.PathLike) -> Path:
-    """A relative path from the working directory, else from the repo root (JupyterLab runs in notebooks/)."""
+    """A relative path from the working directory, else from project_root() (JupyterLab runs in notebooks/)."""
     p = Path(path)
     if p.is_absolute() or p.exists():
         return p.resolve()
-    return (repo_root() / p).resolve() if (repo_root() / p).exists() else p.resolve()
+    return (project_root() / p).resolve() if (project_root() / p).exists() else p.resolve()
 
 
 # ---------------------------------------------------------------- tables
@@ -595,7 +601,7 @@ def _number(key: str, v):
 def write_results(results: dict, results_dir: str | os.PathLike, name: str) -> Path:
     """`<results_dir>/<name>.results.json`: a flat {key: finite number | null} mapping, written atomically."""
     clean = {str(k): _number(str(k), v) for k, v in results.items()}
-    out = Path(results_dir) if Path(results_dir).is_absolute() else repo_root() / results_dir
+    out = Path(results_dir) if Path(results_dir).is_absolute() else project_root() / results_dir
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{name}.results.json"
     tmp = path.with_name(f".{path.name}.tmp")

@@ -24,7 +24,7 @@ KERNEL = "python3"
 
 # ---------------------------------------------------------------- executing notebooks (papermill)
 
-def _ensure_kernel() -> None:
+def ensure_kernel() -> None:
     """The `python3` kernel must run this interpreter (which has rlearly): install its spec into the venv if not."""
     import shutil
     import sys
@@ -162,7 +162,7 @@ def execute_notebooks(spec, root, names=None, out_dir=None, log=print) -> list[P
             done.append(out)
             continue
         if not kernel_ok:
-            _ensure_kernel()
+            ensure_kernel()
             kernel_ok = True
         log(f"notebook {name}: executing")
         tmp, failed = out_dir / f".{name}.tmp.ipynb", out_dir / f"{name}.failed.ipynb"
