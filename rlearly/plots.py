@@ -148,6 +148,15 @@ def _ylabel(axes, text: str):
             ax.set_ylabel(text)
 
 
+def _rate_axis(axes):
+    """A rate's y axis (pass@k, accuracy) inside [0, 1]: from 0 to a little above the highest drawn value, at
+    least 0.05 (so an all-zero study shows a flat line at the bottom, not one centred in [-0.04, 0.04])."""
+    axes = list(np.ravel(axes))
+    top = max((ax.dataLim.y1 for ax in axes if ax.has_data()), default=0.0)
+    for ax in axes:
+        ax.set_ylim(0, min(1.02, max(0.05, 1.05 * top)))
+
+
 def _fig_legend(fig, axes, title="method", by_method=True):
     """One figure legend with every label met in any panel (a method absent from panel 1 still shows)."""
     handles = {}
@@ -215,6 +224,7 @@ def passk_curves(passk: pd.DataFrame, parent_tokens=None, split: str = "test", f
         ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
         ax.set(title=f"M_t at {fmt_tokens(pt)} tokens", xlabel="k")
     _ylabel(axes, f"pass@k ({split})")
+    _rate_axis(axes)
     fig.suptitle(f"pass@k vs k, split '{split}' (band: CI, envelope over seeds)")
     _fig_legend(fig, axes)
     return fig
@@ -243,6 +253,7 @@ def checkpoint_sweep(passk: pd.DataFrame, ks=(1, 8, 32), split: str = "test", fl
         _token_axis(ax, df["parent_tokens"])
         ax.set_title(f"pass@{k}")
     _ylabel(axes, f"pass@k ({split})")
+    _rate_axis(axes)
     fig.suptitle(f"pass@k across pretraining checkpoints, split '{split}' (bars: CI, envelope over seeds)")
     _fig_legend(fig, axes)
     return fig
@@ -364,6 +375,7 @@ def pretraining_curves(pretrain_metrics: pd.DataFrame, logx: bool = False):
     ax_l.legend(frameon=False)
     ax_l.set(title="loss and held-out NLL", ylabel="nats / token")
     ax_r.set(title="greedy accuracy at checkpoints", ylabel="accuracy")
+    _rate_axis(ax_r)
     fig.suptitle("Pretraining")
     return fig
 
@@ -464,6 +476,8 @@ def budget_curves(curves: pd.DataFrame, y: str = "val_pass@1"):
         ax.set_xlabel(label)
         ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: fmt_tokens(v)))
     _ylabel(axes, y)
+    if y.startswith("val_pass@"):
+        _rate_axis(axes)
     fig.suptitle(f"{y} during RL: rollouts per prompt against data (left) and compute (right)")
     _fig_legend(fig, axes, title="group size", by_method=False)
     return fig

@@ -219,8 +219,9 @@ _HTML_TEMPLATE = """{%- extends 'index.html.j2' -%}
 """
 
 
-def render_html(executed_nb: str | os.PathLike, out_html: str | os.PathLike) -> Path:
-    """Self-contained HTML of an executed notebook: figures embedded, no CDN scripts, set-up code hidden.
+def render_html(executed_nb: str | os.PathLike, out_html: str | os.PathLike, prov: dict | None = None) -> Path:
+    """Self-contained HTML of an executed notebook: figures embedded, no CDN scripts, set-up code hidden,
+    and (given `prov`, see provenance) a first line saying what it was made from.
 
     Removed: the parameters cells (template and papermill's injected one) and cells tagged `remove-cell`;
     the input of cells tagged `hide-input`; prompts. Markdown and outputs stay.
@@ -240,6 +241,8 @@ def render_html(executed_nb: str | os.PathLike, out_html: str | os.PathLike) -> 
     exporter.register_preprocessor(tags, enabled=True)
     title = nb.metadata.get("title") or Path(executed_nb).stem.replace("_", " ")
     body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": title}})
+    if prov:
+        body = re.sub(r"(<body[^>]*>)", lambda m: m.group(1) + _prov_html(prov), body, count=1)
     out = Path(out_html)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
@@ -253,6 +256,71 @@ color:#222;padding:0 1em}h1{font-size:1.6em}h2{font-size:1.2em;margin-top:1.6em}
 width:100%}th,td{text-align:left;vertical-align:top;padding:.35em .6em;border-bottom:1px solid #ddd}
 th{background:#f4f4f4}td.num{font:13px/1.5 ui-monospace,Menlo,monospace;color:#333}a{color:#0b61a4}
 .muted{color:#777;font-size:.9em}"""
+
+
+def provenance(spec, root) -> dict:
+    """What a study's reports are made from: the study and its directory, the commit and version of rlearly,
+    when, the model preset and pretraining tokens, the evaluation protocol, and whether it is a smoke test."""
+    from rlearly import __version__
+
+    cfg = spec.base_config()
+    return {"study": spec.name, "root": str(root), "commit": _commit(), "rlearly": __version__,
+            "rendered": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "preset": str(spec.config.get("preset", "")), "pretrain_tokens": int(cfg.pretrain.tokens),
+            "eval": f"{'/'.join(spec.eval.splits)}: up to {spec.eval.max_problems} problems x n={spec.eval.n}",
+            "smoke": spec.config.get("preset") == "tiny"}
+
+
+def _commit() -> str:
+    """The checkout's commit (short), "+changes" when tracked files differ from it; "" outside git."""
+    import subprocess
+
+    def git(*args):
+        return subprocess.run(["git", "-C", str(repo_root()), *args], capture_output=True, text=True, timeout=10)
+    try:
+        head = git("rev-parse", "--short=10", "HEAD")
+        dirty = git("status", "--porcelain", "--untracked-files=no").stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return head.stdout.strip() + ("+changes" if dirty else "") if head.returncode == 0 else ""
+
+
+SMOKE_NOTE = ("Smoke test: the tiny preset trains for seconds, so zeros, flat curves and \"not measured\" are "
+              "what it should show. Run studies/default.yaml for numbers.")
+
+
+def _prov_text(p: dict) -> str:
+    return (f"study {p['study']} ({p['root']}) · {p['preset'] or 'custom'} model, {p['pretrain_tokens']:,} "
+            f"pretraining tokens · {p['eval']} · rlearly {p['rlearly']}"
+            + (f", commit {p['commit']}" if p.get("commit") else "") + f" · rendered {p['rendered']}")
+
+
+def _prov_html(p: dict) -> str:
+    banner = f"<p style='{_BANNER}'>{html.escape(SMOKE_NOTE)}</p>" if p.get("smoke") else ""
+    return (f"<div style='font:13px system-ui,sans-serif;color:#666;margin:.6em 1em'>{html.escape(_prov_text(p))}"
+            f"</div>{banner}")
+
+
+_BANNER = "background:#fff3cd;border:1px solid #e0c36b;padding:.5em .8em;margin:.6em 1em;font:14px system-ui,sans-serif"
+
+
+def _headline(res: dict) -> str:
+    """'6 of 10 claims held (2 partly held, ...)' from the summary's results.json; "" without claims."""
+    kinds = [("claims_held", "held"), ("claims_partly_held", "partly held"), ("claims_contradicted", "contradicted"),
+             ("claims_no_effect", "no effect"), ("claims_not_measured", "not measured")]
+    n = {label: res.get(key) for key, label in kinds}
+    if any(v is None for v in n.values()):
+        return ""
+    rest = ", ".join(f"{v} {label}" for label, v in n.items() if v and label != "held")
+    return f"{n['held']} of {sum(n.values())} claims held" + (f" ({rest})" if rest else "")
+
+
+def _key_figure(page: Path) -> str:
+    """The largest figure of a rendered report (the template's icons are tiny), as an <img>; "" if none."""
+    if not page.is_file():
+        return ""
+    found = re.findall(r"data:image/png;base64,[A-Za-z0-9+/=]+", page.read_text(encoding="utf-8"))
+    return f"<img style='max-width:100%' alt='pass@k curves' src='{max(found, key=len)}'>" if found else ""
 
 
 def _fmt(v) -> str:
@@ -299,8 +367,18 @@ def write_index(root_reports: str | os.PathLike = "reports", studies=None, max_n
         if not pages:
             continue
         order = [n for n in NOTEBOOKS if n in pages] + sorted(set(pages) - set(NOTEBOOKS))
-        parts.append(f"<h2>study <code>{html.escape(folder.name)}</code></h2><table>"
-                     f"<tr><th>report</th><th>headline numbers (results.json)</th></tr>")
+        order.sort(key=lambda n: n != "summary")  # the answer first
+        parts.append(f"<h2>study <code>{html.escape(folder.name)}</code></h2>")
+        prov_file = folder / "provenance.json"
+        if prov_file.is_file():
+            parts.append(_prov_html(json.loads(prov_file.read_text())))
+        summary = folder / "summary.results.json"
+        head = _headline(json.loads(summary.read_text())) if summary.is_file() else ""
+        if head:
+            parts.append(f"<p style='font-size:1.3em'><a href='{html.escape(folder.name)}/summary.html'>"
+                         f"{html.escape(head)}</a></p>")
+        parts.append(_key_figure(folder / "passk_curves.html"))
+        parts.append("<table><tr><th>report</th><th>headline numbers (results.json)</th></tr>")
         for name in order:
             res_path = folder / f"{name}.results.json"
             res = json.loads(res_path.read_text()) if res_path.is_file() else {}
@@ -325,11 +403,12 @@ def report(spec, root, *, runs_dir="papermill_runs", reports_dir="reports", name
 
     spec = _spec(spec)
     notebooks = execute_notebooks(spec, root, names, Path(runs_dir) / spec.name, log)
-    pages = []
+    pages, prov = [], provenance(spec, root)
+    _write(Path(reports_dir) / spec.name / "provenance.json", json.dumps(prov, indent=2) + "\n")
     for nb in notebooks:
         page = Path(reports_dir) / spec.name / f"{nb.stem}.html"
         if not page.is_file() or page.stat().st_mtime < nb.stat().st_mtime:
-            render_html(nb, page)
+            render_html(nb, page, prov)
             shutil.copy2(nb.with_name(f"{nb.stem}.results.json"), page.with_name(f"{nb.stem}.results.json"))
             log(f"report {page}")
         pages.append(page)

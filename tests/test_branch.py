@@ -313,3 +313,18 @@ def test_no_training_or_validation_path_reads_test_or_hard(tmp_path, monkeypatch
     with pytest.raises(ConfigError, match="split 'test' is held out"):
         branch.run(load_config(preset="tiny", overrides={"rl.split": "test"}), ckpt, tmp_path / "bad", "rl",
                    show_progress=False)
+
+
+def test_rl_without_signal_is_counted_by_hand():
+    """Warned about: RL in which no step had a group with differing rewards learnt nothing."""
+    assert branch.rl_without_signal([{"frac_zero_std": 1.0}, {"frac_zero_std": 1.0}]) == 2
+    assert branch.rl_without_signal([{"frac_zero_std": 1.0}, {"frac_zero_std": 0.75}]) == 0
+    assert branch.rl_without_signal([{"sft_loss": 1.0}]) == 0  # no RL: nothing to warn about
+
+
+def test_an_rl_branch_that_learnt_nothing_says_so(tiny_ckpt, tmp_path, capsys):
+    """The tiny checkpoint solves nothing: every group's reward is 0, and the branch warns (once it is done)."""
+    branch.run(load_config(tiny_ckpt / "config.yaml", ["rl.steps=2", "branch.eval_every=0"]), tiny_ckpt,
+               tmp_path / "rl", "rl", show_progress=False)
+    err = capsys.readouterr().err
+    assert "in all 2 RL steps every group's rollouts got the same reward" in err

@@ -172,6 +172,15 @@ def test_index_links_every_report_with_headline_numbers(tiny):
         assert (index.parent / "tiny" / f"{name}.html").is_file()
     assert "pass@1.rl = " in text and "heldout_general = " in text
     assert "<script" not in text
+    # a dashboard: the verdict count first (from the summary), the key figure, provenance and the smoke banner
+    summary = json.loads((out / "reports" / "tiny" / "summary.results.json").read_text())
+    head = f"{summary['claims_held']} of 10 claims held"
+    assert head in text and text.index(head) < text.index("data:image/png") < text.index("href='tiny/pretrain.html'")
+    assert text.index("href='tiny/summary.html'") < text.index("href='tiny/pretrain.html'")
+    assert "Smoke test: the tiny preset" in text and "study tiny (" in text and "pretraining tokens" in text
+    for name in report.NOTEBOOKS:  # every page says what it was made from
+        page = (index.parent / "tiny" / f"{name}.html").read_text()
+        assert "rlearly 0." in page and "Smoke test: the tiny preset" in page, name
 
 
 def test_findings_log_is_rendered_and_linked(tmp_path):

@@ -258,3 +258,15 @@ def test_solve_rate_scatter_points_and_diagonal():
         plots.solve_rate_scatter([3, 5], [0.1, 0.2])
     with pytest.raises(ValueError, match="different problems"):
         plots.solve_rate_scatter([0.1, 0.2], [0.1])
+
+
+def test_pass_at_k_axes_fit_zero_to_one():
+    """An all-zero study draws its lines at the bottom of [0, 0.05], not centred in [-0.04, 0.04]; real
+    values keep their top (CI bands included) and never pass 1.02."""
+    zero = make_passk().assign(pass_at_k=0.0, ci_low=0.0, ci_high=0.0)
+    for fig in (plots.passk_curves(zero), plots.checkpoint_sweep(zero, ks=(1, 8))):
+        assert all(ax.get_ylim() == (0.0, 0.05) for ax in fig.axes if ax.get_lines())
+    high = make_passk()
+    for fig in (plots.passk_curves(high), plots.checkpoint_sweep(high, ks=(1, 8))):
+        lo, hi = fig.axes[0].get_ylim()
+        assert lo == 0.0 and high["ci_high"].max() <= hi <= 1.02

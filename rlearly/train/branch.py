@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -147,8 +148,20 @@ def _run(cfg: Config, parent: Path, out: Path, method: str, label: str, show_pro
                                                     "stopped": "plateau" if stopped else "steps",
                                                     **provenance()}, indent=2) + "\n")
         write_atomic(out / "DONE", "")
+        silent = rl_without_signal(read_metrics(out / "metrics.jsonl"))
+        if silent:
+            print(f"warning: {out}: in all {silent} RL steps every group's rollouts got the same reward, so the "
+                  "policy gradient was zero and RL changed nothing (the start solves none or all of its prompts: "
+                  "try a later checkpoint or a larger rl.group_size)", file=sys.stderr)
     dp.barrier()  # every rank returns once the branch is finished on disk
     return out
+
+
+def rl_without_signal(rows: list[dict]) -> int:
+    """The number of RL steps when not one of them had a group with differing rewards (frac_zero_std 1 in
+    every step: nothing was learnt); 0 when some step had a signal or there was no RL."""
+    fz = [r["frac_zero_std"] for r in rows if r.get("frac_zero_std") is not None]
+    return len(fz) if fz and min(fz) >= 1.0 else 0
 
 
 def min_steps(method: str, cfg: Config, n_demos: int = 0) -> int:
