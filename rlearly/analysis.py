@@ -429,6 +429,26 @@ def readiness_points(study_root, tables: dict, split: str = "test") -> pd.DataFr
               "rl_delta_low", "rl_delta_high"]].assign(k_train=kt)
 
 
+def readiness_rho(points: pd.DataFrame) -> tuple[float | None, str]:
+    """Spearman ρ over checkpoints of the base's pass@k_max on the RL prompts against RL's Δpass@1 (seed
+    means), with the exact one-sided p (passk.spearman_permutation), and a sentence saying it; None where
+    it is undefined (fewer than 3 checkpoints, or one side constant)."""
+    from rlearly import passk
+
+    per = points.groupby("parent_tokens")[["base_train_passk", "rl_delta_pass1"]].mean()
+    if not 3 <= len(per) <= 8:
+        return None, f"Spearman ρ: needs 3 to 8 checkpoints with RL, this study has {len(per)}"
+    rho, p = passk.spearman_permutation(per["base_train_passk"], per["rl_delta_pass1"])
+    if math.isnan(rho):
+        return None, f"Spearman ρ over {len(per)} checkpoints: undefined (one side does not vary)"
+    return rho, f"Spearman ρ over {len(per)} checkpoints: {rho:+.2f} (exact one-sided p = {p:.3f})"
+
+
+def shown(df: pd.DataFrame, digits: int = 4):
+    """A table for reading: `digits` decimals, and "—" where a value is missing (not NaN)."""
+    return df.style.format(precision=digits, na_rep="—")
+
+
 def arm_gains(study_root, passk: pd.DataFrame, arms, splits=("test", "hard")) -> pd.DataFrame:
     """RL − base at each arm's last RL checkpoint, per split and k ∈ {1, k_max}, with paired bootstrap
     CIs (data composition vs model scale). `passk`: the table of every arm (load_tables(..., arm=None))."""

@@ -345,6 +345,8 @@ def training_curves(branch_metrics: pd.DataFrame, y: str = "reward_mean"):
                 ax.fill_between(d["step"], d["min"], d["max"], color=method_color(m), alpha=0.15, lw=0)
         ax.set(title=f"from M_t at {fmt_tokens(pt)} tokens", xlabel="step")
     _ylabel(axes, y)
+    if y.startswith(("reward", "val_pass@")):  # rates in [0, 1]
+        _rate_axis(axes)
     fig.suptitle(f"{y} during post-training (band: spread over seeds)")
     _fig_legend(fig, axes)
     return fig
@@ -397,7 +399,8 @@ def readiness_scatter(points: pd.DataFrame, x: str = "base_train_passk", y: str 
         ax.annotate(fmt_tokens(r["parent_tokens"]), (r["x"], r["y"]), textcoords="offset points", xytext=(5, 5))
     ax.axhline(0.0, color="0.2", lw=0.8)
     ax.set(xlabel=f"{x} (base M_t, RL training prompts)", ylabel=f"{y} (RL − base, test)",
-           title="Readiness: base solve rate on RL prompts vs RL gain")
+           title="Readiness: base solve rate on RL prompts vs RL gain",
+           xlim=(0, min(1.02, max(0.05, 1.1 * float(np.nanmax(x_)) if len(x_) else 0.05))))
     ax.legend(frameon=False)
     return fig
 
