@@ -24,6 +24,17 @@ from rlearly.errors import RlearlyError
 _EXAMPLES = "usage by command:\n" + "\n".join(__doc__.splitlines()[2:]).rstrip() + "\n"
 
 
+class _Help(argparse.HelpFormatter):
+    """Every option's default in its help, unless the help already says it."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "default" in text or action.default is None or action.default is False or \
+                action.default == argparse.SUPPRESS or not action.option_strings:
+            return text
+        return f"{text} (default: %(default)s)" if text else "default: %(default)s"
+
+
 def _config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="YAML config file")
     p.add_argument("--preset", help="size preset: tiny, small, medium, large")
@@ -37,7 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--version", action="version", version=f"rlearly {__version__}")
     ap.add_argument("--debug", action="store_true", help="show tracebacks")
-    sub = ap.add_subparsers(dest="cmd", required=True)
+    subparsers = ap.add_subparsers(dest="cmd", required=True)
+
+    class sub:  # every command's parser shows its defaults
+        add_parser = staticmethod(lambda name, **kw: subparsers.add_parser(name, formatter_class=_Help, **kw))
     _config_args(sub.add_parser("config", help="print the resolved config as YAML"))
     p = sub.add_parser("pretrain", help="pretrain from scratch with checkpoints on a token schedule")
     _config_args(p)
