@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", action="append", metavar="[SPLIT=]FILE",
                    help="local .jsonl/.json/.parquet file of a split (gsm8k, math; default split --split); "
                         "repeat for the train split that few-shot exemplars come from")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="sampling seed")
     p.add_argument("--store", default="runs/samples", help="sample store root")
     p.add_argument("--prompt-mode", default="auto", help="auto (base few-shot, branch zero-shot), few-shot, zero-shot")
     p.add_argument("--max-problems", type=int, help="only the first N problems of the split")
@@ -102,8 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=1000, help="examples per benchmark (paper: 1000; 0 = all)")
     p.add_argument("--batch-size", default="16", help="an integer or 'auto'")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:0, ...")
-    p.add_argument("--dtype", default="float32")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dtype", default="float32", help="model dtype")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed")
     p.add_argument("--out", help="result JSON (default <checkpoint>/../eval/<checkpoint name>/lm-eval.json)")
     p = sub.add_parser("export", help="write another engine's config from ours: nanotron-config")
     p.add_argument("what", choices=["nanotron-config"])

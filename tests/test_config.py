@@ -149,7 +149,7 @@ def test_cli_version_and_help_with_examples(capsys):
     with pytest.raises(SystemExit):
         cli.main(["eval", "--help"])
     out = " ".join(capsys.readouterr().out.split())
-    assert "samples per problem (default: 32)" in out and "--seed SEED default: 0" in out
+    assert "samples per problem (default: 32)" in out and "--seed SEED sampling seed (default: 0)" in out
 
 
 def test_cli_refuses_an_unknown_method_at_once_and_knows_grpo(tmp_path):
