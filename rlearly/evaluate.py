@@ -122,10 +122,13 @@ def task_prompt(task: Task, problem: TaskProblem, prompt_mode: str, shots: int =
     return task.prompt(problem, exemplars)
 
 
+BASE_METHODS = ("pretrain", "nanotron")  # a base checkpoint: pretrained by rlearly, or converted from nanotron
+
+
 def resolve_prompt_mode(prompt_mode: str, meta: dict) -> str:
     """"auto": few-shot for a base (pretraining) checkpoint, zero-shot for a trained branch (docs/DESIGN.md §5)."""
     if prompt_mode == "auto":
-        return "few-shot" if meta.get("method") == "pretrain" else "zero-shot"
+        return "few-shot" if meta.get("method") in BASE_METHODS else "zero-shot"
     if prompt_mode not in PROMPT_MODES:
         raise RlearlyError(f"prompt_mode={prompt_mode!r} must be 'auto' or one of {', '.join(PROMPT_MODES)}")
     return prompt_mode

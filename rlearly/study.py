@@ -535,7 +535,7 @@ def _eval_job(e: EvalPlan, root: Path, ckpt: Path, split: str, out: Path):
         from rlearly.checkpoint import load_checkpoint, load_config_of, read_meta
         from rlearly.train.common import write_atomic
 
-        mode = e.base_prompt if read_meta(ckpt, verify=False).get("method") == "pretrain" else "zero-shot"
+        mode = e.base_prompt if read_meta(ckpt, verify=False).get("method") in evaluate.BASE_METHODS else "zero-shot"
         res = evaluate.evaluate_passk(ckpt, "synthetic", split, e.n, e.ks, e.seed, root / "samples", mode,
                                       max_problems=e.max_problems, progress=False)
         model, tok, meta = load_checkpoint(ckpt)
@@ -555,6 +555,7 @@ def write_tables(spec: StudySpec, root: str | Path) -> dict:
     Every row carries its `arm`; nodes of an older plan left in the root are not read."""
     import pandas as pd
 
+    from rlearly.evaluate import BASE_METHODS
     from rlearly.train.common import read_metrics, write_atomic
 
     root = Path(root)
@@ -564,7 +565,7 @@ def write_tables(spec: StudySpec, root: str | Path) -> dict:
             continue
         if node.kind == "eval":
             r = _read_result(node.path, node.path)
-            method = "base" if r["method"] == "pretrain" else r["method"]
+            method = "base" if r["method"] in BASE_METHODS else r["method"]
             ident = dict(arm=node.arm, checkpoint_id=r["checkpoint_id"], method=method,
                          parent_tokens=r["parent_tokens"], pretrain_seed=node.pretrain_seed, seed=r["seed"],
                          split=r["split"])

@@ -342,6 +342,8 @@ def test_export_then_convert_through_the_cli_finds_tokenizer_and_config(tok, tmp
     assert cli.main(["convert", "nanotron", str(step), str(tmp_path / "ck")]) == 0
     back, _, meta = load_checkpoint(tmp_path / "ck")
     assert meta["config_hash"] == cfg.hash() and read_meta(tmp_path / "ck")["method"] == "nanotron"
+    from rlearly.evaluate import resolve_prompt_mode
+    assert resolve_prompt_mode("auto", read_meta(tmp_path / "ck")) == "few-shot"  # a base, prompted as the paper's
     idx = torch.arange(3, 19).view(1, 16)
     with torch.no_grad():
         torch.testing.assert_close(back.eval()(idx), model(idx), atol=1e-5, rtol=1e-5)
