@@ -49,11 +49,17 @@ def _row(study_root, method: str, tokens, split: str, arm: str, seed: int, pretr
 
 
 def _checkpoint_of(root: Path, checkpoint_id: str, split: str) -> Path:
-    """The checkpoint directory the study's evaluation of `checkpoint_id` on `split` recorded."""
+    """The checkpoint directory the study's evaluation of `checkpoint_id` on `split` recorded. The record is
+    the path as the run saw it (relative to where it ran, or another machine's): it is found under `root`
+    by its part inside the study (pretrain/... or branch/...)."""
     for f in sorted((root / "eval").glob(f"*/{split}.json")):
         r = json.loads(f.read_text())
         if r.get("checkpoint_id") == checkpoint_id:
-            return Path(r["checkpoint"])
+            parts = Path(r["checkpoint"]).parts
+            for i in range(len(parts)):
+                if (root / Path(*parts[i:])).is_dir():
+                    return root / Path(*parts[i:])
+            raise DataError(f"{f}: checkpoint {r['checkpoint']} is not under {root}")
     raise DataError(f"{root}: no eval/*/{split}.json records checkpoint {checkpoint_id}")
 
 

@@ -326,3 +326,15 @@ def test_completions_of_a_study_row_and_what_rl_solved_or_lost(tiny_study, tmp_p
     shown = re.findall(r"^(test-\d+) · gold (\d+) · solved (\d)/2\n  Q: .+\n  ([✓✗]) ", capsys.readouterr().out, re.M)
     assert len(shown) == 2 and all(int(solved) <= 2 for _, _, solved, _ in shown)
 
+
+def test_completions_find_a_checkpoint_recorded_relative_to_another_directory(tmp_path):
+    """An evaluation records its checkpoint as the run saw it (runs/default/... from the repo): read from
+    anywhere, the checkpoint is found under the study root."""
+    from rlearly import completions
+
+    (tmp_path / "eval" / "x").mkdir(parents=True)
+    (tmp_path / "pretrain" / "h" / "ckpt-1").mkdir(parents=True)
+    (tmp_path / "eval" / "x" / "test.json").write_text(json.dumps(
+        {"checkpoint_id": "abc", "checkpoint": "runs/default/pretrain/h/ckpt-1"}))
+    assert completions._checkpoint_of(tmp_path, "abc", "test") == tmp_path / "pretrain" / "h" / "ckpt-1"
+
