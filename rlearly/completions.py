@@ -167,6 +167,11 @@ def side_by_side(study_root, methods=("base", "rl", "sft", "sft_rl"), tokens=Non
     return out
 
 
+def show(df: pd.DataFrame):
+    """A side_by_side (or samples) table for reading: whole completions, left-aligned, wrapped."""
+    return df.style.set_properties(**{"text-align": "left", "white-space": "pre-wrap", "vertical-align": "top"})
+
+
 def _natural(pid: str):
     head = pid.rstrip("0123456789")
     tail = pid[len(head):]
