@@ -68,7 +68,8 @@ def test_a_second_pretraining_run_is_a_unit_of_the_main_arm(tiny_study):
     assert len(list(root.glob("pretrain/*/DONE"))) == 4  # main, its replica, the two pretraining variants
     assert len(list(root.glob("branch/rl/*/p1s0-*/DONE"))) == 1
     d = analysis.contrast(root, passk, "rl", "base", [1]).set_index("parent_tokens")
-    assert d.loc[last, "covers"] == "pretraining runs (2) and seeds (2 vs 2 units) and problems"
+    # RL: seeds 0 and 1 of run 0 (the seeds arm is labelled main) and seed 0 of run 1; base: runs 0 and 1
+    assert d.loc[last, "covers"] == "pretraining runs (2) and seeds (3 vs 2 units) and problems"
     assert spec.replicate(1).arms["replicas"].pretrain_seeds == [2]  # past the original's runs
 
 
@@ -77,7 +78,8 @@ def test_sft_rl_starts_from_the_studys_sft_branch(tiny_study):
     sft_rl = next((root / "branch" / "sft_rl").glob("*/*/final"))
     meta = json.loads((sft_rl / "meta.json").read_text())
     ck = sft_rl.parent.parent.name
-    assert meta["parent"] == str(next((root / "branch" / "sft" / ck).glob("*")) / "final")
+    sft = [d for d in (root / "branch" / "sft" / ck).glob("s*")]  # run 0's (p1s0-*: the replica's)
+    assert meta["parent"] == str(sft[0] / "final") and len(sft) == 1
     assert meta["parent_tokens"] == int(ck.split("-")[1])  # the pretraining tokens of M_t
     assert not (sft_rl.parent / "sft").exists()  # no second SFT run
     # SFT→RL's own RL length (method_overrides) and the plain RL's; its SFT is the study's SFT branch
