@@ -22,3 +22,14 @@ def test_every_cited_section_ships():
     for f, (doc, sec) in cites:
         text = (ROOT / "docs" / doc).read_text(encoding="utf-8")
         assert re.search(rf"^#+ {re.escape(sec)}[. ]", text, re.M), f"{f.relative_to(ROOT)} cites docs/{doc} §{sec}"
+
+
+def test_the_readme_names_checkpoints_the_small_preset_writes():
+    """The Quick start's `runs/demo/ckpt-…` are checkpoints `rlearly pretrain --preset small` saves."""
+    from rlearly.config import load_config
+    from rlearly.train.pretrain import ckpt_name
+
+    cfg = load_config(preset="small")
+    saved = {ckpt_name(s * cfg.pretrain.tokens_per_step) for s in cfg.pretrain.checkpoint_steps()}
+    named = set(re.findall(r"runs/demo/(ckpt-\d+)", (ROOT / "README.md").read_text(encoding="utf-8")))
+    assert named and named <= saved, sorted(named - saved)
