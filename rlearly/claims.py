@@ -701,16 +701,23 @@ def intervals_note(tables: dict) -> str:
             f"the problems. Everywhere else one seed: the interval covers problems only.{tail}")
 
 
+COUNT_KEYS = {HELD: "claims_held", PARTLY: "claims_partly_held", CONTRADICTED: "claims_contradicted",
+              NO_EFFECT: "claims_no_effect", NOT_MEASURED: "claims_not_measured"}  # results.json's verdict counts
+
+
 def headline(cls: list[Claim]) -> str:
     """'3 of 10 claims held (2 partly held, 1 contradicted, ...)': the summary's first line."""
-    counts = {v: sum(c.verdict == v for c in cls) for v in VERDICTS}
-    rest = ", ".join(f"{n} {v}" for v, n in counts.items() if n and v != HELD)
-    return f"{counts[HELD]} of {len(cls)} claims held" + (f" ({rest})" if rest else "")
+    return headline_of_counts({v: sum(c.verdict == v for c in cls) for v in VERDICTS})
+
+
+def headline_of_counts(counts: dict[str, int]) -> str:
+    """headline's sentence from the number of claims with each verdict (the index reads them from results.json)."""
+    rest = ", ".join(f"{counts[v]} {v}" for v in VERDICTS if counts[v] and v != HELD)
+    return f"{counts[HELD]} of {sum(counts.values())} claims held" + (f" ({rest})" if rest else "")
 
 
 def claims_results(cls: list[Claim]) -> dict:
     verdicts = [c.verdict for c in cls]
-    counts = {"claims_measured": sum(v != NOT_MEASURED for v in verdicts), "claims_held": verdicts.count(HELD),
-              "claims_partly_held": verdicts.count(PARTLY), "claims_contradicted": verdicts.count(CONTRADICTED),
-              "claims_no_effect": verdicts.count(NO_EFFECT), "claims_not_measured": verdicts.count(NOT_MEASURED)}
+    counts = {"claims_measured": sum(v != NOT_MEASURED for v in verdicts),
+              **{key: verdicts.count(v) for v, key in COUNT_KEYS.items()}}
     return counts | {f"claim{c.id}.{k}": v for c in cls for k, v in c.stats.items()}

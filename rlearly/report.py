@@ -305,14 +305,11 @@ _BANNER = "background:#fff3cd;border:1px solid #e0c36b;padding:.5em .8em;margin:
 
 
 def _headline(res: dict) -> str:
-    """'6 of 10 claims held (2 partly held, ...)' from the summary's results.json; "" without claims."""
-    kinds = [("claims_held", "held"), ("claims_partly_held", "partly held"), ("claims_contradicted", "contradicted"),
-             ("claims_no_effect", "no effect"), ("claims_not_measured", "not measured")]
-    n = {label: res.get(key) for key, label in kinds}
-    if any(v is None for v in n.values()):
-        return ""
-    rest = ", ".join(f"{v} {label}" for label, v in n.items() if v and label != "held")
-    return f"{n['held']} of {sum(n.values())} claims held" + (f" ({rest})" if rest else "")
+    """The summary's headline (claims.headline) from its results.json; "" without claims."""
+    from rlearly.claims import COUNT_KEYS, headline_of_counts
+
+    counts = {v: res.get(key) for v, key in COUNT_KEYS.items()}
+    return "" if any(n is None for n in counts.values()) else headline_of_counts(counts)
 
 
 def _key_figure(page: Path) -> str:
