@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -48,10 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--version", action="version", version=f"rlearly {__version__}")
     ap.add_argument("--debug", action="store_true", help="show tracebacks")
-    subparsers = ap.add_subparsers(dest="cmd", required=True)
-
-    class sub:  # every command's parser shows its defaults
-        add_parser = staticmethod(lambda name, **kw: subparsers.add_parser(name, formatter_class=_Help, **kw))
+    sub = ap.add_subparsers(dest="cmd", required=True,  # every command's parser shows its defaults
+                            parser_class=functools.partial(argparse.ArgumentParser, formatter_class=_Help))
     _config_args(sub.add_parser("config", help="print the resolved config as YAML"))
     p = sub.add_parser("pretrain", help="pretrain from scratch with checkpoints on a token schedule")
     _config_args(p)
