@@ -152,9 +152,14 @@ def _rate_axis(axes):
     """A rate's y axis (pass@k, accuracy) inside [0, 1]: from 0 to a little above the highest drawn value, at
     least 0.05 (so an all-zero study shows a flat line at the bottom, not one centred in [-0.04, 0.04])."""
     axes = list(np.ravel(axes))
-    top = max((ax.dataLim.y1 for ax in axes if ax.has_data()), default=0.0)
+    top = _rate_top(max((ax.dataLim.y1 for ax in axes if ax.has_data()), default=0.0))
     for ax in axes:
-        ax.set_ylim(0, min(1.02, max(0.05, 1.05 * top)))
+        ax.set_ylim(0, top)
+
+
+def _rate_top(highest: float, margin: float = 1.05) -> float:
+    """The upper limit of a rate's axis: a little above the highest value, at least 0.05, at most 1.02."""
+    return min(1.02, max(0.05, margin * highest))
 
 
 def _fig_legend(fig, axes, title="method", by_method=True):
@@ -400,7 +405,7 @@ def readiness_scatter(points: pd.DataFrame, x: str = "base_train_passk", y: str 
     ax.axhline(0.0, color="0.2", lw=0.8)
     ax.set(xlabel=f"{x} (base M_t, RL training prompts)", ylabel=f"{y} (RL − base, test)",
            title="Readiness: base solve rate on RL prompts vs RL gain",
-           xlim=(0, min(1.02, max(0.05, 1.1 * float(np.nanmax(x_)) if len(x_) else 0.05))))
+           xlim=(0, _rate_top(float(np.nanmax(x_)) if len(x_) else 0.0, margin=1.1)))
     ax.legend(frameon=False)
     return fig
 
