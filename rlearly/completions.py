@@ -14,6 +14,7 @@ the evaluation recorded. Nothing is sampled here.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -63,11 +64,25 @@ def _checkpoint_of(root: Path, checkpoint_id: str, split: str) -> Path:
     raise DataError(f"{root}: no eval/*/{split}.json records checkpoint {checkpoint_id}")
 
 
+_PROBLEMS: dict = {}  # (world, split) -> {problem id: problem}: a study's checkpoints mostly share one world
+
+
+def _problems(ckpt: Path, split: str) -> dict:
+    """The problems of `split` in the world checkpoint `ckpt` was trained on, by id (built once per world)."""
+    from rlearly.checkpoint import load_config_of
+    from rlearly.tasks import get_task
+
+    world = load_config_of(ckpt).world
+    key = (json.dumps(dataclasses.asdict(world), sort_keys=True), split)
+    if key not in _PROBLEMS:
+        _PROBLEMS[key] = {str(p.id): p for p in get_task("synthetic", world=world).problems(split)}
+    return _PROBLEMS[key]
+
+
 def samples(study_root: str | os.PathLike, method: str = "base", tokens=None, split: str = "test",
             arm: str = "main", seed: int = 0, pretrain_seed: int = 0) -> pd.DataFrame:
     """Every stored sample of one evaluated checkpoint of a study (the base checkpoint for method "base"),
     one row per (problem, sample), with the question and the gold answer: COLUMNS."""
-    from rlearly.evaluate import resolve_task
     from rlearly.store import SampleStore
 
     root = resolve_path(study_root)
@@ -77,8 +92,7 @@ def samples(study_root: str | os.PathLike, method: str = "base", tokens=None, sp
         raise DataError(f"{root / 'samples'} holds no samples of checkpoint {row['checkpoint_id']} on {split}")
     eval_seed = min(df["seed"].unique(), key=lambda s: (s != 0, s))  # the study's evaluation seed (0 unless set)
     df = df[(df["seed"] == eval_seed) & (df["sample_index"] < int(row["n"]))]
-    task = resolve_task("synthetic", _checkpoint_of(root, row["checkpoint_id"], split))
-    problems = {str(p.id): p for p in task.problems(split)}
+    problems = _problems(_checkpoint_of(root, row["checkpoint_id"], split), split)
     df = df.assign(question=df["problem_id"].map(lambda i: problems[i].question),
                    gold=df["problem_id"].map(lambda i: problems[i].answer))
     return df[COLUMNS].reset_index(drop=True)
@@ -95,8 +109,12 @@ def solved_lost(study_root, method: str = "rl", tokens=None, against: str = "bas
     checkpoint, the shift, and status: newly solved (0 → > 0), lost (> 0 → 0), kept or never."""
     tokens = _row(study_root, method, tokens, split, which.get("arm", "main"), which.get("seed", 0),
                   which.get("pretrain_seed", 0))["parent_tokens"]
-    a = solve_rates(study_root, against, tokens, split, **which)
-    b = solve_rates(study_root, method, tokens, split, **which)
+    return _fate_frame(solve_rates(study_root, against, tokens, split, **which),
+                       solve_rates(study_root, method, tokens, split, **which), against, method)
+
+
+def _fate_frame(a: pd.Series, b: pd.Series, against: str, method: str) -> pd.DataFrame:
+    """solved_lost's table from the two solve-rate series."""
     df = pd.concat({against: a, method: b}, axis=1, join="inner")
     df["shift"] = df[method] - df[against]
     df["status"] = pd.Categorical([status(x, y) for x, y in zip(df[against], df[method])], categories=STATUS)
@@ -123,9 +141,9 @@ def fates(study_root, tokens=None, methods=("rl", "sft", "sft_gold", "sft_rl", "
     tokens = last_tokens(study_root, split=split) if tokens is None else tokens
     p = load_tables(study_root, arm=None)["passk"]
     here = set(p.loc[(p["parent_tokens"] == tokens) & (p["split"] == split), "method"])
-    rows = {}
+    rows, base = {}, solve_rates(study_root, against, tokens, split, **which)  # read once, not per method
     for m in (m for m in methods if m in here):
-        d = solved_lost(study_root, m, tokens, against, split, **which)
+        d = _fate_frame(base, solve_rates(study_root, m, tokens, split, **which), against, m)
         rows[m] = {**d["status"].value_counts().reindex(STATUS).to_dict(), "mean shift": d["shift"].mean(),
                    "problems": len(d)}
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis(f"vs {against} at {tokens:,} tokens")
@@ -139,10 +157,13 @@ def coverage(study_root, methods=None, split: str = "test", arm: str = "main") -
     p = p[(p["arm"] == arm) & (p["split"] == split) & (p["method"] != "base") & (p["seed"] == 0)
           & (p["pretrain_seed"] == 0)]
     names = {"kept": "both", "newly solved": "branch_only", "lost": "start_only", "never": "neither"}
-    rows = []
+    rows, base = [], {}  # base's solve rates, read once per checkpoint
     for (m, t), _ in p.groupby(["method", "parent_tokens"]):
         if methods is None or m in methods:
-            counts = solved_lost(study_root, m, t, "base", split, arm=arm)["status"].value_counts()
+            if t not in base:
+                base[t] = solve_rates(study_root, "base", t, split, arm=arm)
+            d = _fate_frame(base[t], solve_rates(study_root, m, t, split, arm=arm), "base", m)
+            counts = d["status"].value_counts()
             rows.append({"method": m, "parent_tokens": t, **{names[k]: int(counts.get(k, 0)) for k in STATUS}})
     return pd.DataFrame(rows, columns=["method", "parent_tokens", *names.values()])
 
