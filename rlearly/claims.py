@@ -23,13 +23,13 @@ from rlearly.analysis import (CAPABILITY_TOL, SFT_FAMILY, arm_gains, budget_curv
                               fmt_tokens, gain_contrast, general_contrast, k_max, load_tables, seed_mean, seed_spread)
 from rlearly.errors import RlearlyError
 from rlearly.passk import spearman_permutation
+from rlearly.study import ROLES  # noqa: F401  (re-exported: the roles the claims read)
 
 HELD, CONTRADICTED, NO_EFFECT, NOT_MEASURED = "held", "contradicted", "no significant effect", "not measured"
 PARTLY = "partly held"
 VERDICTS = (HELD, PARTLY, CONTRADICTED, NO_EFFECT, NOT_MEASURED)
 FLAT_TOL = 0.02  # claims 1 and 5: "no gain" / "not ahead" means within 2 points of pass@1 (paper: +1-3 pp at 2B)
 MIN_SCORED = 0.05  # a branch whose samples carry a scored (boxed) answer less often measures nothing
-ROLES = ("targeted_mix", "wider_model", "rollouts_few", "rollouts_many", "rollouts_same_tokens", "seeds", "hard")
 
 
 @dataclass(frozen=True)

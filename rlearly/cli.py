@@ -3,7 +3,8 @@
     rlearly config  [--config F] [--preset P] [key=value ...]     print the resolved config
     rlearly pretrain [--config F] [--preset P] [--out DIR] [key=value ...]
     rlearly branch CHECKPOINT --method M [--out DIR] [key=value ...]   post-train from a checkpoint
-    rlearly study run|status|report SPEC [--root DIR] [--jobs N] [--seed N]  a whole study, cached node by node; its reports
+    rlearly study run|status|report SPEC [--root DIR] [--jobs N] [--seed N]   a whole study, node by node (cached)
+                                         [--reports DIR]                   ... and its reports
     rlearly eval CHECKPOINT [--split test --n 32 --k 1,8,32]      pass@k table + general capability
     rlearly info CHECKPOINT                                       lineage and shape of a checkpoint
     rlearly lm-eval CHECKPOINT [--benchmarks lambada,...] [--limit 1000]   the paper's six benchmarks ([eval])
@@ -73,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "cores with --jobs 1, cores / jobs with more)")
     p.add_argument("--seed", type=int, default=0, help="replicate the study under seeds shifted by this much "
                    "(pretraining, branches, evaluation; same world), as <name>-seed<N> (default 0: as written)")
+    p.add_argument("--reports", default="reports", help="report: folder for <study name>/*.html and index.html "
+                   "(default reports)")
     p = sub.add_parser("info", help="show a checkpoint's lineage and model shape")
     p.add_argument("checkpoint")
     p = sub.add_parser("eval", help="pass@k of a checkpoint (samples stored once, reused) + general capability")
@@ -200,7 +203,7 @@ def _dispatch(args) -> int:
         elif args.action == "report":
             from rlearly import report
 
-            print(f"done: {report.report(spec, root)['index']}")
+            print(f"done: {report.report(spec, root, reports_dir=args.reports)['index']}")
         else:
             rows = study.status(spec, root)
             for key, done in rows:

@@ -171,7 +171,8 @@ def _fig_legend(fig, axes, title="method", by_method=True):
     if by_method:  # the palette's order, whichever panel a method first appears in
         rank = {method_label(m): i for i, m in enumerate(METHOD_COLORS)}
         handles = dict(sorted(handles.items(), key=lambda kv: rank.get(kv[0], len(rank))))
-    fig.legend(list(handles.values()), list(handles), loc="outside right upper", title=title, frameon=False)
+    # centred on the right edge: at the upper corner it collides with a suptitle on a narrow figure
+    fig.legend(list(handles.values()), list(handles), loc="outside right center", title=title, frameon=False)
 
 
 def _token_axis(ax, values):
@@ -322,7 +323,13 @@ def general_deltas(general: pd.DataFrame, metric: str = "probe_acc"):
     _check_unique(df, f"general (metric {metric!r})", ["method", "parent_tokens", *_units(df)], ("checkpoint_id",))
     df = df.groupby(["method", "parent_tokens"], as_index=False)["value"].mean()
     fig, axes = _panels(1, width=max(5.0, 1.2 * df["parent_tokens"].nunique()), height=3.5)
-    _grouped_bars(axes[0], _minus_base(df, "value", "general"), "delta")
+    deltas = _minus_base(df, "value", "general")
+    _grouped_bars(axes[0], deltas, "delta")
+    if np.allclose(deltas["delta"].to_numpy(float), 0.0):  # say why the plot is empty (e.g. saturated probes)
+        base = df.loc[df["method"] == "base", "value"]
+        axes[0].text(0.5, 0.75, f"every branch equals its base (base {metric}: {base.min():.3f}"
+                     + (f" to {base.max():.3f}" if base.max() > base.min() else "") + ")",
+                     transform=axes[0].transAxes, ha="center", va="center", fontsize=10, color="0.3")
     better = "lower is better" if "nll" in metric else "higher is better"
     axes[0].set_ylabel(f"Δ {metric} (branch − base; {better})")
     axes[0].set_title(f"General capability against base: {metric}")
@@ -400,14 +407,26 @@ def readiness_scatter(points: pd.DataFrame, x: str = "base_train_passk", y: str 
     x_, y_, lo, hi = (agg[c].to_numpy(float) for c in ("x", "y", "lo", "hi"))
     ax.errorbar(x_, y_, yerr=[y_ - lo, hi - y_], fmt="o", capsize=0,
                 color=method_color("rl"), label="RL branch (bar: seed range)")
-    for _, r in agg.iterrows():
-        ax.annotate(fmt_tokens(r["parent_tokens"]), (r["x"], r["y"]), textcoords="offset points", xytext=(5, 5))
+    for (px, py), tokens in _coincident(agg).items():  # one label for points drawn on top of each other
+        ax.annotate(", ".join(fmt_tokens(t) for t in tokens), (px, py), textcoords="offset points", xytext=(5, 5))
     ax.axhline(0.0, color="0.2", lw=0.8)
     ax.set(xlabel=f"{x} (base M_t, RL training prompts)", ylabel=f"{y} (RL − base, test)",
            title="Readiness: base solve rate on RL prompts vs RL gain",
            xlim=(0, _rate_top(float(np.nanmax(x_)) if len(x_) else 0.0, margin=1.1)))
     ax.legend(frameon=False)
     return fig
+
+
+def _coincident(agg: pd.DataFrame, tol: float = 0.02) -> dict[tuple[float, float], list]:
+    """Points (x, y, parent_tokens) grouped when within `tol` of the data's range of an earlier one on both axes:
+    {(x, y) of the group's first point: its parent_tokens}, so overlapping labels are written once."""
+    span_x = max(float(np.ptp(agg["x"])), 1e-9) if len(agg) else 1.0
+    span_y = max(float(np.ptp(agg["y"])), 1e-9) if len(agg) else 1.0
+    groups: dict[tuple[float, float], list] = {}
+    for _, r in agg.sort_values("parent_tokens").iterrows():
+        near = [k for k in groups if abs(k[0] - r["x"]) <= tol * span_x and abs(k[1] - r["y"]) <= tol * span_y]
+        groups.setdefault(near[0] if near else (float(r["x"]), float(r["y"])), []).append(r["parent_tokens"])
+    return groups
 
 
 def _rates(start_rates, branch_rates) -> tuple[np.ndarray, np.ndarray]:

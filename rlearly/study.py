@@ -56,6 +56,9 @@ from rlearly.config import Config, from_dict, load_config, read_yaml_mapping
 from rlearly.errors import ConfigError, DataError, RlearlyError
 from rlearly.train import method_name
 
+# the roles an arm can play for the claims (rlearly.claims reads arms by role, not by name)
+ROLES = ("targeted_mix", "wider_model", "rollouts_few", "rollouts_many", "rollouts_same_tokens", "seeds", "hard")
+
 MAIN = "main"
 _PRIORITY = {"pretrain": 0, "branch": 1, "eval": 2}  # start order among ready nodes with --jobs
 
@@ -96,7 +99,7 @@ class EvalPlan:
 @dataclass
 class Arm:
     """One experiment of a study: config overrides on top of the study's, its branches and evaluations, and
-    the role it plays for the claims (rlearly.claims.ROLES: "targeted_mix", "rollouts_few", ...)."""
+    the role it plays for the claims (ROLES: "targeted_mix", "rollouts_few", ...)."""
     name: str
     config: dict
     branch: BranchPlan
@@ -233,7 +236,6 @@ def load_study(path: str | Path) -> StudySpec:
             raise ConfigError(f"unknown study key '{where}.{sorted(unknown)[0]}' (known: branch, config, eval, "
                               "pretrain_seeds, role)")
         role = a.get("role") or ""
-        from rlearly.claims import ROLES
         if role and role not in ROLES:
             raise ConfigError(f"study {where}.role: unknown role {role!r}; known: {', '.join(ROLES)}")
         if role and role in {x.role for x in spec.arms.values()}:

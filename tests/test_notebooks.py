@@ -230,14 +230,19 @@ def test_cli_study_report_calls_report(tmp_path, monkeypatch, capsys):
 
     seen = {}
 
-    def fake(spec, root):
-        seen.update(spec=spec.name, root=Path(root))
-        return {"index": tmp_path / "reports" / "index.html"}
+    def fake(spec, root, reports_dir):
+        seen.update(spec=spec.name, root=Path(root), reports=reports_dir)
+        return {"index": Path(reports_dir) / "index.html"}
 
     monkeypatch.setattr(report, "report", fake)
     assert cli.main(["study", "report", str(REPO / "studies" / "tiny.yaml"), "--root", str(tmp_path)]) == 0
-    assert seen == {"spec": "tiny", "root": tmp_path}
+    assert seen == {"spec": "tiny", "root": tmp_path, "reports": "reports"}
     assert "index.html" in capsys.readouterr().out
+    # the pages can go anywhere
+    assert cli.main(["study", "report", str(REPO / "studies" / "tiny.yaml"), "--root", str(tmp_path),
+                     "--reports", str(tmp_path / "pages")]) == 0
+    assert seen["reports"] == str(tmp_path / "pages")
+    assert f"done: {tmp_path / 'pages' / 'index.html'}" in capsys.readouterr().out
 
 
 def test_write_results_keeps_finite_numbers_and_nulls(tmp_path):

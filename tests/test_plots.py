@@ -190,6 +190,13 @@ def test_general_deltas_bars_and_zero_line():
     assert "lower is better" in nll.axes[0].get_ylabel()
     with pytest.raises(ValueError, match="general table has no rows for metric 'probe_acc_norm'"):
         plots.general_deltas(make_general(), metric="probe_acc_norm")
+    assert not ax.texts  # a plot with bars needs no note
+
+
+def test_general_deltas_says_why_nothing_is_drawn():
+    """Saturated probes (every checkpoint at 1.000) give all-zero deltas: the plot says so instead of being empty."""
+    fig = plots.general_deltas(make_general().assign(value=1.0))
+    assert [t.get_text() for t in fig.axes[0].texts] == ["every branch equals its base (base probe_acc: 1.000)"]
 
 
 def test_training_curves_mean_over_seeds_and_skip_nan():
@@ -239,6 +246,10 @@ def test_readiness_scatter_one_labelled_point_per_checkpoint():
     assert to_hex(pts_line.get_color()) == METHOD_COLORS["rl"]
     assert [t.get_text() for t in ax.texts] == ["1M", "4M"]
     assert list(ax.get_lines()[1].get_ydata()) == [0, 0]  # y = 0 line
+    # checkpoints drawn on top of each other (no RL gain, no base solves) share one label
+    zeros = pd.DataFrame(dict(parent_tokens=[999_424, 2_000_896, 3_000_320, 10_000_384], seed=0,
+                              base_train_passk=[0.0, 0.0, 0.001, 0.7], rl_delta_pass1=[0.0, 0.0, 0.0005, 0.2]))
+    assert [t.get_text() for t in plots.readiness_scatter(zeros).axes[0].texts] == ["999k, 2M, 3M", "10M"]
     with pytest.raises(ValueError, match="rl_delta_pass1"):
         plots.readiness_scatter(pts.drop(columns="rl_delta_pass1"))
 

@@ -92,6 +92,7 @@ def run(cfg: Config, out_dir: str | Path, *, show_progress: bool = True, stop_af
                            elapsed_s=round(elapsed, 2),
                            **{f"heldout_{k}": heldout_nll(model, b) for k, b in heldout.items()})
                 if is_ckpt:  # zero-shot (the format is rare in pretraining) and 2-shot with graded exemplars
+                    bar.set_postfix_str("greedy check: 2 x 100 dev problems", refresh=True)  # the bar would sit still
                     for shots in (0, 2):
                         acc = greedy_accuracy(model, tok, world.math, "dev", n_problems=100, shots=shots)
                         row[f"greedy_{shots}shot_answer"] = acc["answer"]
