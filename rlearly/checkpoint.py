@@ -1,8 +1,10 @@
 """Checkpoints in Hugging Face Llama layout, with provenance, written atomically and loaded without pickle.
 
 A checkpoint directory holds `config.json`, `model.safetensors`, `generation_config.json`, the tokenizer
-files, rlearly's resolved `config.yaml`, optionally the trainer state (`optimizer.safetensors` +
-`trainer_state.json`), and `meta.json` (lineage, and the size and sha256 of every file, written last).
+files, rlearly's resolved `config.yaml`, optionally the trainer state in `trainer/` (`optimizer.safetensors` +
+`trainer_state.json`: out of the top level, where vLLM would read every `*.safetensors` as weights), and
+`meta.json` (lineage, and the size and sha256 of every file, written last). The directory loads unchanged in
+transformers and vLLM.
 It is built in a hidden temporary directory and renamed into place, so a crash never leaves a
 half-written directory under the final name; a truncated or edited file is caught on load. A write that
 fails (disk full) raises StorageError naming the checkpoint, and leaves the earlier one in place.
@@ -30,6 +32,13 @@ from rlearly.model import LlamaLM
 from rlearly.tokenizer import Tokenizer
 
 META = "meta.json"
+TRAINER = "trainer"  # the subfolder with the optimizer and trainer state
+
+
+def trainer_dir(path: str | Path) -> Path:
+    """Where a checkpoint's trainer state lies: `trainer/`, or the top level in checkpoints written before it."""
+    path = Path(path)
+    return path / TRAINER if (path / TRAINER / "trainer_state.json").is_file() else path
 
 
 def provenance() -> dict:
@@ -109,9 +118,11 @@ def save_checkpoint(path: str | Path, model: LlamaLM, tok: Tokenizer, meta: dict
                 t, g = _flatten_optimizer(opt.state_dict(), name)
                 tensors.update(t)
                 groups[name] = g
-            save_file(tensors, str(tmp / "optimizer.safetensors"))
-            _write_json(tmp / "trainer_state.json", {"optimizer_groups": groups, **(trainer_state or {})})
-        files = {p.name: {"bytes": p.stat().st_size, "sha256": _sha256(p)} for p in sorted(tmp.iterdir())}
+            (tmp / TRAINER).mkdir()
+            save_file(tensors, str(tmp / TRAINER / "optimizer.safetensors"))
+            _write_json(tmp / TRAINER / "trainer_state.json", {"optimizer_groups": groups, **(trainer_state or {})})
+        files = {p.relative_to(tmp).as_posix(): {"bytes": p.stat().st_size, "sha256": _sha256(p)}
+                 for p in sorted(tmp.rglob("*")) if p.is_file()}
         _write_json(tmp / META, {**meta, **provenance(), "files": files})
         _fsync_dir(tmp)
         _replace_dir(tmp, path)
@@ -183,15 +194,15 @@ def load_checkpoint(path: str | Path, verify: bool = True) -> tuple[LlamaLM, Tok
 
 def load_trainer_state(path: str | Path, optimizers: dict[str, torch.optim.Optimizer]) -> dict:
     """Restore optimizer states in place and return trainer_state.json (step, rng, ...)."""
-    path = Path(path)
-    if not (path / "trainer_state.json").is_file():
+    path, where = Path(path), trainer_dir(path)
+    if not (where / "trainer_state.json").is_file():
         raise CheckpointError(f"{path} holds no trainer state to resume from")
-    state = _read_json(path / "trainer_state.json")
-    tensors = _load_tensors(path / "optimizer.safetensors")
+    state = _read_json(where / "trainer_state.json")
+    tensors = _load_tensors(where / "optimizer.safetensors")
     for name, opt in optimizers.items():
         groups = state.get("optimizer_groups", {}).get(name)
         if groups is None:
-            raise CheckpointError(f"{path / 'trainer_state.json'} holds no state for optimizer {name!r}; "
+            raise CheckpointError(f"{where / 'trainer_state.json'} holds no state for optimizer {name!r}; "
                                   "it was saved by another recipe")
         try:
             opt.load_state_dict(_unflatten_optimizer(tensors, groups, name))
@@ -263,9 +274,11 @@ def _sha256(path: Path) -> str:
 
 
 def _fsync_dir(d: Path) -> None:
-    for p in d.iterdir():
-        with open(p, "rb") as f:
-            os.fsync(f.fileno())
+    """fsync every file under `d` (subfolders included) before the directory is renamed into place."""
+    for p in d.rglob("*"):
+        if p.is_file():
+            with open(p, "rb") as f:
+                os.fsync(f.fileno())
 
 
 def _remove_leftovers(path: Path) -> None:

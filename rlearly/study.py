@@ -348,14 +348,15 @@ def run(spec: StudySpec, root: str | Path, log=print, jobs: int = 1, threads: in
         todo = [n for n in nodes if not n.done]
         log(f"study {spec.name}: {len(nodes)} nodes, {len(nodes) - len(todo)} done, {len(todo)} to run"
             + (f", {jobs} at a time" if jobs > 1 and todo else ""))
-        pace = _Pace(len(todo))
+        pace = _Pace(todo, jobs)
         if jobs <= 1:
             if threads:
                 import torch
                 torch.set_num_threads(threads)
             for i, node in enumerate(todo, 1):
                 log(f"[{i}/{len(todo)}] {node.key}")
-                log(f"done {node.key} ({_timed(node, root):.0f} s; {pace.step()})")
+                seconds = _timed(node, root)
+                log(f"done {node.key} ({seconds:.0f} s; {pace.step(node, seconds)})")
         elif todo:
             _run_parallel(spec, root, todo, jobs, log, threads, pace)
         write_tables(spec, root)
@@ -363,17 +364,37 @@ def run(spec: StudySpec, root: str | Path, log=print, jobs: int = 1, threads: in
 
 
 class _Pace:
-    """'12/47 nodes done in 3m05s, about 9m left at the pace so far' (nodes differ: a rough guide)."""
+    """'12/47 nodes done in 3m05s, about 9m left (+ 20 eval nodes not yet timed)'. Nodes differ by orders of
+    magnitude (a pretraining run against an evaluation), so the rest is estimated kind by kind: a pretraining
+    run by the seconds per unit of `cost` so far, a branch or an evaluation by the mean of its kind so far,
+    the sum divided among the `jobs`; kinds not yet timed are counted, not guessed."""
 
-    def __init__(self, total: int):
-        self.total, self.done, self.t0 = total, 0, time.perf_counter()
+    def __init__(self, todo: list[Node], jobs: int = 1):
+        self.left, self.jobs, self.total, self.done = list(todo), max(1, jobs), len(todo), 0
+        self.seconds: dict[str, list[float]] = {}
+        self.costs: dict[str, list[float]] = {}
+        self.t0 = time.perf_counter()
 
-    def step(self) -> str:
+    def step(self, node: Node, seconds: float) -> str:
         self.done += 1
-        spent = time.perf_counter() - self.t0
-        left = spent / self.done * (self.total - self.done)
-        return (f"{self.done}/{self.total} nodes done in {clock(spent)}"
-                + (f", about {clock(left)} left at the pace so far" if self.done < self.total else ""))
+        self.left = [n for n in self.left if n is not node]
+        self.seconds.setdefault(node.kind, []).append(seconds)
+        self.costs.setdefault(node.kind, []).append(node.cost)
+        spent = f"{self.done}/{self.total} nodes done in {clock(time.perf_counter() - self.t0)}"
+        if not self.left:
+            return spent
+        known, untimed = 0.0, {}
+        for n in self.left:
+            if n.kind not in self.seconds:
+                untimed[n.kind] = untimed.get(n.kind, 0) + 1
+            elif n.kind == "pretrain" and n.cost and sum(self.costs["pretrain"]):
+                known += n.cost * sum(self.seconds["pretrain"]) / sum(self.costs["pretrain"])
+            else:
+                known += sum(self.seconds[n.kind]) / len(self.seconds[n.kind])
+        more = ", ".join(f"{k} {kind} node{'s' * (k > 1)}" for kind, k in untimed.items())
+        if len(untimed) == len({n.kind for n in self.left}):
+            return f"{spent}; {more} not yet timed"
+        return f"{spent}, about {clock(known / self.jobs)} left" + (f" (+ {more} not yet timed)" if more else "")
 
 
 def clock(seconds: float) -> str:
@@ -430,7 +451,7 @@ def _run_parallel(spec: StudySpec, root: Path, todo: list[Node], jobs: int, log,
     cores = os.cpu_count() or 1
     alone_threads = threads or cores
     threads = threads or max(1, cores // jobs)
-    pace = pace or _Pace(len(todo))
+    pace = pace or _Pace(todo, jobs)
     pending, running, started = list(todo), {}, 0
     is_done = {n.path: n.done for n in plan(spec, root)}
     failure = None
@@ -450,7 +471,8 @@ def _run_parallel(spec: StudySpec, root: Path, todo: list[Node], jobs: int, log,
             for fut in finished:
                 node = running.pop(fut)
                 try:
-                    log(f"done {node.key} ({fut.result():.0f} s; {pace.step()})")
+                    seconds = fut.result()
+                    log(f"done {node.key} ({seconds:.0f} s; {pace.step(node, seconds)})")
                     is_done[node.path] = True
                 except Exception as e:  # let the others finish, start nothing new, then report
                     failure = failure or (node, e)

@@ -25,13 +25,15 @@ def test_round_trip_weights_optimizer_and_meta(tmp_path, tok):
     path = save_checkpoint(tmp_path / "c", model, tok, {"method": "pretrain", "step": 2, "parent": None},
                            optimizers={"adamw": opt}, trainer_state={"step": 2})
     assert sorted(p.name for p in path.iterdir()) == [
-        "config.json", "generation_config.json", "meta.json", "model.safetensors", "optimizer.safetensors",
-        "special_tokens_map.json", "tokenizer.json", "tokenizer_config.json", "trainer_state.json"]
+        "config.json", "generation_config.json", "meta.json", "model.safetensors", "special_tokens_map.json",
+        "tokenizer.json", "tokenizer_config.json", "trainer"]
+    # vLLM reads every top-level *.safetensors as weights: the optimizer state lives in trainer/
+    assert sorted(p.name for p in (path / "trainer").iterdir()) == ["optimizer.safetensors", "trainer_state.json"]
     loaded, tok2, meta = load_checkpoint(path)
     for (k, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
         assert torch.equal(a, b), k
     assert meta["method"] == "pretrain" and meta["step"] == 2 and meta["version"]
-    assert set(meta["files"]) >= {"model.safetensors", "optimizer.safetensors"}
+    assert set(meta["files"]) >= {"model.safetensors", "trainer/optimizer.safetensors", "trainer/trainer_state.json"}
     assert tok2.encode("Ava has 7") == tok.encode("Ava has 7")
     fresh = make_adamw(loaded, 1e-2, 0.1)
     state = load_trainer_state(path, {"adamw": fresh})
@@ -74,3 +76,22 @@ def test_corrupt_missing_and_foreign_checkpoints_are_named(tmp_path, tok):
     (path / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(CheckpointError, match="model_type is 'gpt2'"):
         load_checkpoint(path, verify=False)
+
+
+def test_trainer_state_is_verified_and_old_layout_still_resumes(tmp_path, tok):
+    """meta.json hashes the files in trainer/ too; a checkpoint written before trainer/ existed (its optimizer
+    state at the top level) still resumes."""
+    model, opt = _trained(tok)
+    path = save_checkpoint(tmp_path / "c", model, tok, {"method": "pretrain", "step": 2, "parent": None},
+                           optimizers={"adamw": opt}, trainer_state={"step": 2})
+    blob = (path / "trainer" / "optimizer.safetensors").read_bytes()
+    (path / "trainer" / "optimizer.safetensors").write_bytes(blob[:-8])
+    with pytest.raises(CheckpointError, match="trainer/optimizer.safetensors is corrupt or truncated"):
+        read_meta(path)
+    (path / "trainer" / "optimizer.safetensors").write_bytes(blob)
+    for name in ("optimizer.safetensors", "trainer_state.json"):  # the layout before trainer/
+        (path / "trainer" / name).rename(path / name)
+    (path / "trainer").rmdir()
+    fresh = make_adamw(load_checkpoint(path, verify=False)[0], 1e-2, 0.1)
+    assert load_trainer_state(path, {"adamw": fresh})["step"] == 2
+    assert torch.equal(fresh.state_dict()["state"][0]["exp_avg"], opt.state_dict()["state"][0]["exp_avg"])

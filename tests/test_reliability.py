@@ -152,7 +152,8 @@ def test_pretrain_killed_at_random_points_resumes_to_bit_identical_weights(tmp_p
     assert [p.name for p in mine] == [p.name for p in ref] == ["ckpt-0000008192", "ckpt-0000016384"]
     for a, b in zip([*mine, out / "state"], [*ref, full / "state"]):
         _assert_same_tensors(_weights(a), _weights(b))
-        _assert_same_tensors(load_file(a / "optimizer.safetensors"), load_file(b / "optimizer.safetensors"))
+        _assert_same_tensors(load_file(a / "trainer" / "optimizer.safetensors"),
+                             load_file(b / "trainer" / "optimizer.safetensors"))
         assert read_meta(a)["config_hash"] == cfg.hash()
     _same_rows(out / "metrics.jsonl", full / "metrics.jsonl")
     _assert_same_dirs(out, full)
@@ -191,8 +192,8 @@ def test_sft_then_rl_branch_killed_at_random_points_resumes_to_bit_identical_wei
     for d in stages:
         for sub in ("final", "state", *(p.name for p in (full / d).glob("step-*"))):
             _assert_same_tensors(_weights(out / d / sub), _weights(full / d / sub))
-        _assert_same_tensors(load_file(out / d / "state" / "optimizer.safetensors"),
-                             load_file(full / d / "state" / "optimizer.safetensors"))
+        _assert_same_tensors(load_file(out / d / "state" / "trainer" / "optimizer.safetensors"),
+                             load_file(full / d / "state" / "trainer" / "optimizer.safetensors"))
         _same_rows(out / d / "metrics.jsonl", full / d / "metrics.jsonl")
     assert read_meta(out / "final")["config_hash"] == cfg.hash()
     _assert_same_dirs(out, full)

@@ -258,12 +258,26 @@ def test_killed_run_restarts_without_redoing_finished_nodes(tiny_study, tmp_path
     pd.testing.assert_frame_equal(_tables(root), _tables(done_root))
 
 
+def test_pace_estimates_kind_by_kind():
+    """A pretraining run is timed per unit of cost, the other kinds by their mean; untimed kinds are counted."""
+    nodes = [study.Node("pretrain", "p1", Path("p1"), None, cost=1.0), study.Node("pretrain", "p2", Path("p2"), None,
+             cost=3.0), study.Node("branch", "b1", Path("b1"), None), study.Node("branch", "b2", Path("b2"), None),
+             study.Node("eval", "e1", Path("e1"), None)]
+    pace = study._Pace(nodes, jobs=2)
+    # the second run costs 3x the first: 1800 s, over 2 jobs; the branches and the evaluation are untimed
+    assert pace.step(nodes[0], 600.0).endswith("about 15m00s left (+ 2 branch nodes, 1 eval node not yet timed)")
+    assert pace.step(nodes[2], 100.0).endswith("about 15m50s left (+ 1 eval node not yet timed)")  # (1800+100)/2
+    pace.step(nodes[1], 1700.0)
+    assert pace.step(nodes[3], 300.0).endswith("; 1 eval node not yet timed")
+    assert re.fullmatch(r"5/5 nodes done in \S+", pace.step(nodes[4], 10.0))
+
+
 def test_parallel_jobs_give_the_same_tables(tiny_study, tmp_path):
     spec, done_root = tiny_study
     logs = []
     study.run(spec, tmp_path / "tiny", log=logs.append, jobs=2, threads=1)
     assert "2 at a time" in logs[0] and any(l.startswith("done pretrain") for l in logs)
-    assert re.search(r"\d+/\d+ nodes done in .*, about .* left at the pace so far", "\n".join(logs))
+    assert re.search(r"\d+/\d+ nodes done in .*, about .* left", "\n".join(logs))
     pd.testing.assert_frame_equal(_tables(tmp_path / "tiny"), _tables(done_root))
     timings = pd.read_csv(tmp_path / "tiny" / "tables" / "timings.csv")
     assert len(timings) == len(study.plan(spec, tmp_path / "tiny")) and (timings["seconds"] >= 0).all()

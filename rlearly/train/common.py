@@ -150,9 +150,9 @@ def claim_run_dir(out: Path, cfg) -> None:
 def resume_latest(candidates: list[Path], model: LlamaLM, optimizers: dict, log: MetricsLog) -> tuple[int, float]:
     """Load the most advanced saved trainer state among `candidates` into model and optimizers.
     Returns (step, elapsed seconds); (0, 0.0) when there is none. Metrics logged later are dropped."""
-    from rlearly.checkpoint import load_checkpoint, load_trainer_state
+    from rlearly.checkpoint import load_checkpoint, load_trainer_state, trainer_dir
 
-    found = [(_saved_step(p), p) for p in candidates if (p / "trainer_state.json").is_file()]
+    found = [(_saved_step(p), p) for p in candidates if (trainer_dir(p) / "trainer_state.json").is_file()]
     if not found:
         log.truncate_after(0)
         return 0, 0.0
@@ -165,7 +165,9 @@ def resume_latest(candidates: list[Path], model: LlamaLM, optimizers: dict, log:
 
 
 def _saved_step(path: Path) -> int:
-    f = path / "trainer_state.json"
+    from rlearly.checkpoint import trainer_dir
+
+    f = trainer_dir(path) / "trainer_state.json"
     try:
         step = json.loads(f.read_text()).get("step")
     except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
