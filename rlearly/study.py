@@ -47,6 +47,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -338,9 +339,11 @@ def _run_nodes(arm: Arm, ps: int, root: Path, label: str) -> list[Node]:
     return nodes
 
 
-def run(spec: StudySpec, root: str | Path, log=print, jobs: int = 1, threads: int = 0) -> list[Node]:
+def run(spec: StudySpec, root: str | Path, log=print, jobs: int = 1, threads: int = 0, executor: str = "pool",
+        cluster: str | None = None, params: dict | None = None) -> list[Node]:
     """Run every unfinished node (finished ones are skipped), `jobs` at a time, each with `threads` torch
-    threads (0: all the cores for one job, cores / jobs for several). Then write the tables."""
+    threads (0: all the cores for one job, cores / jobs for several). Then write the tables.
+    `executor="submitit"` sends each node to submitit (Slurm, or `cluster="local"`), `params` its settings."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     with _Lock(root / ".lock"):
@@ -349,7 +352,7 @@ def run(spec: StudySpec, root: str | Path, log=print, jobs: int = 1, threads: in
         log(f"study {spec.name}: {len(nodes)} nodes, {len(nodes) - len(todo)} done, {len(todo)} to run"
             + (f", {jobs} at a time" if jobs > 1 and todo else ""))
         pace = _Pace(todo, jobs)
-        if jobs <= 1:
+        if jobs <= 1 and executor == "pool":
             if threads:
                 import torch
                 torch.set_num_threads(threads)
@@ -358,7 +361,7 @@ def run(spec: StudySpec, root: str | Path, log=print, jobs: int = 1, threads: in
                 seconds = _timed(node, root)
                 log(f"done {node.key} ({seconds:.0f} s; {pace.step(node, seconds)})")
         elif todo:
-            _run_parallel(spec, root, todo, jobs, log, threads, pace)
+            _run_parallel(spec, root, todo, jobs, log, threads, pace, executor, cluster, params)
         write_tables(spec, root)
     return nodes
 
@@ -434,28 +437,96 @@ def _worker_init() -> None:
 
 
 def _run_one(spec: StudySpec, root: str, key: str, threads: int) -> float:
-    """Worker process: re-plan the study and run the node named `key` (closures do not cross processes)."""
+    """Worker process: re-plan the study and run the node named `key` (closures do not cross processes).
+    `threads` 0 leaves torch's own choice (a cluster job: the cores it was given)."""
     import torch
-    torch.set_num_threads(threads)
+    if threads:
+        torch.set_num_threads(threads)
     node = next(n for n in plan(spec, root) if n.key == key)
     return _timed(node, Path(root))
 
 
-def _run_parallel(spec: StudySpec, root: Path, todo: list[Node], jobs: int, log, threads: int = 0,
-                  pace: _Pace | None = None) -> None:
-    """Dependency-ordered execution in `jobs` spawned processes, each with cores/jobs torch threads
-    (all the cores for a node that starts alone with nothing else ready, e.g. a study's only pretraining run)."""
-    import multiprocessing as mp
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+class _Pool:
+    """Nodes in `jobs` spawned local processes (concurrent.futures)."""
 
+    poll_s = 0.2
+
+    def __init__(self, jobs: int):
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+        self.pool = ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"), initializer=_worker_init)
+
+    def submit(self, node: Node, *args):
+        return self.pool.submit(_run_one, *args)
+
+    def close(self):
+        self.pool.shutdown()
+
+
+class _Submitit:
+    """Nodes as submitit jobs: Slurm on a cluster, or submitit's local executor (the same path, here). Each job
+    re-plans the study from the pickled spec and runs one node, so caching, lineage and timings are the pool's;
+    the study lock stays with the runner. `params` go to the executor's update_parameters (slurm_partition,
+    timeout_min, cpus_per_task, gpus_per_node, ...); job scripts and logs go to <root>/submitit/."""
+
+    poll_s = 2.0
+
+    def __init__(self, root: Path, cluster: str | None, params: dict):
+        from rlearly.extras import require
+        submitit = require("submitit", "cluster", "study run --executor submitit")
+        self.executor = submitit.AutoExecutor(folder=root / "submitit" / "%j", cluster=cluster)
+        self.executor.update_parameters(**{"timeout_min": 24 * 60, **params})  # local's own default: 2 minutes
+
+    def submit(self, node: Node, *args):
+        self.executor.update_parameters(name=node.key.replace(" ", "_"))
+        return _JobFuture(self.executor.submit(_run_one, *args))
+
+    def close(self):
+        pass
+
+
+class _JobFuture:
+    """A submitit job read as a future (done, result); a failed job raises with its error's last line."""
+
+    def __init__(self, job):
+        self.job = job
+
+    def done(self) -> bool:
+        return self.job.done()
+
+    def result(self) -> float:
+        try:
+            return self.job.result()
+        except Exception as e:  # submitit's FailedJobError: the remote traceback between two rules of dashes
+            raise RlearlyError(f"job {self.job.job_id} failed: {_last_error(str(e)) or type(e).__name__} "
+                               f"(log: {self.job.paths.stderr})") from None
+
+
+def _last_error(text: str) -> str:
+    """The exception line that ends the traceback inside submitit's failure text, without rlearly's module path."""
+    parts = re.split(r"\n-{10,}\n", text)
+    trace = parts[1] if len(parts) >= 3 else text
+    lines = [line.strip() for line in trace.splitlines() if line.strip()]
+    return lines[-1].removeprefix("rlearly.errors.") if lines else ""
+
+
+def _run_parallel(spec: StudySpec, root: Path, todo: list[Node], jobs: int, log, threads: int = 0,
+                  pace: _Pace | None = None, executor: str = "pool", cluster: str | None = None,
+                  params: dict | None = None) -> None:
+    """Dependency-ordered execution, `jobs` nodes at a time: in spawned local processes, each with cores/jobs
+    torch threads (all the cores for a node that starts alone with nothing else ready, e.g. a study's only
+    pretraining run), or as submitit jobs (`executor="submitit"`, on `cluster`: slurm, local, or None for
+    submitit's choice)."""
     cores = os.cpu_count() or 1
-    alone_threads = threads or cores
-    threads = threads or max(1, cores // jobs)
+    on_cluster = executor == "submitit" and cluster != "local"
+    alone_threads = threads or (0 if on_cluster else cores)
+    threads = threads or (0 if on_cluster else max(1, cores // jobs))
     pace = pace or _Pace(todo, jobs)
     pending, running, started = list(todo), {}, 0
     is_done = {n.path: n.done for n in plan(spec, root)}
     failure = None
-    with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"), initializer=_worker_init) as pool:
+    runner = _Submitit(root, cluster, params or {}) if executor == "submitit" else _Pool(jobs)
+    try:
         while pending or running:
             ready = [n for n in pending if all(is_done.get(d, True) for d in n.deps)] if failure is None else []
             ready.sort(key=lambda n: (_PRIORITY[n.kind], -n.cost))  # long pretraining runs first: they gate their arms
@@ -464,10 +535,12 @@ def _run_parallel(spec: StudySpec, root: Path, todo: list[Node], jobs: int, log,
                 pending.remove(node)
                 started += 1
                 log(f"[{started}/{len(todo)}] start {node.key}")
-                running[pool.submit(_run_one, spec, str(root), node.key, alone_threads if alone else threads)] = node
+                running[runner.submit(node, spec, str(root), node.key, alone_threads if alone else threads)] = node
             if not running:
                 break
-            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            finished = [f for f in running if f.done()]
+            if not finished:
+                time.sleep(runner.poll_s)
             for fut in finished:
                 node = running.pop(fut)
                 try:
@@ -476,6 +549,8 @@ def _run_parallel(spec: StudySpec, root: Path, todo: list[Node], jobs: int, log,
                     is_done[node.path] = True
                 except Exception as e:  # let the others finish, start nothing new, then report
                     failure = failure or (node, e)
+    finally:
+        runner.close()
     if failure:
         node, e = failure
         if isinstance(e, RlearlyError):

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from rlearly import study
-from rlearly.errors import ConfigError
+from rlearly.errors import ConfigError, RlearlyError
 
 TINY = Path(__file__).parent.parent / "studies" / "tiny.yaml"
 # one torch thread in the `rlearly` processes, as in this one (conftest): two cores shared by two processes
@@ -256,6 +256,31 @@ def test_killed_run_restarts_without_redoing_finished_nodes(tiny_study, tmp_path
     assert {n.key: _node_bytes(n) for n in finished} == before  # finished nodes were not rerun or touched
     assert [p for p in root.rglob(".*") if p.is_dir()] == []  # no temp checkpoint left by the cut save
     pd.testing.assert_frame_equal(_tables(root), _tables(done_root))
+
+
+def test_submitit_local_executor_gives_the_same_tables(tiny_study, tmp_path):
+    """Nodes sent as submitit jobs (its local executor: the Slurm path without Slurm) give the pool's tables;
+    job scripts and logs land in <root>/submitit."""
+    pytest.importorskip("submitit")
+    spec, done_root = tiny_study
+    logs = []
+    root = tmp_path / "tiny"
+    study.run(spec, root, log=logs.append, jobs=2, threads=1, executor="submitit", cluster="local")
+    assert any(l.startswith("done pretrain") for l in logs)
+    pd.testing.assert_frame_equal(_tables(root), _tables(done_root))
+    assert list((root / "submitit").glob("*/*_result.pkl"))
+
+
+def test_submitit_job_failure_names_the_node_and_its_log(tiny_study, tmp_path):
+    pytest.importorskip("submitit")
+    spec, _ = tiny_study
+    root = tmp_path / "bad"
+    for node in study.plan(spec, root):  # a file where a run's folder goes: the job fails, not the planning
+        if node.kind == "pretrain":
+            node.path.parent.mkdir(parents=True, exist_ok=True)
+            node.path.write_text("")
+    with pytest.raises(RlearlyError, match=r"^pretrain \w+: job \d+ failed: FileExistsError: .+ \(log: .+\.err\)$"):
+        study.run(spec, root, log=lambda _: None, jobs=1, executor="submitit", cluster="local")
 
 
 def test_pace_estimates_kind_by_kind():
