@@ -253,6 +253,12 @@ class RLConfig:
     kl_estimator: str = "k3"
     split: str = "train"
     backend: str = "torch"  # rollout sampler: torch, or vllm (GPU, `[gpu]` extra; weights pushed after each update)
+    # the vLLM engine (rl.backend: vllm), each at vLLM's own default when left at its no-op value
+    vllm_memory: float = late(0.0)  # gpu_memory_utilization: the device's share for weights and KV cache (CPU: RAM's)
+    vllm_dtype: str = late("auto")  # dtype of the engine's weights (auto: config.json's, float32 here)
+    vllm_max_seqs: int = late(0)  # max_num_seqs: sequences decoded at once
+    vllm_tp: int = late(1)  # tensor_parallel_size
+    vllm_eager: bool = late(False)  # enforce_eager: no CUDA graphs or torch.compile (faster start, slower decode)
 
     def __post_init__(self):
         _positive(self, "steps", "prompts_per_step", "group_size", "max_new_tokens", "mini_batches", "epochs")
@@ -263,6 +269,11 @@ class RLConfig:
         _known("rl.loss_agg", self.loss_agg, AGG_MODES)
         _known("rl.kl_estimator", self.kl_estimator, ("k1", "k2", "k3"))
         _known("rl.backend", self.backend, RL_BACKENDS)
+        if not 0.0 <= self.vllm_memory <= 1.0:
+            raise ConfigError(f"rl.vllm_memory={self.vllm_memory} must lie in [0, 1] (0: vLLM's default)")
+        _known("rl.vllm_dtype", self.vllm_dtype, ("auto", "float32", "bfloat16", "float16"))
+        if self.vllm_max_seqs < 0 or self.vllm_tp < 1:
+            raise ConfigError("rl.vllm_max_seqs must be >= 0 (0: vLLM's default) and rl.vllm_tp >= 1")
         if self.prompts_per_step % self.mini_batches:  # a mini-batch holds whole groups
             raise ConfigError(f"rl.mini_batches={self.mini_batches} must divide rl.prompts_per_step={self.prompts_per_step}")
 

@@ -62,6 +62,14 @@ def load_model(path, **llm_kwargs) -> VllmModel:
     return VllmModel(vllm.LLM(**{**kw, **llm_kwargs}), int(max_len))
 
 
+def engine_kwargs(rl) -> dict:
+    """`vllm.LLM` keyword arguments from an RLConfig's vllm_* settings; those at their no-op value are left to vLLM."""
+    kw = dict(gpu_memory_utilization=rl.vllm_memory or None, dtype=None if rl.vllm_dtype == "auto" else rl.vllm_dtype,
+              max_num_seqs=rl.vllm_max_seqs or None, tensor_parallel_size=rl.vllm_tp if rl.vllm_tp > 1 else None,
+              enforce_eager=rl.vllm_eager or None)
+    return {k: v for k, v in kw.items() if v is not None}
+
+
 def from_torch(model, tok, **llm_kwargs) -> VllmModel:
     """A vLLM engine over the current weights of the LlamaLM `model`, for RL rollouts: the model and tokenizer
     are written with save_checkpoint to a temporary directory and loaded with `load_model`.
@@ -90,19 +98,28 @@ def refresh_weights(engine: VllmModel, model) -> None:
     """Load the current weights of the LlamaLM `model` into the vLLM engine, then drop its prefix cache (KV blocks
     computed with the old weights would otherwise be reused for the same prompts).
 
-    Follows vLLM's public `LLM.apply_model(func)`: func runs on the nn.Module inside each worker (V0 since
-    vLLM PR #10353; V1 through `LLM.collective_rpc` since PR #15444, vLLM 0.8.3), here calling the model's
-    `load_weights(iterable of (HF name, tensor))`, which fuses q/k/v and gate/up itself and copies onto the
-    engine's device and dtype; then `LLM.reset_prefix_cache()`, as TRL's colocated vLLM mode does after its
-    weight sync. Sources: vllm/entrypoints/llm.py (apply_model, collective_rpc, reset_prefix_cache),
-    vllm/v1/worker/worker_base.py (WorkerBase.apply_model), docs.vllm.ai. vLLM's newer weight-transfer API
-    (init_weight_transfer_engine / update_weights) moves CUDA tensors over NCCL or CUDA IPC; the policy here
-    trains on the CPU, so the plain load is used."""
+    vLLM's in-place reload first: the worker's `reload_weights(weights_iterator=...)` (vllm/model_executor/
+    model_loader/reload/inplace.py, reached through `LLM.collective_rpc`), which re-runs the loaders and the
+    post-load processing, so it works where a backend repacks weights after loading (vLLM's CPU build strips
+    the loaders' hooks from its parameters: a second `model.load_weights` fails there). Older vLLM (whose
+    `reload_weights` takes no weights) gets the earlier path: `LLM.apply_model(func)` (V1 through
+    `collective_rpc`, since vLLM 0.8.3) calling the model's `load_weights(iterable of (HF name, tensor))`, which
+    fuses q/k/v and gate/up itself. Then `LLM.reset_prefix_cache()`, as TRL's colocated vLLM mode does after its
+    weight sync. vLLM's weight-transfer API (init_weight_transfer_engine / update_weights) moves CUDA tensors
+    over NCCL or CUDA IPC; the policy here trains on the CPU, so the plain load is used."""
     llm = engine.llm
+    weights = hf_weights(model)
+    if hasattr(llm, "collective_rpc"):
+        try:
+            llm.collective_rpc("reload_weights", kwargs={"weights_iterator": weights, "is_checkpoint_format": True})
+            llm.reset_prefix_cache()
+            return
+        except TypeError:  # reload_weights() without a weights_iterator: an older vLLM
+            pass
     if not hasattr(llm, "apply_model"):
         raise RlearlyError("RL with the vllm backend needs vLLM >= 0.8.3 (LLM.apply_model): "
                            "pip install -U 'rlearly[gpu]'")
-    llm.apply_model(functools.partial(_load_weights, hf_weights(model)))
+    llm.apply_model(functools.partial(_load_weights, weights))
     llm.reset_prefix_cache()
 
 

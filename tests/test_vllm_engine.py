@@ -4,7 +4,8 @@ environment's, so these tests are skipped wherever vllm does not import).
 
 What they hold: a checkpoint directory as rlearly writes it (optimizer state included) loads in vLLM unchanged;
 the log-probs vLLM reports for its samples are the policy's own (teacher-forced in torch) to LOGPROB_TOL; after
-`refresh_weights` the engine samples from the new weights, not the old ones.
+`refresh_weights` the engine samples from the new weights, not the old ones; a GRPO branch with
+rl.backend=vllm (engine settings from the config) runs, its rollouts' log-probs within LOGPROB_TOL of the policy's.
 """
 import os
 
@@ -17,16 +18,20 @@ os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # the engine core 
 from conftest import tiny_model  # noqa: E402
 from rlearly import vllm_backend as V  # noqa: E402
 from rlearly.checkpoint import save_checkpoint  # noqa: E402
-from rlearly.train.common import make_adamw  # noqa: E402
+from rlearly.config import load_config  # noqa: E402
+from rlearly.tasks import SyntheticTask  # noqa: E402
+from rlearly.train import branch  # noqa: E402
+from rlearly.train.common import make_adamw, read_metrics  # noqa: E402
 
 pytestmark = pytest.mark.vllm
 LOGPROB_TOL = 2e-3  # fp32 on both sides; vLLM's CPU kernels sum in another order
-ENGINE = dict(dtype="float32", enforce_eager=True, seed=0)
+ENGINE = dict(dtype="float32", enforce_eager=True, seed=0, gpu_memory_utilization=0.05)  # CPU: a share of RAM
 
 
 def _model(tok, seed=0):
     # head_dim 64: vLLM's CPU attention supports the common head sizes only
-    return tiny_model(tok.vocab_size, seed, n_layer=2, n_head=2, n_kv_head=1, n_embd=128, ffn_hidden=256)
+    return tiny_model(tok.vocab_size, seed, n_layer=2, n_head=2, n_kv_head=1, n_embd=128, ffn_hidden=256,
+                      max_seq_len=512)
 
 
 def _torch_logprobs(model, prompt, tokens) -> torch.Tensor:
@@ -77,3 +82,16 @@ def test_refresh_weights_samples_from_the_new_policy(engine_and_model, tok):
     old = max((torch.tensor(c.logprobs) - _torch_logprobs(model, prompts[0], c.tokens)).abs().max().item()
               for c in outs if c.tokens)
     assert old > 10 * LOGPROB_TOL  # not the old weights
+
+
+def test_grpo_branch_samples_its_rollouts_from_vllm(tok, tmp_path, monkeypatch):
+    # the untrained model never solves a problem: a reward on the completion's parity gives groups a gradient
+    monkeypatch.setattr(SyntheticTask, "reward", lambda self, text, problem: float(len(text) % 2))
+    ckpt = save_checkpoint(tmp_path / "ckpt", _model(tok), tok, {"method": "pretrain", "step": 1},
+                           load_config(preset="tiny"))
+    cfg = load_config(preset="tiny", overrides=["rl.backend=vllm", "rl.lr=1e-2", "rl.steps=3", "branch.eval_every=0",
+                                                "rl.vllm_memory=0.15", "rl.vllm_dtype=float32", "rl.vllm_eager=true"])
+    out = branch.run(cfg, ckpt, tmp_path / "rl", "rl", show_progress=False)
+    rows = read_metrics(out / "metrics.jsonl")
+    assert (out / "DONE").exists() and [r["step"] for r in rows] == [1, 2, 3]
+    assert all(r["vllm_logprob_gap"] < LOGPROB_TOL for r in rows), [r["vllm_logprob_gap"] for r in rows]

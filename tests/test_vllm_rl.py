@@ -209,6 +209,17 @@ def test_rl_branch_on_vllm_end_to_end(fake, tok, tmp_path):
     assert all(r["vllm_logprob_gap"] < 1e-4 for r in rows) and len(fake.loads) == 1
 
 
+def test_engine_settings_come_from_the_config():
+    """rl.vllm_* map onto vllm.LLM's arguments; those at their no-op value are left to vLLM's defaults."""
+    assert V.engine_kwargs(load_config(preset="tiny").rl) == {}
+    rl = load_config(preset="tiny", overrides=["rl.vllm_memory=0.3", "rl.vllm_dtype=bfloat16", "rl.vllm_max_seqs=64",
+                                               "rl.vllm_tp=2", "rl.vllm_eager=true"]).rl
+    assert V.engine_kwargs(rl) == dict(gpu_memory_utilization=0.3, dtype="bfloat16", max_num_seqs=64,
+                                       tensor_parallel_size=2, enforce_eager=True)
+    with pytest.raises(ConfigError, match=r"rl.vllm_memory=1.5 must lie in \[0, 1\]"):
+        load_config(preset="tiny", overrides=["rl.vllm_memory=1.5"])
+
+
 def test_rl_backend_vllm_without_vllm_is_one_error_line(tok, tmp_path, monkeypatch, capsys):
     """Without vLLM, `rl.backend=vllm` fails before any directory is made, with one line naming the [gpu] extra;
     an unknown rl.backend is a config error listing the known ones."""

@@ -103,7 +103,7 @@ class RLRecipe:
         self.engine = None  # rl.backend "vllm": the vLLM engine sampling the rollouts
         if rc.backend == "vllm":
             from rlearly import vllm_backend
-            self.engine = vllm_backend.from_torch(model, tok)
+            self.engine = vllm_backend.from_torch(model, tok, **vllm_backend.engine_kwargs(rc))
             self.engine_weights = weights_version(model)  # the weights the engine holds
 
     def collect(self, step: int) -> tuple[Rollouts, torch.Tensor, dict]:
