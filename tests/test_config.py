@@ -36,7 +36,8 @@ def test_late_options_at_their_noop_value_keep_old_run_names(monkeypatch):
     assert config.SCHEMA == 1, "a schema bump: record the new name of this study's config here"
     assert load_config(overrides=study).hash() == name
     assert set(config.late_options()) == {"rl.filter_groups", "sft.demo_merge", "rl.format_score", "world.people_zipf",
-                                          "sft.epochs", "branch.patience", "branch.min_delta"}
+                                          "sft.epochs", "branch.patience", "branch.min_delta", "rl.vllm_memory",
+                                          "rl.vllm_dtype", "rl.vllm_max_seqs", "rl.vllm_tp", "rl.vllm_eager"}
     for option, value in {"rl.filter_groups": True, "sft.demo_merge": 0.5, "rl.format_score": 0.1}.items():
         assert load_config(overrides={**study, option: value}).hash() != name, option
     monkeypatch.setattr(config, "SCHEMA", 2)

@@ -338,7 +338,7 @@ def test_a_plain_hf_directory_with_broken_files_is_named(tiny_ckpt, tmp_path):
     with pytest.raises(CheckpointError, match=r"config.json lacks integer field\(s\) \['num_hidden_layers'\]"):
         load_checkpoint(ck)
     (ck / "config.json").write_text(hf)
-    (ck / "trainer_state.json").write_text("{")  # a resumable state whose step cannot be read
+    (ck / "trainer" / "trainer_state.json").write_text("{")  # a resumable state whose step cannot be read
     model, _, _ = load_checkpoint(ck)
     with pytest.raises(CheckpointError, match="trainer_state.json is corrupt \\(no step\\); delete"):
         resume_latest([ck], model, {}, MetricsLog(tmp_path / "m.jsonl"))
