@@ -20,6 +20,16 @@ NOTEBOOKS = ("pretrain", "passk_curves", "expansion_vs_sharpening", "general_cap
              "training_dynamics", "readiness", "rollout_budget", "composition_vs_scale", "samples",
              "summary")  # execution and index order
 KERNEL = "python3"
+# notebooks that read side experiments: the arm roles they need (a study without them, e.g. studies/quick.yaml,
+# skips the notebook and says so)
+NEEDS_ROLES = {"rollout_budget": ("rollouts_few", "rollouts_many"), "composition_vs_scale": ("targeted_mix",
+                                                                                             "wider_model")}
+
+
+def missing_roles(spec, name: str) -> list[str]:
+    """The arm roles notebook `name` needs that the study `spec` has no arm for ([] when it can run)."""
+    have = {arm.role for arm in spec.arms.values()}
+    return [r for r in NEEDS_ROLES.get(name, ()) if r not in have]
 
 
 # ---------------------------------------------------------------- executing notebooks (papermill)
@@ -154,6 +164,9 @@ def execute_notebooks(spec, root, names=None, out_dir=None, log=print) -> list[P
     kernel_ok, done = False, []
     for name, template in templates.items():
         out = out_dir / f"{name}.ipynb"
+        if missing := missing_roles(spec, name):
+            log(f"notebook {name}: skipped (the study has no arm with role {', '.join(missing)})")
+            continue
         params = {"study_root": str(root), "study_name": spec.name, "results_dir": str(out_dir)}
         check_parameters(template, params)
         fp = _fingerprint(template, tables, params)

@@ -225,6 +225,17 @@ def test_report_without_tables_says_run_the_study(tmp_path):
         report.execute_notebooks(REPO / "studies" / "tiny.yaml", tmp_path / "nothing", out_dir=tmp_path / "o")
 
 
+def test_notebooks_of_side_experiments_are_skipped_without_their_arms():
+    """studies/quick.yaml has no rollout or composition arms: those two notebooks are skipped (its report
+    failed in rollout_budget before), the rest run; the default study runs every notebook."""
+    from rlearly import study
+    quick, default = (study.load_study(REPO / "studies" / f"{n}.yaml") for n in ("quick", "default"))
+    assert report.missing_roles(quick, "rollout_budget") == ["rollouts_few", "rollouts_many"]
+    assert report.missing_roles(quick, "composition_vs_scale") == ["targeted_mix", "wider_model"]
+    assert [n for n in report.NOTEBOOKS if report.missing_roles(quick, n)] == ["rollout_budget", "composition_vs_scale"]
+    assert not any(report.missing_roles(default, n) for n in report.NOTEBOOKS)
+
+
 def test_cli_study_report_calls_report(tmp_path, monkeypatch, capsys):
     from rlearly import cli
 
