@@ -375,14 +375,14 @@ class _Pace:
     def __init__(self, todo: list[Node], jobs: int = 1):
         self.left, self.jobs, self.total, self.done = list(todo), max(1, jobs), len(todo), 0
         self.seconds: dict[str, list[float]] = {}
-        self.costs: dict[str, list[float]] = {}
+        self.pretrain_cost = 0.0  # the summed cost of the pretraining runs timed so far
         self.t0 = time.perf_counter()
 
     def step(self, node: Node, seconds: float) -> str:
         self.done += 1
         self.left = [n for n in self.left if n is not node]
         self.seconds.setdefault(node.kind, []).append(seconds)
-        self.costs.setdefault(node.kind, []).append(node.cost)
+        self.pretrain_cost += node.cost if node.kind == "pretrain" else 0.0
         spent = f"{self.done}/{self.total} nodes done in {clock(time.perf_counter() - self.t0)}"
         if not self.left:
             return spent
@@ -390,8 +390,8 @@ class _Pace:
         for n in self.left:
             if n.kind not in self.seconds:
                 untimed[n.kind] = untimed.get(n.kind, 0) + 1
-            elif n.kind == "pretrain" and n.cost and sum(self.costs["pretrain"]):
-                known += n.cost * sum(self.seconds["pretrain"]) / sum(self.costs["pretrain"])
+            elif n.kind == "pretrain" and n.cost and self.pretrain_cost:
+                known += n.cost * sum(self.seconds["pretrain"]) / self.pretrain_cost
             else:
                 known += sum(self.seconds[n.kind]) / len(self.seconds[n.kind])
         more = ", ".join(f"{k} {kind} node{'s' * (k > 1)}" for kind, k in untimed.items())
@@ -449,8 +449,6 @@ def _run_one(spec: StudySpec, root: str, key: str, threads: int) -> float:
 class _Pool:
     """Nodes in `jobs` spawned local processes (concurrent.futures)."""
 
-    poll_s = 0.2
-
     def __init__(self, jobs: int):
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor
@@ -458,6 +456,12 @@ class _Pool:
 
     def submit(self, node: Node, *args):
         return self.pool.submit(_run_one, *args)
+
+    @staticmethod
+    def wait(running) -> list:
+        """The futures that finished, once at least one has."""
+        from concurrent.futures import FIRST_COMPLETED, wait
+        return list(wait(running, return_when=FIRST_COMPLETED).done)
 
     def close(self):
         self.pool.shutdown()
@@ -469,7 +473,7 @@ class _Submitit:
     the study lock stays with the runner. `params` go to the executor's update_parameters (slurm_partition,
     timeout_min, cpus_per_task, gpus_per_node, ...); job scripts and logs go to <root>/submitit/."""
 
-    poll_s = 2.0
+    poll_s = 2.0  # submitit jobs are polled: a job's state is a file or a scheduler query
 
     def __init__(self, root: Path, cluster: str | None, params: dict):
         from rlearly.extras import require
@@ -480,6 +484,12 @@ class _Submitit:
     def submit(self, node: Node, *args):
         self.executor.update_parameters(name=node.key.replace(" ", "_"))
         return _JobFuture(self.executor.submit(_run_one, *args))
+
+    def wait(self, running) -> list:
+        """The jobs that finished, once at least one has."""
+        while not (finished := [f for f in running if f.done()]):
+            time.sleep(self.poll_s)
+        return finished
 
     def close(self):
         pass
@@ -538,10 +548,7 @@ def _run_parallel(spec: StudySpec, root: Path, todo: list[Node], jobs: int, log,
                 running[runner.submit(node, spec, str(root), node.key, alone_threads if alone else threads)] = node
             if not running:
                 break
-            finished = [f for f in running if f.done()]
-            if not finished:
-                time.sleep(runner.poll_s)
-            for fut in finished:
+            for fut in runner.wait(running):
                 node = running.pop(fut)
                 try:
                     seconds = fut.result()

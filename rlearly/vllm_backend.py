@@ -110,18 +110,23 @@ def refresh_weights(engine: VllmModel, model) -> None:
     over NCCL or CUDA IPC; the policy here trains on the CPU, so the plain load is used."""
     llm = engine.llm
     weights = hf_weights(model)
-    if hasattr(llm, "collective_rpc"):
-        try:
-            llm.collective_rpc("reload_weights", kwargs={"weights_iterator": weights, "is_checkpoint_format": True})
-            llm.reset_prefix_cache()
-            return
-        except TypeError:  # reload_weights() without a weights_iterator: an older vLLM
-            pass
-    if not hasattr(llm, "apply_model"):
-        raise RlearlyError("RL with the vllm backend needs vLLM >= 0.8.3 (LLM.apply_model): "
-                           "pip install -U 'rlearly[gpu]'")
-    llm.apply_model(functools.partial(_load_weights, weights))
+    if not _reload_in_place(llm, weights):
+        if not hasattr(llm, "apply_model"):
+            raise RlearlyError("RL with the vllm backend needs vLLM >= 0.8.3 (LLM.apply_model): "
+                               "pip install -U 'rlearly[gpu]'")
+        llm.apply_model(functools.partial(_load_weights, weights))
     llm.reset_prefix_cache()
+
+
+def _reload_in_place(llm, weights) -> bool:
+    """The workers' reload_weights(weights_iterator=...); False where vLLM has no such call."""
+    if not hasattr(llm, "collective_rpc"):
+        return False
+    try:
+        llm.collective_rpc("reload_weights", kwargs={"weights_iterator": weights, "is_checkpoint_format": True})
+    except TypeError:  # reload_weights() without a weights_iterator: an older vLLM
+        return False
+    return True
 
 
 def _load_weights(weights, module) -> None:
