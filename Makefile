@@ -11,7 +11,7 @@ JOBS   ?= 2
 # the study `make report` runs (studies/tiny.yaml for a smoke run)
 STUDY  ?= studies/default.yaml
 
-.PHONY: setup test test-fast test-vllm report lab bench pretrain clean
+.PHONY: setup test test-fast test-vllm gpu-check report lab bench pretrain clean
 
 setup: $(STAMP)
 
@@ -43,6 +43,16 @@ $(VLLM_STAMP): pyproject.toml
 
 test-vllm: $(VLLM_STAMP)
 	VLLM_ENABLE_V1_MULTIPROCESSING=0 $(VLLM_VENV)/bin/python -m pytest -q -m vllm tests/test_vllm_engine.py
+
+# On a machine with a GPU: its own environment with the [gpu] extra (vLLM brings the CUDA torch it was built for),
+# then the tests marked gpu and vllm, CPU-against-GPU timings of the same work, and the tiny study on cuda with vLLM
+# rollouts -> benchmarks/results/gpu_check.json (benchmarks/gpu_check.py; GPU_FLAGS=--dry-run checks it on a CPU)
+GPU_VENV := .venv-gpu
+gpu-check:
+	$(PY) -m venv $(GPU_VENV)
+	$(GPU_VENV)/bin/pip install -q --upgrade pip
+	$(GPU_VENV)/bin/pip install -q -e ".[dev,gpu]"
+	$(GPU_VENV)/bin/python benchmarks/gpu_check.py $(GPU_FLAGS)
 
 # The default study (or STUDY=...), node by node (finished nodes are skipped), then its notebooks (papermill) and
 # HTML reports (nbconvert) with reports/index.html

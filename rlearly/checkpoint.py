@@ -105,7 +105,7 @@ def save_checkpoint(path: str | Path, model: LlamaLM, tok: Tokenizer, meta: dict
         _write_json(tmp / "generation_config.json", {"bos_token_id": tok.bos_id, "eos_token_id": tok.eos_id,
                                                       "pad_token_id": tok.pad_id, "do_sample": True,
                                                       "temperature": 0.6, "top_p": 0.95})
-        state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+        state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}  # fp32 CPU, wherever trained
         if model.cfg.tie_embeddings:
             state.pop("lm_head.weight")  # safetensors stores no aliases; HF re-ties from config.json
         save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
@@ -225,7 +225,7 @@ def _flatten_optimizer(sd: dict, prefix: str) -> tuple[dict, list]:
     for idx, st in sd["state"].items():
         for k, v in st.items():
             t = v if torch.is_tensor(v) else torch.tensor(v)
-            tensors[f"{prefix}.{idx}.{k}"] = t.detach().contiguous()
+            tensors[f"{prefix}.{idx}.{k}"] = t.detach().cpu().contiguous()
     groups = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in g.items()} for g in sd["param_groups"]]
     return tensors, groups
 

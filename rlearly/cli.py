@@ -99,6 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prompt-mode", default="auto", help="auto (base few-shot, branch zero-shot), few-shot, zero-shot")
     p.add_argument("--max-problems", type=int, help="only the first N problems of the split")
     p.add_argument("--backend", default="torch", help="torch or vllm")
+    p.add_argument("--device", default="auto", help="where the torch backend samples: auto (a GPU where torch sees "
+                   "one), cpu, cuda, cuda:<i> (default auto)")
     p.add_argument("--out", help="folder for eval-<split>.json (default <checkpoint>/../eval/<checkpoint name>)")
     p.add_argument("--show", type=int, default=0, metavar="N",
                    help="also print N problems with the first sample of each, marked right or wrong (default 0)")
@@ -344,9 +346,12 @@ def _eval(args) -> None:
     if args.threads > 0:
         import torch
         torch.set_num_threads(args.threads)
+    from rlearly.config import RuntimeConfig
+    from rlearly.runtime import resolve
+    resolve(RuntimeConfig(device=args.device))  # a bad --device fails here, before any sampling
     res = evaluate.evaluate_passk(ckpt, task, args.split, args.n, ks, args.seed, args.store, args.prompt_mode,
                                   max_problems=args.max_problems, backend=args.backend,
-                                  progress=not args.no_progress)
+                                  progress=not args.no_progress, device=args.device)
     print(f"{ckpt.name} (id {res['checkpoint_id']}) · {res['task']}/{res['split']} · {res['n_problems']} "
           f"problems × n={res['n']} · {res['prompt_mode']} · T={res['temperature']} top-p={res['top_p']} "
           f"· seed {res['seed']}")
@@ -360,7 +365,7 @@ def _eval(args) -> None:
     out = {"passk": res}
     if res["task"] == "synthetic":
         model, tok, _ = load_checkpoint(ckpt)
-        gen = evaluate.general_capability(model, tok, load_config_of(ckpt).world)
+        gen = evaluate.general_capability(evaluate.place(model, args.device), tok, load_config_of(ckpt).world)
         print("general: " + " · ".join(f"{k} {v:.4f}" for k, v in gen.items()))
         out["general"] = gen
     folder = Path(args.out) if args.out else ckpt.parent / "eval" / ckpt.name

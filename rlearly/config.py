@@ -38,6 +38,13 @@ SCHEMA = 1
 MIGRATIONS: dict[int, dict[str, str]] = {}
 
 
+def execution(default):
+    """A field that says where or how fast a result is computed, not what it is (the device): recorded in
+    config.yaml and each artifact's meta.json, left out of the hash, so a study made on a laptop is reused on a
+    GPU node and a node planned on a login node without a GPU keeps its name on the GPU node that runs it."""
+    return field(default=default, metadata={"execution": True})
+
+
 def late(noop, *, default=None):
     """A field added within a schema: `noop` is the value that reproduces the code from before it existed, and
     must be its default (checked at import). Configs at that value hash as if the field did not exist."""
@@ -302,6 +309,28 @@ class BranchConfig:
             raise ConfigError("branch.patience and branch.min_delta must be >= 0")
 
 
+DEVICE_HELP = "auto | cpu | cuda | cuda:<i>"
+DTYPES = ("fp32", "bf16")
+
+
+@dataclass
+class RuntimeConfig:
+    """Where and in what precision stages compute (rlearly.runtime resolves it once per process)."""
+
+    device: str = execution("auto")  # auto = cuda where torch sees a GPU (cuda:LOCAL_RANK under torchrun), else cpu
+    dtype: str = late("fp32")  # bf16: matmuls under bf16 autocast; master weights, norms, log-probs, losses in fp32
+    micro_batches: int = execution(1)  # gradient accumulation: each batch (pretraining, SFT) or GRPO mini-batch
+    #                                    in this many parts, each weighted by its share of the tokens (or rows)
+
+    def __post_init__(self):
+        import re
+
+        _positive(self, "micro_batches")
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
+            raise ConfigError(f"runtime.device={self.device!r} must be one of {DEVICE_HELP}")
+        _known("runtime.dtype", self.dtype, DTYPES)
+
+
 @dataclass
 class Config:
     preset: str = "small"  # the size preset applied before the rest (see PRESETS)
@@ -313,6 +342,7 @@ class Config:
     sft: SFTConfig = field(default_factory=SFTConfig)
     rl: RLConfig = field(default_factory=RLConfig)
     branch: BranchConfig = field(default_factory=BranchConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -335,6 +365,11 @@ class Config:
             section, name = key.split(".")
             if d[section][name] == noop:
                 del d[section][name]
+        for key in execution_options():
+            section, name = key.split(".")
+            del d[section][name]
+        if not d["runtime"]:  # a section added within the schema, at its no-op values: as if it did not exist
+            del d["runtime"]
         blob = json.dumps(d, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
 
@@ -346,6 +381,14 @@ def late_options() -> dict[str, Any]:
     return {f"{sec.name}.{f.name}": f.metadata["late"] for sec in dataclasses.fields(Config)
             if dataclasses.is_dataclass(hints[sec.name]) for f in dataclasses.fields(hints[sec.name])
             if "late" in f.metadata}
+
+
+@functools.lru_cache(maxsize=1)
+def execution_options() -> list[str]:
+    """Every execution option ("section.name"), never part of a config hash."""
+    hints = typing.get_type_hints(Config)
+    return [f"{sec.name}.{f.name}" for sec in dataclasses.fields(Config) if dataclasses.is_dataclass(hints[sec.name])
+            for f in dataclasses.fields(hints[sec.name]) if "execution" in f.metadata]
 
 
 def _check_late_options() -> None:

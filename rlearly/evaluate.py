@@ -26,11 +26,12 @@ import torch
 
 from rlearly import passk
 from rlearly.checkpoint import META, load_checkpoint, load_config_of, read_meta
-from rlearly.config import WorldConfig
+from rlearly.config import RuntimeConfig, WorldConfig
 from rlearly.data.general_world import GeneralWorld
 from rlearly.data.math_world import extract_answer_flexible
 from rlearly.errors import CheckpointError, DataError, RlearlyError
 from rlearly.model import LlamaLM
+from rlearly.runtime import device_of, resolve, to_device
 from rlearly.sampling import generate
 from rlearly.store import PROMPT_MODES, SampleStore
 from rlearly.tasks import Task, TaskProblem, get_task
@@ -47,7 +48,8 @@ FLUSH_ROWS = 1024  # samples buffered before a store write (an interrupted run l
 def heldout_nll(model: LlamaLM, batches) -> float:
     """Mean next-token NLL (nats/token) over fixed (x, y) batches."""
     model.eval()
-    losses = [model(x, y).item() for x, y in batches]
+    dev = device_of(model)
+    losses = [model(*to_device((x, y), dev)).item() for x, y in batches]
     return sum(losses) / len(losses)
 
 
@@ -244,19 +246,26 @@ def _answer_fields(answer) -> dict:
     return {"answer": answer}
 
 
-def _load(path: Path, backend: str):
+def _load(path: Path, backend: str, device: str = "auto"):
     if backend == "vllm":
         from rlearly import vllm_backend
         return vllm_backend.load_model(path), Tokenizer.load(path)
     _sampler(backend)  # unknown backend: the error names the known ones
     model, tok, _ = load_checkpoint(path)
-    return model, tok
+    return place(model, device), tok
+
+
+def place(model: LlamaLM, device: str = "auto") -> LlamaLM:
+    """The model on `device` (a runtime.device value: auto, cpu, cuda[:i]) for evaluation, in fp32."""
+    return resolve(RuntimeConfig(device=device)).place(model)
 
 
 def _ensure_samples(ckpt_path, task: Task, split: str, n: int, seed: int, store: SampleStore, prompt_mode: str,
                     max_problems: int | None, sampling: dict) -> tuple[str, str, list[str]]:
-    """Sample what the store lacks for one checkpoint (loading it only then). Returns (checkpoint id, prompt
-    mode, problem ids); the samples are stored under task.task_id(split)."""
+    """Sample what the store lacks for one checkpoint (loading it only then, on sampling["device"], default
+    auto). Returns (checkpoint id, prompt mode, problem ids); the samples are stored under task.task_id(split)."""
+    sampling = dict(sampling)
+    device = sampling.pop("device", "auto")  # where, not what: not part of the samples' key
     path = Path(ckpt_path)
     cid = checkpoint_id(path)
     meta = read_meta(path, verify=False) if (path / META).is_file() else {}
@@ -271,7 +280,7 @@ def _ensure_samples(ckpt_path, task: Task, split: str, n: int, seed: int, store:
                     shots=int(sampling.get("shots", SHOTS)) if mode == "few-shot" else 0,
                     backend=sampling.get("backend", "torch"))
     if store.missing(task.task_id(split), cid, split, pids, n, seed, t, p, mode, **protocol):
-        model, tok = _load(path, sampling.get("backend", "torch"))
+        model, tok = _load(path, sampling.get("backend", "torch"), device)
         sample_problems(model, tok, task, problems, checkpoint_id=cid, split=split, n=n, seed=seed, store=store,
                         prompt_mode=mode, **sampling)
     return cid, mode, pids
@@ -283,7 +292,8 @@ def evaluate_passk(ckpt_path, task: Task | str = "synthetic", split: str = "test
     """pass@k of a checkpoint for every k in ks (95% bootstrap CIs over problems), from stored samples.
 
     Draws only what the store lacks; `sampling` goes to sample_problems (temperature, top_p,
-    max_new_tokens, shots, batch_size, backend, progress). Rates are over all n samples of all problems.
+    max_new_tokens, shots, batch_size, backend, progress), but for `device` (where the model samples: auto,
+    cpu, cuda[:i]; default auto). Rates are over all n samples of all problems.
     """
     ks = check_ks(ks, n)
     task = resolve_task(task, ckpt_path)
@@ -349,9 +359,10 @@ def continuation_logprobs(model: LlamaLM, pairs, batch_size: int = 64) -> list[f
             ids, m = seqs[i]
             x[r, :len(ids) - 1], y[r, :len(ids) - 1] = torch.tensor(ids[:-1]), torch.tensor(ids[1:])
             mask[r, len(ids) - 1 - min(m, len(ids) - 1):len(ids) - 1] = 1.0
-        lp = -(model(x, y, reduction="none") * mask).sum(1)  # (B,)
+        x, y, mask = to_device((x, y, mask), device_of(model))
+        lp = (-(model(x, y, reduction="none") * mask).sum(1)).tolist()  # (B,): one transfer
         for r, i in enumerate(chunk):
-            out[i] = float(lp[r])
+            out[i] = lp[r]
     return out
 
 
@@ -438,6 +449,7 @@ def compare_branch(start_ckpt, branch_ckpt, task: Task | str = "synthetic", spli
                branch={"checkpoint": str(branch_ckpt), "checkpoint_id": cb, "prompt_mode": mb},
                split=split, n=n, seed=seed, n_problems=len(pids))
     model, tok, _ = load_checkpoint(start_ckpt)
+    model = place(model, sampling.get("device", "auto"))
     shots = sampling.get("shots", SHOTS)
     by_id = {str(p.id): p for p in task.problems(split)}
     prompts = {pid: tok.encode(task_prompt(task, by_id[pid], ms, shots)) for pid in pids}

@@ -642,10 +642,12 @@ def _eval_job(e: EvalPlan, root: Path, ckpt: Path, split: str, out: Path):
         from rlearly.train.common import write_atomic
 
         mode = e.base_prompt if read_meta(ckpt, verify=False).get("method") in evaluate.BASE_METHODS else "zero-shot"
+        cfg = load_config_of(ckpt)  # its runtime.device says where to sample (auto: a GPU where there is one)
         res = evaluate.evaluate_passk(ckpt, "synthetic", split, e.n, e.ks, e.seed, root / "samples", mode,
-                                      max_problems=e.max_problems, progress=False)
+                                      max_problems=e.max_problems, progress=False, device=cfg.runtime.device)
         model, tok, meta = load_checkpoint(ckpt)
-        res["general"] = evaluate.general_capability(model, tok, load_config_of(ckpt).world, items=True)
+        model = evaluate.place(model, cfg.runtime.device)
+        res["general"] = evaluate.general_capability(model, tok, cfg.world, items=True)
         res["general_items"] = res["general"].pop("items")
         res["method"] = meta.get("method", "pretrain")
         res["parent_tokens"] = meta.get("parent_tokens") or meta.get("tokens")

@@ -167,3 +167,12 @@ def test_without_trl_the_baselines_are_skipped_with_a_reason(tmp_path, monkeypat
         r = json.loads((tmp_path / f"{name}.json").read_text())
         assert list(r["engines"]) == [engine] and r["ratio_trl_over_rlearly"] is None
         assert "trl is not installed" in r["notes"][0] and "pip install -e '.[bench]'" in r["notes"][0]
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the answer of a machine without a GPU")
+def test_gpu_check_without_a_gpu_says_so_in_one_line_and_exits_2():
+    import subprocess
+
+    r = subprocess.run([sys.executable, str(BENCH / "gpu_check.py")], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.count("\n") == 1 and "sees no CUDA device" in r.stderr and "--dry-run" in r.stderr

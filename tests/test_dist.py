@@ -141,7 +141,9 @@ def test_torchrun_sft_then_grpo_resumes_a_one_process_run_and_matches_it(tiny_ck
     branch.run(cfg, tiny_ckpt, two, "sft_rl", show_progress=False, stop_after=3)  # one process, killed after
     assert not (two / "sft" / "DONE").exists()  # SFT step 3, its state saved at step 2
     (tmp_path / "worker.py").write_text(WORKER)
-    _torchrun(str(tmp_path / "worker.py"), str(tiny_ckpt), str(two), *overrides)  # both ranks load that state
+    # both ranks load that state; each also splits its part of every batch in 2 micro-batches (an execution
+    # setting, outside the config hash): ranks and micro-batches weighted together still take one process's steps
+    _torchrun(str(tmp_path / "worker.py"), str(tiny_ckpt), str(two), *overrides, "runtime.micro_batches=2")
 
     assert _files(two) == _files(one) and not any(p.name.startswith(".") for p in two.rglob("*"))
     for sub, steps in (("sft", cfg.sft.steps), (".", cfg.rl.steps)):

@@ -28,6 +28,7 @@ from rlearly.config import Config
 from rlearly.errors import ConfigError
 from rlearly.evaluate import checkpoint_id
 from rlearly.passk import pass_at_k_curve
+from rlearly.runtime import resolve
 from rlearly.sampling import generate
 from rlearly.tasks import Task, get_task
 from rlearly.train.common import (claim_run_dir, progress, read_metrics, resume_latest, set_lr, set_threads,
@@ -101,6 +102,8 @@ def _run(cfg: Config, parent: Path, out: Path, method: str, label: str, show_pro
         claim_run_dir(out, cfg)
     set_threads(cfg.pretrain.threads)
     model, tok, _ = load_checkpoint(parent, verify=False)  # verified by read_meta above
+    rt = resolve(cfg.runtime)
+    model = rt.place(model)  # before the recipe builds its optimizers (and RL its frozen reference)
     torch.manual_seed(cfg.seed)
     task = get_task("synthetic", world=cfg.world)
     recipe = make_recipe(method, cfg, model, tok, task)
@@ -111,7 +114,7 @@ def _run(cfg: Config, parent: Path, out: Path, method: str, label: str, show_pro
     lineage = dict(method=label, parent=str(parent), parent_id=checkpoint_id(parent),
                    # pretraining tokens of the start checkpoint M_t, carried through SFT for sft_rl
                    parent_tokens=parent_meta.get("tokens", parent_meta.get("parent_tokens")),
-                   seed=cfg.seed, config_hash=cfg.hash())
+                   seed=cfg.seed, config_hash=cfg.hash(), runtime=rt.describe())
     eval_problems = task.problems("dev")[:cfg.branch.eval_problems]  # validation never reads test or hard
     end = steps if stop_after is None else min(steps, stop_after)
     patience, min_delta = cfg.branch.patience, cfg.branch.min_delta  # rank 0 decides when to stop, for every rank
@@ -122,7 +125,8 @@ def _run(cfg: Config, parent: Path, out: Path, method: str, label: str, show_pro
     t0 = time.perf_counter()
     while step < end and not stopped:
         _warmup(recipe, cfg, step)
-        row = recipe.step(step)
+        with rt.autocast():  # bf16: the recipe's forward passes (sampling included); validation stays fp32
+            row = recipe.step(step)
         step += 1
         bar.update(1)
         if "reward_mean" in row:

@@ -85,10 +85,7 @@ class DataParallel:
             return stats or {}
         parts = [None] * self.size
         torch.distributed.all_gather_object(parts, None if stats is None else (stats, float(weight)))
-        parts = [p for p in parts if p is not None]
-        total = sum(w for _, w in parts)
-        return {k: sum(s[k] for s, _ in parts) if k in summed else sum(s[k] * w for s, w in parts) / max(total, 1.0)
-                for k in parts[0][0]}
+        return combine_stats([p for p in parts if p is not None], summed)
 
     def broadcast_(self, model: torch.nn.Module) -> None:
         """Copy rank 0's weights to every rank (they start equal anyway: same seed or same checkpoint)."""
@@ -146,6 +143,14 @@ def data_parallel() -> DataParallel:
         dist.init_process_group("cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo")
         atexit.register(dist.destroy_process_group)
     return DataParallel(dist.get_rank(), dist.get_world_size())
+
+
+def combine_stats(parts: list[tuple[dict, float]], summed: tuple[str, ...] = ()) -> dict:
+    """One batch's stats from its parts' (stats, weight): keys in `summed` add up (each part's share of a summed
+    loss), the others are means weighted by the parts' weights (tokens or rows). Ranks and micro-batches alike."""
+    total = sum(w for _, w in parts)
+    return {k: sum(s[k] for s, _ in parts) if k in summed else sum(s[k] * w for s, w in parts) / max(total, 1.0)
+            for k in parts[0][0]}
 
 
 def loss_share(agg: str, rows: int, all_rows: float, tokens: float, all_tokens: float) -> float:

@@ -43,6 +43,9 @@ class CombinedRecipe:
     def __init__(self, cfg: Config, model, tok, task):
         if cfg.rl.filter_groups:  # its SFT term trains on every RL mini-batch, signal or not
             raise ConfigError("rl.filter_groups does not apply to the combined recipe; set it false")
+        if cfg.runtime.micro_batches > 1:
+            raise ConfigError("runtime.micro_batches does not apply to the combined recipe (one loss of two batches); "
+                              "set it to 1")
         self.cfg, self.model, self.lam = cfg, model, cfg.branch.combined_sft_weight
         self.rl = RLRecipe(cfg, model, tok, task)
         self.sft = SFTRecipe(cfg, model, tok, task, all_demos=False)

@@ -9,6 +9,7 @@ Under torchrun each rank trains on its rows of every batch (rlearly.train.dist);
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from pathlib import Path
@@ -22,6 +23,7 @@ from rlearly.data.world import World
 from rlearly.errors import StorageError
 from rlearly.evaluate import greedy_accuracy, heldout_nll
 from rlearly.model import LlamaLM
+from rlearly.runtime import resolve
 from rlearly.tokenizer import Tokenizer, train_tokenizer
 from rlearly.train.common import (claim_run_dir, cosine_lr, make_adamw, progress, resume_latest, set_lr,
                                   set_threads, write_atomic)
@@ -56,7 +58,8 @@ def run(cfg: Config, out_dir: str | Path, *, show_progress: bool = True, stop_af
     mixture = Mixture(cfg, world)
     with dp.main_first():
         tok = _tokenizer(out, cfg, mixture)
-    model = LlamaLM(cfg.model, tok.vocab_size)
+    rt = resolve(cfg.runtime)
+    model = rt.place(LlamaLM(cfg.model, tok.vocab_size))  # initialised on the CPU (the same weights everywhere)
     opt = make_adamw(model, pc.lr, pc.weight_decay, (pc.beta1, pc.beta2))
     log = dp.metrics_log(out / "metrics.jsonl")
     step, elapsed = resume_latest([out / "state", *list_checkpoints(out)], model, {"adamw": opt}, log)
@@ -64,9 +67,9 @@ def run(cfg: Config, out_dir: str | Path, *, show_progress: bool = True, stop_af
 
     batches = PretrainBatches(cfg, mixture, tok)
     math_docs = [world.math.prompt(p) + world.math.one_demo(p) for p in world.math.split("dev")]  # never test
-    heldout = {"math": heldout_batches(math_docs, tok, pc.batch_size, pc.seq_len, pc.eval_batches),
-               "general": heldout_batches(world.general.heldout_documents(), tok, pc.batch_size, pc.seq_len,
-                                          pc.eval_batches)}
+    heldout = rt.to({"math": heldout_batches(math_docs, tok, pc.batch_size, pc.seq_len, pc.eval_batches),
+                     "general": heldout_batches(world.general.heldout_documents(), tok, pc.batch_size, pc.seq_len,
+                                                pc.eval_batches)})
     ckpt_steps = set(pc.checkpoint_steps())
     warmup_steps = pc.warmup_tokens // pc.tokens_per_step
     end = pc.total_steps if stop_after is None else min(pc.total_steps, stop_after)
@@ -77,7 +80,8 @@ def run(cfg: Config, out_dir: str | Path, *, show_progress: bool = True, stop_af
         lr = cosine_lr(step, pc.total_steps, warmup_steps, pc.lr, pc.min_lr_ratio)
         x, y = batches.batch(step)  # the global batch; this rank trains on its rows
         rows = dp.shard(len(x))
-        loss, gnorm = train_step(model, opt, x[rows], y[rows], lr, pc.grad_clip, dp, len(x))
+        loss, gnorm = train_step(model, opt, *rt.to((x[rows], y[rows])), lr, pc.grad_clip, dp, len(x), rt.autocast(),
+                                 cfg.runtime.micro_batches)
         step += 1
         losses.append(loss.item())
         bar.update(1)
@@ -102,7 +106,7 @@ def run(cfg: Config, out_dir: str | Path, *, show_progress: bool = True, stop_af
             losses, t_log = [], time.perf_counter()
         if (is_ckpt or step % pc.save_every == 0) and dp.main:
             meta = dict(method="pretrain", parent=None, step=step, tokens=step * pc.tokens_per_step,
-                        seed=cfg.seed, config_hash=cfg.hash())
+                        seed=cfg.seed, config_hash=cfg.hash(), runtime=rt.describe())
             trainer_state = dict(step=step, elapsed_s=elapsed + time.perf_counter() - t_log)
             target = out / (ckpt_name(step * pc.tokens_per_step) if is_ckpt else "state")
             save_checkpoint(target, model, tok, meta, cfg, {"adamw": opt}, trainer_state)
@@ -110,7 +114,7 @@ def run(cfg: Config, out_dir: str | Path, *, show_progress: bool = True, stop_af
     if step >= pc.total_steps and dp.main:
         meta = dict(method="pretrain", parent=None, seed=cfg.seed, config_hash=cfg.hash(), steps=step,
                     tokens=step * pc.tokens_per_step, n_params=model.num_params(), elapsed_s=round(elapsed, 2),
-                    checkpoints=[p.name for p in list_checkpoints(out)], **provenance())
+                    checkpoints=[p.name for p in list_checkpoints(out)], runtime=rt.describe(), **provenance())
         write_atomic(out / "meta.json", json.dumps(meta, indent=2) + "\n")
         write_atomic(out / "DONE", "")
     dp.barrier()  # every rank returns once the run is finished on disk
@@ -118,16 +122,27 @@ def run(cfg: Config, out_dir: str | Path, *, show_progress: bool = True, stop_af
 
 
 def train_step(model: LlamaLM, opt: torch.optim.Optimizer, x, y, lr: float, grad_clip: float,
-               dp: DataParallel = DataParallel(), batch_rows: int | None = None):
+               dp: DataParallel = DataParallel(), batch_rows: int | None = None, autocast=None,
+               micro_batches: int = 1):
     """One optimizer step of next-token NLL on x (B, T) -> targets y (B, T) at learning rate `lr`, gradients
     clipped to norm `grad_clip`. Returns (loss, grad norm) as 0-dim tensors (benchmarks/bench_pretrain.py
     times this very function against a plain PyTorch loop). Data-parallel: x, y are this rank's rows of a
-    global batch of `batch_rows`; the loss and grad norm returned are the global batch's."""
+    global batch of `batch_rows`; the loss and grad norm returned are the global batch's. `autocast` (a
+    context, from Runtime.autocast) covers the forward passes only. `micro_batches` > 1 accumulates the
+    gradient over that many parts of the rows, each weighted by its share, as ranks are."""
     set_lr(opt, lr)
-    loss = model(x, y)
-    if dp.active:  # every row has seq_len targets: this rank's part of the batch mean is its share of the rows
-        loss = loss * (len(x) / batch_rows)
-    loss.backward()
+    if micro_batches == 1 and not dp.active:  # the plain step
+        with autocast or contextlib.nullcontext():
+            loss = model(x, y)
+        loss.backward()
+    else:  # every row has seq_len targets: a part's share of the batch mean is its share of the rows
+        loss = torch.zeros((), device=x.device)
+        for xs, ys in zip(x.tensor_split(micro_batches), y.tensor_split(micro_batches)):
+            if len(xs):
+                with autocast or contextlib.nullcontext():
+                    part = model(xs, ys) * (len(xs) / (batch_rows or len(x)))
+                part.backward()
+                loss += part.detach()
     dp.sum_grads(model)
     gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
     opt.step()

@@ -26,11 +26,12 @@ import torch
 
 from rlearly.config import Config
 from rlearly.losses import entropy_from_logits, group_advantages, grpo_loss, scatter_masked, token_logprobs
+from rlearly.runtime import device_of, to_device
 from rlearly.sampling import generate
 from rlearly.tasks import Task
 from rlearly.tokenizer import Tokenizer
 from rlearly.train.common import epoch_batch, make_adamw
-from rlearly.train.dist import data_parallel, loss_share
+from rlearly.train.dist import combine_stats, data_parallel, loss_share
 
 LOSS_STATS = ("loss", "pg_loss", "kl")  # stats that are aggregated losses; grpo_loss's others are token means
 
@@ -78,6 +79,14 @@ def rollout_tensors(prompts: list[list[int]], completions, rewards, pad_id: int,
                     torch.tensor([len(c.tokens) for c in completions]), group)
 
 
+def whole_groups(rows: torch.Tensor, group: int) -> torch.Tensor:
+    """The groups of `rows` (a GRPO mini-batch: whole groups, each group's rows in order), or a ValueError."""
+    groups = rows[::group] // group
+    if not torch.equal(rows, (groups[:, None] * group + torch.arange(group, device=rows.device)).reshape(-1)):
+        raise ValueError("a GRPO mini-batch must hold whole groups, each group's rows in order")
+    return groups
+
+
 def weights_version(model) -> tuple:
     """Changes whenever a parameter is modified in place (optimizer step, copy_, load_state_dict) or replaced."""
     return tuple((p.data_ptr(), p._version) for p in model.parameters())
@@ -120,7 +129,7 @@ class RLRecipe:
         correct = [self.task.reward(t, self.problems[idx[k // G]]) for k, t in enumerate(texts)]
         rewards = correct if rc.format_score == 0 else \
             [max(r, rc.format_score * (self.task.extract(t) is not None)) for r, t in zip(correct, texts)]
-        ro = rollout_tensors(prompts, outs, rewards, self.tok.pad_id, G)
+        ro = to_device(rollout_tensors(prompts, outs, rewards, self.tok.pad_id, G), device_of(self.model))
         adv, astats = group_advantages(ro.rewards, G, normalize_std=rc.normalize_std)
         stats = {"reward_mean": astats["reward_mean"], "frac_zero_std": astats["frac_zero_std"],
                  "truncated_frac": float((~ro.finished).float().mean()),
@@ -149,11 +158,11 @@ class RLRecipe:
     def policy_logprobs(self, ro: Rollouts) -> torch.Tensor:
         """(N, T) log pi of the rollouts' targets under the current weights (0 off the mask), computed as the loss
         computes them, `rl.mini_batches` parts of whole groups at a time."""
-        G, out = ro.group, torch.zeros_like(ro.old_logprobs)
-        for groups in torch.arange(len(ro.prefix)).tensor_split(self.cfg.rl.mini_batches):
+        G, out, dev = ro.group, torch.zeros_like(ro.old_logprobs), ro.x.device
+        for groups in torch.arange(len(ro.prefix), device=dev).tensor_split(self.cfg.rl.mini_batches):
             if len(groups) == 0:  # data-parallel: fewer groups on this rank than parts
                 continue
-            rows = (groups[:, None] * G + torch.arange(G)).reshape(-1)
+            rows = (groups[:, None] * G + torch.arange(G, device=dev)).reshape(-1)
             mask = ro.mask[rows]
             logits = self.model.masked_logits(ro.x[rows], mask, prefix=ro.prefix[groups],
                                               prefix_real=ro.prefix_real[groups], group=G)
@@ -166,9 +175,7 @@ class RLRecipe:
         `rows` are this rank's part of the mini-batch (maybe none), the loss is its share of the mini-batch's
         loss (global token or row counts) and the stats are the mini-batch's."""
         rc, G = self.cfg.rl, ro.group
-        groups = rows[::G] // G
-        if not torch.equal(rows, (groups[:, None] * G + torch.arange(G)).reshape(-1)):
-            raise ValueError("a GRPO mini-batch must hold whole groups, each group's rows in order")
+        groups = whole_groups(rows, G)
         if not self.dp.active:
             return self._loss(ro, adv, rows, groups)
         tokens = float(ro.mask[rows].sum())
@@ -179,6 +186,29 @@ class RLRecipe:
         share = loss_share(rc.loss_agg, len(rows), all_rows, tokens, all_tokens)
         stats = {k: v * share if k in LOSS_STATS else v for k, v in stats.items()}
         return loss * share, self.dp.reduce_stats(stats, tokens, summed=LOSS_STATS)
+
+    def backward(self, ro: Rollouts, adv: torch.Tensor, rows) -> dict:
+        """The gradient of a mini-batch's GRPO loss (`loss(...).backward()`), in `runtime.micro_batches` parts of
+        whole groups: each part's loss weighted by its share of the mini-batch's tokens (or rows), as ranks are.
+        Returns the mini-batch's stats."""
+        micro, G = self.cfg.runtime.micro_batches, ro.group
+        if micro == 1:
+            loss, stats = self.loss(ro, adv, rows)
+            loss.backward()
+            return stats
+        whole_groups(rows, G)
+        tokens = float(ro.mask[rows].sum())
+        all_rows, all_tokens = self.dp.all_sum(len(rows), tokens)
+        parts = []
+        for part in rows.reshape(-1, G).tensor_split(micro):
+            part = part.reshape(-1)
+            if len(part):
+                loss, stats = self._loss(ro, adv, part, part[::G] // G)
+                t = float(ro.mask[part].sum())
+                share = loss_share(self.cfg.rl.loss_agg, len(part), all_rows, t, all_tokens)
+                (loss * share).backward()
+                parts.append(({k: v * share if k in LOSS_STATS else v for k, v in stats.items()}, t))
+        return self.dp.reduce_stats(combine_stats(parts, LOSS_STATS) if parts else None, tokens, summed=LOSS_STATS)
 
     def _loss(self, ro: Rollouts, adv: torch.Tensor, rows, groups) -> tuple[torch.Tensor, dict]:
         rc, G = self.cfg.rl, ro.group
@@ -230,12 +260,12 @@ class RLRecipe:
     def local_rows(self, rows: np.ndarray) -> torch.Tensor:
         """The rows of a mini-batch from `minibatches` that this rank sampled, as indices into its rollouts
         (data-parallel: the mini-batch's groups among this rank's prompts, maybe none)."""
-        if not self.dp.active:
-            return torch.from_numpy(rows)
-        G, part = self.cfg.rl.group_size, self.part
-        groups = rows[::G] // G
-        mine = groups[(groups >= part.start) & (groups < part.stop)] - part.start
-        return torch.from_numpy((mine[:, None] * G + np.arange(G)).reshape(-1))
+        if self.dp.active:
+            G, part = self.cfg.rl.group_size, self.part
+            groups = rows[::G] // G
+            mine = groups[(groups >= part.start) & (groups < part.stop)] - part.start
+            rows = (mine[:, None] * G + np.arange(G)).reshape(-1)
+        return torch.from_numpy(rows).to(device_of(self.model))
 
     def step(self, step: int) -> dict:
         """One rollout batch and its updates; the stats include this process's seconds in each (rollout_s:
@@ -246,8 +276,7 @@ class RLRecipe:
         self.model.train()
         agg: dict[str, list] = {}
         for rows in self.minibatches(step, self.batch_rollouts, self.signal_groups(adv)):
-            loss, s = self.loss(ro, adv, self.local_rows(rows))
-            loss.backward()
+            s = self.backward(ro, adv, self.local_rows(rows))
             self.dp.sum_grads(self.model)
             s["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.rl.grad_clip))
             self.opt.step()

@@ -11,6 +11,7 @@ import torch
 
 from rlearly.config import Config
 from rlearly.losses import masked_nll, scatter_masked, token_logprobs
+from rlearly.runtime import device_of, to_device
 from rlearly.tasks import Task, demonstrations
 from rlearly.tokenizer import Tokenizer
 from rlearly.train.common import epoch_batch, make_adamw
@@ -48,22 +49,38 @@ class SFTRecipe:
     def batch(self, step: int):
         idx = epoch_batch(self.cfg.seed, step, self.cfg.sft.batch_size, len(self.examples))
         idx = idx[self.dp.shard(len(idx))]  # this rank's examples (all of them in one process)
-        return collate([self.examples[i] for i in idx], self.tok.pad_id)
+        return to_device(collate([self.examples[i] for i in idx], self.tok.pad_id), device_of(self.model))
 
-    def loss(self, batch) -> tuple[torch.Tensor, dict]:
+    def loss(self, batch, totals: tuple[float, float] | None = None) -> tuple[torch.Tensor, dict]:
+        """The SFT loss of `batch`. With `totals` (rows, tokens of the whole step's batch, every rank and
+        micro-batch counted), `batch` is one part of it: the loss returned is its share, and `sft_loss` that
+        share on this process. Data-parallel without `totals`: this rank's share of the batch's loss."""
         x, y, mask = batch
         lp = scatter_masked(token_logprobs(self.model.masked_logits(x, mask), y[mask.bool()]), mask)  # (B, L-1)
         loss, stats = masked_nll(lp, mask, agg=self.cfg.sft.loss_agg)
-        if self.dp.active:  # this rank's share of the batch's loss, by the batch's token (row) counts
-            rows, tokens = self.dp.all_sum(len(x), stats["n_tokens"])
-            loss = loss * loss_share(self.cfg.sft.loss_agg, len(x), rows, stats["n_tokens"], tokens)
-            return loss, {"sft_loss": self.dp.all_sum(loss)[0], "sft_tokens": tokens}
-        return loss, {"sft_loss": loss.item(), "sft_tokens": stats["n_tokens"]}
+        if totals is None and not self.dp.active:
+            return loss, {"sft_loss": loss.item(), "sft_tokens": stats["n_tokens"]}
+        # this part's share of the batch's loss, by the batch's token (row) counts
+        rows, tokens = totals if totals is not None else self.dp.all_sum(len(x), stats["n_tokens"])
+        loss = loss * loss_share(self.cfg.sft.loss_agg, len(x), rows, stats["n_tokens"], tokens)
+        part = loss.item() if totals is not None else self.dp.all_sum(loss)[0]
+        return loss, {"sft_loss": part, "sft_tokens": tokens}
 
     def step(self, step: int) -> dict:
         self.model.train()
-        loss, stats = self.loss(self.batch(step))
-        loss.backward()
+        batch, micro = self.batch(step), self.cfg.runtime.micro_batches
+        if micro == 1:
+            loss, stats = self.loss(batch)
+            loss.backward()
+        else:  # gradient accumulation over parts of the rows, each weighted by its share (as ranks are)
+            totals = tuple(self.dp.all_sum(len(batch[0]), float(batch[2].sum())))
+            done = 0.0
+            for part in zip(*(t.tensor_split(micro) for t in batch)):
+                if len(part[0]):
+                    loss, s = self.loss(part, totals)
+                    loss.backward()
+                    done += s["sft_loss"]
+            stats = {"sft_loss": self.dp.all_sum(done)[0], "sft_tokens": totals[1]}
         self.dp.sum_grads(self.model)
         gnorm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.sft.grad_clip)
         self.opt.step()
