@@ -321,6 +321,7 @@ class RuntimeConfig:
     dtype: str = late("fp32")  # bf16: matmuls under bf16 autocast; master weights, norms, log-probs, losses in fp32
     micro_batches: int = execution(1)  # gradient accumulation: each batch (pretraining, SFT) or GRPO mini-batch
     #                                    in this many parts, each weighted by its share of the tokens (or rows)
+    activation_checkpointing: bool = execution(False)  # recompute each block's activations in the backward pass
 
     def __post_init__(self):
         import re

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+import torch.utils.checkpoint
 
 from rlearly.config import ModelConfig
 
@@ -155,14 +156,14 @@ class Attention(nn.Module):
             cache.k[layer, :, :, start:start + T] = k
             cache.v[layer, :, :, start:start + T] = v
             k, v = cache.k[layer, :, :, :start + T], cache.v[layer, :, :, :start + T]
-        k, v = self._heads(k), self._heads(v)
         if cache is not None and cache.prefix is not None:
             pk, pv, pmask = cache.prefix
-            y = shared_prefix_attention(q, k, v, self._heads(pk[layer]), self._heads(pv[layer]), pmask, cache.group)
-        elif attn_mask is None:
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            y = shared_prefix_attention(q, self._heads(k), self._heads(v), self._heads(pk[layer]), self._heads(pv[layer]),
+                                        pmask, cache.group)
+        elif attn_mask is None:  # grouped-query attention inside the kernel: no copy of the keys per query head
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=self.n_kv != self.n_head)
         else:
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, enable_gqa=self.n_kv != self.n_head)
         return self._out(y)
 
     def forward_shared(self, xp, xs, rope_p, rope_s, pmask, preal, group: int, sel, prefix_out: bool = True):
@@ -172,13 +173,13 @@ class Attention(nn.Module):
         their row's earlier tokens. Projections run on the M real tokens only; attention on the grid.
         Returns (prompt output (Bp, P, d) or None when `prefix_out` is False, packed output (M, d))."""
         qp, kp, vp = (t.transpose(1, 2) for t in self._qkv(xp, *rope_p))
-        kp, vp = self._heads(kp), self._heads(vp)
         qs, ks, vs = (unpack(t, sel) for t in self._qkv(xs, *rope_s))
-        ys = shared_prefix_attention(qs, self._heads(ks), self._heads(vs), kp, vp, preal, group)
+        ys = shared_prefix_attention(qs, self._heads(ks), self._heads(vs), self._heads(kp), self._heads(vp), preal, group)
         ys = self.o_proj(ys.transpose(1, 2)[sel].flatten(1))  # (M, d)
         if not prefix_out:
             return None, ys
-        return self._out(F.scaled_dot_product_attention(qp, kp, vp, attn_mask=pmask)), ys
+        return self._out(F.scaled_dot_product_attention(qp, kp, vp, attn_mask=pmask,
+                                                        enable_gqa=self.n_kv != self.n_head)), ys
 
     def _out(self, y):
         """Heads (B, H, T, hd) back to the residual stream (B, T, d)."""
@@ -236,6 +237,8 @@ class _Trunk(nn.Module):
 
 
 class LlamaLM(nn.Module):
+    activation_checkpointing = False  # set by runtime.place: recompute each block's activations in backward
+
     def __init__(self, cfg: ModelConfig, vocab_size: int):
         super().__init__()
         self.cfg, self.vocab_size = cfg, vocab_size
@@ -294,7 +297,7 @@ class LlamaLM(nn.Module):
         attn_mask = self._attn_mask(cache, T, idx.device)
         x = self.model.embed_tokens(idx)
         for i, block in enumerate(self.model.layers):
-            x = block(x, cos, sin, cache, i, attn_mask)
+            x = self._block(block, x, cos, sin, cache, i, attn_mask)
         if cache is not None:
             cache.length += T
         return self.model.norm(x)
@@ -333,8 +336,16 @@ class LlamaLM(nn.Module):
         xp, xs = self.model.embed_tokens(prefix), self.model.embed_tokens(suffix[suffix_real])
         rope_p, rope_s, last = self._rope(ppos), self._rope(spos), len(self.model.layers) - 1
         for i, block in enumerate(self.model.layers):
-            xp, xs = block.forward_shared(xp, xs, rope_p, rope_s, pmask, prefix_real, group, suffix_real, i == last)
+            xp, xs = self._block(block.forward_shared, xp, xs, rope_p, rope_s, pmask, prefix_real, group, suffix_real,
+                                 i == last)
         return self.model.norm(xs)
+
+    def _block(self, fn, *args):
+        """fn(*args), a block's forward; with activation checkpointing while gradients are taken, its activations
+        are recomputed in the backward pass instead of kept (memory for compute, per block)."""
+        if self.activation_checkpointing and torch.is_grad_enabled():
+            return torch.utils.checkpoint.checkpoint(fn, *args, use_reentrant=False)
+        return fn(*args)
 
     @staticmethod
     def _attn_mask(cache: KVCache | None, T: int, device):

@@ -28,10 +28,15 @@ from rlearly.errors import ConfigError
 class Runtime:
     device: torch.device
     dtype: str = "fp32"  # "fp32" | "bf16" (autocast)
+    activation_checkpointing: bool = False
 
     def place(self, model: torch.nn.Module) -> torch.nn.Module:
-        """The model on the device, its weights kept in fp32 (bf16 is autocast's, not the weights')."""
-        return model.to(self.device)
+        """The model on the device, its weights kept in fp32 (bf16 is autocast's, not the weights'), with
+        activation checkpointing per block if asked for."""
+        model = model.to(self.device)
+        if self.activation_checkpointing:
+            model.activation_checkpointing = True
+        return model
 
     def to(self, obj):
         """Tensors (also inside tuples, lists, dicts and dataclasses) on the device; anything else as is."""
@@ -65,7 +70,7 @@ def resolve(rc: RuntimeConfig | None = None) -> Runtime:
             raise ConfigError(f"runtime.device={rc.device}: this machine has {torch.cuda.device_count()} GPU(s)")
     if rc.dtype == "bf16" and want.startswith("cuda") and not torch.cuda.is_bf16_supported():
         raise ConfigError("runtime.dtype=bf16 but this GPU has no bf16 support; use runtime.dtype=fp32")
-    return Runtime(torch.device(want), rc.dtype)
+    return Runtime(torch.device(want), rc.dtype, rc.activation_checkpointing)
 
 
 def device_of(model: torch.nn.Module) -> torch.device:

@@ -166,3 +166,25 @@ def test_four_micro_batches_of_pretraining_take_the_step_of_one(model):
     torch.testing.assert_close(g1, g4)
     for a, b in zip(model.parameters(), copy.parameters()):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_activation_checkpointing_gives_the_same_gradients(model, monkeypatch):
+    """Recomputing each block in the backward pass changes memory, not the gradient (plain and shared-prefix paths)."""
+    from rlearly.runtime import Runtime
+
+    x = torch.randint(0, model.vocab_size, (4, 12), generator=torch.Generator().manual_seed(0))
+    mask = torch.ones(4, 12)
+    prefix, real = x[::2, :5], torch.ones(2, 5, dtype=torch.bool)
+
+    def grads(m):
+        m.zero_grad()
+        (m(x, x).sum() + m.masked_logits(x, mask, prefix=prefix, prefix_real=real, group=2).square().mean()).backward()
+        return [p.grad.clone() for p in m.parameters()]
+    plain = grads(model)
+    calls, real_checkpoint = [], torch.utils.checkpoint.checkpoint
+    monkeypatch.setattr(torch.utils.checkpoint, "checkpoint", lambda *a, **k: calls.append(1) or real_checkpoint(*a, **k))
+    ckpt = Runtime(torch.device("cpu"), activation_checkpointing=True).place(__import__("copy").deepcopy(model))
+    assert ckpt.activation_checkpointing and not model.activation_checkpointing
+    for a, b in zip(plain, grads(ckpt)):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+    assert len(calls) == 2 * model.cfg.n_layer  # every block of both paths was recomputed
