@@ -63,6 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", required=True, help="rl (alias grpo), sft, sft_gold, sft_rl, sft_gold_rl, parallel, combined or interleaved")
     p.add_argument("--config", help="YAML config (default: the checkpoint's own config.yaml)")
     p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. rl.lr=1e-4 rl.steps=100")
+    p.add_argument("--task", help="the task to train on (task.name): synthetic (the checkpoint's world), gsm8k, math, "
+                   "openmath or gsm_symbolic (default: the config's, synthetic)")
+    p.add_argument("--data", action="append", default=[], metavar="SPLIT=PATH",
+                   help="a local data file of the task (task.files), repeatable: train=..., dev=... (validation)")
     p.add_argument("--out", help="branch directory (default <run>/branch/<method>/<checkpoint>/<config hash>)")
     p.add_argument("--no-progress", action="store_true")
     p = sub.add_parser("study", help="run a study spec (pretrain -> branches -> evaluations), show its status, or render its reports")
@@ -300,10 +304,19 @@ def _branch(args) -> None:
     if not (ckpt / "meta.json").is_file():
         from rlearly.checkpoint import read_meta
         read_meta(ckpt)  # raises, naming what is missing: the directory or its meta.json
-    cfg = load_config(args.config or ckpt / "config.yaml", args.overrides)  # no torch yet: a typo fails at once
+    task = {**({"task.name": args.task} if args.task else {}), **({"task.files": args.data} if args.data else {})}
+    overrides = {k: v for k, v in _pairs(args.overrides)} | task
+    cfg = load_config(args.config or ckpt / "config.yaml", overrides)  # no torch yet: a typo fails at once
     from rlearly.train import method_name
 
     method = method_name(args.method)
+    if cfg.task.name != "synthetic":  # a missing or malformed data file, or an unreachable hub, fails here
+        from rlearly.tasks import config_task
+
+        t = config_task(cfg.task, cfg.world)
+        t.training_problems(cfg.sft.split if method.startswith("sft") else cfg.rl.split)
+        if cfg.branch.eval_every:
+            t.problems(t.validation_split)
     from rlearly.checkpoint import read_meta
     from rlearly.train import branch
 
@@ -311,6 +324,12 @@ def _branch(args) -> None:
     out = Path(args.out or ckpt.parent / "branch" / method / ckpt.name / cfg.hash())
     branch.run(cfg, ckpt, out, method, show_progress=not args.no_progress)
     print(f"done: {out}")
+
+
+def _pairs(overrides: list[str]) -> list[tuple[str, object]]:
+    from rlearly.config import _overrides_to_pairs
+
+    return _overrides_to_pairs(overrides)
 
 
 def _eval(args) -> None:

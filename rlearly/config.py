@@ -48,6 +48,8 @@ def execution(default):
 def late(noop, *, default=None):
     """A field added within a schema: `noop` is the value that reproduces the code from before it existed, and
     must be its default (checked at import). Configs at that value hash as if the field did not exist."""
+    if isinstance(noop, list):  # a mutable no-op (an empty list): each config gets its own
+        return field(default_factory=lambda: list(noop), metadata={"late": noop})
     return field(default=noop if default is None else default, metadata={"late": noop})
 
 
@@ -309,6 +311,26 @@ class BranchConfig:
             raise ConfigError("branch.patience and branch.min_delta must be >= 0")
 
 
+@dataclass
+class TaskConfig:
+    """The task branches train on (SFT demonstrations, RL prompts and reward) and validate on (rlearly.tasks)."""
+
+    name: str = late("synthetic")  # a registered task; synthetic: the world of this config (world.*)
+    files: list[str] = late([])  # local data files as "split=path" (e.g. train=gsm8k_train.jsonl); default: its hub
+
+    def __post_init__(self):
+        bad = [f for f in self.files if not isinstance(f, str) or "=" not in f or not f.split("=", 1)[1]]
+        if bad:
+            raise ConfigError(f"task.files entry {bad[0]!r} must look like split=path (e.g. train=data/train.jsonl)")
+        if self.name == "synthetic" and self.files:
+            raise ConfigError("task.files: the synthetic task is made from the world.* settings, not from files")
+
+    def file_map(self) -> dict[str, str]:
+        return dict(f.split("=", 1) for f in self.files)
+
+
+# sections added within schema 1: at their no-op values they are left out of the hash, as if absent
+NEW_SECTIONS = ("task", "runtime")
 DEVICE_HELP = "auto | cpu | cuda | cuda:<i>"
 DTYPES = ("fp32", "bf16")
 
@@ -343,6 +365,7 @@ class Config:
     sft: SFTConfig = field(default_factory=SFTConfig)
     rl: RLConfig = field(default_factory=RLConfig)
     branch: BranchConfig = field(default_factory=BranchConfig)
+    task: TaskConfig = field(default_factory=TaskConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
     def to_dict(self) -> dict:
@@ -369,8 +392,9 @@ class Config:
         for key in execution_options():
             section, name = key.split(".")
             del d[section][name]
-        if not d["runtime"]:  # a section added within the schema, at its no-op values: as if it did not exist
-            del d["runtime"]
+        for section in NEW_SECTIONS:
+            if not d[section]:
+                del d[section]
         blob = json.dumps(d, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
 

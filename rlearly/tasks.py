@@ -55,7 +55,8 @@ class Task:
 
     name: str = ""
     splits: tuple[str, ...] = ()
-    heldout: tuple[str, ...] = ("test",)  # splits no training step may read (validation and final evaluation)
+    heldout: tuple[str, ...] = ("dev", "test")  # splits no training step may read (validation, final evaluation)
+    validation_split: str = "dev"  # what a branch's quick validation samples (never test)
 
     def __init__(self):
         self._cache: dict[str, list[TaskProblem]] = {}
@@ -159,6 +160,13 @@ def get_task(name: str, **kw) -> Task:
     except TypeError as e:
         raise ConfigError(f"task {name!r}: {e}; it takes {list(inspect.signature(cls).parameters)}") from None
     return cls(**kw)
+
+
+def config_task(tc, world) -> Task:
+    """The task a config's branches train on: `tc` a config.TaskConfig, `world` its WorldConfig (synthetic)."""
+    if tc.name == "synthetic":
+        return SyntheticTask(world=world)
+    return get_task(tc.name, **({"files": tc.file_map()} if tc.files else {}))
 
 
 # ---------------------------------------------------------------- synthetic

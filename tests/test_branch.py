@@ -328,3 +328,49 @@ def test_an_rl_branch_that_learnt_nothing_says_so(tiny_ckpt, tmp_path, capsys):
                tmp_path / "rl", "rl", show_progress=False)
     err = capsys.readouterr().err
     assert "in all 2 RL steps every group's rollouts got the same reward" in err
+
+
+def _gsm8k_file(path, n: int, start: int = 0):
+    rows = [{"question": f"Ava has {i} marbles and buys {i + 2} more. How many marbles does she have?",
+             "answer": f"Ava has {i} + {i + 2} = <<{i}+{i + 2}={2 * i + 2}>>{2 * i + 2} marbles.\n#### {2 * i + 2}"}
+            for i in range(start, start + n)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_a_branch_trains_and_validates_on_a_real_task_named_in_its_config(tiny_ckpt, tmp_path):
+    """task.name / task.files (rlearly branch --task, --data): SFT and RL on a GSM8K-format file, validated on
+    its dev file; the task is part of the branch's config and hash, and the branch evaluates on the task."""
+    import subprocess
+    import sys
+
+    from rlearly import evaluate
+
+    train, dev = _gsm8k_file(tmp_path / "train.jsonl", 24), _gsm8k_file(tmp_path / "dev.jsonl", 6, start=100)
+    files = [f"train={train}", f"dev={dev}"]
+    cfg = load_config(tiny_ckpt / "config.yaml", {"task.name": "gsm8k", "task.files": files, "rl.steps": 2,
+                                                  "branch.eval_every": 2, "branch.eval_problems": 4})
+    assert cfg.hash() != load_config(tiny_ckpt / "config.yaml", {"rl.steps": 2, "branch.eval_every": 2,
+                                                                 "branch.eval_problems": 4}).hash()
+    out = branch.run(cfg, tiny_ckpt, tmp_path / "rl", "rl", show_progress=False)
+    rows = read_metrics(out / "metrics.jsonl")
+    assert (out / "DONE").exists() and "val_pass@1" in rows[-1]
+    assert load_config(out / "config.yaml").task.file_map() == {"train": str(train), "dev": str(dev)}
+    res = evaluate.evaluate_passk(out / "final", get_task("gsm8k", files={"test": str(dev)}), "test", 2, [1, 2], 0,
+                                  tmp_path / "samples", progress=False)
+    assert res["task"] == "gsm8k" and res["n_problems"] == 6
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "rlearly.cli", "branch", str(tiny_ckpt), "--method", "sft",
+                               "--no-progress", "sft.steps=2", *args], capture_output=True, text=True)
+    r = cli("--task", "gsm8k", "--data", f"train={train}", "--data", f"dev={dev}", "--out",
+            str(tmp_path / "sft"))
+    assert r.returncode == 0, r.stderr
+    assert load_config(tmp_path / "sft" / "config.yaml").task.name == "gsm8k"
+    missing = cli("--task", "gsm8k", "--data", f"train={tmp_path / 'nope.jsonl'}")
+    assert missing.returncode == 2 and "nope.jsonl" in missing.stderr and missing.stderr.count("\n") == 1
+    assert not (tmp_path / "nope").exists()
+    bad = cli("--task", "gsm8k", "--data", "train")
+    assert bad.returncode == 2 and "must look like split=path" in bad.stderr
+    on_test = cli("--task", "gsm8k", "--data", f"test={dev}", "sft.split=test")
+    assert on_test.returncode == 2 and "held out" in on_test.stderr

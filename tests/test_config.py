@@ -37,12 +37,13 @@ def test_late_options_at_their_noop_value_keep_old_run_names(monkeypatch):
     assert load_config(overrides=study).hash() == name
     assert set(config.late_options()) == {"rl.filter_groups", "sft.demo_merge", "rl.format_score", "world.people_zipf",
                                           "sft.epochs", "branch.patience", "branch.min_delta", "rl.vllm_memory",
-                                          "rl.vllm_dtype", "rl.vllm_max_seqs", "rl.vllm_tp", "rl.vllm_eager", "runtime.dtype"}
+                                          "rl.vllm_dtype", "rl.vllm_max_seqs", "rl.vllm_tp", "rl.vllm_eager", "runtime.dtype",
+                                          "task.name", "task.files"}
     # where and how, not what: never in a hash
     assert config.execution_options() == ["runtime.device", "runtime.micro_batches", "runtime.activation_checkpointing"]
     assert load_config(overrides={**study, "runtime.device": "cuda"}).hash() == name
     for option, value in {"rl.filter_groups": True, "sft.demo_merge": 0.5, "rl.format_score": 0.1,
-                          "runtime.dtype": "bf16"}.items():
+                          "runtime.dtype": "bf16", "task.name": "gsm8k"}.items():
         assert load_config(overrides={**study, option: value}).hash() != name, option
     monkeypatch.setattr(config, "SCHEMA", 2)
     assert load_config(overrides=study).hash() != name

@@ -68,7 +68,7 @@ def test_no_recipe_trains_on_a_held_out_split():
     for split in ("dev", "test", "hard"):
         with pytest.raises(ConfigError, match=f"split '{split}' is held out"):
             task.training_problems(split)
-    assert T.get_task("gsm8k").heldout == ("test",)
+    assert T.get_task("gsm8k").heldout == ("dev", "test")  # dev: a file task's validation split
 
 
 def test_task_ids_fingerprint_the_problems_and_the_scoring():

@@ -82,6 +82,8 @@ class OpenMathTask(MathTask):
 
     name = "openmath"
     splits = ("train", "validation")
+    heldout = ("validation",)
+    validation_split = "validation"
 
     def __init__(self, files: Mapping[str, str] | Sequence[str] | str | None = None, hub_id: str | None = None,
                  hub_split: str = "train", subset: str = "gsm", n_validation: int = 1000, seed: int = 42,

@@ -30,7 +30,7 @@ from rlearly.evaluate import checkpoint_id
 from rlearly.passk import pass_at_k_curve
 from rlearly.runtime import resolve
 from rlearly.sampling import generate
-from rlearly.tasks import Task, get_task
+from rlearly.tasks import Task, config_task
 from rlearly.train.common import (claim_run_dir, progress, read_metrics, resume_latest, set_lr, set_threads,
                                   write_atomic)
 from rlearly.train import METHODS, method_name
@@ -105,7 +105,7 @@ def _run(cfg: Config, parent: Path, out: Path, method: str, label: str, show_pro
     rt = resolve(cfg.runtime)
     model = rt.place(model)  # before the recipe builds its optimizers (and RL its frozen reference)
     torch.manual_seed(cfg.seed)
-    task = get_task("synthetic", world=cfg.world)
+    task = config_task(cfg.task, cfg.world)  # synthetic: this config's world; else a registered task's data
     recipe = make_recipe(method, cfg, model, tok, task)
     log = dp.metrics_log(out / "metrics.jsonl")
     steps, floor = total_steps(method, cfg, _n_demos(recipe)), min_steps(method, cfg, _n_demos(recipe))
@@ -115,7 +115,8 @@ def _run(cfg: Config, parent: Path, out: Path, method: str, label: str, show_pro
                    # pretraining tokens of the start checkpoint M_t, carried through SFT for sft_rl
                    parent_tokens=parent_meta.get("tokens", parent_meta.get("parent_tokens")),
                    seed=cfg.seed, config_hash=cfg.hash(), runtime=rt.describe())
-    eval_problems = task.problems("dev")[:cfg.branch.eval_problems]  # validation never reads test or hard
+    # validation reads the task's validation split (synthetic: dev), never test or hard
+    eval_problems = task.problems(task.validation_split)[:cfg.branch.eval_problems] if cfg.branch.eval_every else []
     end = steps if stop_after is None else min(steps, stop_after)
     patience, min_delta = cfg.branch.patience, cfg.branch.min_delta  # rank 0 decides when to stop, for every rank
     val = [r["val_pass@1"] for r in read_metrics(out / "metrics.jsonl") if "val_pass@1" in r] if dp.main else []
