@@ -211,7 +211,13 @@ def _tables(root):
 
 
 def _finished(root: Path) -> int:
-    return len(list(root.glob("*/**/DONE"))) + len(list(root.glob("eval/*/*.json")))
+    """Finished nodes of a study that is running: a save's temporary directory can vanish (renamed into place)
+    between glob listing it and reading it, so a listing that hits one is taken again."""
+    while True:
+        try:
+            return len(list(root.glob("*/**/DONE"))) + len(list(root.glob("eval/*/*.json")))
+        except FileNotFoundError:
+            continue
 
 
 def _node_bytes(node) -> dict[str, str]:
