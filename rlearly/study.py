@@ -83,12 +83,22 @@ class EvalPlan:
     seed: int = 0
     readiness: bool = False  # also evaluate each branched base checkpoint on the RL training prompts
     base_prompt: str = "few-shot"  # how base checkpoints are prompted (the paper: few-shot; branches: zero-shot)
+    task: str = ""  # the task evaluated (e.g. gsm8k); "": the arm's training task (task.name, default synthetic)
+    task_files: list[str] = field(default_factory=list)  # its local data files as "split=path" (default: its hub)
 
     def __post_init__(self):
+        from rlearly.config import TaskConfig
         from rlearly.data.math_world import SPLITS
         bad = [s for s in self.splits if s not in SPLITS]
-        if bad:
+        if self.task in ("", "synthetic") and bad:  # another task's splits are its own (checked when it loads)
             raise ConfigError(f"study eval.splits: unknown split {bad[0]!r}; known: {', '.join(SPLITS)}")
+        if self.task:
+            from rlearly.tasks import known_tasks
+            if self.task not in known_tasks():
+                raise ConfigError(f"study eval.task: unknown task {self.task!r}; known: {', '.join(known_tasks())}")
+            TaskConfig(self.task, list(self.task_files))  # "split=path" entries, no files for synthetic
+        elif self.task_files:
+            raise ConfigError("study eval.task_files needs eval.task (the task those files are data of)")
         if self.n < 1 or any(k < 1 or k > self.n for k in self.ks):
             raise ConfigError(f"study eval.ks={self.ks} must lie in [1, eval.n={self.n}]")
         if self.max_problems < 1:
@@ -325,18 +335,38 @@ def _run_nodes(arm: Arm, ps: int, root: Path, label: str) -> list[Node]:
                 sft_cfg = arm.branch_config(seed, first) if first else None  # the SFT branch's own config
                 sft_dir = root / "branch" / first / ck / f"{run}s{seed}-{sft_cfg.hash()}" if sft_cfg else None
                 deps = [pre_dir] + ([sft_dir] if sft_dir and first in methods else [])
-                nodes.append(Node("branch", f"branch {method} {ck} {run}s{seed} [{label}]", out,
+                on = "" if bcfg.task.name == "synthetic" else f" on {bcfg.task.name}"  # a real training task
+                nodes.append(Node("branch", f"branch {method}{on} {ck} {run}s{seed} [{label}]", out,
                                   _branch_job(bcfg, parent, out, method, sft_dir, sft_cfg), label, deps,
                                   pretrain_seed=ps))
                 finals.append((out / "final", [out]))
+    evaluated = eval_task(arm.eval, cfg)
     for ck_path, deps in finals:
-        readiness = ["train"] if arm.eval.readiness and ck_path.parent == pre_dir else []
-        for split in [*arm.eval.splits, *[s for s in readiness if s not in arm.eval.splits]]:
-            out = root / "eval" / _label(root, ck_path) / f"{split}.json"
-            nodes.append(Node("eval", f"eval {_label(root, ck_path)} {split}", out,
-                              _eval_job(arm.eval, root, ck_path, split, out), label, deps,
-                              {**_protocol(arm.eval), "task_id": task_id(cfg.world, split)}, pretrain_seed=ps))
+        # readiness: the base on its RL training prompts (the training task's train split)
+        readiness = [(cfg.task, "train")] if arm.eval.readiness and ck_path.parent == pre_dir else []
+        pairs = [(evaluated, s) for s in arm.eval.splits]
+        for tc, split in [*pairs, *[r for r in readiness if r not in pairs]]:
+            name = split if tc.name == "synthetic" else f"{tc.name}-{split}"  # synthetic: the names of old studies
+            out = root / "eval" / _label(root, ck_path) / f"{name}.json"
+            protocol = {**_protocol(arm.eval), **_task_protocol(tc, cfg.world, split)}
+            nodes.append(Node("eval", f"eval {_label(root, ck_path)} {name}", out,
+                              _eval_job(arm.eval, root, ck_path, split, out, tc, protocol), label, deps, protocol,
+                              pretrain_seed=ps))
     return nodes
+
+
+def eval_task(e: EvalPlan, cfg: Config):
+    """The task (a config.TaskConfig) an arm's evaluations read: eval.task, or the arm's training task."""
+    from rlearly.config import TaskConfig
+    return TaskConfig(e.task, list(e.task_files)) if e.task else cfg.task
+
+
+def _task_protocol(tc, world, split: str) -> dict:
+    """What an evaluation result must have scored: the synthetic task's id in this world (it fingerprints the
+    problems), or another task's name and data files (its id needs its data, which a plan does not load)."""
+    if tc.name == "synthetic":
+        return {"task_id": task_id(world, split)}
+    return {"task": tc.name, "task_files": list(tc.files)}
 
 
 def run(spec: StudySpec, root: str | Path, log=print, jobs: int = 1, threads: int = 0, executor: str = "pool",
@@ -635,15 +665,17 @@ def _protocol(e: EvalPlan) -> dict:
     return dict(n=e.n, ks=list(e.ks), eval_seed=e.seed, max_problems=e.max_problems, base_prompt=e.base_prompt)
 
 
-def _eval_job(e: EvalPlan, root: Path, ckpt: Path, split: str, out: Path):
+def _eval_job(e: EvalPlan, root: Path, ckpt: Path, split: str, out: Path, tc, protocol: dict):
     def job():
         from rlearly import evaluate
         from rlearly.checkpoint import load_checkpoint, load_config_of, read_meta
+        from rlearly.tasks import config_task
         from rlearly.train.common import write_atomic
 
         mode = e.base_prompt if read_meta(ckpt, verify=False).get("method") in evaluate.BASE_METHODS else "zero-shot"
         cfg = load_config_of(ckpt)  # its runtime.device says where to sample (auto: a GPU where there is one)
-        res = evaluate.evaluate_passk(ckpt, "synthetic", split, e.n, e.ks, e.seed, root / "samples", mode,
+        task = "synthetic" if tc.name == "synthetic" else config_task(tc, cfg.world)  # synthetic: the ckpt's world
+        res = evaluate.evaluate_passk(ckpt, task, split, e.n, e.ks, e.seed, root / "samples", mode,
                                       max_problems=e.max_problems, progress=False, device=cfg.runtime.device)
         model, tok, meta = load_checkpoint(ckpt)
         model = evaluate.place(model, cfg.runtime.device)
@@ -652,7 +684,7 @@ def _eval_job(e: EvalPlan, root: Path, ckpt: Path, split: str, out: Path):
         res["method"] = meta.get("method", "pretrain")
         res["parent_tokens"] = meta.get("parent_tokens") or meta.get("tokens")
         res["seed"] = meta.get("seed")  # the branch's training seed (the tables' `seed`)
-        res.update(_protocol(e))
+        res.update({k: v for k, v in protocol.items() if k != "task_id"})  # task_id: the result's own, checked
         out.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(out, json.dumps(res, indent=2) + "\n")
     return job
@@ -723,8 +755,11 @@ def floor_table(spec: StudySpec):
 
     labels, frames, seen = arm_labels(spec), [], {}
     for arm in spec.all_arms():
-        world = arm.base_config().world
+        cfg = arm.base_config()
+        world = cfg.world
         splits = [*arm.eval.splits, *(["train"] if arm.eval.readiness and "train" not in arm.eval.splits else [])]
+        if eval_task(arm.eval, cfg).name != "synthetic" or cfg.task.name != "synthetic":
+            continue  # the adversaries know the synthetic world's problems only
         for split in splits:
             key = (task_id(world, split), arm.eval.max_problems, tuple(arm.eval.ks), labels[arm.name])
             if key not in seen:

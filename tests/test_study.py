@@ -205,6 +205,55 @@ def test_paper_1b_spec_loads_and_plans_the_papers_shape(tmp_path):
     assert sum(n.kind == "branch" for n in nodes) == 9 * 5 * 4  # nine checkpoints, 5 recipes, 4 seeds
 
 
+def test_paper_1b_plans_openmath_training_and_gsm8k_evaluation_offline(tmp_path, monkeypatch, capsys):
+    """The paper's setting is expressible: branches train on openmath, evaluations read GSM8K test; planning it
+    (`rlearly study status`) reads no data, so it works offline."""
+    from rlearly import cli, tasks
+
+    monkeypatch.setattr(tasks._FileTask, "problems", lambda *a: pytest.fail("planning read a task's data"))
+    spec = study.load_study(TINY.parent / "paper-1b.yaml")
+    assert spec.branch_config(0).task.name == "openmath" and spec.eval.task == "gsm8k"
+    nodes = study.plan(spec, tmp_path)
+    branches, evals = [n for n in nodes if n.kind == "branch"], [n for n in nodes if n.kind == "eval"]
+    assert branches and all(" on openmath " in n.key for n in branches)
+    assert evals and all(n.key.endswith(" gsm8k-test") and n.protocol["task"] == "gsm8k" for n in evals)
+    assert cli.main(["study", "status", str(TINY.parent / "paper-1b.yaml"), "--root", str(tmp_path)]) in (0, None)
+    out = capsys.readouterr().out
+    assert "todo  branch rl on openmath ckpt-2097152000 s0 [main]" in out and "gsm8k-test" in out
+
+
+def _gsm8k(path, n, start=0):
+    path.write_text("".join(json.dumps({"question": f"Ava has {i} marbles and buys {i + 2} more. How many now?",
+                                        "answer": f"{i} + {i + 2} = {2 * i + 2}.\n#### {2 * i + 2}"}) + "\n"
+                            for i in range(start, start + n)))
+    return path
+
+
+def test_a_study_trains_and_evaluates_on_a_real_task(tmp_path):
+    """A study whose config names a GSM8K-format task (local files): its branches train on it, its evaluations
+    read the task's test file (key gsm8k-test), the tables hold them, and no adversary floor is claimed for it."""
+    train, dev, test = (_gsm8k(tmp_path / f"{s}.jsonl", n, k) for s, n, k in
+                        (("train", 16, 0), ("dev", 4, 100), ("test", 6, 200)))
+    f = tmp_path / "real.yaml"
+    f.write_text(f"""name: real
+config: {{preset: tiny, task.name: gsm8k, task.files: [train={train}, dev={dev}]}}
+branch: {{checkpoints: [-1], methods: [sft, rl], overrides: {{branch.eval_every: 2, branch.eval_problems: 4}}}}
+eval: {{task: gsm8k, task_files: [test={test}, train={train}], splits: [test], n: 2, ks: [1, 2], max_problems: 6}}
+""")
+    spec = study.load_study(f)
+    study.run(spec, tmp_path / "run", log=lambda *a: None)
+    nodes = study.plan(spec, tmp_path / "run")
+    assert all(n.done for n in nodes)
+    assert {n.key.split()[-1] for n in nodes if n.kind == "eval"} == {"gsm8k-test"}
+    passk = pd.read_csv(tmp_path / "run" / "tables" / "passk.csv")
+    assert set(passk["method"]) == {"base", "sft", "rl"} and passk["task_id"].str.startswith("gsm8k-").all()
+    assert not (tmp_path / "run" / "tables" / "floor.csv").read_text().strip()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\neval: {task: gsm9k}\n")
+    with pytest.raises(ConfigError, match="study eval.task: unknown task 'gsm9k'"):
+        study.load_study(bad)
+
+
 def _tables(root):
     passk = pd.read_csv(root / "tables" / "passk.csv")
     return passk.sort_values(["arm", "checkpoint_id", "split", "k", "seed", "method"]).reset_index(drop=True)
