@@ -70,8 +70,10 @@ def hf_config(cfg: ModelConfig, tok: Tokenizer) -> dict:
 
 
 def model_config_from_hf(hf: dict, where: Path) -> ModelConfig:
-    if hf.get("model_type") != "llama":
-        raise CheckpointError(f"{where}: model_type is {hf.get('model_type')!r}, rlearly loads only 'llama'")
+    kind = hf.get("model_type")
+    if kind != "llama":
+        why = MISSING_ARCHITECTURE.get(kind, "")
+        raise CheckpointError(f"{where}: model_type is {kind!r}, rlearly loads only 'llama'" + (f" ({why})" if why else ""))
     for k in ("hidden_act", "attention_bias", "mlp_bias"):
         if hf.get(k, {"hidden_act": "silu"}.get(k, False)) not in ("silu", False):
             raise CheckpointError(f"{where}: unsupported {k}={hf[k]!r} (rlearly's Llama has silu and no biases)")
@@ -86,6 +88,15 @@ def model_config_from_hf(hf: dict, where: Path) -> ModelConfig:
                        norm_eps=hf.get("rms_norm_eps", 1e-5), tie_embeddings=hf.get("tie_word_embeddings", False),
                        init_std=hf.get("initializer_range", 0.02))
 
+
+# Llama relatives and what rlearly's Llama lacks to load them (the paper's model is OLMo2-1B)
+MISSING_ARCHITECTURE = {
+    "olmo2": "OLMo2 needs QK-norm (RMSNorm on queries and keys) and norms after attention and MLP instead of before",
+    "olmo": "OLMo needs non-parametric layer norm and QKV clipping",
+    "mistral": "Mistral needs sliding-window attention",
+    "qwen2": "Qwen2 needs biases on the query, key and value projections",
+    "gemma": "Gemma needs GeGLU, (1 + weight) RMSNorm and scaled embeddings",
+}
 
 _HF_REQUIRED = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
                 "max_position_embeddings")

@@ -374,3 +374,46 @@ def test_a_branch_trains_and_validates_on_a_real_task_named_in_its_config(tiny_c
     assert bad.returncode == 2 and "must look like split=path" in bad.stderr
     on_test = cli("--task", "gsm8k", "--data", f"test={dev}", "sft.split=test")
     assert on_test.returncode == 2 and "held out" in on_test.stderr
+
+
+@pytest.mark.parametrize("style", ["llama", "gpt2"])
+def test_a_hugging_face_tokenizer_directory_branches_and_evaluates(style, tmp_path):
+    """Any Hugging Face fast tokenizer: its special tokens mapped by name (Llama's <s>, </s> from
+    tokenizer_config.json) or by convention (GPT-2's one <|endoftext|> as BOS, EOS and padding)."""
+    from tokenizers import Tokenizer as HF
+    from tokenizers import decoders, models, pre_tokenizers, trainers
+
+    from conftest import TEXTS
+    from rlearly import evaluate
+    from rlearly.checkpoint import save_checkpoint
+    from rlearly.data.world import World
+    from rlearly.model import LlamaLM
+    from rlearly.tokenizer import Tokenizer
+
+    specials = ["<unk>", "<s>", "</s>"] if style == "llama" else ["<|endoftext|>"]
+    hf = HF(models.BPE())
+    hf.pre_tokenizer, hf.decoder = pre_tokenizers.ByteLevel(add_prefix_space=False), decoders.ByteLevel()
+    cfg = load_config(preset="tiny", overrides={"sft.steps": 2, "branch.eval_every": 0})
+    world = World(cfg.world)
+    texts = TEXTS + [world.math.prompt(p) + world.math.one_demo(p) for p in world.math.split("train")]
+    hf.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=400, special_tokens=specials, show_progress=False,
+                                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    folder = tmp_path / "hf-tokenizer"
+    folder.mkdir()
+    hf.save(str(folder / "tokenizer.json"))
+    if style == "llama":  # the dict form transformers writes
+        (folder / "tokenizer_config.json").write_text(json.dumps(
+            {"bos_token": {"content": "<s>"}, "eos_token": {"content": "</s>"}, "unk_token": "<unk>"}))
+    tok = Tokenizer.load(folder)
+    first, end = ("<s>", "</s>") if style == "llama" else ("<|endoftext|>", "<|endoftext|>")
+    assert (tok.bos_id, tok.eos_id) == (hf.token_to_id(first), hf.token_to_id(end))
+    assert tok.pad_id == tok.eos_id and tok.encode("Ava has 3")[0] == tok.bos_id
+    torch.manual_seed(0)
+    model = LlamaLM(cfg.model, tok.vocab_size)
+    ckpt = save_checkpoint(tmp_path / "base", model, tok, {"method": "pretrain", "tokens": 0, "seed": 0}, cfg)
+    assert Tokenizer.load(ckpt).bos_id == tok.bos_id  # the checkpoint keeps the tokenizer's own special tokens
+    out = branch.run(cfg, ckpt, tmp_path / "sft", "sft", show_progress=False)
+    assert (out / "DONE").exists()
+    res = evaluate.evaluate_passk(out / "final", "synthetic", "dev", 2, [1, 2], 0, tmp_path / "samples",
+                                  max_problems=4, progress=False)
+    assert res["n_problems"] == 4 and 0.0 <= res["passk"][-1]["pass_at_k"] <= 1.0

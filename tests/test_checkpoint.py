@@ -76,6 +76,10 @@ def test_corrupt_missing_and_foreign_checkpoints_are_named(tmp_path, tok):
     (path / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(CheckpointError, match="model_type is 'gpt2'"):
         load_checkpoint(path, verify=False)
+    cfg["model_type"] = "olmo2"  # the paper's model: the error names what rlearly's Llama lacks
+    (path / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match=r"model_type is 'olmo2', rlearly loads only 'llama' \(OLMo2 needs QK-norm"):
+        load_checkpoint(path, verify=False)
 
 
 def test_trainer_state_is_verified_and_old_layout_still_resumes(tmp_path, tok):
