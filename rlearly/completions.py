@@ -49,33 +49,42 @@ def _row(study_root, method: str, tokens, split: str, arm: str, seed: int, pretr
     return row.iloc[0]
 
 
-def _checkpoint_of(root: Path, checkpoint_id: str, split: str) -> Path:
-    """The checkpoint directory the study's evaluation of `checkpoint_id` on `split` recorded. The record is
-    the path as the run saw it (relative to where it ran, or another machine's): it is found under `root`
-    by its part inside the study (pretrain/... or branch/...)."""
-    for f in sorted((root / "eval").glob(f"*/{split}.json")):
+def _checkpoint_of(root: Path, checkpoint_id: str, split: str) -> tuple[Path, dict]:
+    """The checkpoint directory the study's evaluation of `checkpoint_id` on `split` recorded, and that record
+    (eval/<checkpoint>/<split>.json, or <task>-<split>.json for a real task). The record is the path as the run
+    saw it (relative to where it ran, or another machine's): it is found under `root` by its part inside the
+    study (pretrain/... or branch/...)."""
+    for f in sorted((root / "eval").glob("*/*.json")):
         r = json.loads(f.read_text())
-        if r.get("checkpoint_id") == checkpoint_id:
+        if r.get("checkpoint_id") == checkpoint_id and r.get("split") == split:
             parts = Path(r["checkpoint"]).parts
             for i in range(len(parts)):
                 if (root / Path(*parts[i:])).is_dir():
-                    return root / Path(*parts[i:])
+                    return root / Path(*parts[i:]), r
             raise DataError(f"{f}: checkpoint {r['checkpoint']} is not under {root}")
-    raise DataError(f"{root}: no eval/*/{split}.json records checkpoint {checkpoint_id}")
+    raise DataError(f"{root}: no evaluation in eval/ on {split} records checkpoint {checkpoint_id}")
 
 
-_PROBLEMS: dict = {}  # (world, split) -> {problem id: problem}: a study's checkpoints mostly share one world
+def _problems_of(root: Path, checkpoint_id: str, split: str) -> dict:
+    ckpt, record = _checkpoint_of(root, checkpoint_id, split)
+    return _problems(ckpt, split, record)
 
 
-def _problems(ckpt: Path, split: str) -> dict:
-    """The problems of `split` in the world checkpoint `ckpt` was trained on, by id (built once per world)."""
+_PROBLEMS: dict = {}  # (world or task, split) -> {problem id: problem}: a study's checkpoints mostly share one
+
+
+def _problems(ckpt: Path, split: str, record: dict) -> dict:
+    """The problems of `split` an evaluation `record` scored, by id (built once per world or task): the synthetic
+    task of the world checkpoint `ckpt` was trained on, or the task (and data files) the record names."""
     from rlearly.checkpoint import load_config_of
-    from rlearly.tasks import get_task
+    from rlearly.config import TaskConfig
+    from rlearly.tasks import config_task
 
     world = load_config_of(ckpt).world
-    key = (json.dumps(dataclasses.asdict(world), sort_keys=True), split)
+    tc = TaskConfig(record.get("task", "synthetic"), list(record.get("task_files", [])))
+    key = (json.dumps(dataclasses.asdict(world), sort_keys=True) if tc.name == "synthetic" else repr(tc), split)
     if key not in _PROBLEMS:
-        _PROBLEMS[key] = {str(p.id): p for p in get_task("synthetic", world=world).problems(split)}
+        _PROBLEMS[key] = {str(p.id): p for p in config_task(tc, world).problems(split)}
     return _PROBLEMS[key]
 
 
@@ -92,7 +101,7 @@ def samples(study_root: str | os.PathLike, method: str = "base", tokens=None, sp
         raise DataError(f"{root / 'samples'} holds no samples of checkpoint {row['checkpoint_id']} on {split}")
     eval_seed = min(df["seed"].unique(), key=lambda s: (s != 0, s))  # the study's evaluation seed (0 unless set)
     df = df[(df["seed"] == eval_seed) & (df["sample_index"] < int(row["n"]))]
-    problems = _problems(_checkpoint_of(root, row["checkpoint_id"], split), split)
+    problems = _problems_of(root, row["checkpoint_id"], split)
     df = df.assign(question=df["problem_id"].map(lambda i: problems[i].question),
                    gold=df["problem_id"].map(lambda i: problems[i].answer))
     return df[COLUMNS].reset_index(drop=True)

@@ -26,10 +26,23 @@ NEEDS_ROLES = {"rollout_budget": ("rollouts_few", "rollouts_many"), "composition
                                                                                              "wider_model")}
 
 
+NEEDS_METHODS = {"parallel_averaging": ("parallel",)}  # notebooks about one recipe
+
+
 def missing_roles(spec, name: str) -> list[str]:
     """The arm roles notebook `name` needs that the study `spec` has no arm for ([] when it can run)."""
     have = {arm.role for arm in spec.arms.values()}
     return [r for r in NEEDS_ROLES.get(name, ()) if r not in have]
+
+
+def why_skipped(spec, name: str) -> str | None:
+    """Why notebook `name` cannot run on study `spec` (an arm role or a recipe it reads is missing), or None."""
+    if missing := missing_roles(spec, name):
+        return f"the study has no arm with role {', '.join(missing)}"
+    methods = {m for arm in spec.all_arms() for m in arm.branch.methods}
+    if lacking := [m for m in NEEDS_METHODS.get(name, ()) if m not in methods]:
+        return f"the study trains no {', '.join(lacking)} branch"
+    return None
 
 
 # ---------------------------------------------------------------- executing notebooks (papermill)
@@ -164,8 +177,8 @@ def execute_notebooks(spec, root, names=None, out_dir=None, log=print) -> list[P
     kernel_ok, done = False, []
     for name, template in templates.items():
         out = out_dir / f"{name}.ipynb"
-        if missing := missing_roles(spec, name):
-            log(f"notebook {name}: skipped (the study has no arm with role {', '.join(missing)})")
+        if why := why_skipped(spec, name):
+            log(f"notebook {name}: skipped ({why})")
             continue
         params = {"study_root": str(root), "study_name": spec.name, "results_dir": str(out_dir)}
         check_parameters(template, params)

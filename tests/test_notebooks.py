@@ -236,6 +236,26 @@ def test_notebooks_of_side_experiments_are_skipped_without_their_arms():
     assert not any(report.missing_roles(default, n) for n in report.NOTEBOOKS)
 
 
+def test_the_shipped_real_task_study_runs_offline_and_its_report_renders(tmp_path):
+    """studies/gsm-symbolic.yaml: branches train on reasoning-gym's gsm_symbolic (offline), evaluations read its
+    test split; the report renders, skipping what the study has no runs for (parallel averaging, side arms), and
+    its summary says there is no adversary floor for a real task."""
+    spec = study.load_study(REPO / "studies" / "gsm-symbolic.yaml")
+    root = tmp_path / "run"
+    study.run(spec, root, log=QUIET)
+    passk = pd.read_csv(root / "tables" / "passk.csv")
+    assert set(passk["method"]) == {"base", "rl", "sft"} and passk["task_id"].str.startswith("gsm_symbolic-").all()
+    assert set(passk["split"]) == {"test", "train"}  # train: the readiness diagnostic on its RL prompts
+    lines = []
+    report.report(spec, root, runs_dir=tmp_path / "papermill_runs", reports_dir=tmp_path / "reports", log=lines.append)
+    pages = {p.stem for p in (tmp_path / "reports" / "gsm-symbolic").glob("*.html")}
+    assert {"pretrain", "passk_curves", "readiness", "samples", "summary"} <= pages
+    assert "parallel_averaging" not in pages
+    assert "notebook parallel_averaging: skipped (the study trains no parallel branch)" in lines
+    assert "no adversary floor" in (tmp_path / "reports" / "gsm-symbolic" / "summary.html").read_text()
+    assert (tmp_path / "reports" / "index.html").is_file()
+
+
 def test_cli_study_report_calls_report(tmp_path, monkeypatch, capsys):
     from rlearly import cli
 
