@@ -317,13 +317,18 @@ class TaskConfig:
 
     name: str = late("synthetic")  # a registered task; synthetic: the world of this config (world.*)
     files: list[str] = late([])  # local data files as "split=path" (e.g. train=gsm8k_train.jsonl); default: its hub
+    multiline: bool = late(False)  # multi-line solutions: demonstrations keep their lines, sampling stops at EOS
+    max_new_tokens: int = late(0)  # the evaluation's token budget per completion (0: the task's, 160)
 
     def __post_init__(self):
         bad = [f for f in self.files if not isinstance(f, str) or "=" not in f or not f.split("=", 1)[1]]
         if bad:
             raise ConfigError(f"task.files entry {bad[0]!r} must look like split=path (e.g. train=data/train.jsonl)")
-        if self.name == "synthetic" and self.files:
-            raise ConfigError("task.files: the synthetic task is made from the world.* settings, not from files")
+        if self.name == "synthetic" and (self.files or self.multiline):
+            raise ConfigError("task.files and task.multiline: the synthetic task is made from the world.* settings "
+                              "(one-line solutions), not from files")
+        if self.max_new_tokens < 0:
+            raise ConfigError(f"task.max_new_tokens={self.max_new_tokens} must be >= 0 (0: the task's own)")
 
     def file_map(self) -> dict[str, str]:
         return dict(f.split("=", 1) for f in self.files)

@@ -40,7 +40,7 @@ from rlearly.train.common import progress as progress_bar
 
 BACKENDS = ("torch", "vllm")
 SHOTS = 2  # few-shot exemplars for base checkpoints (as greedy_accuracy)
-MAX_NEW_TOKENS = 160  # a one-line solution of the hard split (6-7 operations) takes up to ~125 tokens
+MAX_NEW_TOKENS = 160  # one-line tasks' budget (Task.max_new_tokens): the hard split's solutions take up to ~125 tokens
 FLUSH_ROWS = 1024  # samples buffered before a store write (an interrupted run loses at most these)
 
 
@@ -188,7 +188,7 @@ def _max_len(model) -> int:
 
 def sample_problems(model, tok: Tokenizer, task: Task, problems, *, checkpoint_id: str, split: str, n: int,
                     seed: int, store: SampleStore, temperature: float = 0.6, top_p: float = 0.95,
-                    max_new_tokens: int = MAX_NEW_TOKENS, prompt_mode: str = "zero-shot", shots: int = SHOTS,
+                    max_new_tokens: int | None = None, prompt_mode: str = "zero-shot", shots: int = SHOTS,
                     batch_size: int = 512, backend: str = "torch", progress: bool = True) -> int:
     """Draw the samples among problems × range(n) that `store` lacks, score them, store them. Returns rows added.
 
@@ -196,6 +196,7 @@ def sample_problems(model, tok: Tokenizer, task: Task, problems, *, checkpoint_i
     budget is min(max_new_tokens, max_seq_len − prompt length), so it never depends on the batch.
     """
     gen = _sampler(backend)
+    max_new_tokens = task.max_new_tokens if max_new_tokens is None else max_new_tokens  # the task's protocol
     if prompt_mode not in PROMPT_MODES:
         raise RlearlyError(f"prompt_mode={prompt_mode!r} must be one of {', '.join(PROMPT_MODES)}")
     by_id = {str(p.id): p for p in problems}
@@ -215,7 +216,7 @@ def sample_problems(model, tok: Tokenizer, task: Task, problems, *, checkpoint_i
         if r < 8:
             raise RlearlyError(f"the {prompt_mode} prompt of problem {pid!r} has {len(prompts[pid])} tokens, leaving "
                                f"{r} of max_seq_len={_max_len(model)} to answer in; use fewer shots")
-    stop = tok.line_stop_ids  # a solution is one line
+    stop = task.stop_ids(tok)  # one-line solutions: the first newline; multi-line: EOS
     bar = progress_bar(len(missing), desc=f"sample {split}", enabled=progress)
     base = dict(task=tid, checkpoint_id=checkpoint_id, split=split, seed=int(seed), temperature=float(temperature),
                 top_p=float(top_p), prompt_mode=prompt_mode, **protocol)
@@ -226,7 +227,7 @@ def sample_problems(model, tok: Tokenizer, task: Task, problems, *, checkpoint_i
                    top_p=top_p, stop_ids=stop, seed=seed, keys=keys, pad_id=tok.pad_id)
         pairs = [(pid, i) for pid, idx in pieces for i in idx]
         for (pid, i), c in zip(pairs, outs):
-            text = tok.decode(c.tokens).split("\n", 1)[0]
+            text = task.answer_text(tok.decode(c.tokens))
             rows.append(dict(base, problem_id=pid, sample_index=i, completion=text, tokens=len(c.tokens),
                              **_answer_fields(task.extract(text)), correct=task.reward(text, by_id[pid]) > 0,
                              logprob=float(sum(c.logprobs)), finished=bool(c.finished)))
@@ -276,7 +277,7 @@ def _ensure_samples(ckpt_path, task: Task, split: str, n: int, seed: int, store:
     problems = problems[:max_problems] if max_problems else problems
     pids = [str(p.id) for p in problems]
     t, p = sampling.get("temperature", 0.6), sampling.get("top_p", 0.95)
-    protocol = dict(max_new_tokens=int(sampling.get("max_new_tokens", MAX_NEW_TOKENS)),
+    protocol = dict(max_new_tokens=int(sampling.get("max_new_tokens") or task.max_new_tokens),
                     shots=int(sampling.get("shots", SHOTS)) if mode == "few-shot" else 0,
                     backend=sampling.get("backend", "torch"))
     if store.missing(task.task_id(split), cid, split, pids, n, seed, t, p, mode, **protocol):

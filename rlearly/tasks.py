@@ -57,6 +57,44 @@ class Task:
     splits: tuple[str, ...] = ()
     heldout: tuple[str, ...] = ("dev", "test")  # splits no training step may read (validation, final evaluation)
     validation_split: str = "dev"  # what a branch's quick validation samples (never test)
+    # the generation protocol: one-line solutions stop at the first newline (rlearly's layout for every task by
+    # default); multi-line ones keep their demonstrations' lines and stop at EOS, an answer ending at a blank line
+    multiline: bool = False
+    max_new_tokens: int = 160  # the evaluation's token budget per completion
+
+    def with_protocol(self, multiline: bool | None = None, max_new_tokens: int | None = None) -> "Task":
+        """This task with another generation protocol (before any problem is loaded: demonstrations keep their
+        lines only under a multi-line one)."""
+        if self._cache:
+            raise RuntimeError("a task's generation protocol is set before its problems are loaded")
+        if multiline and not self.supports_multiline:
+            raise ConfigError(f"task {self.name!r} has one-line solutions only (task.multiline)")
+        if multiline is not None:
+            self.multiline = bool(multiline)
+        if max_new_tokens:
+            self.max_new_tokens = int(max_new_tokens)
+        return self
+
+    supports_multiline = True
+
+    def stop_ids(self, tok) -> list[int]:
+        """Where sampling stops: EOS and every newline token (one-line), or EOS alone (multi-line)."""
+        return [tok.eos_id] if self.multiline else tok.line_stop_ids
+
+    def answer_text(self, completion: str) -> str:
+        """The part of a sampled completion that is scored and stored: its first line, or (multi-line)
+        everything before the first blank line."""
+        return completion.split("\n\n" if self.multiline else "\n", 1)[0]
+
+    def rollout_text(self, completion: str) -> str:
+        """What a training-time reward reads of a sampled completion: as sampled for one-line solutions (the stop
+        token ends it), the answer text for multi-line ones (sampling ran on to EOS)."""
+        return self.answer_text(completion) if self.multiline else completion
+
+    def _layout(self, solution: str) -> str:
+        """A demonstration in this protocol's layout: one line (whitespace runs joined), or its own lines."""
+        return "\n".join(line.strip() for line in solution.strip().splitlines() if line.strip()) \
+            if self.multiline else _one_line(solution)
 
     def __init__(self):
         self._cache: dict[str, list[TaskProblem]] = {}
@@ -82,7 +120,7 @@ class Task:
 
     def scoring_identity(self) -> dict:
         """What decides a completion's score besides the problems (a scoring mode, a checker's options)."""
-        return {}
+        return {"multiline": True} if self.multiline else {}  # one-line: as ids were before protocols existed
 
     def task_id(self, split: str) -> str:
         """`<name>-<16 hex>`: the sample store's key for this split, a fingerprint of what it scores (the
@@ -163,10 +201,11 @@ def get_task(name: str, **kw) -> Task:
 
 
 def config_task(tc, world) -> Task:
-    """The task a config's branches train on: `tc` a config.TaskConfig, `world` its WorldConfig (synthetic)."""
-    if tc.name == "synthetic":
-        return SyntheticTask(world=world)
-    return get_task(tc.name, **({"files": tc.file_map()} if tc.files else {}))
+    """The task a config's branches train on: `tc` a config.TaskConfig, `world` its WorldConfig (synthetic),
+    with the generation protocol `tc` sets (task.multiline, task.max_new_tokens)."""
+    task = SyntheticTask(world=world) if tc.name == "synthetic" else \
+        get_task(tc.name, **({"files": tc.file_map()} if tc.files else {}))
+    return task.with_protocol(tc.multiline or None, tc.max_new_tokens or None)
 
 
 # ---------------------------------------------------------------- synthetic
@@ -176,6 +215,7 @@ class SyntheticTask(Task):
     """The embedded math world: prompt, reward and extraction are math_world's own."""
 
     name = "synthetic"
+    supports_multiline = False  # the world's solutions are one line
     splits = mw.SPLITS
     heldout = ("dev", *mw.EVAL_SPLITS)
 
@@ -389,8 +429,8 @@ class GSM8KTask(_FileTask):
         if ref is None or a[m[-1].end():].strip():
             raise DataError(f"{label}: row {i}: field 'answer' must end with '#### <number>', got ...{a[-40:]!r}")
         n = number_text(ref)
-        rationale = _one_line(_CALC.sub("", a[:m[-1].start()]))
-        demo = (rationale + " " if rationale else "") + f"The answer is \\boxed{{{n}}}."
+        rationale = self._layout(_CALC.sub("", a[:m[-1].start()]))
+        demo = (rationale + ("\n" if self.multiline else " ") if rationale else "") + f"The answer is \\boxed{{{n}}}."
         return TaskProblem(self._id(label, i, row, split), q, n, (demo,), raw=row)
 
     def extract(self, completion: str) -> str | None:
@@ -527,14 +567,14 @@ class MathTask(_FileTask):
                                 "(and no expected_answer)")
         sols = ()
         if sol is not None:
-            demo = _one_line(sol)
+            demo = self._layout(sol)
             if last_boxed(demo) is None:
                 demo += f" The answer is \\boxed{{{ans}}}."
             sols = (demo,)
         return TaskProblem(self._id(label, i, row, split), q, ans, sols, raw=row)
 
     def scoring_identity(self) -> dict:
-        return {"math_verify": self.use_math_verify}
+        return {**super().scoring_identity(), "math_verify": self.use_math_verify}
 
     def extract(self, completion: str) -> str | None:
         return last_boxed(completion) or None

@@ -417,3 +417,42 @@ def test_a_hugging_face_tokenizer_directory_branches_and_evaluates(style, tmp_pa
     res = evaluate.evaluate_passk(out / "final", "synthetic", "dev", 2, [1, 2], 0, tmp_path / "samples",
                                   max_problems=4, progress=False)
     assert res["n_problems"] == 4 and 0.0 <= res["passk"][-1]["pass_at_k"] <= 1.0
+
+
+def test_a_multi_line_task_keeps_its_lines_and_stops_at_eos(tiny_ckpt, tmp_path):
+    """task.multiline: demonstrations keep their lines, sampling stops at EOS alone within task.max_new_tokens,
+    an answer ends at the first blank line, and the task's id says so; the default stays one line."""
+    from rlearly import evaluate
+    from rlearly.config import TaskConfig
+    from rlearly.store import SampleStore
+    from rlearly.tasks import config_task
+    from rlearly.tokenizer import Tokenizer
+
+    rows = [{"question": f"Ava has {i} marbles and buys {i + 2} more. How many?",
+             "answer": f"Ava starts with {i} marbles.\nShe buys {i + 2} more: {i} + {i + 2} = {2 * i + 2}.\n#### {2 * i + 2}"}
+            for i in range(20)]
+    train, test = tmp_path / "train.jsonl", tmp_path / "test.jsonl"
+    train.write_text("".join(json.dumps(r) + "\n" for r in rows[:14]))
+    test.write_text("".join(json.dumps(r) + "\n" for r in rows[14:]))
+    multi = config_task(TaskConfig("gsm8k", [f"train={train}"], multiline=True, max_new_tokens=40), None)
+    one = config_task(TaskConfig("gsm8k", [f"train={train}"]), None)
+    p, q = multi.problems("train")[0], one.problems("train")[0]
+    assert p.demo == "Ava starts with 0 marbles.\nShe buys 2 more: 0 + 2 = 2.\nThe answer is \\boxed{2}."
+    assert "\n" not in q.demo and multi.reward(p.demo, p) == 1.0
+    assert multi.answer_text("a\nb\n\nc") == "a\nb" and one.answer_text("a\nb\n\nc") == "a"
+    tok = Tokenizer.load(tiny_ckpt)
+    assert multi.stop_ids(tok) == [tok.eos_id] and tok.eos_id in one.stop_ids(tok) and len(one.stop_ids(tok)) > 1
+    assert multi.task_id("train") != one.task_id("train") and multi.max_new_tokens == 40
+    with pytest.raises(ConfigError, match="synthetic task"):
+        TaskConfig("synthetic", multiline=True)
+
+    cfg = load_config(tiny_ckpt / "config.yaml", {"task.name": "gsm8k", "task.files": [f"train={train}"],
+                                                  "task.multiline": True, "task.max_new_tokens": 40, "rl.steps": 2,
+                                                  "rl.max_new_tokens": 40, "branch.eval_every": 0})
+    out = branch.run(cfg, tiny_ckpt, tmp_path / "rl", "rl", show_progress=False)
+    assert all(r["response_len"] <= 40 for r in read_metrics(out / "metrics.jsonl"))
+    task = config_task(TaskConfig("gsm8k", [f"test={test}"], multiline=True, max_new_tokens=40), None)
+    res = evaluate.evaluate_passk(out / "final", task, "test", 2, [1, 2], 0, tmp_path / "samples", progress=False)
+    df = SampleStore(tmp_path / "samples").load(res["task_id"], res["checkpoint_id"], "test")
+    assert len(df) == 12 and (df["tokens"] <= 40).all() and set(df["max_new_tokens"]) == {40}
+    assert not df["completion"].str.contains("\n\n").any()  # stored as scored: up to the first blank line

@@ -38,7 +38,7 @@ def test_late_options_at_their_noop_value_keep_old_run_names(monkeypatch):
     assert set(config.late_options()) == {"rl.filter_groups", "sft.demo_merge", "rl.format_score", "world.people_zipf",
                                           "sft.epochs", "branch.patience", "branch.min_delta", "rl.vllm_memory",
                                           "rl.vllm_dtype", "rl.vllm_max_seqs", "rl.vllm_tp", "rl.vllm_eager", "runtime.dtype",
-                                          "task.name", "task.files"}
+                                          "task.name", "task.files", "task.multiline", "task.max_new_tokens"}
     # where and how, not what: never in a hash
     assert config.execution_options() == ["runtime.device", "runtime.micro_batches", "runtime.activation_checkpointing"]
     assert load_config(overrides={**study, "runtime.device": "cuda"}).hash() == name

@@ -24,7 +24,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from rlearly.errors import DataError
-from rlearly.tasks import MathTask, TaskProblem, _field, _one_line, last_boxed, read_rows, register_task
+from rlearly.tasks import MathTask, TaskProblem, _field, last_boxed, read_rows, register_task
 
 HUB_ID = "nvidia/OpenMathInstruct-2"
 GSM_SOURCES = ("gsm8k", "augmented_gsm8k")
@@ -110,7 +110,7 @@ class OpenMathTask(MathTask):
     def _problem(self, g: dict) -> TaskProblem:
         demos = []
         for sol in g["solutions"]:
-            demo = _one_line(sol)
+            demo = self._layout(sol)
             demos.append(demo if last_boxed(demo) is not None else demo + f" The answer is \\boxed{{{g['answer']}}}.")
         question = g["problem"] + (" " + self.instruction if self.instruction else "")
         return TaskProblem(problem_id(g["problem"]), question, g["answer"], tuple(demos), raw=g)

@@ -206,10 +206,11 @@ def quick_passk(model, tok, task: Task, problems, n: int, seed: int) -> dict:
     if not problems:
         return {}
     prompts = [tok.encode(task.prompt(p)) for p in problems]
-    outs = generate(model, prompts, n=n, max_new_tokens=min(128, model.cfg.max_seq_len - max(map(len, prompts))),
-                    temperature=0.6, top_p=0.95, stop_ids=tok.line_stop_ids, seed=seed,
+    budget = task.max_new_tokens if task.multiline else 128  # one-line: 128, as before protocols existed
+    outs = generate(model, prompts, n=n, max_new_tokens=min(budget, model.cfg.max_seq_len - max(map(len, prompts))),
+                    temperature=0.6, top_p=0.95, stop_ids=task.stop_ids(tok), seed=seed,
                     pad_id=tok.pad_id)
-    correct = np.array([sum(task.reward(tok.decode(outs[i * n + j].tokens), p) > 0 for j in range(n))
+    correct = np.array([sum(task.reward(task.rollout_text(tok.decode(outs[i * n + j].tokens)), p) > 0 for j in range(n))
                         for i, p in enumerate(problems)])
     curve = pass_at_k_curve(n, correct, ks=[1, n])
     se = float(np.std(correct / n, ddof=1) / np.sqrt(len(problems))) if len(problems) > 1 else float("nan")

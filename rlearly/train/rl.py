@@ -122,10 +122,10 @@ class RLRecipe:
         prompts = [self.prompts[i] for i in idx]
         keys = range(self.part.start * G, self.part.stop * G)  # a sample's key is its index in the whole batch
         kw = dict(n=G, max_new_tokens=rc.max_new_tokens, temperature=rc.temperature, top_p=rc.top_p,
-                  stop_ids=self.tok.line_stop_ids, seed=stable_seed(self.cfg.seed, "rl", step), keys=keys,
+                  stop_ids=self.task.stop_ids(self.tok), seed=stable_seed(self.cfg.seed, "rl", step), keys=keys,
                   pad_id=self.tok.pad_id)
         outs = generate(self.model, prompts, **kw) if self.engine is None else self._engine_generate(prompts, kw)
-        texts = [self.tok.decode(o.tokens) for o in outs]
+        texts = [self.task.rollout_text(self.tok.decode(o.tokens)) for o in outs]
         correct = [self.task.reward(t, self.problems[idx[k // G]]) for k, t in enumerate(texts)]
         rewards = correct if rc.format_score == 0 else \
             [max(r, rc.format_score * (self.task.extract(t) is not None)) for r, t in zip(correct, texts)]
