@@ -7,20 +7,21 @@ one-demo / all-demo views of a task's demonstrations (`demonstrations`), and thr
              file or a hub id through `datasets.load_dataset`;
   math       MATH / OpenMathInstruct rows {"problem", "solution" (answer in the last \\boxed{})} or
              {"problem", "generated_solution"?, "expected_answer"}.
-Two more register from their own modules: `openmath` (OpenMathInstruct-2 with the paper's GSM subset,
-dedup and validation split; rlearly.data.openmath) and `gsm_symbolic` (reasoning-gym's generated GSM8K
-variants, [data] extra; rlearly.data.gym).
+Two more live in their own modules, imported when first asked for by name (MODULES): `openmath`
+(OpenMathInstruct-2 with the paper's GSM subset, dedup and validation split; rlearly.data.openmath) and
+`gsm_symbolic` (reasoning-gym's generated GSM8K variants, [data] extra; rlearly.data.gym).
 
-Every task shares the math world's text layout: zero-shot prompt = question + "\\n"; a solution is ONE
-line ending in "\\boxed{answer}" (the sampler stops at a newline); a few-shot prompt puts each exemplar
-as prompt + demo + "\\n\\n" before the problem's own prompt, exactly as evaluate.fewshot_prefix does.
-So GSM8K and MATH demos are flattened to one line, and a GSM8K rationale's "#### N" line becomes
-"The answer is \\boxed{N}." (its "<<48/2=24>>" calculator notes are dropped), the synthetic task's
-graded format.
+Every task shares the math world's text layout: zero-shot prompt = question + "\\n"; a few-shot prompt puts
+each exemplar as prompt + demo + "\\n\\n" before the problem's own prompt, exactly as
+evaluate.fewshot_prefix does; a GSM8K rationale's "#### N" line becomes "The answer is \\boxed{N}." (its
+"<<48/2=24>>" calculator notes are dropped), the synthetic task's graded format. The generation protocol
+(`Task.multiline`, `Task.max_new_tokens`): by default a solution is ONE line (demos flattened, the sampler
+stops at a newline); a multi-line protocol (task.multiline) keeps the lines and stops at EOS.
 """
 from __future__ import annotations
 
 import hashlib
+import importlib
 import inspect
 import json
 import re
@@ -184,12 +185,19 @@ def register_task(cls: type[Task]) -> type[Task]:
     return cls
 
 
+# tasks defined in their own modules (subclasses of the tasks here), imported when first asked for by name, so
+# this module imports nothing of rlearly.data but the math world (no cycle: those modules import this one)
+MODULES = {"openmath": "rlearly.data.openmath", "gsm_symbolic": "rlearly.data.gym"}
+
+
 def known_tasks() -> tuple[str, ...]:
-    return tuple(sorted(_TASKS))
+    return tuple(sorted({*_TASKS, *MODULES}))
 
 
 def get_task(name: str, **kw) -> Task:
     """A task by name; keyword arguments go to its constructor. Unknown names list the known ones."""
+    if name not in _TASKS and name in MODULES:
+        importlib.import_module(MODULES[name])  # registers it
     if name not in _TASKS:
         raise ConfigError(f"unknown task {name!r}; known tasks: {', '.join(known_tasks())}")
     cls = _TASKS[name]
@@ -586,6 +594,3 @@ class MathTask(_FileTask):
             return True
         return self.use_math_verify and _math_verify_equal(str(extracted), str(problem.answer))
 
-
-# tasks with their own modules register on import (at the end: they subclass the tasks above)
-from rlearly.data import gym, openmath  # noqa: E402,F401

@@ -288,3 +288,17 @@ def test_cli_eval_of_a_hub_task_offline_is_one_line_in_under_two_seconds(tmp_pat
     assert time.perf_counter() - t < 2.0
     assert r.returncode == 2 and r.stderr.count("\n") == 1
     assert r.stderr.startswith("rlearly: error: dataset 'openai/gsm8k' is a hub id, and the hub cannot be reached")
+
+
+def test_the_task_registry_has_no_import_cycle():
+    """rlearly.tasks imports no task module of rlearly.data; those register when first asked for by name, and
+    each imports cleanly on its own (before, tasks imported them at its end and they imported tasks)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, rlearly.tasks as T; assert 'rlearly.data.openmath' not in sys.modules; "
+            "assert 'openmath' in T.known_tasks(); T.get_task('openmath', files=[]); "
+            "assert 'rlearly.data.openmath' in sys.modules")
+    for c in (code, "import rlearly.data.openmath", "import rlearly.data.gym"):
+        r = subprocess.run([sys.executable, "-c", c], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
