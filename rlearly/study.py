@@ -85,6 +85,7 @@ class EvalPlan:
     base_prompt: str = "few-shot"  # how base checkpoints are prompted (the paper: few-shot; branches: zero-shot)
     task: str = ""  # the task evaluated (e.g. gsm8k); "": the arm's training task (task.name, default synthetic)
     task_files: list[str] = field(default_factory=list)  # its local data files as "split=path" (default: its hub)
+    backend: str = "torch"  # the sampler: torch (rlearly's) or vllm ([gpu]; its samples are stored apart)
 
     def __post_init__(self):
         from rlearly.config import TaskConfig
@@ -99,6 +100,8 @@ class EvalPlan:
             TaskConfig(self.task, list(self.task_files))  # "split=path" entries, no files for synthetic
         elif self.task_files:
             raise ConfigError("study eval.task_files needs eval.task (the task those files are data of)")
+        if self.backend not in ("torch", "vllm"):
+            raise ConfigError(f"study eval.backend={self.backend!r} must be torch or vllm")
         if self.n < 1 or any(k < 1 or k > self.n for k in self.ks):
             raise ConfigError(f"study eval.ks={self.ks} must lie in [1, eval.n={self.n}]")
         if self.max_problems < 1:
@@ -661,8 +664,10 @@ def task_id(world, split: str) -> str:
 
 
 def _protocol(e: EvalPlan) -> dict:
-    """What an evaluation result must record to count as this plan's (n, ks, seed, problems)."""
-    return dict(n=e.n, ks=list(e.ks), eval_seed=e.seed, max_problems=e.max_problems, base_prompt=e.base_prompt)
+    """What an evaluation result must record to count as this plan's (n, ks, seed, problems; the sampler when it
+    is not rlearly's own, so results of older plans still count)."""
+    return dict(n=e.n, ks=list(e.ks), eval_seed=e.seed, max_problems=e.max_problems, base_prompt=e.base_prompt,
+                **({"backend": e.backend} if e.backend != "torch" else {}))
 
 
 def _eval_job(e: EvalPlan, root: Path, ckpt: Path, split: str, out: Path, tc, protocol: dict):
@@ -676,7 +681,8 @@ def _eval_job(e: EvalPlan, root: Path, ckpt: Path, split: str, out: Path, tc, pr
         cfg = load_config_of(ckpt)  # its runtime.device says where to sample (auto: a GPU where there is one)
         task = "synthetic" if tc.name == "synthetic" else config_task(tc, cfg.world)  # synthetic: the ckpt's world
         res = evaluate.evaluate_passk(ckpt, task, split, e.n, e.ks, e.seed, root / "samples", mode,
-                                      max_problems=e.max_problems, progress=False, device=cfg.runtime.device)
+                                      max_problems=e.max_problems, progress=False, device=cfg.runtime.device,
+                                      **({"backend": e.backend} if e.backend != "torch" else {}))
         model, tok, meta = load_checkpoint(ckpt)
         model = evaluate.place(model, cfg.runtime.device)
         res["general"] = evaluate.general_capability(model, tok, cfg.world, items=True)

@@ -434,3 +434,35 @@ def test_completions_find_a_checkpoint_recorded_relative_to_another_directory(tm
         {"checkpoint_id": "abc", "checkpoint": "runs/default/pretrain/h/ckpt-1"}))
     assert completions._checkpoint_of(tmp_path, "abc", "test") == tmp_path / "pretrain" / "h" / "ckpt-1"
 
+
+
+def test_evaluation_nodes_can_sample_with_vllm(tmp_path, monkeypatch):
+    """eval.backend: vllm: the study's evaluation nodes sample through the vllm backend (its samples stored apart,
+    the backend in the node's protocol); torch studies keep their old protocol. The engine here is a stand-in."""
+    from rlearly import evaluate
+
+    f = tmp_path / "s.yaml"
+    f.write_text("name: v\nconfig: {preset: tiny}\nbranch: {checkpoints: [-1], methods: [sft]}\n"
+                 "eval: {backend: vllm, n: 2, ks: [1, 2], max_problems: 4}\n")
+    spec = study.load_study(f)
+    evals = [n for n in study.plan(spec, tmp_path / "run") if n.kind == "eval"]
+    assert evals and all(n.protocol["backend"] == "vllm" for n in evals)
+    assert "backend" not in study._protocol(study.load_study(TINY).eval)
+    from rlearly import checkpoint
+    from rlearly.config import load_config
+
+    class Called(Exception):
+        pass
+
+    def sampled(*args, **kw):
+        raise Called(kw)
+    monkeypatch.setattr(evaluate, "evaluate_passk", sampled)  # the node's job, up to its sampling call
+    monkeypatch.setattr(checkpoint, "read_meta", lambda *a, **k: {"method": "sft"})
+    monkeypatch.setattr(checkpoint, "load_config_of", lambda path: load_config(preset="tiny"))
+    with pytest.raises(Called) as got:
+        evals[-1].run()
+    assert got.value.args[0]["backend"] == "vllm"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\neval: {backend: jax}\n")
+    with pytest.raises(ConfigError, match="study eval.backend='jax' must be torch or vllm"):
+        study.load_study(bad)
