@@ -349,11 +349,15 @@ class RuntimeConfig:
     micro_batches: int = execution(1)  # gradient accumulation: each batch (pretraining, SFT) or GRPO mini-batch
     #                                    in this many parts, each weighted by its share of the tokens (or rows)
     activation_checkpointing: bool = execution(False)  # recompute each block's activations in the backward pass
+    logit_chunk: int = execution(0)  # SFT and GRPO losses: the LM head and log-probs this many positions at a time,
+    #                                  recomputed in backward, so no (tokens x vocabulary) tensor is held (0: all)
 
     def __post_init__(self):
         import re
 
         _positive(self, "micro_batches")
+        if self.logit_chunk < 0:
+            raise ConfigError(f"runtime.logit_chunk={self.logit_chunk} must be >= 0 (0: no chunking)")
         if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
             raise ConfigError(f"runtime.device={self.device!r} must be one of {DEVICE_HELP}")
         _known("runtime.dtype", self.dtype, DTYPES)

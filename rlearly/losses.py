@@ -8,6 +8,7 @@ for response tokens that count. The GRPO settings follow VeRL as the paper ran i
 from __future__ import annotations
 
 import torch
+import torch.utils.checkpoint
 from torch import Tensor
 
 from rlearly.config import AGG_MODES  # their names live in the config, which checks keys without torch
@@ -21,6 +22,28 @@ def token_logprobs(logits: Tensor, targets: Tensor) -> Tensor:
     logits = logits.float()
     picked = logits.gather(-1, targets.long().unsqueeze(-1)).squeeze(-1)  # (B, T)
     return picked - torch.logsumexp(logits, dim=-1)  # log_softmax gathered, without a (B,T,V) copy
+
+
+def chunked_logprobs(hidden: Tensor, head: Tensor, targets: Tensor, chunk: int) -> tuple[Tensor, Tensor]:
+    """log π(target) (M,) and the entropy of π (M,, no gradient) at M positions from their final hidden states
+    hidden (M, d) and the LM head's weight head (V, d), `chunk` positions at a time: each chunk's (chunk, V)
+    logits are recomputed in the backward pass instead of kept, so no (M, V) tensor is held (the paper's
+    vocabulary is 100k). Equal to token_logprobs and entropy on the whole logits, to float tolerance."""
+    lps, ents = [], []
+    for h, t in zip(hidden.split(chunk), targets.split(chunk)):
+        lp, ent = torch.utils.checkpoint.checkpoint(_chunk_logprobs, h, head, t, use_reentrant=False)
+        lps.append(lp)
+        ents.append(ent)
+    if not lps:
+        return hidden.new_zeros(0), hidden.new_zeros(0)
+    return torch.cat(lps), torch.cat(ents)
+
+
+def _chunk_logprobs(h: Tensor, head: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
+    logits = torch.nn.functional.linear(h, head).float()
+    with torch.no_grad():
+        ent = torch.special.entr(torch.softmax(logits, dim=-1)).sum(-1)
+    return token_logprobs(logits, t), ent
 
 
 def scatter_masked(values: Tensor, mask: Tensor) -> Tensor:

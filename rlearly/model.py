@@ -310,9 +310,13 @@ class LlamaLM(nn.Module):
         """Logits (M, V) at the M positions where `mask` (B, T) is nonzero, in row-major order. The LM head
         and everything after it run on those positions only (RL and SFT score responses, not prompts).
         With `prefix`, each row of idx continues a prompt shared by `group` rows (`shared_prefix_hidden`)."""
+        return self.lm_head(self.masked_hidden(idx, mask, prefix, prefix_real, group))
+
+    def masked_hidden(self, idx, mask, prefix=None, prefix_real=None, group: int = 1):
+        """The final hidden states (M, n_embd) that `masked_logits` applies the LM head to."""
         if prefix is None:
-            return self.lm_head(self.hidden(idx)[mask.bool()])
-        return self.lm_head(self.shared_prefix_hidden(prefix, prefix_real, idx, mask.bool(), group))
+            return self.hidden(idx)[mask.bool()]
+        return self.shared_prefix_hidden(prefix, prefix_real, idx, mask.bool(), group)
 
     def shared_prefix_hidden(self, prefix, prefix_real, suffix, suffix_real, group: int):
         """Final hidden states (M, n_embd) of the M real tokens of `suffix` (B, T), in row-major order;

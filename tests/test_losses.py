@@ -266,3 +266,25 @@ def test_scatter_masked_places_values_row_major_and_passes_gradients():
     assert out.tolist() == [[0.0, 1.0, 2.0], [3.0, 0.0, 0.0]]
     (out * torch.tensor([[5.0, 6.0, 7.0], [8.0, 9.0, 10.0]])).sum().backward()
     assert v.grad.tolist() == [6.0, 7.0, 8.0]
+
+
+def test_chunked_logprobs_equal_the_whole_logits_and_their_gradient():
+    from rlearly.losses import chunked_logprobs
+
+    g = torch.Generator().manual_seed(0)
+    h = torch.randn(11, 6, generator=g, requires_grad=True)
+    w = torch.randn(9, 6, generator=g, requires_grad=True)
+    t = torch.randint(0, 9, (11,), generator=g)
+    whole = token_logprobs(h @ w.T, t)
+    ent = torch.special.entr(torch.softmax(h @ w.T, -1)).sum(-1)
+    gh, gw = torch.autograd.grad(whole.sum(), (h, w))
+    for chunk in (1, 4, 11, 20):
+        lp, e = chunked_logprobs(h, w, t, chunk)
+        torch.testing.assert_close(lp, whole)
+        torch.testing.assert_close(e, ent.detach())
+        assert not e.requires_grad
+        ch, cw = torch.autograd.grad(lp.sum(), (h, w))
+        torch.testing.assert_close(ch, gh)
+        torch.testing.assert_close(cw, gw)
+    empty = chunked_logprobs(h[:0], w, t[:0], 4)
+    assert empty[0].shape == (0,) and empty[1].shape == (0,)

@@ -134,6 +134,21 @@ def _step(method, cfg, ckpt, monkeypatch):
     return grads, recipe.step(0)
 
 
+@pytest.mark.parametrize("method", ["sft", "rl"])
+def test_logits_in_chunks_give_the_step_of_whole_logits(method, tiny_ckpt, monkeypatch):
+    """runtime.logit_chunk: the LM head and log-probs 5 positions at a time (recomputed in backward) give the
+    gradient, loss and entropy of the whole (M, V) logits."""
+    monkeypatch.setattr(SyntheticTask, "reward", lambda self, text, problem: float(len(text) % 2))
+    g1, s1 = _step(method, load_config(tiny_ckpt / "config.yaml"), tiny_ckpt, monkeypatch)
+    g5, s5 = _step(method, load_config(tiny_ckpt / "config.yaml", ["runtime.logit_chunk=5"]), tiny_ckpt, monkeypatch)
+    for a, b in zip(g1, g5):
+        assert any(bool(t.abs().sum() > 0) for t in a)
+        for x, y in zip(a, b):
+            torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-7)
+    for key in (["sft_loss"] if method == "sft" else ["rl_loss", "rl_entropy"]):
+        assert s5[key] == pytest.approx(s1[key], rel=1e-5, abs=1e-7), key
+
+
 @pytest.mark.parametrize("method, agg", [("sft", "token-mean"), ("sft", "seq-mean-token-mean"),
                                          ("rl", "token-mean"), ("rl", "seq-mean-token-mean"), ("parallel", "token-mean")])
 def test_four_micro_batches_take_the_step_of_one(method, agg, tiny_ckpt, monkeypatch):
