@@ -56,7 +56,7 @@ def _checkpoint_of(root: Path, checkpoint_id: str, split: str) -> tuple[Path, di
     study (pretrain/... or branch/...)."""
     for f in sorted((root / "eval").glob("*/*.json")):
         r = json.loads(f.read_text())
-        if r.get("checkpoint_id") == checkpoint_id and r.get("split") == split:
+        if r.get("checkpoint_id") == checkpoint_id and r.get("split", f.stem) == split:
             parts = Path(r["checkpoint"]).parts
             for i in range(len(parts)):
                 if (root / Path(*parts[i:])).is_dir():

@@ -432,8 +432,7 @@ def test_completions_find_a_checkpoint_recorded_relative_to_another_directory(tm
     (tmp_path / "pretrain" / "h" / "ckpt-1").mkdir(parents=True)
     (tmp_path / "eval" / "x" / "test.json").write_text(json.dumps(
         {"checkpoint_id": "abc", "checkpoint": "runs/default/pretrain/h/ckpt-1"}))
-    assert completions._checkpoint_of(tmp_path, "abc", "test") == tmp_path / "pretrain" / "h" / "ckpt-1"
-
+    assert completions._checkpoint_of(tmp_path, "abc", "test")[0] == tmp_path / "pretrain" / "h" / "ckpt-1"
 
 
 def test_evaluation_nodes_can_sample_with_vllm(tmp_path, monkeypatch):
