@@ -53,14 +53,17 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def micro(device: str, steps: int) -> dict:
-    """Seconds per pretraining step and sampled tokens per second of the small preset on `device`."""
+def micro(small, device: str, steps: int) -> dict:
+    """Seconds per pretraining step and sampled tokens per second of the small preset (`small`: benchlib.build's
+    (cfg, tok, model), built once for every leg) on `device`."""
+    import copy
+
     from rlearly.sampling import generate
     from rlearly.train.common import make_adamw
     from rlearly.train.pretrain import train_step
 
-    cfg, tok, model = benchlib.build("small")
-    model = model.to(device)
+    cfg, tok, model = small
+    model = copy.deepcopy(model).to(device)  # every leg starts from the same weights
     pc = cfg.pretrain
     g = torch.Generator().manual_seed(0)
     x = torch.randint(0, tok.vocab_size, (pc.batch_size, pc.seq_len), generator=g).to(device)
@@ -80,14 +83,14 @@ def micro(device: str, steps: int) -> dict:
             "sample_s": samp["median_s"], "sample_tok_per_s": 64 * 8 * 64 / samp["median_s"]}
 
 
-def vllm_sampling(model_dir: Path | None = None) -> dict | None:
+def vllm_sampling(small) -> dict | None:
     """Sampled tokens per second of vLLM on the GPU for the same small-preset model and prompts (None without
     vLLM)."""
     if not benchlib.have("vllm"):
         return None
     from rlearly import vllm_backend
 
-    cfg, tok, model = benchlib.build("small")
+    cfg, tok, model = small
     engine = vllm_backend.from_torch(model, tok, **vllm_backend.engine_kwargs(cfg.rl))
     g = torch.Generator().manual_seed(0)
     prompts = [[tok.bos_id] + torch.randint(4, tok.vocab_size, (24,), generator=g).tolist() for _ in range(64)]
@@ -147,11 +150,12 @@ def main() -> int:
         result["tests"] = run_tests()
         print(f"tests (gpu, vllm): rc {result['tests']['rc']} in {result['tests']['seconds']} s: "
               f"{result['tests']['summary']}")
-    cpu, dev = micro("cpu", args.steps), micro(device, args.steps)
+    small = benchlib.build("small")  # the tokenizer is trained once, for every leg
+    cpu, dev = micro(small, "cpu", args.steps), micro(small, device, args.steps)
     result["micro"] = {"cpu": cpu, device: dev, "ratio_cpu_over_device": {k: cpu[k] / dev[k] for k in cpu
                                                                             if k.endswith("_s")}}
     if not args.dry_run:
-        result["micro"]["vllm"] = vllm_sampling()
+        result["micro"]["vllm"] = vllm_sampling(small)
     rows = [{"what": "pretrain step (small preset)", "cpu": cpu["pretrain_step_s"], "dev": dev["pretrain_step_s"]},
             {"what": "sample 64x8x64 tokens (torch)", "cpu": cpu["sample_s"], "dev": dev["sample_s"]}]
     if result["micro"].get("vllm"):

@@ -298,14 +298,14 @@ def _job_params(items: list[str]) -> dict:
 def _branch(args) -> None:
     """`rlearly branch`: the checkpoint's own config (world, model) with the recipe overrides on top.
     A bad override fails before torch is imported; then the method, then the parent's checksums."""
-    from rlearly.config import load_config
+    from rlearly.config import _overrides_to_pairs, load_config
 
     ckpt = Path(args.checkpoint)
     if not (ckpt / "meta.json").is_file():
         from rlearly.checkpoint import read_meta
         read_meta(ckpt)  # raises, naming what is missing: the directory or its meta.json
     task = {**({"task.name": args.task} if args.task else {}), **({"task.files": args.data} if args.data else {})}
-    overrides = {k: v for k, v in _pairs(args.overrides)} | task
+    overrides = dict(_overrides_to_pairs(args.overrides)) | task
     cfg = load_config(args.config or ckpt / "config.yaml", overrides)  # no torch yet: a typo fails at once
     from rlearly.train import method_name
 
@@ -324,12 +324,6 @@ def _branch(args) -> None:
     out = Path(args.out or ckpt.parent / "branch" / method / ckpt.name / cfg.hash())
     branch.run(cfg, ckpt, out, method, show_progress=not args.no_progress)
     print(f"done: {out}")
-
-
-def _pairs(overrides: list[str]) -> list[tuple[str, object]]:
-    from rlearly.config import _overrides_to_pairs
-
-    return _overrides_to_pairs(overrides)
 
 
 def _eval(args) -> None:
