@@ -30,6 +30,7 @@ from rlearly.config import Config, ModelConfig
 from rlearly.errors import CheckpointError, StorageError
 from rlearly.model import LlamaLM
 from rlearly.tokenizer import Tokenizer
+from rlearly.train.dist import shard_optimizer_state
 
 META = "meta.json"
 TRAINER = "trainer"  # the subfolder with the optimizer and trainer state
@@ -103,9 +104,10 @@ _HF_REQUIRED = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_la
 
 
 def save_checkpoint(path: str | Path, model: LlamaLM, tok: Tokenizer, meta: dict, config: Config | None = None,
-                    optimizers: dict[str, torch.optim.Optimizer] | None = None, trainer_state: dict | None = None) -> Path:
+                    optimizers: dict[str, torch.optim.Optimizer | dict] | None = None, trainer_state: dict | None = None) -> Path:
     """Write a checkpoint atomically. `meta` is lineage (parent, method, step, tokens, seed, ...);
-    provenance and file hashes are added. `optimizers` + `trainer_state` make the run resumable."""
+    provenance and file hashes are added. `optimizers` (optimizers, or their state dicts) + `trainer_state` make
+    the run resumable."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
@@ -126,7 +128,7 @@ def save_checkpoint(path: str | Path, model: LlamaLM, tok: Tokenizer, meta: dict
         if optimizers:
             tensors, groups = {}, {}
             for name, opt in optimizers.items():
-                t, g = _flatten_optimizer(opt.state_dict(), name)
+                t, g = _flatten_optimizer(opt if isinstance(opt, dict) else opt.state_dict(), name)
                 tensors.update(t)
                 groups[name] = g
             (tmp / TRAINER).mkdir()
@@ -217,6 +219,7 @@ def load_trainer_state(path: str | Path, optimizers: dict[str, torch.optim.Optim
                                   "it was saved by another recipe")
         try:
             opt.load_state_dict(_unflatten_optimizer(tensors, groups, name))
+            shard_optimizer_state(opt)  # a sharded (FSDP2) model's moments cut to this rank's shards
         except (ValueError, KeyError, RuntimeError) as e:
             raise CheckpointError(f"{path}: optimizer state {name!r} does not fit this model "
                                   f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None

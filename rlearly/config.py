@@ -338,6 +338,7 @@ class TaskConfig:
 NEW_SECTIONS = ("task", "runtime")
 DEVICE_HELP = "auto | cpu | cuda | cuda:<i>"
 DTYPES = ("fp32", "bf16")
+SHARDING = ("none", "fsdp")
 
 
 @dataclass
@@ -351,6 +352,8 @@ class RuntimeConfig:
     activation_checkpointing: bool = execution(False)  # recompute each block's activations in the backward pass
     logit_chunk: int = execution(0)  # SFT and GRPO losses: the LM head and log-probs this many positions at a time,
     #                                  recomputed in backward, so no (tokens x vocabulary) tensor is held (0: all)
+    shard: str = execution("none")  # fsdp: under torchrun, FSDP2 shards weights, gradients and AdamW state over the
+    #                                 ranks (pretraining); none: every rank holds the whole model (DDP-style)
 
     def __post_init__(self):
         import re
@@ -361,6 +364,7 @@ class RuntimeConfig:
         if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
             raise ConfigError(f"runtime.device={self.device!r} must be one of {DEVICE_HELP}")
         _known("runtime.dtype", self.dtype, DTYPES)
+        _known("runtime.shard", self.shard, SHARDING)
 
 
 @dataclass

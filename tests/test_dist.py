@@ -15,9 +15,11 @@ import sys
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from rlearly.checkpoint import load_checkpoint
 from rlearly.config import load_config
+from rlearly.errors import ConfigError
 from rlearly.losses import AGG_MODES, aggregate
 from rlearly.model import LlamaLM
 from rlearly.tasks import SyntheticTask
@@ -116,9 +118,49 @@ def test_torchrun_pretraining_matches_one_process(tiny_pretrain_run, tmp_path):
     assert drift(start, a, b) < TOLERANCE
 
 
+PRETRAIN_WORKER = """
+import sys
+from rlearly.config import load_config
+from rlearly.errors import ConfigError
+from rlearly.train import pretrain
+
+out, stop, *overrides = sys.argv[1:]
+pretrain.run(load_config(overrides=overrides, preset="tiny"), out, show_progress=False, stop_after=int(stop))
+"""
+
+
+@pytest.mark.dist
+@needs_gloo
+def test_torchrun_fsdp_pretraining_resumes_and_matches_one_process(tiny_pretrain_run, tmp_path):
+    # runtime.shard=fsdp: each rank holds half of every weight, gradient and AdamW moment. Killed at step 10
+    # (its state saved at step 8) and resumed: the saved state holds whole tensors (gathered from the shards)
+    # and is cut into shards again on load. Its checkpoints are the files one process writes.
+    cfg, one = tiny_pretrain_run
+    (tmp_path / "worker.py").write_text(PRETRAIN_WORKER)
+    out = tmp_path / "fsdp"
+    _torchrun(str(tmp_path / "worker.py"), str(out), "10", "runtime.shard=fsdp")
+    assert not (out / "DONE").exists() and [p.name for p in pretrain.list_checkpoints(out)] == ["ckpt-0000008192"]
+    _torchrun(str(tmp_path / "worker.py"), str(out), "100", "runtime.shard=fsdp")
+    assert _files(out) == _files(one) and not any(p.name.startswith(".") for p in out.rglob("*"))
+    for a, b in zip(read_metrics(one / "metrics.jsonl"), read_metrics(out / "metrics.jsonl"), strict=True):
+        assert (b["step"], b["tokens"]) == (a["step"], a["tokens"])
+        assert b["loss"] == pytest.approx(a["loss"], rel=1e-5)
+        assert b["grad_norm"] == pytest.approx(a["grad_norm"], rel=1e-4)  # the global norm, from the shards
+        assert b["heldout_math"] == pytest.approx(a["heldout_math"], rel=1e-5)  # on the gathered copy
+    last_one, last = pretrain.list_checkpoints(one)[-1], pretrain.list_checkpoints(out)[-1]
+    shapes = lambda p: {k: tuple(v.shape) for k, v in load_file(p / "trainer" / "optimizer.safetensors").items()}  # noqa: E731
+    assert shapes(last) == shapes(last_one)  # whole moments, not one rank's shard
+    a, tok, _ = load_checkpoint(last_one)
+    b, _, meta = load_checkpoint(last)
+    assert meta["step"] == 16 and meta["runtime"]["device"] == "cpu"
+    torch.manual_seed(cfg.seed)
+    assert drift(LlamaLM(cfg.model, tok.vocab_size), a, b) < TOLERANCE
+
+
 WORKER = """
 import sys
 from rlearly.config import load_config
+from rlearly.errors import ConfigError
 from rlearly.tasks import SyntheticTask
 from rlearly.train import branch
 
@@ -161,3 +203,12 @@ def test_torchrun_sft_then_grpo_resumes_a_one_process_run_and_matches_it(tiny_ck
         b, _, meta_two = load_checkpoint(two / sub)
         assert meta_two["step"] == meta["step"]
         assert drift(start, a, b) < TOLERANCE, sub
+
+
+def test_a_sharded_branch_is_refused_under_torchrun(tiny_ckpt, tmp_path, monkeypatch):
+    # branches sample rank-locally with the whole model: FSDP2 there is refused at once, before any collective
+    monkeypatch.setattr(branch, "data_parallel", lambda: DataParallel(0, 2))
+    cfg = load_config(tiny_ckpt / "config.yaml", ["runtime.shard=fsdp"])
+    with pytest.raises(ConfigError, match="runtime.shard=fsdp shards pretraining only"):
+        branch.run(cfg, tiny_ckpt, tmp_path / "b", "sft", show_progress=False)
+    assert not (tmp_path / "b").exists()

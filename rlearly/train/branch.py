@@ -98,6 +98,9 @@ def _run(cfg: Config, parent: Path, out: Path, method: str, label: str, show_pro
         return out
     parent_meta = read_meta(parent)
     dp = data_parallel()
+    if cfg.runtime.shard == "fsdp" and dp.active:
+        raise ConfigError("runtime.shard=fsdp shards pretraining only: a branch samples on each rank and calls the "
+                          "model outside forward(), so every rank holds the whole model; use runtime.shard=none")
     with dp.main_first():
         claim_run_dir(out, cfg)
     set_threads(cfg.pretrain.threads)

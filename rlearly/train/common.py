@@ -151,6 +151,7 @@ def resume_latest(candidates: list[Path], model: LlamaLM, optimizers: dict, log:
     """Load the most advanced saved trainer state among `candidates` into model and optimizers.
     Returns (step, elapsed seconds); (0, 0.0) when there is none. Metrics logged later are dropped."""
     from rlearly.checkpoint import load_checkpoint, load_trainer_state, trainer_dir
+    from rlearly.train.dist import load_weights
 
     found = [(_saved_step(p), p) for p in candidates if (trainer_dir(p) / "trainer_state.json").is_file()]
     if not found:
@@ -158,7 +159,7 @@ def resume_latest(candidates: list[Path], model: LlamaLM, optimizers: dict, log:
         return 0, 0.0
     step, path = max(found, key=lambda c: c[0])
     saved, _, _ = load_checkpoint(path)
-    model.load_state_dict(saved.state_dict())
+    load_weights(model, saved.state_dict())  # a sharded (FSDP2) model keeps this rank's shard
     state = load_trainer_state(path, optimizers)
     log.truncate_after(step)
     return step, float(state.get("elapsed_s", 0.0))

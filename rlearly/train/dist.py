@@ -13,6 +13,13 @@ then across ranks). Rank 0 alone writes files (checkpoints, metrics, meta.json, 
 validation while the others wait; every rank reads the same saved state on resume, so a run may resume
 under another number of processes. Outside torchrun (no WORLD_SIZE, or 1) nothing here calls
 torch.distributed and every method is the identity: one process runs the plain loop, bit for bit.
+
+`runtime.shard=fsdp` (pretraining) shards instead of replicating: FSDP2's `fully_shard` per decoder block and
+at the root, so each rank holds 1/N of the weights, gradients and AdamW moments, and gathers a block's weights
+only while it runs. The data split, loss shares and global stats are the same as above; the gradient sum is
+FSDP's reduce-scatter (set to sum, not its default mean). What one rank runs alone (validation, saving) gets a
+gathered copy (`unsharded`, `full_optimizer_state`: collectives every rank calls), so checkpoints are the same
+files as one process writes, and a run resumes under either layout (`load_weights`, `shard_optimizer_state`).
 """
 from __future__ import annotations
 
@@ -64,7 +71,7 @@ class DataParallel:
         """Sum the gradients over the ranks, in one all_reduce (each rank's loss is its share of the global
         loss, so the sum is the global gradient). A parameter without a gradient here counts as zeros; one
         without a gradient on any rank keeps none, as AdamW then skips it in one process too."""
-        if not self.active:
+        if not self.active or is_sharded(model):  # FSDP2 reduce-scatters (sums) in the backward pass
             return
         params = [p for p in model.parameters() if p.requires_grad]
         ref = params[0]
@@ -89,7 +96,7 @@ class DataParallel:
 
     def broadcast_(self, model: torch.nn.Module) -> None:
         """Copy rank 0's weights to every rank (they start equal anyway: same seed or same checkpoint)."""
-        if self.active:
+        if self.active and not is_sharded(model):  # a sharded model was loaded from the same weights everywhere
             for t in model.state_dict().values():
                 torch.distributed.broadcast(t, 0)
 
@@ -166,3 +173,85 @@ def loss_share(agg: str, rows: int, all_rows: float, tokens: float, all_tokens: 
         return 1.0
     from rlearly.losses import AGG_MODES
     raise ValueError(f"unknown loss aggregation {agg!r}; known: {', '.join(AGG_MODES)}")
+
+
+# FSDP2 (runtime.shard=fsdp): each rank holds a shard; whole tensors are gathered only where one rank needs them
+
+def shard_model(model: torch.nn.Module, dp: DataParallel, how: str = "none") -> torch.nn.Module:
+    """`model` sharded by FSDP2 over the ranks when `how` is "fsdp" under torchrun: one unit per decoder block
+    (its weights gathered for its forward and backward, then freed) and the root (embeddings, final norm, LM
+    head). Gradients are summed over the ranks, as `sum_grads` sums them. Call it after placing the model and
+    before building its optimizers. One process, or "none": the model as it is."""
+    if how != "fsdp" or not dp.active:
+        return model
+    from torch.distributed.fsdp import FSDPModule, fully_shard
+
+    for block in model.model.layers:
+        fully_shard(block)
+    fully_shard(model)
+    for m in model.modules():
+        if isinstance(m, FSDPModule):
+            m.set_gradient_divide_factor(1.0)  # each rank's loss is its share of the global loss: sum, not mean
+            m.set_force_sum_reduction_for_comms(True)  # gloo has no pre-multiplied sum
+    return model
+
+
+def is_sharded(model: torch.nn.Module) -> bool:
+    if not torch.distributed.is_available():
+        return False
+    from torch.distributed.fsdp import FSDPModule
+
+    return isinstance(model, FSDPModule)
+
+
+def whole(t):
+    """A sharded tensor (DTensor) gathered whole (a collective: every rank calls it); any other value as is."""
+    from torch.distributed.tensor import DTensor
+
+    return t.full_tensor() if isinstance(t, DTensor) else t
+
+
+def unsharded(model: torch.nn.Module) -> torch.nn.Module:
+    """A plain copy of a sharded model with its whole weights, on its device, for what one rank runs alone
+    (validation, greedy checks, saving). A collective; a model that is not sharded is returned itself."""
+    from rlearly.model import LlamaLM
+
+    if not is_sharded(model):
+        return model
+    state = {k: whole(v) for k, v in model.state_dict().items()}
+    emb = state["model.embed_tokens.weight"]
+    copy = LlamaLM(model.cfg, emb.shape[0]).to(emb.device)
+    copy.load_state_dict(state)
+    return copy
+
+
+def full_optimizer_state(opt: torch.optim.Optimizer, model: torch.nn.Module) -> torch.optim.Optimizer | dict:
+    """What a checkpoint saves of `opt`: the optimizer itself, or for a sharded model its state dict with every
+    moment gathered whole (a collective), in the layout one process saves."""
+    if not is_sharded(model):
+        return opt
+    sd = opt.state_dict()
+    return {**sd, "state": {i: {k: whole(v) for k, v in st.items()} for i, st in sd["state"].items()}}
+
+
+def load_weights(model: torch.nn.Module, state: dict) -> None:
+    """`model.load_state_dict(state)` from whole tensors; a sharded model's ranks each keep their shard."""
+    from torch.distributed.tensor import DTensor, distribute_tensor
+
+    own = model.state_dict()
+    model.load_state_dict({k: distribute_tensor(v.to(own[k].to_local().device), own[k].device_mesh, own[k].placements)
+                           if isinstance(own.get(k), DTensor) else v for k, v in state.items()})
+
+
+def shard_optimizer_state(opt: torch.optim.Optimizer) -> None:
+    """After `opt.load_state_dict` from whole tensors: each moment of a sharded parameter cut to its shard
+    (a no-op for plain parameters)."""
+    if not torch.distributed.is_available():
+        return
+    from torch.distributed.tensor import DTensor, distribute_tensor
+
+    for p, st in opt.state.items():
+        if isinstance(p, DTensor):
+            for k, v in st.items():
+                if torch.is_tensor(v) and not isinstance(v, DTensor) and v.shape == p.shape:
+                    st[k] = distribute_tensor(v.to(p.to_local().device), p.device_mesh, p.placements)

@@ -27,7 +27,8 @@ from rlearly.runtime import resolve
 from rlearly.tokenizer import Tokenizer, train_tokenizer
 from rlearly.train.common import (claim_run_dir, cosine_lr, make_adamw, progress, resume_latest, set_lr,
                                   set_threads, write_atomic)
-from rlearly.train.dist import DataParallel, data_parallel
+from rlearly.train.dist import (DataParallel, data_parallel, full_optimizer_state, shard_model, unsharded,
+                                 whole)
 
 
 def ckpt_name(tokens: int) -> str:
@@ -60,6 +61,7 @@ def run(cfg: Config, out_dir: str | Path, *, show_progress: bool = True, stop_af
         tok = _tokenizer(out, cfg, mixture)
     rt = resolve(cfg.runtime)
     model = rt.place(LlamaLM(cfg.model, tok.vocab_size))  # initialised on the CPU (the same weights everywhere)
+    model = shard_model(model, dp, cfg.runtime.shard)  # FSDP2 under torchrun with runtime.shard=fsdp
     opt = make_adamw(model, pc.lr, pc.weight_decay, (pc.beta1, pc.beta2))
     log = dp.metrics_log(out / "metrics.jsonl")
     step, elapsed = resume_latest([out / "state", *list_checkpoints(out)], model, {"adamw": opt}, log)
@@ -87,29 +89,35 @@ def run(cfg: Config, out_dir: str | Path, *, show_progress: bool = True, stop_af
         bar.update(1)
         bar.set_postfix(loss=f"{losses[-1]:.3f}")
         is_ckpt = step in ckpt_steps
-        if step % pc.eval_every == 0 or is_ckpt:
+        evaluate = step % pc.eval_every == 0 or is_ckpt
+        save = is_ckpt or step % pc.save_every == 0
+        # what rank 0 runs alone: the model itself, or a gathered copy of a sharded one (every rank gathers)
+        view = unsharded(model) if evaluate or save else model
+        if evaluate:
             if dp.main:  # rank 0 evaluates and logs
                 dt = time.perf_counter() - t_log
                 elapsed += dt
                 row = dict(step=step, tokens=step * pc.tokens_per_step, lr=lr, loss=sum(losses) / len(losses),
                            grad_norm=float(gnorm), tok_per_s=len(losses) * pc.tokens_per_step / dt,
                            elapsed_s=round(elapsed, 2),
-                           **{f"heldout_{k}": heldout_nll(model, b) for k, b in heldout.items()})
+                           **{f"heldout_{k}": heldout_nll(view, b) for k, b in heldout.items()})
                 if is_ckpt:  # zero-shot (the format is rare in pretraining) and 2-shot with graded exemplars
                     bar.set_postfix_str("greedy check: 2 x 100 dev problems", refresh=True)  # the bar would sit still
                     for shots in (0, 2):
-                        acc = greedy_accuracy(model, tok, world.math, "dev", n_problems=100, shots=shots)
+                        acc = greedy_accuracy(view, tok, world.math, "dev", n_problems=100, shots=shots)
                         row[f"greedy_{shots}shot_answer"] = acc["answer"]
                         row[f"greedy_{shots}shot_graded"] = acc["graded"]
                 log.write(**row)
                 model.train()
             losses, t_log = [], time.perf_counter()
-        if (is_ckpt or step % pc.save_every == 0) and dp.main:
-            meta = dict(method="pretrain", parent=None, step=step, tokens=step * pc.tokens_per_step,
-                        seed=cfg.seed, config_hash=cfg.hash(), runtime=rt.describe())
-            trainer_state = dict(step=step, elapsed_s=elapsed + time.perf_counter() - t_log)
-            target = out / (ckpt_name(step * pc.tokens_per_step) if is_ckpt else "state")
-            save_checkpoint(target, model, tok, meta, cfg, {"adamw": opt}, trainer_state)
+        if save:
+            adamw = full_optimizer_state(opt, model)  # a sharded model's moments gathered whole (every rank)
+            if dp.main:
+                meta = dict(method="pretrain", parent=None, step=step, tokens=step * pc.tokens_per_step,
+                            seed=cfg.seed, config_hash=cfg.hash(), runtime=rt.describe())
+                trainer_state = dict(step=step, elapsed_s=elapsed + time.perf_counter() - t_log)
+                target = out / (ckpt_name(step * pc.tokens_per_step) if is_ckpt else "state")
+                save_checkpoint(target, view, tok, meta, cfg, {"adamw": adamw}, trainer_state)
     bar.close()
     if step >= pc.total_steps and dp.main:
         meta = dict(method="pretrain", parent=None, seed=cfg.seed, config_hash=cfg.hash(), steps=step,
@@ -144,7 +152,7 @@ def train_step(model: LlamaLM, opt: torch.optim.Optimizer, x, y, lr: float, grad
                 part.backward()
                 loss += part.detach()
     dp.sum_grads(model)
-    gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    gnorm = whole(torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip))  # sharded: the global norm
     opt.step()
     opt.zero_grad(set_to_none=True)
     if dp.active:
