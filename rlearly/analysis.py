@@ -575,7 +575,9 @@ def budget_headline(curves: pd.DataFrame, final: pd.DataFrame) -> dict:
 
 
 def _method_order(methods) -> list[str]:
-    known = ["base", "rl", "sft", "sft_gold", "sft_rl", "sft_gold_rl", "parallel", "combined", "interleaved"]
+    from rlearly.train import RECIPES
+
+    known = ["base", *RECIPES]
     return [m for m in known if m in set(methods)] + sorted(set(methods) - set(known))
 
 

@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 
 from rlearly.errors import RlearlyError
+from rlearly.train import ALIASES, RECIPES
 
 
 _EXAMPLES = "usage by command:\n" + "\n".join(__doc__.splitlines()[2:]).rstrip() + "\n"
@@ -58,9 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
     _config_args(p)
     p.add_argument("--out", help="run directory (default runs/pretrain/<config hash>)")
     p.add_argument("--no-progress", action="store_true")
-    p = sub.add_parser("branch", help="post-train a checkpoint: rl, sft, sft_gold, sft_rl, sft_gold_rl, parallel, combined, interleaved")
+    p = sub.add_parser("branch", help=f"post-train a checkpoint: {', '.join(RECIPES)}")
     p.add_argument("checkpoint")
-    p.add_argument("--method", required=True, help="rl (alias grpo), sft, sft_gold, sft_rl, sft_gold_rl, parallel, combined or interleaved")
+    p.add_argument("--method", required=True, help="; ".join(f"{r.name}: {r.help}" for r in RECIPES.values())
+                   + f" (aliases: {', '.join(f'{a}={m}' for a, m in ALIASES.items())})")
     p.add_argument("--config", help="YAML config (default: the checkpoint's own config.yaml)")
     p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. rl.lr=1e-4 rl.steps=100")
     p.add_argument("--task", help="the task to train on (task.name): synthetic (the checkpoint's world), gsm8k, math, "

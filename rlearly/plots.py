@@ -27,23 +27,32 @@ import pandas as pd
 import seaborn as sns
 from matplotlib import ticker
 
-# one colour per method, seaborn "colorblind" hues; base is neutral grey (docs/PAPER.md §1 figures: base vs recipes)
-METHOD_COLORS = {"base": "#555555", "rl": "#0173b2", "sft": "#de8f05", "sft_gold": "#ca9161", "sft_rl": "#029e73",
-                 "sft_gold_rl": "#006d4f", "parallel": "#cc78bc", "combined": "#56b4e9", "interleaved": "#d55e00"}
-METHOD_LABELS = {"base": "base M_t", "rl": "RL", "sft": "SFT", "sft_gold": "SFT-Gold", "sft_rl": "SFT→RL",
-                 "sft_gold_rl": "SFT-Gold→RL", "parallel": "parallel", "combined": "combined", "interleaved": "interleaved"}
+from rlearly.train import RECIPES
+
+# one colour per method, seaborn "colorblind" hues, from the recipe registry; base is neutral grey
+# (docs/PAPER.md §1 figures: base vs recipes)
+METHOD_COLORS = {"base": "#555555", **{r.name: r.colour for r in RECIPES.values()}}
+METHOD_LABELS = {"base": "base M_t", **{r.name: r.label for r in RECIPES.values()}}
 _FALLBACK_COLORS = ("#fbafe4", "#ece133", "#949494", "#8c564b", "#17becf")
 COVERAGE_COLORS = {"both": "#8da0cb", "branch_only": "#1b9e77", "start_only": "#e7298a", "neither": "#dddddd"}
 _PASSK_COLS = ["method", "parent_tokens", "seed", "split", "k", "pass_at_k", "ci_low", "ci_high"]
 
 
 def method_color(method: str) -> str:
-    """The method's fixed colour; an unknown method gets a stable (name-hashed) fallback."""
+    """The method's fixed colour (a recipe registered after import included); an unknown method gets a stable
+    (name-hashed) fallback."""
+    if method in RECIPES:
+        return RECIPES[method].colour
     return METHOD_COLORS.get(method) or _FALLBACK_COLORS[zlib.crc32(method.encode()) % len(_FALLBACK_COLORS)]
 
 
 def method_label(method: str) -> str:
-    return METHOD_LABELS.get(method, method)
+    return RECIPES[method].label if method in RECIPES else METHOD_LABELS.get(method, method)
+
+
+def method_order() -> list[str]:
+    """Figure and table order: base, then the recipes in registration order."""
+    return ["base", *RECIPES]
 
 
 def fmt_tokens(tokens) -> str:
@@ -67,7 +76,7 @@ def _styled(fn):
 
 
 def _order(methods) -> list[str]:
-    known = [m for m in METHOD_COLORS if m in set(methods)]
+    known = [m for m in method_order() if m in set(methods)]
     return known + sorted(set(methods) - set(known))
 
 
@@ -169,7 +178,7 @@ def _fig_legend(fig, axes, title="method", by_method=True):
         for h, label in zip(*ax.get_legend_handles_labels()):
             handles.setdefault(label, h)
     if by_method:  # the palette's order, whichever panel a method first appears in
-        rank = {method_label(m): i for i, m in enumerate(METHOD_COLORS)}
+        rank = {method_label(m): i for i, m in enumerate(method_order())}
         handles = dict(sorted(handles.items(), key=lambda kv: rank.get(kv[0], len(rank))))
     # centred on the right edge: at the upper corner it collides with a suptitle on a narrow figure
     fig.legend(list(handles.values()), list(handles), loc="outside right center", title=title, frameon=False)

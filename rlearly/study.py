@@ -310,7 +310,7 @@ def _arm_nodes(spec: StudySpec, arm: Arm, root: Path, label: str) -> list[Node]:
 def _run_nodes(arm: Arm, ps: int, root: Path, label: str) -> list[Node]:
     """The nodes of one pretraining run of `arm` (seed `ps`): pretraining, branches, evaluations."""
     from rlearly.train import pretrain
-    from rlearly.train.branch import SFT_THEN_RL
+    from rlearly.train import RECIPES
 
     cfg = arm.base_config(ps)
     pre_dir = root / "pretrain" / cfg.hash()
@@ -334,7 +334,7 @@ def _run_nodes(arm: Arm, ps: int, root: Path, label: str) -> list[Node]:
             for method in methods:
                 bcfg = arm.branch_config(seed, method)
                 out = root / "branch" / method / ck / f"{run}s{seed}-{bcfg.hash()}"
-                first = SFT_THEN_RL.get(method)  # SFT→RL and SFT-Gold→RL start from that SFT branch
+                first = RECIPES[method].after or None  # SFT→RL and SFT-Gold→RL start from that SFT branch
                 sft_cfg = arm.branch_config(seed, first) if first else None  # the SFT branch's own config
                 sft_dir = root / "branch" / first / ck / f"{run}s{seed}-{sft_cfg.hash()}" if sft_cfg else None
                 deps = [pre_dir] + ([sft_dir] if sft_dir and first in methods else [])

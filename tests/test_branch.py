@@ -11,7 +11,7 @@ from rlearly.config import load_config
 from rlearly.errors import ConfigError
 from rlearly.losses import group_advantages
 from rlearly.tasks import SyntheticTask, get_task
-from rlearly.train import branch
+from rlearly.train import RECIPES, Recipe, branch, register
 from rlearly.train.common import read_metrics
 from rlearly.train.mix import CombinedRecipe, ParallelRecipe, interleave_schedule
 from rlearly.train.rl import RLRecipe
@@ -193,7 +193,7 @@ def test_branch_stops_once_validation_plateaus_and_resumes_to_the_same_stop(tiny
 
 
 def test_unknown_method_is_refused(tiny_ckpt, tmp_path):
-    with pytest.raises(ConfigError, match="unknown method 'dpo'; known: sft, sft_gold, rl"):
+    with pytest.raises(ConfigError, match="unknown method 'dpo'; known: rl, sft, sft_gold"):
         branch.run(load_config(preset="tiny"), tiny_ckpt, tmp_path / "x", "dpo")
 
 
@@ -307,7 +307,7 @@ def test_no_training_or_validation_path_reads_test_or_hard(tmp_path, monkeypatch
     ckpt = pretrain.list_checkpoints(run)[-1]
     rows = read_metrics(run / "metrics.jsonl")
     assert any("greedy_0shot_graded" in r for r in rows) and any("heldout_math" in r for r in rows)
-    for method in branch.METHODS:
+    for method in RECIPES:
         out = branch.run(cfg, ckpt, tmp_path / method, method, show_progress=False)
         assert (out / "DONE").exists() and any("val_pass@1" in r for r in read_metrics(out / "metrics.jsonl"))
     with pytest.raises(ConfigError, match="split 'test' is held out"):
@@ -456,3 +456,33 @@ def test_a_multi_line_task_keeps_its_lines_and_stops_at_eos(tiny_ckpt, tmp_path)
     df = SampleStore(tmp_path / "samples").load(res["task_id"], res["checkpoint_id"], "test")
     assert len(df) == 12 and (df["tokens"] <= 40).all() and set(df["max_new_tokens"]) == {40}
     assert not df["completion"].str.contains("\n\n").any()  # stored as scored: up to the first blank line
+
+
+def test_a_registered_recipe_runs_as_a_branch_and_shows_in_the_cli_and_figures(tiny_ckpt, tmp_path, monkeypatch,
+                                                                               capsys):
+    """Adding a recipe is one `register` call: the branch runner builds it, its optimizer warms up from the
+    section it names, and the CLI and figures know it; a second recipe of the same name is refused."""
+    from rlearly import plots
+    from rlearly.cli import main
+
+    class SFTAtRLRate(SFTRecipe):  # a made-up recipe: SFT whose learning rate comes from the rl section
+        sections = {"sft": "rl"}
+
+    monkeypatch.setitem(globals(), "SFTAtRLRate", SFTAtRLRate)  # importable as test_branch:SFTAtRLRate
+    monkeypatch.setitem(RECIPES, "sft_at_rl_lr", Recipe("sft_at_rl_lr", "SFT at RL's lr", "#123456", "SFT at rl.lr",
+                                                        f"{__name__}:SFTAtRLRate", (("all_demos", False),)))
+    cfg = load_config(tiny_ckpt / "config.yaml", ["rl.lr=3e-4", "rl.warmup_steps=0", "sft.lr=1e-1"])
+    out = branch.run(cfg, tiny_ckpt, tmp_path / "b", "sft_at_rl_lr", show_progress=False)
+    assert (out / "DONE").exists() and read_meta(out / "final")["method"] == "sft_at_rl_lr"
+    assert branch.total_steps("sft_at_rl_lr", cfg, 64) == cfg.sft.steps
+    model, tok, _ = load_checkpoint(tiny_ckpt)
+    recipe = branch.make_recipe("sft_at_rl_lr", cfg, model, tok, get_task("synthetic", world=cfg.world))
+    branch._warmup(recipe, cfg, 0)
+    assert recipe.opt.param_groups[0]["lr"] == 3e-4  # from the section it names, not sft.lr
+    assert plots.method_color("sft_at_rl_lr") == "#123456" and plots.method_label("sft_at_rl_lr") == "SFT at RL's lr"
+    assert plots.method_order()[-1] == "sft_at_rl_lr"
+    with pytest.raises(SystemExit):
+        main(["branch", "--help"])
+    assert "sft_at_rl_lr: SFT at rl.lr" in " ".join(capsys.readouterr().out.split())
+    with pytest.raises(ValueError, match="already registered"):
+        register(Recipe("rl", "RL", "#000000", "", "rlearly.train.rl:RLRecipe"))

@@ -41,7 +41,7 @@ def test_late_options_at_their_noop_value_keep_old_run_names(monkeypatch):
                                           "task.name", "task.files", "task.multiline", "task.max_new_tokens"}
     # where and how, not what: never in a hash
     assert config.execution_options() == ["runtime.device", "runtime.micro_batches", "runtime.activation_checkpointing",
-                                          "runtime.logit_chunk"]
+                                          "runtime.logit_chunk", "runtime.shard"]
     assert load_config(overrides={**study, "runtime.device": "cuda"}).hash() == name
     for option, value in {"rl.filter_groups": True, "sft.demo_merge": 0.5, "rl.format_score": 0.1,
                           "runtime.dtype": "bf16", "task.name": "gsm8k"}.items():
@@ -173,7 +173,7 @@ def test_cli_refuses_an_unknown_method_at_once_and_knows_grpo(tmp_path):
              "print(rc, 'torch' in sys.modules)")
     r = subprocess.run([sys.executable, "-c", probe, str(ckpt), "sft_r"], capture_output=True, text=True)
     assert r.stdout.split() == ["2", "False"]
-    assert "unknown method 'sft_r'; known: sft, sft_gold, rl" in r.stderr and "did you mean 'sft_rl'?" in r.stderr
+    assert "unknown method 'sft_r'; known: rl, sft, sft_gold" in r.stderr and "did you mean 'sft_rl'?" in r.stderr
     from rlearly.train import method_name
 
     assert method_name("grpo") == "rl" and method_name("sft_rl") == "sft_rl"

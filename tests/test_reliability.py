@@ -277,7 +277,7 @@ BAD_INPUT = {  # id: (arguments, what the one error line must say)
                                                      "(size mismatch for model.embed_tokens.weight"),
     "unknown-preset": (["pretrain", "--preset", "huge", "--out", "{pre}"], "unknown preset 'huge'; known: tiny"),
     "unknown-method": (["branch", "{ckpt}", "--method", "dpo", "--out", "{branch}"],
-                       "unknown method 'dpo'; known: sft, sft_gold, rl, sft_rl"),
+                       "unknown method 'dpo'; known: rl, sft, sft_gold, sft_rl"),
     "k-above-n": (["eval", "{ckpt}", "--n", "4", "--k", "1,8", *EVAL],
                   "--k 8 exceeds --n 4: pass@k needs at least k samples per problem"),
     "zero-max-problems": (["eval", "{ckpt}", "--max-problems", "0", *EVAL], "--max-problems 0 must be >= 1"),

@@ -167,7 +167,7 @@ def test_corrupt_tables_and_node_results_are_named(tiny_study, tmp_path):
 @pytest.mark.parametrize("text,needle", [
     ("name: x\nbogus: 1\n", "unknown config key 'bogus'"),
     ("name: x\nbranch:\n  methods: [dpo]\n", "unknown method 'dpo'"),
-    ("name: x\nbranch:\n  methods: [sft_r]\n", "study branch.methods: unknown method 'sft_r'; known: sft, "),
+    ("name: x\nbranch:\n  methods: [sft_r]\n", "study branch.methods: unknown method 'sft_r'; known: rl, sft, "),
     ("name: x\nbranch:\n  methods: [sft_r]\n", "did you mean 'sft_rl'?"),
     ("name: x\neval:\n  splits: [tset]\n", "study eval.splits: unknown split 'tset'"),
     ("name: x\narms:\n  a:\n    eval: {splits: [test, hrad]}\n", "study arms.a.eval.splits: unknown split 'hrad'"),

@@ -1,21 +1,21 @@
 """Post-training branches: every recipe starts from a checkpoint M_t and records its lineage.
 
-    run(cfg, parent, out_dir, method)   method in METHODS
+    run(cfg, parent, out_dir, method)   method: a registered recipe (rlearly.train.RECIPES)
 
 Branch directory:
     config.yaml  metrics.jsonl  state/ (resumable)  step-<n>/ (intermediate weights)  final/  meta.json  DONE
-`sft_rl` first runs (or reuses) the `sft` branch in `<out>/sft`, then RL from its final checkpoint;
-`sft_gold_rl` does the same from the `sft_gold` branch (the paper's SFT-Gold→RL).
-A recipe is an object with `optimizers` (name -> optimizer) and `step(i) -> metrics`; this module owns
-the loop around it: learning-rate warmup, logging, quick validation pass@k on the dev split, stopping once
-that has plateaued (branch.patience), saving and exact resume.
+A two-stage recipe (`after`: `sft_rl`, `sft_gold_rl`) first runs (or reuses) that branch in `<out>/sft`, then
+its own from the final checkpoint there (the paper's SFT→RL and SFT-Gold→RL).
+A recipe is an object with `optimizers` (name -> optimizer), `sections` (optimizer name -> the config section
+of its learning rate and warmup), `steps(cfg, n_demos)` and `step(i) -> metrics`; this module owns the loop
+around it: learning-rate warmup, logging, quick validation pass@k on the dev split, stopping once that has
+plateaued (branch.patience), saving and exact resume.
 Under torchrun the recipes split each batch over the ranks (rlearly.train.dist); rank 0 validates and
 writes the files.
 """
 from __future__ import annotations
 
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -33,43 +33,27 @@ from rlearly.sampling import generate
 from rlearly.tasks import Task, config_task
 from rlearly.train.common import (claim_run_dir, progress, read_metrics, resume_latest, set_lr, set_threads,
                                   write_atomic)
-from rlearly.train import METHODS, method_name
+from rlearly.train import RECIPES, method_name
 from rlearly.train.dist import data_parallel
-from rlearly.train.mix import CombinedRecipe, InterleavedRecipe, ParallelRecipe
-from rlearly.train.rl import RLRecipe, stable_seed
-from rlearly.train.sft import SFTRecipe
-
-SFT_THEN_RL = {"sft_rl": "sft", "sft_gold_rl": "sft_gold"}  # RL from the final checkpoint of this SFT branch
+from rlearly.train.rl import stable_seed
 
 
 def make_recipe(method: str, cfg: Config, model, tok, task: Task):
-    if method == "sft":
-        return SFTRecipe(cfg, model, tok, task, all_demos=False)
-    if method == "sft_gold":
-        return SFTRecipe(cfg, model, tok, task, all_demos=True)
-    if method == "rl":
-        return RLRecipe(cfg, model, tok, task)
-    if method == "parallel":
-        return ParallelRecipe(cfg, model, tok, task)
-    if method == "combined":
-        return CombinedRecipe(cfg, model, tok, task)
-    if method == "interleaved":
-        return InterleavedRecipe(cfg, model, tok, task)
-    raise ConfigError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
+    """The registered recipe `method`, built on `model` (its optimizers too)."""
+    return RECIPES[method_name(method)].build(cfg, model, tok, task)
 
 
 def total_steps(method: str, cfg: Config, n_demos: int = 0) -> int:
-    """Steps of a branch (at most: branch.patience may stop it earlier). With sft.epochs set, SFT takes
-    epochs x n_demos / batch steps (n_demos: the recipe's demonstrations) and parallel averaging at least as
-    many, so its SFT half sees as many demos (min_steps)."""
-    sft = _sft_steps(cfg, n_demos)
-    if method in ("sft", "sft_gold"):
-        return sft
-    if method == "interleaved":
-        return cfg.sft.steps + cfg.rl.steps
-    if method == "parallel" and cfg.sft.epochs:
-        return max(cfg.rl.steps, sft)
-    return cfg.rl.steps
+    """Steps of a branch (at most: branch.patience may stop it earlier), as its recipe counts them: with
+    sft.epochs set, SFT takes epochs x n_demos / batch steps (n_demos: the recipe's demonstrations) and
+    parallel averaging at least as many, so its SFT half sees as many demos (min_steps)."""
+    return RECIPES[method_name(method)].cls().steps(cfg, n_demos)
+
+
+def min_steps(method: str, cfg: Config, n_demos: int = 0) -> int:
+    """Steps before which a branch is not stopped for a plateau (parallel averaging: its SFT epochs)."""
+    cls = RECIPES[method_name(method)].cls()
+    return cls.min_steps(cfg, n_demos) if hasattr(cls, "min_steps") else 0
 
 
 def run(cfg: Config, parent: str | Path, out_dir: str | Path, method: str, *, show_progress: bool = True,
@@ -78,16 +62,17 @@ def run(cfg: Config, parent: str | Path, out_dir: str | Path, method: str, *, sh
     For `sft_rl` and `sft_gold_rl`, `sft_dir` names the SFT branch to start from (run there if unfinished;
     default <out>/sft) and `sft_cfg` its config (default `cfg`: a study may give the RL stage settings of its own)."""
     method = method_name(method)
-    if cfg.rl.backend == "vllm" and method not in ("sft", "sft_gold"):  # the [gpu] error before any directory
+    recipe = RECIPES[method]
+    if cfg.rl.backend == "vllm" and getattr(recipe.cls(), "samples", True):  # the [gpu] error before any directory
         from rlearly.vllm_backend import import_vllm
         import_vllm()
     out = Path(out_dir)
-    if method in SFT_THEN_RL:  # the paper's pipeline: RL from the SFT branch of the same checkpoint
-        sft_dir = run(sft_cfg or cfg, parent, sft_dir or out / "sft", SFT_THEN_RL[method],
+    if recipe.after:  # the paper's pipeline: RL from the SFT branch of the same checkpoint
+        sft_dir = run(sft_cfg or cfg, parent, sft_dir or out / "sft", recipe.after,
                       show_progress=show_progress, stop_after=stop_after)
         if not (sft_dir / "DONE").exists():
             return out
-        return _run(cfg, sft_dir / "final", out, "rl", method, show_progress, stop_after)
+        parent = sft_dir / "final"
     return _run(cfg, Path(parent), out, method, method, show_progress, stop_after)
 
 
@@ -172,17 +157,9 @@ def rl_without_signal(rows: list[dict]) -> int:
     return len(fz) if fz and min(fz) >= 1.0 else 0
 
 
-def min_steps(method: str, cfg: Config, n_demos: int = 0) -> int:
-    """Steps before which a branch is not stopped for a plateau: parallel averaging's SFT epochs."""
-    return _sft_steps(cfg, n_demos) if method == "parallel" and cfg.sft.epochs else 0
-
-
-def _sft_steps(cfg: Config, n_demos: int) -> int:
-    return math.ceil(cfg.sft.epochs * n_demos / cfg.sft.batch_size) if cfg.sft.epochs else cfg.sft.steps
-
-
 def _n_demos(recipe) -> int:
-    sft = recipe if isinstance(recipe, SFTRecipe) else getattr(recipe, "sft", None)
+    """The demonstrations an SFT recipe (or a mix's SFT half) trains on; 0 for RL alone."""
+    sft = recipe if hasattr(recipe, "examples") else getattr(recipe, "sft", None)
     return len(sft.examples) if sft is not None else 0
 
 
@@ -197,7 +174,7 @@ def plateaued(val: list[float], patience: int, min_delta: float) -> bool:
 def _warmup(recipe, cfg: Config, step: int) -> None:
     """Constant learning rate after a linear warmup (the paper's SFT and RL schedules)."""
     for name, opt in recipe.optimizers.items():
-        sec = cfg.sft if name == "sft" else cfg.rl
+        sec = getattr(cfg, recipe.sections[name])
         factor = min(1.0, (step + 1) / sec.warmup_steps) if sec.warmup_steps else 1.0
         set_lr(opt, sec.lr * factor)
 

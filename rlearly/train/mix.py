@@ -3,7 +3,7 @@
 - parallel (paper §3.5): two AdamW optimizers with their own moments. Each step: snapshot theta;
   RL step from the snapshot -> theta_A; restore; SFT step from the snapshot -> theta_B;
   theta <- w * theta_A + (1 - w) * theta_B (w = 1/2 in the paper).
-- combined: one optimizer on lambda * L_SFT + (1 - lambda) * L_RL, per RL mini-batch.
+- combined: RL's update on lambda * L_SFT + (1 - lambda) * L_RL, per RL mini-batch (one optimizer).
 - interleaved: alternating blocks of `interleave_block` SFT steps then as many RL steps.
 """
 from __future__ import annotations
@@ -12,12 +12,23 @@ import torch
 
 from rlearly.config import Config
 from rlearly.errors import ConfigError
-from rlearly.train.common import make_adamw
 from rlearly.train.rl import RLRecipe
-from rlearly.train.sft import SFTRecipe
+from rlearly.train.sft import SFTRecipe, sft_steps
 
 
 class ParallelRecipe:
+    sections = {"rl": "rl", "sft": "sft"}
+
+    @staticmethod
+    def steps(cfg: Config, n_demos: int) -> int:
+        """RL's steps, and with sft.epochs at least SFT's, so that its SFT half sees as many demonstrations."""
+        return max(cfg.rl.steps, sft_steps(cfg, n_demos)) if cfg.sft.epochs else cfg.rl.steps
+
+    @staticmethod
+    def min_steps(cfg: Config, n_demos: int) -> int:
+        """No plateau stop before its SFT half has seen SFT's demonstrations."""
+        return sft_steps(cfg, n_demos) if cfg.sft.epochs else 0
+
     def __init__(self, cfg: Config, model, tok, task):
         self.model, self.w = model, cfg.branch.parallel_rl_weight
         self.rl = RLRecipe(cfg, model, tok, task)
@@ -40,37 +51,36 @@ class ParallelRecipe:
 
 
 class CombinedRecipe:
+    """RL's update (its optimizer, settings and mini-batches) with one more loss term: each mini-batch's loss is
+    lambda * L_SFT(this step's SFT batch) + (1 - lambda) * L_GRPO."""
+
+    sections = {"combined": "rl"}
+    steps = staticmethod(RLRecipe.steps)
+
     def __init__(self, cfg: Config, model, tok, task):
         if cfg.rl.filter_groups:  # its SFT term trains on every RL mini-batch, signal or not
             raise ConfigError("rl.filter_groups does not apply to the combined recipe; set it false")
         if cfg.runtime.micro_batches > 1:
             raise ConfigError("runtime.micro_batches does not apply to the combined recipe (one loss of two batches); "
                               "set it to 1")
-        self.cfg, self.model, self.lam = cfg, model, cfg.branch.combined_sft_weight
+        self.lam = cfg.branch.combined_sft_weight
         self.rl = RLRecipe(cfg, model, tok, task)
         self.sft = SFTRecipe(cfg, model, tok, task, all_demos=False)
-        rc = cfg.rl  # one optimizer, with the RL settings
-        self.opt = make_adamw(model, rc.lr, rc.weight_decay, (rc.beta1, rc.beta2))
-        self.optimizers = {"combined": self.opt}
+        self.optimizers = {"combined": self.rl.opt}  # RL's optimizer, under the name its saved states carry
 
     def step(self, step: int) -> dict:
-        ro, adv, stats = self.rl.collect(step)
-        sft_batch = self.sft.batch(step)
-        self.model.train()
-        for rows in self.rl.minibatches(step, self.rl.batch_rollouts):
-            rl_loss, rl_stats = self.rl.loss(ro, adv, self.rl.local_rows(rows))
-            sft_loss, sft_stats = self.sft.loss(sft_batch)
-            loss = self.lam * sft_loss + (1 - self.lam) * rl_loss
-            loss.backward()
-            self.rl.dp.sum_grads(self.model)
-            gnorm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.rl.grad_clip)
-            self.opt.step()
-            self.opt.zero_grad(set_to_none=True)
-        return {**stats, **{f"rl_{k}": v for k, v in rl_stats.items()}, **sft_stats, "grad_norm": float(gnorm)}
+        batch = self.sft.batch(step)
+        return self.rl.step(step, extra=(self.lam, lambda: self.sft.loss(batch)))
 
 
 class InterleavedRecipe:
     """Steps 0..k-1 SFT, k..2k-1 RL, ... until sft.steps SFT and rl.steps RL steps are spent."""
+
+    sections = {"rl": "rl", "sft": "sft"}
+
+    @staticmethod
+    def steps(cfg: Config, n_demos: int = 0) -> int:
+        return cfg.sft.steps + cfg.rl.steps
 
     def __init__(self, cfg: Config, model, tok, task):
         self.rl = RLRecipe(cfg, model, tok, task)

@@ -96,6 +96,12 @@ def weights_version(model) -> tuple:
 class RLRecipe:
     """One GRPO rollout batch + its updates per call; `collect` and `loss` serve the mixed recipes."""
 
+    sections = {"rl": "rl"}  # optimizer -> the config section of its learning rate and warmup
+
+    @staticmethod
+    def steps(cfg: Config, n_demos: int = 0) -> int:
+        return cfg.rl.steps
+
     def __init__(self, cfg: Config, model, tok: Tokenizer, task: Task):
         self.cfg, self.model, self.tok, self.task = cfg, model, tok, task
         rc = cfg.rl
@@ -274,16 +280,25 @@ class RLRecipe:
             rows = (mine[:, None] * G + np.arange(G)).reshape(-1)
         return torch.from_numpy(rows).to(device_of(self.model))
 
-    def step(self, step: int) -> dict:
+    def step(self, step: int, extra=None) -> dict:
         """One rollout batch and its updates; the stats include this process's seconds in each (rollout_s:
-        sampling and scoring, update_s: the optimizer steps), so a study's time splits into the two."""
+        sampling and scoring, update_s: the optimizer steps), so a study's time splits into the two.
+        `extra` (the combined recipe): (weight w, a function giving (loss, stats)) makes each mini-batch's loss
+        w * extra + (1 - w) * GRPO; its stats are the last mini-batch's."""
         t0 = time.perf_counter()
         ro, adv, stats = self.collect(step)
         t1 = time.perf_counter()
         self.model.train()
         agg: dict[str, list] = {}
+        extra_stats: dict = {}
         for rows in self.minibatches(step, self.batch_rollouts, self.signal_groups(adv)):
-            s = self.backward(ro, adv, self.local_rows(rows))
+            if extra is None:
+                s = self.backward(ro, adv, self.local_rows(rows))
+            else:
+                w, term = extra
+                rl_loss, s = self.loss(ro, adv, self.local_rows(rows))
+                extra_loss, extra_stats = term()
+                (w * extra_loss + (1 - w) * rl_loss).backward()
             self.dp.sum_grads(self.model)
             s["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.rl.grad_clip))
             self.opt.step()
@@ -291,4 +306,4 @@ class RLRecipe:
             for k, v in s.items():
                 agg.setdefault(k, []).append(v)
         times = {"rollout_s": round(t1 - t0, 4), "update_s": round(time.perf_counter() - t1, 4)}
-        return {**stats, **{f"rl_{k}": sum(v) / len(v) for k, v in agg.items()}, **times}
+        return {**stats, **{f"rl_{k}": sum(v) / len(v) for k, v in agg.items()}, **extra_stats, **times}

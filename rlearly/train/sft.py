@@ -7,6 +7,8 @@ each rank takes its examples of every batch, its loss weighted by its share of t
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
 from rlearly.config import Config
@@ -30,8 +32,17 @@ def collate(pairs: list[tuple[list[int], list[int]]], pad_id: int):
     return seq[:, :-1], seq[:, 1:], mask
 
 
+def sft_steps(cfg: Config, n_demos: int) -> int:
+    """SFT's steps: sft.epochs over `n_demos` demonstrations when set, else sft.steps."""
+    return math.ceil(cfg.sft.epochs * n_demos / cfg.sft.batch_size) if cfg.sft.epochs else cfg.sft.steps
+
+
 class SFTRecipe:
     """One optimizer step of SFT per call; `loss(step)` alone serves the combined recipe."""
+
+    sections = {"sft": "sft"}  # optimizer -> the config section of its learning rate and warmup
+    samples = False  # no rollouts (the vLLM backend is not needed)
+    steps = staticmethod(sft_steps)
 
     def __init__(self, cfg: Config, model, tok: Tokenizer, task: Task, all_demos: bool):
         self.cfg, self.model, self.tok = cfg, model, tok
