@@ -104,6 +104,32 @@ def test_bf16_runs_pretraining_a_branch_and_evaluation_end_to_end(tmp_path, monk
     assert 0.0 <= res["passk"][-1]["pass_at_k"] <= 1.0
 
 
+BF16_STUDY = """
+name: tiny-bf16
+config: {preset: tiny, runtime.dtype: bf16}
+branch:
+  checkpoints: [-1]
+  methods: [rl, sft, sft_rl, parallel]
+  seeds: [0]
+  overrides: {branch.eval_every: 0, rl.steps: 2, sft.steps: 2}
+eval: {splits: [test], n: 2, ks: [1, 2], max_problems: 4, seed: 0}
+"""
+
+
+def test_bf16_runs_a_tiny_study_end_to_end(tmp_path):
+    # a study whose config says bf16: every node runs, its tables fill, and each artifact records the precision
+    from rlearly import analysis, study
+
+    (tmp_path / "bf16.yaml").write_text(BF16_STUDY)
+    root = tmp_path / "study"
+    study.run(study.load_study(tmp_path / "bf16.yaml"), root, log=lambda *a: None)
+    passk = analysis.load_tables(root)["passk"]
+    assert set(passk["method"]) == {"base", "rl", "sft", "sft_rl", "parallel"}
+    assert passk["pass_at_k"].between(0, 1).all()
+    finals = [*root.glob("branch/*/*/*/final"), *root.glob("pretrain/*/ckpt-*")]
+    assert len(finals) == 6 and {read_meta(f)["runtime"]["dtype"] for f in finals} == {"bf16"}
+
+
 def test_the_audit_catches_a_recipe_that_leaves_its_batch_on_the_host(tiny_ckpt, tmp_path, monkeypatch):
     from rlearly.train import sft
 
