@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rlearly.checkpoint import save_checkpoint
-from rlearly.errors import CheckpointError, RlearlyError
+from rlearly.errors import CheckpointError, ConfigError, RlearlyError
 from rlearly.extras import require
 from rlearly.sampling import Completion
 
@@ -64,10 +64,20 @@ def load_model(path, **llm_kwargs) -> VllmModel:
 
 
 def engine_kwargs(rl) -> dict:
-    """`vllm.LLM` keyword arguments from an RLConfig's vllm_* settings; those at their no-op value are left to vLLM."""
+    """`vllm.LLM` keyword arguments from an RLConfig's vllm_* settings; those at their no-op value are left to vLLM.
+
+    Under torchrun (WORLD_SIZE > 1) every rank builds its own engine in its own process, on its own device
+    (vLLM's "external_launcher" executor: it joins the process group torchrun set up instead of spawning
+    workers, as TRL's colocate mode and verl do), seeded by its rank, and samples its own prompts."""
     kw = dict(gpu_memory_utilization=rl.vllm_memory or None, dtype=None if rl.vllm_dtype == "auto" else rl.vllm_dtype,
               max_num_seqs=rl.vllm_max_seqs or None, tensor_parallel_size=rl.vllm_tp if rl.vllm_tp > 1 else None,
               enforce_eager=rl.vllm_eager or None)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1:
+        if rl.vllm_tp > 1:  # ranks of one tensor-parallel engine must sample the same prompts: not built
+            raise ConfigError(f"rl.vllm_tp={rl.vllm_tp} under torchrun: each rank samples its own prompts with its own "
+                              "engine; use rl.vllm_tp=1")
+        kw.update(distributed_executor_backend="external_launcher", seed=int(os.environ.get("RANK", "0")))
     return {k: v for k, v in kw.items() if v is not None}
 
 

@@ -220,6 +220,17 @@ def test_engine_settings_come_from_the_config():
         load_config(preset="tiny", overrides=["rl.vllm_memory=1.5"])
 
 
+def test_under_torchrun_each_rank_builds_its_own_engine(monkeypatch):
+    """torchrun: vLLM's external launcher (one in-process engine per rank, on the rank's device), seeded by rank;
+    a tensor-parallel engine shared by ranks that sample different prompts is refused in one line."""
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    assert V.engine_kwargs(load_config(preset="tiny").rl) == dict(distributed_executor_backend="external_launcher",
+                                                                   seed=1)
+    with pytest.raises(ConfigError, match="rl.vllm_tp=2 under torchrun"):
+        V.engine_kwargs(load_config(preset="tiny", overrides=["rl.vllm_tp=2"]).rl)
+
+
 def test_rl_backend_vllm_without_vllm_is_one_error_line(tok, tmp_path, monkeypatch, capsys):
     """Without vLLM, `rl.backend=vllm` fails before any directory is made, with one line naming the [gpu] extra;
     an unknown rl.backend is a config error listing the known ones."""
