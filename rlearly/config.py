@@ -301,14 +301,16 @@ class BranchConfig:
     patience: int = late(0)  # stop once dev validation pass@1 has not beaten its best by `min_delta` for this
     #                          many validations in a row (the paper trains "until convergence"); 0 = all steps
     min_delta: float = late(0.0)  # the rise in validation pass@1 that counts as progress
+    no_signal_steps: int = late(0)  # RL alone: stop after this many first steps in which no group's rollouts got
+    #                                 differing rewards (a zero policy gradient: the start solves none of them); 0 = off
 
     def __post_init__(self):
         for name in ("parallel_rl_weight", "combined_sft_weight"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"branch.{name}={getattr(self, name)} must lie in [0, 1]")
         _positive(self, "interleave_block", "save_every", "eval_problems", "eval_n")
-        if self.patience < 0 or self.min_delta < 0:
-            raise ConfigError("branch.patience and branch.min_delta must be >= 0")
+        if self.patience < 0 or self.min_delta < 0 or self.no_signal_steps < 0:
+            raise ConfigError("branch.patience, branch.min_delta and branch.no_signal_steps must be >= 0")
 
 
 @dataclass

@@ -486,3 +486,24 @@ def test_a_registered_recipe_runs_as_a_branch_and_shows_in_the_cli_and_figures(t
     assert "sft_at_rl_lr: SFT at rl.lr" in " ".join(capsys.readouterr().out.split())
     with pytest.raises(ValueError, match="already registered"):
         register(Recipe("rl", "RL", "#000000", "", "rlearly.train.rl:RLRecipe"))
+
+
+def test_rl_without_a_signal_stops_after_no_signal_steps_and_resumes_to_the_same_stop(tiny_ckpt, tmp_path,
+                                                                                     monkeypatch):
+    """branch.no_signal_steps: the tiny model solves nothing, so every group's rewards are equal (a zero policy
+    gradient): RL stops after that many steps, also when killed in between; RL with a signal runs all its steps."""
+    cfg = load_config(tiny_ckpt / "config.yaml", ["rl.steps=5", "branch.no_signal_steps=2", "branch.eval_every=0"])
+    out = branch.run(cfg, tiny_ckpt, tmp_path / "silent", "rl", show_progress=False)
+    rows = read_metrics(out / "metrics.jsonl")
+    assert [r["frac_zero_std"] for r in rows] == [1.0, 1.0]
+    assert json.loads((out / "meta.json").read_text())["stopped"] == "no_signal"
+    killed = tmp_path / "killed"
+    branch.run(cfg, tiny_ckpt, killed, "rl", show_progress=False, stop_after=1)
+    branch.run(cfg, tiny_ckpt, killed, "rl", show_progress=False)
+    assert [r["step"] for r in read_metrics(killed / "metrics.jsonl")] == [1, 2]
+    monkeypatch.setattr(SyntheticTask, "reward", lambda self, text, problem: float(len(text) % 2))  # a signal
+    out = branch.run(cfg, tiny_ckpt, tmp_path / "signal", "rl", show_progress=False)
+    assert len(read_metrics(out / "metrics.jsonl")) == 5
+    assert json.loads((out / "meta.json").read_text())["stopped"] == "steps"
+    with pytest.raises(ConfigError, match="branch.no_signal_steps must be >= 0"):
+        load_config(tiny_ckpt / "config.yaml", ["branch.no_signal_steps=-1"])

@@ -110,6 +110,9 @@ def _run(cfg: Config, parent: Path, out: Path, method: str, label: str, show_pro
     val = [r["val_pass@1"] for r in read_metrics(out / "metrics.jsonl") if "val_pass@1" in r] if dp.main else []
     stop = lambda: step >= floor and dp.broadcast_value(dp.main and plateaued(val, patience, min_delta)) > 0  # noqa: E731
     stopped = patience > 0 and stop()
+    silent = cfg.branch.no_signal_steps  # RL that has had no learning signal yet stops after this many steps
+    if silent and step:
+        silent = silent if rl_without_signal(read_metrics(out / "metrics.jsonl")) == step else 0
     bar = progress(steps, step, label, show_progress and dp.main)
     t0 = time.perf_counter()
     while step < end and not stopped:
@@ -127,6 +130,10 @@ def _run(cfg: Config, parent: Path, out: Path, method: str, label: str, show_pro
             if patience:
                 val += [row["val_pass@1"]] if "val_pass@1" in row else []
                 stopped = stop()
+        if silent and not (row.get("frac_zero_std") == 1.0 and "sft_loss" not in row):
+            silent = 0  # a signal (or SFT, which always has one): the usual stopping rules only
+        no_signal = bool(silent) and step >= silent
+        stopped = stopped or no_signal
         now = time.perf_counter()
         elapsed, t0 = elapsed + now - t0, now
         log.write(step=step, elapsed_s=round(elapsed, 3), **row)
@@ -138,16 +145,22 @@ def _run(cfg: Config, parent: Path, out: Path, method: str, label: str, show_pro
     if (step >= steps or stopped) and dp.main:
         save_checkpoint(out / "final", model, tok, {**lineage, "step": step}, cfg)
         write_atomic(out / "meta.json", json.dumps({**lineage, "steps": step, "elapsed_s": round(elapsed, 2),
-                                                    "stopped": "plateau" if stopped else "steps",
+                                                    "stopped": _why_stopped(stopped, silent, step),
                                                     **provenance()}, indent=2) + "\n")
         write_atomic(out / "DONE", "")
-        silent = rl_without_signal(read_metrics(out / "metrics.jsonl"))
-        if silent:
-            print(f"warning: {out}: in all {silent} RL steps every group's rollouts got the same reward, so the "
+        n_silent = rl_without_signal(read_metrics(out / "metrics.jsonl"))
+        if n_silent:
+            print(f"warning: {out}: in all {n_silent} RL steps every group's rollouts got the same reward, so the "
                   "policy gradient was zero and RL changed nothing (the start solves none or all of its prompts: "
                   "try a later checkpoint or a larger rl.group_size)", file=sys.stderr)
     dp.barrier()  # every rank returns once the branch is finished on disk
     return out
+
+
+def _why_stopped(stopped: bool, silent: int, step: int) -> str:
+    if not stopped:
+        return "steps"
+    return "no_signal" if silent and step >= silent else "plateau"
 
 
 def rl_without_signal(rows: list[dict]) -> int:
