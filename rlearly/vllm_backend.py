@@ -25,11 +25,13 @@ batch that follows an update.
 """
 from __future__ import annotations
 
+import atexit
 import functools
 import hashlib
 import json
 import os
 import tempfile
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,7 +62,18 @@ def load_model(path, **llm_kwargs) -> VllmModel:
         raise CheckpointError(f"checkpoint not found: {path} (no config.json)")
     max_len = json.loads((path / "config.json").read_text())["max_position_embeddings"]
     kw = dict(model=str(path), tokenizer=str(path), enable_prefix_caching=True, max_model_len=max_len)
-    return VllmModel(vllm.LLM(**{**kw, **llm_kwargs}), int(max_len))
+    engine = VllmModel(vllm.LLM(**{**kw, **llm_kwargs}), int(max_len))
+    atexit.register(_close_at_exit, weakref.ref(engine))  # runs before torchrun's process group is destroyed
+    return engine
+
+
+def _close_at_exit(ref) -> None:
+    """Shut a live engine down at exit while the process group it joined (torchrun) still exists; vLLM's own
+    finalizer would run after rlearly destroys that group and fail on it."""
+    engine = ref()
+    core = getattr(getattr(getattr(engine, "llm", None), "llm_engine", None), "engine_core", None)
+    if core is not None and hasattr(core, "shutdown"):
+        core.shutdown()
 
 
 def engine_kwargs(rl) -> dict:

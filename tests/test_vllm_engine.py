@@ -95,3 +95,37 @@ def test_grpo_branch_samples_its_rollouts_from_vllm(tok, tmp_path, monkeypatch):
     rows = read_metrics(out / "metrics.jsonl")
     assert (out / "DONE").exists() and [r["step"] for r in rows] == [1, 2, 3]
     assert all(r["vllm_logprob_gap"] < LOGPROB_TOL for r in rows), [r["vllm_logprob_gap"] for r in rows]
+
+
+VLLM_WORKER = """
+import sys
+from rlearly.config import load_config
+from rlearly.tasks import SyntheticTask
+from rlearly.train import branch
+
+SyntheticTask.reward = lambda self, text, problem: float(len(text) % 2)  # as in the test above
+ckpt, out, *overrides = sys.argv[1:]
+branch.run(load_config(f"{ckpt}/config.yaml", overrides), ckpt, out, "rl", show_progress=False)
+"""
+
+
+def test_grpo_under_torchrun_builds_one_engine_per_rank(tok, tmp_path):
+    """torchrun, 2 processes: each rank builds its own engine (vLLM's external launcher, joining torchrun's
+    process group), samples its own prompts (different numbers of tokens and calls per rank) and syncs its own
+    policy's weights; the branch finishes, its rollouts' log-probs within LOGPROB_TOL of the policy's, and every
+    process exits cleanly."""
+    import subprocess
+    import sys
+
+    ckpt = save_checkpoint(tmp_path / "ckpt", _model(tok), tok, {"method": "pretrain", "step": 1},
+                           load_config(preset="tiny"))
+    (tmp_path / "worker.py").write_text(VLLM_WORKER)
+    overrides = ["rl.backend=vllm", "rl.lr=1e-2", "rl.steps=2", "branch.eval_every=0", "rl.vllm_memory=0.05",
+                 "rl.vllm_dtype=float32", "rl.vllm_eager=true"]
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                        str(tmp_path / "worker.py"), str(ckpt), str(tmp_path / "rl"), *overrides],
+                       env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr[-3000:]
+    rows = read_metrics(tmp_path / "rl" / "metrics.jsonl")
+    assert (tmp_path / "rl" / "DONE").exists() and [x["step"] for x in rows] == [1, 2]
+    assert all(x["vllm_logprob_gap"] < LOGPROB_TOL for x in rows), [x["vllm_logprob_gap"] for x in rows]

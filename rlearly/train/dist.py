@@ -148,8 +148,14 @@ def data_parallel() -> DataParallel:
         if torch.cuda.is_available():
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         dist.init_process_group("cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo")
-        atexit.register(dist.destroy_process_group)
+        atexit.register(_leave)
     return DataParallel(dist.get_rank(), dist.get_world_size())
+
+
+def _leave() -> None:
+    """Leave the process group at exit, unless something else already has (vLLM's engine under torchrun)."""
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 def combine_stats(parts: list[tuple[dict, float]], summed: tuple[str, ...] = ()) -> dict:
