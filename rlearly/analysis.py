@@ -61,7 +61,7 @@ def load_tables(study_root: str | os.PathLike, arm: str | None = "main") -> dict
     rerun = f"run `rlearly study run <spec> --root {folder.parent}` again to rewrite the tables"
     files = _table_digests(folder, rerun)
     out = {}
-    for t in (*TABLES, "timings", "general_items", "arms", "floor"):  # optional: older studies lack them
+    for t in (*TABLES, "timings", "general_items", "arms", "floor", "lm_eval"):  # optional: older studies lack them
         f = folder / f"{t}.csv"
         if f.name in files and f.is_file():
             data, info = f.read_bytes(), files[f.name]

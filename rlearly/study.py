@@ -61,7 +61,7 @@ from rlearly.train import method_name
 ROLES = ("targeted_mix", "wider_model", "rollouts_few", "rollouts_many", "rollouts_same_tokens", "seeds", "hard")
 
 MAIN = "main"
-_PRIORITY = {"pretrain": 0, "branch": 1, "eval": 2}  # start order among ready nodes with --jobs
+_PRIORITY = {"pretrain": 0, "branch": 1, "eval": 2, "lm_eval": 3}  # start order among ready nodes with --jobs
 
 
 @dataclass
@@ -86,6 +86,9 @@ class EvalPlan:
     task: str = ""  # the task evaluated (e.g. gsm8k); "": the arm's training task (task.name, default synthetic)
     task_files: list[str] = field(default_factory=list)  # its local data files as "split=path" (default: its hub)
     backend: str = "torch"  # the sampler: torch (rlearly's) or vllm ([gpu]; its samples are stored apart)
+    lm_eval: list[str] = field(default_factory=list)  # lm-eval benchmarks (rlearly.lmeval.BENCHMARKS) on every
+    #                                                   evaluated checkpoint ([eval] extra; its data come from the hub)
+    lm_eval_limit: int = 1000  # examples per benchmark (the paper's 1,000)
 
     def __post_init__(self):
         from rlearly.config import TaskConfig
@@ -108,6 +111,11 @@ class EvalPlan:
             raise ConfigError(f"study eval.max_problems={self.max_problems} must be >= 1")
         if self.base_prompt not in ("few-shot", "zero-shot"):
             raise ConfigError(f"study eval.base_prompt={self.base_prompt!r} must be few-shot or zero-shot")
+        from rlearly.lmeval import BENCHMARKS
+        if bad := [b for b in self.lm_eval if b not in BENCHMARKS]:
+            raise ConfigError(f"study eval.lm_eval: unknown benchmark {bad[0]!r}; known: {', '.join(BENCHMARKS)}")
+        if self.lm_eval_limit < 1:
+            raise ConfigError(f"study eval.lm_eval_limit={self.lm_eval_limit} must be >= 1")
 
 
 @dataclass
@@ -181,7 +189,7 @@ class StudySpec:
 
 @dataclass
 class Node:
-    kind: str  # pretrain | branch | eval
+    kind: str  # pretrain | branch | eval | lm_eval
     key: str  # human-readable id, e.g. "branch rl ckpt-0000200704 s0"
     path: Path  # where its result lives; `done` checks it
     run: Callable[[], None]
@@ -193,7 +201,7 @@ class Node:
 
     @property
     def done(self) -> bool:
-        if self.kind != "eval":
+        if self.kind not in ("eval", "lm_eval"):
             return (self.path / "DONE").exists()
         if not self.path.exists():
             return False
@@ -355,6 +363,11 @@ def _run_nodes(arm: Arm, ps: int, root: Path, label: str) -> list[Node]:
             nodes.append(Node("eval", f"eval {_label(root, ck_path)} {name}", out,
                               _eval_job(arm.eval, root, ck_path, split, out, tc, protocol), label, deps, protocol,
                               pretrain_seed=ps))
+        if arm.eval.lm_eval:  # general capability on real benchmarks, once per checkpoint
+            out = root / "eval" / _label(root, ck_path) / "lm-eval.json"
+            protocol = {"lm_eval": list(arm.eval.lm_eval), "lm_eval_limit": arm.eval.lm_eval_limit}
+            nodes.append(Node("lm_eval", f"lm-eval {_label(root, ck_path)}", out,
+                              _lm_eval_job(ck_path, out, protocol), label, deps, protocol, pretrain_seed=ps))
     return nodes
 
 
@@ -382,6 +395,9 @@ def run(spec: StudySpec, root: str | Path, log=print, jobs: int = 1, threads: in
     with _Lock(root / ".lock"):
         nodes = plan(spec, root)
         todo = [n for n in nodes if not n.done]
+        if any(n.kind == "lm_eval" for n in todo):  # the [eval] error before any node runs, not after hours
+            from rlearly.extras import require
+            require("lm_eval", "eval", "study eval.lm_eval")
         log(f"study {spec.name}: {len(nodes)} nodes, {len(nodes) - len(todo)} done, {len(todo)} to run"
             + (f", {jobs} at a time" if jobs > 1 and todo else ""))
         pace = _Pace(todo, jobs)
@@ -696,6 +712,35 @@ def _eval_job(e: EvalPlan, root: Path, ckpt: Path, split: str, out: Path, tc, pr
     return job
 
 
+def _lm_eval_job(ckpt: Path, out: Path, protocol: dict):
+    def job():
+        from rlearly import lmeval
+        from rlearly.checkpoint import load_config_of
+        from rlearly.runtime import resolve
+        from rlearly.train.common import write_atomic
+
+        device = str(resolve(load_config_of(ckpt).runtime).device)  # auto: a GPU where there is one
+        record = lmeval.run(ckpt, out, protocol["lm_eval"], limit=protocol["lm_eval_limit"], device=device)
+        write_atomic(out, json.dumps({**record, **protocol}, indent=2, default=str) + "\n")  # the node's settings
+    return job
+
+
+def _lm_eval_rows(node: Node) -> list[dict]:
+    """The lm-eval table's rows of one result: a score per benchmark, and the paper's averages."""
+    from rlearly.evaluate import BASE_METHODS
+
+    r = _read_result(node.path, node.path)
+    meta = r.get("lineage", {})
+    ident = dict(arm=node.arm, checkpoint_id=r["checkpoint_id"],
+                 method="base" if meta.get("method") in BASE_METHODS else meta.get("method"),
+                 parent_tokens=meta.get("parent_tokens") or meta.get("tokens"), pretrain_seed=node.pretrain_seed,
+                 seed=meta.get("seed"))
+    rows = [{**ident, "benchmark": b, "metric": v["metric"], "score": v["score"], "stderr": v["stderr"]}
+            for b, v in r["benchmarks"].items()]
+    return rows + [{**ident, "benchmark": k, "metric": "mean", "score": r[k], "stderr": None}
+                   for k in ("average_6", "average_5") if k in r]
+
+
 def write_tables(spec: StudySpec, root: str | Path) -> dict:
     """Collect the finished nodes of the plan into tidy CSV tables under root/tables (what notebooks read).
     Every row carries its `arm`; nodes of an older plan left in the root are not read."""
@@ -706,6 +751,7 @@ def write_tables(spec: StudySpec, root: str | Path) -> dict:
 
     root = Path(root)
     passk_rows, general_rows, item_rows, branch_rows, pre_rows, general_seen = [], [], [], [], [], set()
+    lm_eval_rows = []
     for node in plan(spec, root):
         if not node.done:
             continue
@@ -723,6 +769,8 @@ def write_tables(spec: StudySpec, root: str | Path) -> dict:
                 general_rows += [{**ident, "metric": k, "value": v} for k, v in r.get("general", {}).items()]
                 item_rows += [{**ident, "metric": k, "item": i, "value": v}
                               for k, vs in r.get("general_items", {}).items() for i, v in enumerate(vs)]
+        elif node.kind == "lm_eval":
+            lm_eval_rows += _lm_eval_rows(node)
         elif node.kind == "branch":
             meta = _read_result(node.path / "meta.json", node.path)
             cfg = load_config(node.path / "config.yaml")
@@ -738,7 +786,7 @@ def write_tables(spec: StudySpec, root: str | Path) -> dict:
     tables = {"passk": pd.DataFrame(passk_rows), "general": pd.DataFrame(general_rows),
               "general_items": pd.DataFrame(item_rows), "arms": pd.DataFrame(arms), "floor": floor_table(spec),
               "branch_metrics": pd.DataFrame(branch_rows), "pretrain_metrics": pd.DataFrame(pre_rows),
-              "timings": pd.DataFrame(read_metrics(root / "timings.jsonl"))}
+              "timings": pd.DataFrame(read_metrics(root / "timings.jsonl")), "lm_eval": pd.DataFrame(lm_eval_rows)}
     folder = root / "tables"
     folder.mkdir(parents=True, exist_ok=True)
     files = {}

@@ -11,7 +11,7 @@ from conftest import tiny_model
 from rlearly import cli
 from rlearly import lmeval as L
 from rlearly.checkpoint import save_checkpoint
-from rlearly.errors import ConfigError
+from rlearly.errors import ConfigError, RlearlyError
 
 # the paper's 44B base model, per benchmark (docs/PAPER.md §1e), as lm-eval would report them
 PAPER_BASE = {"lambada_openai": ("acc", 0.394), "hellaswag": ("acc_norm", 0.469), "arc_easy": ("acc_norm", 0.635),
@@ -80,3 +80,40 @@ def test_lm_eval_checks_arguments_and_checkpoint_before_importing(tmp_path, monk
     assert capsys.readouterr().err == f"rlearly: error: checkpoint not found: {tmp_path / 'nowhere'}\n"
     assert cli.main(["lm-eval", str(tmp_path), "--benchmarks", "piqa,winogrande"]) == 2
     assert "unknown benchmark 'winogrande'" in capsys.readouterr().err
+
+
+LM_EVAL_STUDY = """
+name: tiny-lm-eval
+config: {preset: tiny}
+branch: {checkpoints: [-1], methods: [rl], overrides: {branch.eval_every: 0, rl.steps: 2}}
+eval: {splits: [test], n: 2, ks: [1, 2], max_problems: 4, lm_eval: [lambada, hellaswag, arc_e, arc_c, piqa, obqa],
+       lm_eval_limit: 50}
+"""
+
+
+def test_a_study_runs_lm_eval_on_every_checkpoint_it_evaluates(tmp_path, monkeypatch):
+    """eval.lm_eval: one lm-eval node per evaluated checkpoint (base and branch), its scores and the paper's
+    averages in tables/lm_eval.csv; a finished result is reused only under the same settings; without the [eval]
+    extra the run stops in one line before any node."""
+    from rlearly import analysis, study
+
+    (tmp_path / "s.yaml").write_text(LM_EVAL_STUDY)
+    spec, root = study.load_study(tmp_path / "s.yaml"), tmp_path / "study"
+    monkeypatch.setitem(sys.modules, "lm_eval", None)
+    with pytest.raises(RlearlyError, match="study eval.lm_eval needs the \\[eval\\] extra"):
+        study.run(spec, root, log=lambda *a: None)
+    assert not (root / "pretrain").exists()
+    calls = []
+    monkeypatch.setitem(sys.modules, "lm_eval", fake_lm_eval(calls))
+    study.run(spec, root, log=lambda *a: None)
+    assert len(calls) == 2 and {c["limit"] for c in calls} == {50}
+    table = analysis.load_tables(root)["lm_eval"]
+    assert sorted(table["method"].unique()) == ["base", "rl"]
+    avg = table[table["benchmark"] == "average_6"].set_index("method")["score"]
+    assert avg["rl"] == pytest.approx(sum(s for _, s in PAPER_BASE.values()) / 6)
+    assert not [n for n in study.plan(spec, root) if not n.done]  # all reused
+    again = study.load_study(tmp_path / "s.yaml")
+    again.eval.lm_eval_limit = 100  # other settings: both results are stale
+    assert sorted(n.kind for n in study.plan(again, root) if not n.done) == ["lm_eval", "lm_eval"]
+    with pytest.raises(ConfigError, match="study eval.lm_eval: unknown benchmark 'mmlu'"):
+        study.EvalPlan(lm_eval=["mmlu"])
