@@ -167,9 +167,13 @@ class PretrainConfig:
     eval_batches: int = 4  # batches of held-out math / general text per evaluation
     save_every: int = 200  # steps between resumable trainer-state saves (besides checkpoints)
     threads: int = 0  # torch threads; 0 = all cores
+    engine: str = late("rlearly")  # nanotron: the run is nanotron's (exported config, `nanotron_launch`, converted back)
+    nanotron_launch: str = execution("")  # the command that trains, {config} = the exported nanotron.yaml, e.g.
+    #                                       "torchrun --nproc_per_node 8 run_train.py --config-file {config}"
 
     def __post_init__(self):
         _positive(self, "tokens", "batch_size", "seq_len", "eval_every", "eval_batches", "save_every", "n_checkpoints")
+        _known("pretrain.engine", self.engine, ("rlearly", "nanotron"))
         if self.lr <= 0:
             raise ConfigError(f"pretrain.lr={self.lr} must be > 0")
         if any(t <= 0 or t > self.tokens for t in self.checkpoints):

@@ -30,6 +30,9 @@ flash-attn, docs/DESIGN.md §10); the formats are those of nanotron's GitHub mai
                                 (i, i + hd/2): the q and k rows of every head are reordered 0,2,4,..,1,3,5,..;
      vocabulary                 rows past the tokenizer's vocabulary (make_vocab_size_divisible_by
                                 padding) are dropped: no token id reaches them.
+
+3. `pretrain` is a pretraining run (`pretrain.engine: nanotron`, a study's pretraining node): 1, then
+   `pretrain.nanotron_launch`, then 2 for every checkpoint of our schedule, in `rlearly pretrain`'s layout.
 """
 from __future__ import annotations
 
@@ -372,3 +375,58 @@ def _slices(text: str) -> list[tuple[tuple[slice, ...], tuple[slice, ...]]]:
     def one(s):
         return tuple(slice(*(None if x == "None" else int(x) for x in part.split(","))) for part in s.split("|"))
     return [tuple(one(side) for side in pair.split("#")) for pair in text.split(";") if pair]
+
+
+# ---------------------------------------------------------------- 3. a pretraining run
+
+def pretrain(cfg: Config, out_dir: str | Path) -> Path:
+    """A pretraining run trained by nanotron (`pretrain.engine: nanotron`): its config exported into
+    <out>/nanotron, `pretrain.nanotron_launch` run there ({config}: the exported nanotron.yaml; output in
+    <out>/nanotron/train.log), then every checkpoint of our schedule converted into <out>/ckpt-<tokens>, the
+    layout `rlearly pretrain` writes, so branches and evaluations read it unchanged. meta.json records the engine
+    and the launch command. A run whose checkpoints are all there already is converted without launching again."""
+    import shlex
+    import subprocess
+
+    from rlearly.checkpoint import provenance, read_meta
+    from rlearly.train.common import claim_run_dir, write_atomic
+    from rlearly.train.pretrain import ckpt_name
+
+    out = Path(out_dir)
+    claim_run_dir(out, cfg)
+    if (out / "DONE").exists():
+        return out
+    if not cfg.pretrain.nanotron_launch.strip():
+        raise ConfigError("pretrain.engine=nanotron needs pretrain.nanotron_launch, the command that trains "
+                          "(e.g. 'torchrun --nproc_per_node 8 run_train.py --config-file {config}')")
+    work = out / "nanotron"
+    if not (work / "nanotron.yaml").is_file():
+        export_config(cfg, work)
+    steps, ckpts = cfg.pretrain.checkpoint_steps(), work / "checkpoints"
+    if not all((ckpts / str(s) / "model_config.json").is_file() for s in steps):
+        cmd = [a.replace("{config}", str(work / "nanotron.yaml")) for a in shlex.split(cfg.pretrain.nanotron_launch)]
+        with open(work / "train.log", "ab") as log:
+            try:
+                rc = subprocess.run(cmd, cwd=work, stdout=log, stderr=subprocess.STDOUT).returncode
+            except OSError as e:
+                raise RlearlyError(f"pretrain.nanotron_launch could not start {cmd[0]!r}: {e.strerror}") from None
+        if rc:
+            raise RlearlyError(f"nanotron pretraining failed (exit {rc}); its output: {work / 'train.log'}")
+    names = []
+    for s in steps:
+        src, tokens = ckpts / str(s), s * cfg.pretrain.tokens_per_step
+        if not (src / "model_config.json").is_file():
+            raise RlearlyError(f"nanotron wrote no checkpoint at step {s} ({src}); our schedule needs steps "
+                               f"{', '.join(map(str, steps))}: see {work / 'train.log'}")
+        dest = out / ckpt_name(tokens)
+        if not (dest / "meta.json").is_file():
+            convert_checkpoint(src, dest, tokenizer=work / "tokenizer", config=work / "rlearly.yaml", interleaved=False)
+        if read_meta(dest).get("step") not in (s, None):
+            raise RlearlyError(f"{src} holds step {read_meta(dest)['step']}, not {s}: a checkpoint of another run?")
+        names.append(dest.name)
+    meta = dict(method="pretrain", engine="nanotron", launch=cfg.pretrain.nanotron_launch, parent=None, seed=cfg.seed,
+                config_hash=cfg.hash(), steps=steps[-1], tokens=steps[-1] * cfg.pretrain.tokens_per_step,
+                checkpoints=names, **provenance())
+    write_atomic(out / "meta.json", json.dumps(meta, indent=2) + "\n")
+    write_atomic(out / "DONE", "")
+    return out

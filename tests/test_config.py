@@ -36,12 +36,13 @@ def test_late_options_at_their_noop_value_keep_old_run_names(monkeypatch):
     assert config.SCHEMA == 1, "a schema bump: record the new name of this study's config here"
     assert load_config(overrides=study).hash() == name
     assert set(config.late_options()) == {"rl.filter_groups", "sft.demo_merge", "rl.format_score", "world.people_zipf",
-                                          "sft.epochs", "branch.patience", "branch.min_delta", "branch.no_signal_steps", "rl.vllm_memory",
+                                          "sft.epochs", "branch.patience", "branch.min_delta", "branch.no_signal_steps", "pretrain.engine",
+                                          "rl.vllm_memory",
                                           "rl.vllm_dtype", "rl.vllm_max_seqs", "rl.vllm_tp", "rl.vllm_eager", "runtime.dtype",
                                           "task.name", "task.files", "task.multiline", "task.max_new_tokens"}
     # where and how, not what: never in a hash
-    assert config.execution_options() == ["runtime.device", "runtime.micro_batches", "runtime.activation_checkpointing",
-                                          "runtime.logit_chunk", "runtime.shard"]
+    assert config.execution_options() == ["pretrain.nanotron_launch", "runtime.device", "runtime.micro_batches",
+                                          "runtime.activation_checkpointing", "runtime.logit_chunk", "runtime.shard"]
     assert load_config(overrides={**study, "runtime.device": "cuda"}).hash() == name
     for option, value in {"rl.filter_groups": True, "sft.demo_merge": 0.5, "rl.format_score": 0.1,
                           "runtime.dtype": "bf16", "task.name": "gsm8k"}.items():

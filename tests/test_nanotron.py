@@ -22,7 +22,7 @@ from rlearly import cli
 from rlearly import nanotron as N
 from rlearly.checkpoint import load_checkpoint, read_meta
 from rlearly.config import load_config
-from rlearly.errors import CheckpointError
+from rlearly.errors import CheckpointError, ConfigError, RlearlyError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -347,3 +347,87 @@ def test_export_then_convert_through_the_cli_finds_tokenizer_and_config(tok, tmp
     idx = torch.arange(3, 19).view(1, 16)
     with torch.no_grad():
         torch.testing.assert_close(back.eval()(idx), model(idx), atol=1e-5, rtol=1e-5)
+
+
+FAKE_NANOTRON = """
+# stands in for `torchrun run_train.py --config-file CONFIG`: writes, for every step of the schedule, the checkpoint
+# nanotron would (a model of the exported shape, rotary not interleaved as the export asks), with its metadata
+import json, sys
+from pathlib import Path
+
+import torch
+import yaml
+
+sys.path.insert(0, {tests!r})
+from test_nanotron import write_nanotron_checkpoint
+from rlearly.config import load_config
+from rlearly.model import LlamaLM
+
+config = Path(sys.argv[sys.argv.index("--config-file") + 1])
+nt, cfg = yaml.safe_load(config.read_text()), load_config(config.parent / "rlearly.yaml")
+print("training", nt["general"]["run"])
+for step in cfg.pretrain.checkpoint_steps():
+    torch.manual_seed(step)
+    model = LlamaLM(cfg.model, nt["model"]["model_config"]["vocab_size"])
+    out = Path(nt["checkpoints"]["checkpoints_path"]) / str(step)
+    write_nanotron_checkpoint(model, out, interleaved=False, tp=1)
+    (out / "checkpoint_metadata.json").write_text(json.dumps({{"metas": {{"last_train_step": step,
+        "consumed_tokens_total": step * cfg.pretrain.tokens_per_step}}}}))
+    (out / "config.yaml").write_text(config.read_text())
+"""
+
+NANOTRON_STUDY = """
+name: tiny-nanotron
+config: {{preset: tiny, model.n_kv_head: 1, pretrain.engine: nanotron,
+          pretrain.nanotron_launch: "{python} {fake} --config-file {{config}}"}}
+branch: {{checkpoints: [-1], methods: [rl], overrides: {{branch.eval_every: 0, rl.steps: 2}}}}
+eval: {{splits: [test], n: 2, ks: [1, 2], max_problems: 4}}
+"""
+
+
+def test_a_study_pretrains_with_nanotron_and_branches_its_converted_checkpoints(tmp_path):
+    """pretrain.engine=nanotron: the pretraining node exports nanotron's config, runs the launch command (here a
+    stand-in that writes nanotron checkpoints), converts every checkpoint of the schedule back, and the study
+    branches and evaluates them (bases prompted few-shot); the lineage names nanotron and the command."""
+    import sys
+
+    from rlearly import analysis, study
+
+    fake = tmp_path / "fake_nanotron.py"
+    fake.write_text(FAKE_NANOTRON.format(tests=str(Path(__file__).parent)))
+    (tmp_path / "s.yaml").write_text(NANOTRON_STUDY.format(python=sys.executable, fake=fake))
+    spec, root = study.load_study(tmp_path / "s.yaml"), tmp_path / "study"
+    study.run(spec, root, log=lambda *a: None)
+    pre = next(root.glob("pretrain/*"))
+    meta = json.loads((pre / "meta.json").read_text())
+    assert meta["engine"] == "nanotron" and meta["launch"].endswith("--config-file {config}")
+    assert "training pretrain-" in (pre / "nanotron" / "train.log").read_text()
+    cfg = load_config(pre / "config.yaml")
+    names = [p.name for p in sorted(pre.glob("ckpt-*"))]
+    assert names == ["ckpt-0000008192", "ckpt-0000016384"]
+    last = read_meta(pre / names[-1])
+    assert (last["method"], last["tokens"], last["config_hash"]) == ("nanotron", 16384, cfg.hash())
+    passk = analysis.load_tables(root)["passk"]
+    assert set(passk["method"]) == {"base", "rl"}
+    assert set(passk.loc[passk["method"] == "base", "prompt_mode"]) == {"few-shot"}
+    rl = read_meta(next(root.glob("branch/rl/*/*/final")))
+    assert rl["parent_tokens"] == 16384 and rl["parent"].endswith(names[-1])
+    # the engine is in the hash (another trainer, other weights); the launch command is not (where, not what)
+    base = load_config(overrides={"preset": "tiny", "model.n_kv_head": 1})
+    assert cfg.hash() != base.hash()
+    assert cfg.hash() == load_config(overrides={"preset": "tiny", "model.n_kv_head": 1, "pretrain.engine": "nanotron",
+                                                "pretrain.nanotron_launch": "srun other"}).hash()
+
+
+def test_nanotron_pretraining_errors_are_one_line(tmp_path):
+    cfg = load_config(preset="tiny", overrides=["pretrain.engine=nanotron"])
+    with pytest.raises(ConfigError, match="pretrain.engine=nanotron needs pretrain.nanotron_launch"):
+        N.pretrain(cfg, tmp_path / "a")
+    cfg = load_config(preset="tiny", overrides={"pretrain.engine": "nanotron", "pretrain.nanotron_launch": "false"})
+    with pytest.raises(RlearlyError, match=r"nanotron pretraining failed \(exit 1\); its output: .*train.log"):
+        N.pretrain(cfg, tmp_path / "b")
+    cfg = load_config(preset="tiny", overrides={"pretrain.engine": "nanotron", "pretrain.nanotron_launch": "true"})
+    with pytest.raises(RlearlyError, match="nanotron wrote no checkpoint at step 8"):
+        N.pretrain(cfg, tmp_path / "c")
+    with pytest.raises(ConfigError, match="pretrain.engine='megatron' is unknown"):
+        load_config(preset="tiny", overrides=["pretrain.engine=megatron"])

@@ -45,6 +45,9 @@ def run(cfg: Config, out_dir: str | Path, *, show_progress: bool = True, stop_af
 
     `stop_after` ends the call after that many steps in total (tests use it to simulate an interruption).
     """
+    if cfg.pretrain.engine == "nanotron":  # nanotron trains; rlearly exports, launches and converts back
+        from rlearly import nanotron
+        return nanotron.pretrain(cfg, out_dir)
     out = Path(out_dir)
     dp = data_parallel()
     with dp.main_first():
