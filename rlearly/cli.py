@@ -135,6 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--micro-batch-size", type=int,
                    help="sequences per replica per micro-step (default: no gradient accumulation)")
     p.add_argument("--checkpoint-interval", type=int, help="nanotron's save interval in steps (default: gcd of ours)")
+    p.add_argument("--nanoset", action="store_true", help="pre-tokenize the whole run's rows (as rlearly's trainer packs "
+                   "them) into data/nanoset/ for nanotron's Nanoset, instead of a JSONL sample of --docs documents")
     p.add_argument("--check", action="store_true", help="re-read the written YAML with nanotron's own loader ([scale])")
     p = sub.add_parser("convert", help="convert another engine's checkpoint into an rlearly checkpoint: nanotron")
     p.add_argument("format", choices=["nanotron"])
@@ -247,7 +249,7 @@ def _dispatch(args) -> int:
         res = nanotron.export_config(cfg, args.out, docs=args.docs, tokenizer=args.tokenizer,
                                      checkpoints_path=args.checkpoints_path, dp=args.dp,
                                      micro_batch_size=args.micro_batch_size,
-                                     checkpoint_interval=args.checkpoint_interval)
+                                     checkpoint_interval=args.checkpoint_interval, nanoset=args.nanoset)
         if args.check:
             nanotron.check_config(res["config"])
         print(f"wrote {res['config']} (checkpoint every {res['checkpoint_interval']} steps; convert steps "

@@ -14,7 +14,9 @@ flash-attn, docs/DESIGN.md §10); the formats are those of nanotron's GitHub mai
      checkpoints checkpoint_interval = gcd of our checkpoint steps (the steps to convert are listed);
      data_stages one stage from step 1: a hub corpus as itself, anything else (the synthetic world, a
                  local file, a mixture) as `docs` documents drawn by rlearly's own Mixture and written to
-                 data/train.jsonl, each ending in the EOS token as in rlearly's packing.
+                 data/train.jsonl, each ending in the EOS token as in rlearly's packing; or (`nanoset`)
+                 the whole run's rows, pre-tokenized as rlearly's trainer packs them, streamed into a
+                 datatrove token file for nanotron's Nanoset (`write_nanoset`).
    Beside it go rlearly.yaml (our config) and tokenizer/ (trained as `rlearly pretrain` trains it).
 
 2. `convert_checkpoint` turns a nanotron checkpoint (a step directory, or the checkpoints folder with
@@ -108,9 +110,10 @@ def nanotron_config(cfg: Config, *, tokenizer_path: str, vocab_size: int, specia
 
 def export_config(cfg: Config, out_dir: str | Path, *, docs: int = 100_000, tokenizer: str | Path | None = None,
                   checkpoints_path: str | None = None, dp: int = 1, micro_batch_size: int | None = None,
-                  checkpoint_interval: int | None = None) -> dict:
+                  checkpoint_interval: int | None = None, nanoset: bool = False) -> dict:
     """Write nanotron.yaml, rlearly.yaml, tokenizer/ (unless `tokenizer` names one) and, unless the corpus
-    is a single hub dataset, data/train.jsonl into out_dir. Returns the paths and the steps to convert."""
+    is a single hub dataset, data/train.jsonl into out_dir. With `nanoset`, the data are instead the whole
+    run's pre-tokenized rows in data/nanoset/ (`write_nanoset`). Returns the paths and the steps to convert."""
     from rlearly.data.corpora import is_mixture_file
     from rlearly.data.mixture import Mixture
     from rlearly.data.world import World
@@ -122,6 +125,7 @@ def export_config(cfg: Config, out_dir: str | Path, *, docs: int = 100_000, toke
     d = cfg.data
     hub = d.corpus != "synthetic" and d.corpus_fraction == 1.0 and not Path(d.corpus).exists() \
         and not is_mixture_file(d.corpus) and ":" not in d.corpus
+    hub = hub and not nanoset  # a Nanoset holds rlearly's own rows, whatever the corpus
     mixture = None if hub and tokenizer else Mixture(cfg, World(cfg.world))
     if tokenizer:
         tok_dir = Path(tokenizer).resolve()
@@ -134,6 +138,10 @@ def export_config(cfg: Config, out_dir: str | Path, *, docs: int = 100_000, toke
     if hub:
         dataset, data_dir = {"hf_dataset_or_datasets": d.corpus, "hf_dataset_splits": "train",
                              "text_column_name": d.text_field}, None
+    elif nanoset:
+        data_dir = out / "data" / "nanoset"
+        dataset = write_nanoset(cfg, mixture, tok, data_dir)
+        dataset["tokenizer_name"] = str(tok_dir)
     else:
         data_dir = out / "data"
         data_dir.mkdir(exist_ok=True)
@@ -152,6 +160,36 @@ def export_config(cfg: Config, out_dir: str | Path, *, docs: int = 100_000, toke
     return {"config": out / "nanotron.yaml", "rlearly_config": out / "rlearly.yaml", "tokenizer": tok_dir,
             "data": data_dir, "checkpoint_steps": steps,
             "checkpoint_interval": nt["checkpoints"]["checkpoint_interval"]}
+
+
+def write_nanoset(cfg: Config, mixture, tok, folder: str | Path) -> dict:
+    """The whole run's pretraining rows as rlearly's own trainer draws them (PretrainBatches, step by step: the
+    same packed documents, each row seq_len + 1 tokens), streamed into one datatrove token file that nanotron's
+    Nanoset reads: `rlearly_00000.ds` (the tokens, little-endian uint16, or uint32 past 65,535 ids) and its
+    `.ds.index` (uint64 ends, one per row, so positions restart at each row as in rlearly's trainer). Memory is
+    one batch. Nanoset shuffles the rows; their contents are rlearly's. Returns the data stage's dataset."""
+    import numpy as np
+    import torch
+
+    from rlearly.data.mixture import PretrainBatches
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    size = 2 if tok.vocab_size <= 2 ** 16 else 4
+    dtype = np.dtype("<u2" if size == 2 else "<u4")
+    pc, batches = cfg.pretrain, PretrainBatches(cfg, mixture, tok)
+    width, path = pc.seq_len + 1, folder / "rlearly_00000.ds"
+    tmp, tmp_index = folder / ".rlearly_00000.ds.tmp", folder / ".rlearly_00000.ds.index.tmp"
+    with open(tmp, "wb") as data, open(tmp_index, "wb") as index:
+        for step in range(pc.total_steps):
+            x, y = batches.batch(step)
+            data.write(torch.cat([x, y[:, -1:]], 1).numpy().astype(dtype).tobytes())
+            ends = (step * pc.batch_size + np.arange(1, pc.batch_size + 1)) * width
+            index.write(ends.astype("<u8").tobytes())
+    tmp.replace(path)
+    tmp_index.replace(folder / "rlearly_00000.ds.index")
+    return {"dataset_folder": [str(folder)], "dataset_weights": [1.0], "vocab_size": tok.vocab_size,
+            "token_size_in_bytes": size, "return_positions": True}
 
 
 def _documents(cfg: Config, mixture, n: int) -> str:
@@ -401,7 +439,7 @@ def pretrain(cfg: Config, out_dir: str | Path) -> Path:
                           "(e.g. 'torchrun --nproc_per_node 8 run_train.py --config-file {config}')")
     work = out / "nanotron"
     if not (work / "nanotron.yaml").is_file():
-        export_config(cfg, work)
+        export_config(cfg, work, nanoset=True)  # the run's own rows, pre-tokenized
     steps, ckpts = cfg.pretrain.checkpoint_steps(), work / "checkpoints"
     if not all((ckpts / str(s) / "model_config.json").is_file() for s in steps):
         cmd = [a.replace("{config}", str(work / "nanotron.yaml")) for a in shlex.split(cfg.pretrain.nanotron_launch)]

@@ -60,6 +60,9 @@ NANOTRON_KEYS = {
                                    "dataset_processing_num_proc_per_process", "dataset_overwrite_cache",
                                    "text_column_name"},
 }
+NANOSET_KEYS = {"dataset_folder", "dataset_weights", "dataset_read_path", "tokenizer_name", "vocab_size",
+                "token_size_in_bytes", "return_positions", "skip_in_stream", "pad_samples_to_global_batch_size",
+                "dataset_max_tokens", "shuffle_files"}  # NanosetDatasetsArgs (the other dataset of a data stage)
 
 
 def _check_keys(node, where=""):
@@ -431,3 +434,33 @@ def test_nanotron_pretraining_errors_are_one_line(tmp_path):
         N.pretrain(cfg, tmp_path / "c")
     with pytest.raises(ConfigError, match="pretrain.engine='megatron' is unknown"):
         load_config(preset="tiny", overrides=["pretrain.engine=megatron"])
+
+
+def test_nanoset_export_streams_the_runs_own_rows_pre_tokenized(tmp_path, capsys):
+    """--nanoset: the whole run's rows, as rlearly's trainer packs them step by step, in one datatrove token file
+    (uint16) with a uint64 end per row, read as nanotron's Nanoset reads it (windows of seq_len + 1 tokens); the
+    data stage names it with nanotron's Nanoset keys."""
+    import numpy as np
+
+    from rlearly.data.mixture import Mixture, PretrainBatches
+    from rlearly.data.world import World
+    from rlearly.tokenizer import Tokenizer
+
+    out = tmp_path / "nt"
+    assert cli.main(["export", "nanotron-config", "--preset", "tiny", "--out", str(out), "--nanoset"]) == 0
+    cfg, tok = load_config(out / "rlearly.yaml"), Tokenizer.load(out / "tokenizer")
+    pc, width = cfg.pretrain, cfg.pretrain.seq_len + 1
+    folder = out / "data" / "nanoset"
+    tokens = np.fromfile(folder / "rlearly_00000.ds", dtype="<u2").astype(np.int64)
+    ends = np.fromfile(folder / "rlearly_00000.ds.index", dtype="<u8")
+    assert len(tokens) == pc.total_steps * pc.batch_size * width == int(ends[-1])
+    assert (ends == np.arange(1, pc.total_steps * pc.batch_size + 1) * width).all()
+    windows = tokens.reshape(-1, width)  # DatatroveFileDataset's item i: tokens [i (T+1), (i + 1)(T+1))
+    batches = PretrainBatches(cfg, Mixture(cfg, World(cfg.world)), tok)
+    for step in (0, pc.total_steps - 1):
+        x, y = batches.batch(step)
+        rows = windows[step * pc.batch_size:(step + 1) * pc.batch_size]
+        assert (rows[:, :-1] == x.numpy()).all() and (rows[:, 1:] == y.numpy()).all()
+    stage = yaml.safe_load((out / "nanotron.yaml").read_text())["data_stages"][0]["data"]["dataset"]
+    assert set(stage) <= NANOSET_KEYS and stage["token_size_in_bytes"] == 2 and stage["vocab_size"] == tok.vocab_size
+    assert stage["dataset_folder"] == [str(folder.resolve())] and not (out / "data" / "train.jsonl").exists()
