@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from conftest import tiny_model
-from rlearly.checkpoint import save_checkpoint, load_checkpoint
+from rlearly.checkpoint import save_checkpoint
 from rlearly.model import KVCache
 
 

@@ -9,10 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rlearly import passk as pk
 from rlearly import analysis, claims, report, study
 from rlearly.errors import RlearlyError
-from rlearly.store import SampleStore
 
 REPO = Path(__file__).resolve().parent.parent
 QUIET = lambda *a, **k: None  # noqa: E731

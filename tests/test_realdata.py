@@ -1,6 +1,6 @@
-"""Real data on local fixture files: OpenMathInstruct-2 with the paper's splits (rlearly.data.openmath), the
+"""Real data on local fixture files: OpenMathInstruct-2 with the paper's splits (rlearly.tasks.openmath), the
 one-demo / all-demo views, weighted pretraining mixtures (rlearly.data.corpora) and reasoning-gym's
-GSM-symbolic task and corpus (rlearly.data.gym; skipped when the [data] extra is absent)."""
+GSM-symbolic task and corpus (rlearly.tasks.gsm_symbolic, rlearly.data.gym; skipped when the [data] extra is absent)."""
 import importlib.util
 import json
 import re
@@ -11,7 +11,8 @@ import pytest
 from rlearly import hub
 from rlearly import tasks as T
 from rlearly.config import load_config
-from rlearly.data import corpora, openmath
+from rlearly.data import corpora
+from rlearly.tasks import openmath
 from rlearly.data.mixture import Mixture
 from rlearly.data.world import World
 from rlearly.errors import ConfigError, DataError, RlearlyError

@@ -24,7 +24,9 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from rlearly.errors import DataError
-from rlearly.tasks import MathTask, TaskProblem, _field, last_boxed, read_rows, register_task
+from rlearly.tasks.answers import last_boxed
+from rlearly.tasks.base import TaskProblem, _field, read_rows, register_task
+from rlearly.tasks.math import MathTask
 
 HUB_ID = "nvidia/OpenMathInstruct-2"
 GSM_SOURCES = ("gsm8k", "augmented_gsm8k")
