@@ -372,9 +372,14 @@ def _run_nodes(arm: Arm, ps: int, root: Path, label: str) -> list[Node]:
 
 
 def eval_task(e: EvalPlan, cfg: Config):
-    """The task (a config.TaskConfig) an arm's evaluations read: eval.task, or the arm's training task."""
+    """The task (a config.TaskConfig) an arm's evaluations read: eval.task, or the arm's training task. Either way
+    in the training task's generation protocol (task.multiline, task.max_new_tokens): the models' format."""
     from rlearly.config import TaskConfig
-    return TaskConfig(e.task, list(e.task_files)) if e.task else cfg.task
+    if not e.task:
+        return cfg.task
+    if e.task == "synthetic":
+        return TaskConfig(e.task)
+    return TaskConfig(e.task, list(e.task_files), cfg.task.multiline, cfg.task.max_new_tokens)
 
 
 def _task_protocol(tc, world, split: str) -> dict:
@@ -382,7 +387,9 @@ def _task_protocol(tc, world, split: str) -> dict:
     problems), or another task's name and data files (its id needs its data, which a plan does not load)."""
     if tc.name == "synthetic":
         return {"task_id": task_id(world, split)}
-    return {"task": tc.name, "task_files": list(tc.files)}
+    protocol = {"multiline": True} if tc.multiline else {}  # one line: as results were keyed before protocols
+    protocol |= {"max_new_tokens": tc.max_new_tokens} if tc.max_new_tokens else {}
+    return {"task": tc.name, "task_files": list(tc.files), **protocol}
 
 
 def run(spec: StudySpec, root: str | Path, log=print, jobs: int = 1, threads: int = 0, executor: str = "pool",

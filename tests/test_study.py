@@ -217,6 +217,8 @@ def test_paper_1b_plans_openmath_training_and_gsm8k_evaluation_offline(tmp_path,
     branches, evals = [n for n in nodes if n.kind == "branch"], [n for n in nodes if n.kind == "eval"]
     assert branches and all(" on openmath " in n.key for n in branches)
     assert evals and all(n.key.endswith(" gsm8k-test") and n.protocol["task"] == "gsm8k" for n in evals)
+    # evaluated in the training task's generation protocol: multi-line, 2,048 new tokens
+    assert all(n.protocol["multiline"] and n.protocol["max_new_tokens"] == 2048 for n in evals)
     assert cli.main(["study", "status", str(TINY.parent / "paper-1b.yaml"), "--root", str(tmp_path)]) in (0, None)
     out = capsys.readouterr().out
     assert "todo  branch rl on openmath ckpt-2097152000 s0 [main]" in out and "gsm8k-test" in out
