@@ -130,6 +130,22 @@ def shared_prefix_attention(q, ks, vs, pk, pv, pmask, group: int):
     return yp + torch.matmul(w[..., P:], vs)
 
 
+def shared_prefix_sdpa(q, ks, vs, pk, pv, pmask, group: int, gqa: bool = False):
+    """`shared_prefix_attention` through `scaled_dot_product_attention` (its fused kernels: no (rows x heads x
+    queries x keys) score tensor; grouped-query heads native): each row's keys are its prompt's (pk/pv
+    (B/group, Hkv, P, hd), pmask (B/group, P)) then its own (ks/vs (B, Hkv, S + T, hd)), under a boolean mask
+    (B, 1, T, P + S + T). The prompt's keys are copied per row, cheap beside the scores for long continuations:
+    the GRPO loss's path (`forward_shared`); decoding one token at a time keeps `shared_prefix_attention`."""
+    B, _, T, _ = q.shape
+    S = ks.shape[2] - T
+    k = torch.cat([pk.repeat_interleave(group, dim=0), ks], dim=2)
+    v = torch.cat([pv.repeat_interleave(group, dim=0), vs], dim=2)
+    own = torch.ones(T, S + T, dtype=torch.bool, device=q.device).tril(diagonal=S)
+    mask = torch.cat([pmask.repeat_interleave(group, dim=0)[:, None, None, :].expand(B, 1, T, pmask.shape[1]),
+                      own.expand(B, 1, T, S + T)], dim=-1)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=gqa)
+
+
 class Attention(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -174,7 +190,7 @@ class Attention(nn.Module):
         Returns (prompt output (Bp, P, d) or None when `prefix_out` is False, packed output (M, d))."""
         qp, kp, vp = (t.transpose(1, 2) for t in self._qkv(xp, *rope_p))
         qs, ks, vs = (unpack(t, sel) for t in self._qkv(xs, *rope_s))
-        ys = shared_prefix_attention(qs, self._heads(ks), self._heads(vs), self._heads(kp), self._heads(vp), preal, group)
+        ys = shared_prefix_sdpa(qs, ks, vs, kp, vp, preal, group, self.n_kv != self.n_head)
         ys = self.o_proj(ys.transpose(1, 2)[sel].flatten(1))  # (M, d)
         if not prefix_out:
             return None, ys

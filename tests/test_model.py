@@ -105,6 +105,27 @@ def test_shared_prefix_hidden_matches_full_forward_values_and_gradients(model):
     model.zero_grad()
 
 
+def test_the_fused_shared_prefix_kernel_equals_the_hand_written_one():
+    """shared_prefix_sdpa (scaled_dot_product_attention, GQA native, the GRPO loss's path) against
+    shared_prefix_attention (scores by hand, keys repeated per query head), hand-masked: a prompt with no real
+    key, cached positions before the new ones (S > 0), two query heads per key head."""
+    from rlearly.model import shared_prefix_attention, shared_prefix_sdpa
+
+    torch.manual_seed(0)
+    Bp, G, H, Hkv, P, S, T, hd = 3, 2, 4, 2, 5, 2, 4, 8
+    q = torch.randn(Bp * G, H, T, hd)
+    ks, vs = torch.randn(Bp * G, Hkv, S + T, hd), torch.randn(Bp * G, Hkv, S + T, hd)
+    pk, pv = torch.randn(Bp, Hkv, P, hd), torch.randn(Bp, Hkv, P, hd)
+    pmask = torch.tensor([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1], [0, 0, 0, 0, 0]], dtype=torch.bool)
+    rep = lambda t: t.repeat_interleave(H // Hkv, dim=1)  # noqa: E731
+    want = shared_prefix_attention(q, rep(ks), rep(vs), rep(pk), rep(pv), pmask, G)
+    got = shared_prefix_sdpa(q, ks, vs, pk, pv, pmask, G, gqa=True)
+    assert (got - want).abs().max() < 1e-5
+    # row 4 (prompt 2, no real key) at its first new position sees its S cached keys and itself only
+    w = torch.softmax(torch.einsum("hd,hkd->hk", q[4, :, 0], rep(ks)[4, :, :S + 1]) / hd ** 0.5, -1)
+    assert torch.allclose(got[4, :, 0], torch.einsum("hk,hkd->hd", w, rep(vs)[4, :, :S + 1]), atol=1e-5)
+
+
 @pytest.mark.parametrize("tie", [False, True])
 def test_hf_transformers_loads_checkpoint_with_same_logits(tmp_path, tok, tie):
     transformers = pytest.importorskip("transformers")
