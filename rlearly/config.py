@@ -360,11 +360,15 @@ class RuntimeConfig:
     #                                  recomputed in backward, so no (tokens x vocabulary) tensor is held (0: all)
     shard: str = execution("none")  # fsdp: under torchrun, FSDP2 shards weights, gradients and AdamW state over the
     #                                 ranks (pretraining); none: every rank holds the whole model (DDP-style)
+    threads: int = execution(0)  # torch threads of a stage (0: pretrain.threads, whose 0 is all cores)
+    compile: bool = execution(False)  # pretraining's step through torch.compile (the first step compiles, ~30 s)
 
     def __post_init__(self):
         import re
 
         _positive(self, "micro_batches")
+        if self.threads < 0:
+            raise ConfigError(f"runtime.threads={self.threads} must be >= 0 (0: pretrain.threads)")
         if self.logit_chunk < 0:
             raise ConfigError(f"runtime.logit_chunk={self.logit_chunk} must be >= 0 (0: no chunking)")
         if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):

@@ -42,7 +42,8 @@ def test_late_options_at_their_noop_value_keep_old_run_names(monkeypatch):
                                           "task.name", "task.files", "task.multiline", "task.max_new_tokens"}
     # where and how, not what: never in a hash
     assert config.execution_options() == ["pretrain.nanotron_launch", "runtime.device", "runtime.micro_batches",
-                                          "runtime.activation_checkpointing", "runtime.logit_chunk", "runtime.shard"]
+                                          "runtime.activation_checkpointing", "runtime.logit_chunk", "runtime.shard",
+                                          "runtime.threads", "runtime.compile"]
     assert load_config(overrides={**study, "runtime.device": "cuda"}).hash() == name
     for option, value in {"rl.filter_groups": True, "sft.demo_merge": 0.5, "rl.format_score": 0.1,
                           "runtime.dtype": "bf16", "task.name": "gsm8k"}.items():

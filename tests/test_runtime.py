@@ -229,3 +229,15 @@ def test_activation_checkpointing_gives_the_same_gradients(model, monkeypatch):
     for a, b in zip(plain, grads(ckpt)):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
     assert len(calls) == 2 * model.cfg.n_layer  # every block of both paths was recomputed
+
+
+def test_compiled_pretraining_takes_the_eager_steps(tiny_pretrain_run, tmp_path):
+    # runtime.compile: the step's forward and backward through torch.compile (inductor; this machine compiles the
+    # tiny model in ~30 s), the same losses to float tolerance; an execution option, so the run keeps its name
+    cfg, eager = tiny_pretrain_run
+    compiled = load_config(preset="tiny", overrides=["runtime.compile=true", "runtime.threads=1"])
+    assert compiled.hash() == cfg.hash()
+    out = pretrain.run(compiled, tmp_path / "compiled", show_progress=False)
+    for a, b in zip(read_metrics(eager / "metrics.jsonl"), read_metrics(out / "metrics.jsonl"), strict=True):
+        assert b["step"] == a["step"] and b["loss"] == pytest.approx(a["loss"], rel=1e-4)
+    assert load_config(out / "config.yaml").runtime.compile

@@ -88,7 +88,7 @@ def _run(cfg: Config, parent: Path, out: Path, method: str, label: str, show_pro
                           "model outside forward(), so every rank holds the whole model; use runtime.shard=none")
     with dp.main_first():
         claim_run_dir(out, cfg)
-    set_threads(cfg.pretrain.threads)
+    set_threads(cfg.runtime.threads or cfg.pretrain.threads)
     model, tok, _ = load_checkpoint(parent, verify=False)  # verified by read_meta above
     rt = resolve(cfg.runtime)
     model = rt.place(model)  # before the recipe builds its optimizers (and RL its frozen reference)

@@ -207,7 +207,7 @@ def is_sharded(model: torch.nn.Module) -> bool:
         return False
     from torch.distributed.fsdp import FSDPModule
 
-    return isinstance(model, FSDPModule)
+    return isinstance(getattr(model, "_orig_mod", model), FSDPModule)  # torch.compile wraps it: its module
 
 
 def whole(t):

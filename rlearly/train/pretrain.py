@@ -54,7 +54,7 @@ def run(cfg: Config, out_dir: str | Path, *, show_progress: bool = True, stop_af
         claim_run_dir(out, cfg)  # first: a finished run of another config is an error, not "done"
     if (out / "DONE").exists():
         return out
-    set_threads(cfg.pretrain.threads)
+    set_threads(cfg.runtime.threads or cfg.pretrain.threads)
     pc = cfg.pretrain
     dp.require(pc.batch_size, "pretrain.batch_size")
     torch.manual_seed(cfg.seed)
@@ -66,6 +66,7 @@ def run(cfg: Config, out_dir: str | Path, *, show_progress: bool = True, stop_af
     model = rt.place(LlamaLM(cfg.model, tok.vocab_size))  # initialised on the CPU (the same weights everywhere)
     model = shard_model(model, dp, cfg.runtime.shard)  # FSDP2 under torchrun with runtime.shard=fsdp
     opt = make_adamw(model, pc.lr, pc.weight_decay, (pc.beta1, pc.beta2))
+    step_model = torch.compile(model) if cfg.runtime.compile else model  # the step's forward; evaluation stays eager
     log = dp.metrics_log(out / "metrics.jsonl")
     step, elapsed = resume_latest([out / "state", *list_checkpoints(out)], model, {"adamw": opt}, log)
     dp.broadcast_(model)
@@ -85,8 +86,8 @@ def run(cfg: Config, out_dir: str | Path, *, show_progress: bool = True, stop_af
         lr = cosine_lr(step, pc.total_steps, warmup_steps, pc.lr, pc.min_lr_ratio)
         x, y = batches.batch(step)  # the global batch; this rank trains on its rows
         rows = dp.shard(len(x))
-        loss, gnorm = train_step(model, opt, *rt.to((x[rows], y[rows])), lr, pc.grad_clip, dp, len(x), rt.autocast(),
-                                 cfg.runtime.micro_batches)
+        loss, gnorm = train_step(step_model, opt, *rt.to((x[rows], y[rows])), lr, pc.grad_clip, dp, len(x),
+                                 rt.autocast(), cfg.runtime.micro_batches)
         step += 1
         losses.append(loss.item())
         bar.update(1)
