@@ -716,6 +716,18 @@ def headline_of_counts(counts: dict[str, int]) -> str:
     return f"{counts[HELD]} of {sum(counts.values())} claims held" + (f" ({rest})" if rest else "")
 
 
+def claims_text(cls: list[Claim], tables: dict) -> str:
+    """The verdicts as plain text for a terminal (`rlearly study claims`): the headline, what the intervals
+    resample, then each claim's verdict, its parts' verdicts and values, and its guessing floor."""
+    lines = [headline(cls), intervals_note(tables)]
+    for c in cls:
+        lines += ["", f"claim {c.id}: {c.verdict} - {c.claim}"]
+        lines += [f"  {p.rule.part}: {p.verdict}" + (f" | {p.value}" if p.value else "") + (f" ({p.why})" if p.why else "")
+                  for p in c.parts]
+        lines.append(f"  floor: {c.floor}")
+    return "\n".join(lines)
+
+
 def claims_results(cls: list[Claim]) -> dict:
     verdicts = [c.verdict for c in cls]
     counts = {"claims_measured": sum(v != NOT_MEASURED for v in verdicts),

@@ -3,7 +3,7 @@
     rlearly config  [--config F] [--preset P] [key=value ...]     print the resolved config
     rlearly pretrain [--config F] [--preset P] [--out DIR] [key=value ...]
     rlearly branch CHECKPOINT --method M [--out DIR] [key=value ...]   post-train from a checkpoint
-    rlearly study run|status|report SPEC [--root DIR] [--jobs N] [--seed N]   a whole study, node by node (cached)
+    rlearly study run|status|claims|report SPEC [--root DIR] [--jobs N] [--seed N]   a whole study, node by node
                                          [--reports DIR]                   ... and its reports
                                          [--executor submitit --cluster slurm --job slurm_partition=P ...]
     rlearly eval CHECKPOINT [--split test --n 32 --k 1,8,32]      pass@k table + general capability
@@ -71,8 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a local data file of the task (task.files), repeatable: train=..., dev=... (validation)")
     p.add_argument("--out", help="branch directory (default <run>/branch/<method>/<checkpoint>/<config hash>)")
     p.add_argument("--no-progress", action="store_true")
-    p = sub.add_parser("study", help="run a study spec (pretrain -> branches -> evaluations), show its status, or render its reports")
-    p.add_argument("action", choices=["run", "status", "report"])
+    p = sub.add_parser("study", help="run a study spec (pretrain -> branches -> evaluations), show its status or its "
+                       "claims' verdicts, or render its reports")
+    p.add_argument("action", choices=["run", "status", "claims", "report"])
     p.add_argument("spec", help="study YAML, e.g. studies/tiny.yaml")
     p.add_argument("--root", help="study directory (default runs/<study name>)")
     p.add_argument("--jobs", type=int, default=1, help="run: independent nodes at a time, in worker processes "
@@ -220,6 +221,11 @@ def _dispatch(args) -> int:
             again = "".join(f" {o} {v}" for o, v in (("--root", args.root), ("--seed", args.seed or None)) if v)
             print(f"done: {root} in {study.clock(time.perf_counter() - t0)} (tables in {root / 'tables'}); "
                   f"next: rlearly study report {args.spec}{again}")
+        elif args.action == "claims":  # the ten claims' verdicts from the finished study's tables, as text
+            from rlearly import claims
+            from rlearly.analysis import load_tables
+
+            print(claims.claims_text(claims.claims(root), load_tables(root)))
         elif args.action == "report":
             from rlearly import report
 

@@ -467,3 +467,17 @@ def test_evaluation_nodes_can_sample_with_vllm(tmp_path, monkeypatch):
     bad.write_text("name: x\neval: {backend: jax}\n")
     with pytest.raises(ConfigError, match="study eval.backend='jax' must be torch or vllm"):
         study.load_study(bad)
+
+
+def test_study_claims_prints_every_verdict(tiny_study, capsys):
+    """`rlearly study claims`: the headline, what the intervals resample, each claim's parts with their values
+    and floors, from the finished study's tables; before the tables exist, one line saying to run the study."""
+    from rlearly import cli
+
+    spec, root = tiny_study
+    assert cli.main(["study", "claims", str(TINY), "--root", str(root)]) in (0, None)
+    out = capsys.readouterr().out.splitlines()
+    assert "claims held" in out[0] and sum(line.startswith("claim ") for line in out) == 10
+    assert any(line.startswith("  floor: test: pass@1") for line in out)
+    assert cli.main(["study", "claims", str(TINY), "--root", str(root.parent / "none")]) == 2
+    assert "run `rlearly study run <spec>" in capsys.readouterr().err
