@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from rlearly.errors import DataError, RlearlyError
+from rlearly.train import method_order
 
 TABLES = ("passk", "general", "branch_metrics", "pretrain_metrics")
 SFT_FAMILY = ("sft", "sft_gold", "sft_rl", "sft_gold_rl")
@@ -136,14 +137,14 @@ def pivot_at(passk: pd.DataFrame, k: int, split: str = "test") -> pd.DataFrame:
     """pass@k, rows = method, columns = parent_tokens (mean over seeds)."""
     df = seed_mean(passk, split)
     out = df[df["k"] == k].pivot(index="method", columns="parent_tokens", values="pass_at_k")
-    return out.reindex(_method_order(out.index))
+    return out.reindex(method_order(out.index))
 
 
 def passk_wide(passk: pd.DataFrame, parent_tokens, split: str = "test") -> pd.DataFrame:
     """pass@k at one checkpoint, rows = method, columns = k (mean over seeds)."""
     df = seed_mean(passk, split)
     out = df[df["parent_tokens"] == parent_tokens].pivot(index="method", columns="k", values="pass_at_k")
-    return out.reindex(_method_order(out.index))
+    return out.reindex(method_order(out.index))
 
 
 def deltas_vs_base(passk: pd.DataFrame, ks, split: str = "test") -> pd.DataFrame:
@@ -294,7 +295,7 @@ def expansion_table(study_root, passk: pd.DataFrame, split: str = "test", agains
     from rlearly import passk as pk
 
     km = k_max(passk, split)
-    methods = methods or [m for m in _method_order(passk["method"]) if m != against]
+    methods = methods or [m for m in method_order(passk["method"]) if m != against]
     rows = []
     for m in methods:
         d = contrast(study_root, passk, m, against, [1, km], split)
@@ -574,16 +575,9 @@ def budget_headline(curves: pd.DataFrame, final: pd.DataFrame) -> dict:
     return out
 
 
-def _method_order(methods) -> list[str]:
-    from rlearly.train import RECIPES
-
-    known = ["base", *RECIPES]
-    return [m for m in known if m in set(methods)] + sorted(set(methods) - set(known))
-
-
 def _by_method(df: pd.DataFrame) -> pd.DataFrame:
     """Rows in the figures' method order (base, rl, sft, ...), stable within a method."""
-    rank = {m: i for i, m in enumerate(_method_order(df["method"]))}
+    rank = {m: i for i, m in enumerate(method_order(df["method"]))}
     return df.sort_values("method", key=lambda c: c.map(rank), kind="stable").reset_index(drop=True)
 
 

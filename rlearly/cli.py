@@ -225,7 +225,8 @@ def _dispatch(args) -> int:
             from rlearly import claims
             from rlearly.analysis import load_tables
 
-            print(claims.claims_text(claims.claims(root), load_tables(root)))
+            tables = load_tables(root)
+            print(claims.claims_text(claims.claims(root, tables), tables))
         elif args.action == "report":
             from rlearly import report
 

@@ -72,8 +72,10 @@ def scores(results: dict, benchmarks=tuple(BENCHMARKS)) -> dict:
     return {"benchmarks": out, **avg}
 
 
-def run(checkpoint: str | Path, out: str | Path, benchmarks=tuple(BENCHMARKS), **kw) -> dict:
-    """Run lm-eval on `checkpoint` and write the result JSON to `out`; returns what was written."""
+def run(checkpoint: str | Path, out: str | Path, benchmarks=tuple(BENCHMARKS), extra: dict | None = None,
+        **kw) -> dict:
+    """Run lm-eval on `checkpoint` and write the result JSON to `out`, with the fields of `extra` added (a study
+    node's settings); returns what was written."""
     from rlearly.checkpoint import provenance, read_meta
     from rlearly.evaluate import checkpoint_id
     from rlearly.train.common import write_atomic
@@ -89,7 +91,7 @@ def run(checkpoint: str | Path, out: str | Path, benchmarks=tuple(BENCHMARKS), *
               "checkpoint_id": checkpoint_id(checkpoint), "lineage": meta, "harness": {
                   "lm_eval_version": getattr(lm_eval, "__version__", None), "arguments": args,
                   "versions": results.get("versions"), "n_samples": results.get("n-samples")},
-              "provenance": provenance()}
+              "provenance": provenance(), **(extra or {})}
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(out, json.dumps(record, indent=2, default=str) + "\n")

@@ -123,9 +123,9 @@ def export_config(cfg: Config, out_dir: str | Path, *, docs: int = 100_000, toke
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     d = cfg.data
-    hub = d.corpus != "synthetic" and d.corpus_fraction == 1.0 and not Path(d.corpus).exists() \
+    # one hub dataset nanotron reads itself; a Nanoset holds rlearly's own rows, whatever the corpus
+    hub = not nanoset and d.corpus != "synthetic" and d.corpus_fraction == 1.0 and not Path(d.corpus).exists() \
         and not is_mixture_file(d.corpus) and ":" not in d.corpus
-    hub = hub and not nanoset  # a Nanoset holds rlearly's own rows, whatever the corpus
     mixture = None if hub and tokenizer else Mixture(cfg, World(cfg.world))
     if tokenizer:
         tok_dir = Path(tokenizer).resolve()
@@ -459,8 +459,9 @@ def pretrain(cfg: Config, out_dir: str | Path) -> Path:
         dest = out / ckpt_name(tokens)
         if not (dest / "meta.json").is_file():
             convert_checkpoint(src, dest, tokenizer=work / "tokenizer", config=work / "rlearly.yaml", interleaved=False)
-        if read_meta(dest).get("step") not in (s, None):
-            raise RlearlyError(f"{src} holds step {read_meta(dest)['step']}, not {s}: a checkpoint of another run?")
+        got = read_meta(dest).get("step")
+        if got not in (s, None):
+            raise RlearlyError(f"{src} holds step {got}, not {s}: a checkpoint of another run?")
         names.append(dest.name)
     meta = dict(method="pretrain", engine="nanotron", launch=cfg.pretrain.nanotron_launch, parent=None, seed=cfg.seed,
                 config_hash=cfg.hash(), steps=steps[-1], tokens=steps[-1] * cfg.pretrain.tokens_per_step,

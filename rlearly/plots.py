@@ -27,7 +27,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib import ticker
 
-from rlearly.train import RECIPES
+from rlearly.train import RECIPES, method_order
 
 # one colour per method, seaborn "colorblind" hues, from the recipe registry; base is neutral grey
 # (docs/PAPER.md §1 figures: base vs recipes)
@@ -50,11 +50,6 @@ def method_label(method: str) -> str:
     return RECIPES[method].label if method in RECIPES else METHOD_LABELS.get(method, method)
 
 
-def method_order() -> list[str]:
-    """Figure and table order: base, then the recipes in registration order."""
-    return ["base", *RECIPES]
-
-
 def fmt_tokens(tokens) -> str:
     """4200000 -> '4.2M', 2.1e9 -> '2.1B'."""
     t = float(tokens)
@@ -73,11 +68,6 @@ def _styled(fn):
         with sns.axes_style("whitegrid"), sns.plotting_context("notebook", font_scale=0.85):
             return fn(*args, **kwargs)
     return wrapper
-
-
-def _order(methods) -> list[str]:
-    known = [m for m in method_order() if m in set(methods)]
-    return known + sorted(set(methods) - set(known))
 
 
 def _require(df, name: str, cols) -> pd.DataFrame:
@@ -194,7 +184,7 @@ def _token_axis(ax, values):
 def _grouped_bars(ax, d: pd.DataFrame, value: str):
     """Bars of `value`, groups on x = parent_tokens, one bar (and BarContainer) per method, zero line."""
     parents = sorted(d["parent_tokens"].unique())
-    methods = _order(d["method"].unique())
+    methods = method_order(d["method"].unique())
     width = 0.8 / len(methods)
     pos = {p: i for i, p in enumerate(parents)}
     for j, m in enumerate(methods):
@@ -229,7 +219,7 @@ def passk_curves(passk: pd.DataFrame, parent_tokens=None, split: str = "test", f
     fl = _floor_by_k(floor, split)
     for ax, pt in zip(axes, parents):
         sub = df[df["parent_tokens"] == pt]
-        for m in _order(sub["method"].unique()):
+        for m in method_order(sub["method"].unique()):
             d = sub[sub["method"] == m].sort_values("k")
             ax.plot(d["k"], d["pass_at_k"], marker="o", ms=3, color=method_color(m), label=method_label(m))
             ax.fill_between(d["k"], d["ci_low"], d["ci_high"], color=method_color(m), alpha=0.15, lw=0)
@@ -257,7 +247,7 @@ def checkpoint_sweep(passk: pd.DataFrame, ks=(1, 8, 32), split: str = "test", fl
     fig, axes = _panels(len(ks), sharex=True)
     for ax, k in zip(axes, ks):
         sub = df[df["k"] == k]
-        for m in _order(sub["method"].unique()):
+        for m in method_order(sub["method"].unique()):
             d = sub[sub["method"] == m].sort_values("parent_tokens")
             y = d["pass_at_k"].to_numpy(float)
             yerr = np.clip([y - d["ci_low"].to_numpy(float), d["ci_high"].to_numpy(float) - y], 0, None)
@@ -303,7 +293,7 @@ def coverage_bars(coverage: pd.DataFrame, normalize: bool = True):
     df = coverage.groupby(["method", "parent_tokens"], as_index=False)[cats].mean()
     if normalize:
         df[cats] = df[cats].div(df[cats].sum(axis=1).replace(0, np.nan), axis=0)
-    methods = _order(df["method"].unique())
+    methods = method_order(df["method"].unique())
     fig, axes = _panels(len(methods))
     for ax, m in zip(axes, methods):
         d = df[df["method"] == m].sort_values("parent_tokens")
@@ -359,7 +349,7 @@ def training_curves(branch_metrics: pd.DataFrame, y: str = "reward_mean"):
     fig, axes = _panels(len(parents))
     for ax, pt in zip(axes, parents):
         sub = agg[agg["parent_tokens"] == pt]
-        for m in _order(sub["method"].unique()):
+        for m in method_order(sub["method"].unique()):
             d = sub[sub["method"] == m].sort_values("step")
             ax.plot(d["step"], d["mean"], color=method_color(m), label=method_label(m))
             if (d["count"] > 1).any():

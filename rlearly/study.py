@@ -724,11 +724,9 @@ def _lm_eval_job(ckpt: Path, out: Path, protocol: dict):
         from rlearly import lmeval
         from rlearly.checkpoint import load_config_of
         from rlearly.runtime import resolve
-        from rlearly.train.common import write_atomic
 
         device = str(resolve(load_config_of(ckpt).runtime).device)  # auto: a GPU where there is one
-        record = lmeval.run(ckpt, out, protocol["lm_eval"], limit=protocol["lm_eval_limit"], device=device)
-        write_atomic(out, json.dumps({**record, **protocol}, indent=2, default=str) + "\n")  # the node's settings
+        lmeval.run(ckpt, out, protocol["lm_eval"], extra=protocol, limit=protocol["lm_eval_limit"], device=device)
     return job
 
 

@@ -68,9 +68,14 @@ ALIASES = {"grpo": "rl", "sft_grpo": "sft_rl", "sft_gold_grpo": "sft_gold_rl", "
            "sft-gold": "sft_gold", "sft-gold-rl": "sft_gold_rl"}  # the paper's and TRL's words for the same recipes
 
 
-def methods() -> tuple[str, ...]:
-    """The registered recipes' names, in figure order."""
-    return tuple(RECIPES)
+def method_order(methods=None) -> list[str]:
+    """Figure and table order: base, then the recipes as registered, then any other name in `methods`, sorted.
+    `methods` None: base and every registered recipe."""
+    known = ["base", *RECIPES]
+    if methods is None:
+        return known
+    have = set(methods)
+    return [m for m in known if m in have] + sorted(have - set(known))
 
 
 def method_name(name: str, where: str = "") -> str:

@@ -73,11 +73,10 @@ def run(cfg: Config, parent: str | Path, out_dir: str | Path, method: str, *, sh
         if not (sft_dir / "DONE").exists():
             return out
         parent = sft_dir / "final"
-    return _run(cfg, Path(parent), out, method, method, show_progress, stop_after)
+    return _run(cfg, Path(parent), out, method, show_progress, stop_after)
 
 
-def _run(cfg: Config, parent: Path, out: Path, method: str, label: str, show_progress: bool,
-         stop_after: int | None) -> Path:
+def _run(cfg: Config, parent: Path, out: Path, method: str, show_progress: bool, stop_after: int | None) -> Path:
     if (out / "DONE").exists():  # finished: only check that it is a run of this very config
         claim_run_dir(out, cfg)
         return out
@@ -96,10 +95,11 @@ def _run(cfg: Config, parent: Path, out: Path, method: str, label: str, show_pro
     task = config_task(cfg.task, cfg.world)  # synthetic: this config's world; else a registered task's data
     recipe = make_recipe(method, cfg, model, tok, task)
     log = dp.metrics_log(out / "metrics.jsonl")
-    steps, floor = total_steps(method, cfg, _n_demos(recipe)), min_steps(method, cfg, _n_demos(recipe))
+    n_demos = _n_demos(recipe)
+    steps, floor = total_steps(method, cfg, n_demos), min_steps(method, cfg, n_demos)
     step, elapsed = resume_latest([out / "state"], model, recipe.optimizers, log)
     dp.broadcast_(model)
-    lineage = dict(method=label, parent=str(parent), parent_id=checkpoint_id(parent),
+    lineage = dict(method=method, parent=str(parent), parent_id=checkpoint_id(parent),
                    # pretraining tokens of the start checkpoint M_t, carried through SFT for sft_rl
                    parent_tokens=parent_meta.get("tokens", parent_meta.get("parent_tokens")),
                    seed=cfg.seed, config_hash=cfg.hash(), runtime=rt.describe())
@@ -109,13 +109,13 @@ def _run(cfg: Config, parent: Path, out: Path, method: str, label: str, show_pro
     patience, min_delta = cfg.branch.patience, cfg.branch.min_delta  # rank 0 decides when to stop, for every rank
     val = [r["val_pass@1"] for r in read_metrics(out / "metrics.jsonl") if "val_pass@1" in r] if dp.main else []
     stop = lambda: step >= floor and dp.broadcast_value(dp.main and plateaued(val, patience, min_delta)) > 0  # noqa: E731
-    stopped = patience > 0 and stop()
+    why = "plateau" if patience > 0 and stop() else ""  # why the branch stopped early ("": it did not)
     silent = cfg.branch.no_signal_steps  # RL that has had no learning signal yet stops after this many steps
     if silent and step:
         silent = silent if rl_without_signal(read_metrics(out / "metrics.jsonl")) == step else 0
-    bar = progress(steps, step, label, show_progress and dp.main)
+    bar = progress(steps, step, method, show_progress and dp.main)
     t0 = time.perf_counter()
-    while step < end and not stopped:
+    while step < end and not why:
         _warmup(recipe, cfg, step)
         with rt.autocast():  # bf16: the recipe's forward passes (sampling included); validation stays fp32
             row = recipe.step(step)
@@ -129,23 +129,23 @@ def _run(cfg: Config, parent: Path, out: Path, method: str, label: str, show_pro
                                        stable_seed(cfg.seed, "val")))
             if patience:
                 val += [row["val_pass@1"]] if "val_pass@1" in row else []
-                stopped = stop()
+                why = "plateau" if stop() else why
         if silent and not (row.get("frac_zero_std") == 1.0 and "sft_loss" not in row):
             silent = 0  # a signal (or SFT, which always has one): the usual stopping rules only
-        no_signal = bool(silent) and step >= silent
-        stopped = stopped or no_signal
+        if silent and step >= silent:
+            why = "no_signal"
         now = time.perf_counter()
         elapsed, t0 = elapsed + now - t0, now
         log.write(step=step, elapsed_s=round(elapsed, 3), **row)
-        if step % cfg.branch.save_every == 0 and step < steps and not stopped and dp.main:
+        if step % cfg.branch.save_every == 0 and step < steps and not why and dp.main:
             save_checkpoint(out / f"step-{step:06d}", model, tok, {**lineage, "step": step}, cfg)
             save_checkpoint(out / "state", model, tok, {**lineage, "step": step}, cfg, recipe.optimizers,
                             {"step": step, "elapsed_s": elapsed})
     bar.close()
-    if (step >= steps or stopped) and dp.main:
+    if (step >= steps or why) and dp.main:
         save_checkpoint(out / "final", model, tok, {**lineage, "step": step}, cfg)
         write_atomic(out / "meta.json", json.dumps({**lineage, "steps": step, "elapsed_s": round(elapsed, 2),
-                                                    "stopped": _why_stopped(stopped, silent, step),
+                                                    "stopped": why or "steps",
                                                     **provenance()}, indent=2) + "\n")
         write_atomic(out / "DONE", "")
         n_silent = rl_without_signal(read_metrics(out / "metrics.jsonl"))
@@ -155,12 +155,6 @@ def _run(cfg: Config, parent: Path, out: Path, method: str, label: str, show_pro
                   "try a later checkpoint or a larger rl.group_size)", file=sys.stderr)
     dp.barrier()  # every rank returns once the branch is finished on disk
     return out
-
-
-def _why_stopped(stopped: bool, silent: int, step: int) -> str:
-    if not stopped:
-        return "steps"
-    return "no_signal" if silent and step >= silent else "plateau"
 
 
 def rl_without_signal(rows: list[dict]) -> int:

@@ -210,21 +210,31 @@ def is_sharded(model: torch.nn.Module) -> bool:
     return isinstance(getattr(model, "_orig_mod", model), FSDPModule)  # torch.compile wraps it: its module
 
 
-def whole(t):
-    """A sharded tensor (DTensor) gathered whole (a collective: every rank calls it); any other value as is."""
+def _is_dtensor(t) -> bool:
+    """A sharded tensor (torch's DTensor); never one where this torch has no torch.distributed."""
+    if not torch.distributed.is_available():
+        return False
     from torch.distributed.tensor import DTensor
 
-    return t.full_tensor() if isinstance(t, DTensor) else t
+    return isinstance(t, DTensor)
 
 
-def unsharded(model: torch.nn.Module) -> torch.nn.Module:
+def whole(t):
+    """A sharded tensor (DTensor) gathered whole (a collective: every rank calls it); any other value as is."""
+    return t.full_tensor() if _is_dtensor(t) else t
+
+
+def unsharded(model: torch.nn.Module, keep: bool = True) -> torch.nn.Module:
     """A plain copy of a sharded model with its whole weights, on its device, for what one rank runs alone
-    (validation, greedy checks, saving). A collective; a model that is not sharded is returned itself."""
+    (validation, greedy checks, saving). A collective every rank calls; only where `keep` (rank 0) is the copy
+    built, the others get the model back. A model that is not sharded is returned itself."""
     from rlearly.model import LlamaLM
 
     if not is_sharded(model):
         return model
     state = {k: whole(v) for k, v in model.state_dict().items()}
+    if not keep:
+        return model
     emb = state["model.embed_tokens.weight"]
     copy = LlamaLM(model.cfg, emb.shape[0]).to(emb.device)
     copy.load_state_dict(state)
@@ -242,22 +252,23 @@ def full_optimizer_state(opt: torch.optim.Optimizer, model: torch.nn.Module) -> 
 
 def load_weights(model: torch.nn.Module, state: dict) -> None:
     """`model.load_state_dict(state)` from whole tensors; a sharded model's ranks each keep their shard."""
-    from torch.distributed.tensor import DTensor, distribute_tensor
+    if not is_sharded(model):
+        model.load_state_dict(state)
+        return
+    from torch.distributed.tensor import distribute_tensor
 
     own = model.state_dict()
     model.load_state_dict({k: distribute_tensor(v.to(own[k].to_local().device), own[k].device_mesh, own[k].placements)
-                           if isinstance(own.get(k), DTensor) else v for k, v in state.items()})
+                           if _is_dtensor(own.get(k)) else v for k, v in state.items()})
 
 
 def shard_optimizer_state(opt: torch.optim.Optimizer) -> None:
     """After `opt.load_state_dict` from whole tensors: each moment of a sharded parameter cut to its shard
     (a no-op for plain parameters)."""
-    if not torch.distributed.is_available():
-        return
-    from torch.distributed.tensor import DTensor, distribute_tensor
-
     for p, st in opt.state.items():
-        if isinstance(p, DTensor):
+        if _is_dtensor(p):
+            from torch.distributed.tensor import distribute_tensor
+
             for k, v in st.items():
-                if torch.is_tensor(v) and not isinstance(v, DTensor) and v.shape == p.shape:
+                if torch.is_tensor(v) and not _is_dtensor(v) and v.shape == p.shape:
                     st[k] = distribute_tensor(v.to(p.to_local().device), p.device_mesh, p.placements)

@@ -96,7 +96,7 @@ def run(cfg: Config, out_dir: str | Path, *, show_progress: bool = True, stop_af
         evaluate = step % pc.eval_every == 0 or is_ckpt
         save = is_ckpt or step % pc.save_every == 0
         # what rank 0 runs alone: the model itself, or a gathered copy of a sharded one (every rank gathers)
-        view = unsharded(model) if evaluate or save else model
+        view = unsharded(model, keep=dp.main) if evaluate or save else model
         if evaluate:
             if dp.main:  # rank 0 evaluates and logs
                 dt = time.perf_counter() - t_log
