@@ -28,7 +28,7 @@ def chunked_logprobs(hidden: Tensor, head: Tensor, targets: Tensor, chunk: int) 
     """log π(target) (M,) and the entropy of π (M,, no gradient) at M positions from their final hidden states
     hidden (M, d) and the LM head's weight head (V, d), `chunk` positions at a time: each chunk's (chunk, V)
     logits are recomputed in the backward pass instead of kept, so no (M, V) tensor is held (the paper's
-    vocabulary is 100k). Equal to token_logprobs and entropy on the whole logits, to float tolerance."""
+    vocabulary is 100k). Equal to token_logprobs and token_entropy on the whole logits, to float tolerance."""
     lps, ents = [], []
     for h, t in zip(hidden.split(chunk), targets.split(chunk)):
         lp, ent = torch.utils.checkpoint.checkpoint(_chunk_logprobs, h, head, t, use_reentrant=False)
@@ -41,9 +41,13 @@ def chunked_logprobs(hidden: Tensor, head: Tensor, targets: Tensor, chunk: int) 
 
 def _chunk_logprobs(h: Tensor, head: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
     logits = torch.nn.functional.linear(h, head).float()
-    with torch.no_grad():
-        ent = torch.special.entr(torch.softmax(logits, dim=-1)).sum(-1)
-    return token_logprobs(logits, t), ent
+    return token_logprobs(logits, t), token_entropy(logits)
+
+
+@torch.no_grad()
+def token_entropy(logits: Tensor) -> Tensor:
+    """H(π(·|prefix)) in nats per position, fp32, no gradient: logits (..., V) → (...)."""
+    return torch.special.entr(torch.softmax(logits.float(), dim=-1)).sum(-1)  # entr(0) = 0: −inf logits give no NaN
 
 
 def scatter_masked(values: Tensor, mask: Tensor) -> Tensor:
@@ -51,12 +55,9 @@ def scatter_masked(values: Tensor, mask: Tensor) -> Tensor:
     return torch.zeros(mask.shape, dtype=values.dtype, device=values.device).masked_scatter(mask.bool(), values)
 
 
-@torch.no_grad()
 def entropy_from_logits(logits: Tensor, mask: Tensor) -> float:
     """Mean token entropy H(π(·|prefix)) in nats over masked positions, fp32; 0.0 for an empty mask."""
-    probs = torch.softmax(logits.float(), dim=-1)  # (B, T, V)
-    ent = torch.special.entr(probs).sum(-1)  # (B, T); entr(0) = 0, so −inf logits give no NaN
-    return _masked_mean(ent, mask)
+    return _masked_mean(token_entropy(logits), mask)
 
 
 def aggregate(per_token: Tensor, mask: Tensor, agg: str = "token-mean", max_len: int | None = None) -> Tensor:

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 import torch.utils.checkpoint
 
 from rlearly.config import ModelConfig
+from rlearly.losses import chunked_logprobs, scatter_masked, token_entropy, token_logprobs
 
 
 class RMSNorm(nn.Module):
@@ -327,6 +328,20 @@ class LlamaLM(nn.Module):
         and everything after it run on those positions only (RL and SFT score responses, not prompts).
         With `prefix`, each row of idx continues a prompt shared by `group` rows (`shared_prefix_hidden`)."""
         return self.lm_head(self.masked_hidden(idx, mask, prefix, prefix_real, group))
+
+    def masked_logprobs(self, idx, targets, mask, chunk: int = 0, entropy: bool = False, prefix=None,
+                        prefix_real=None, group: int = 1) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """log π(targets) (B, T) at the positions where `mask` (B, T) is nonzero, 0 elsewhere, and with `entropy`
+        the entropy of π at those positions (M,, no gradient; else None): how SFT, GRPO and its reference score
+        tokens. chunk > 0 runs the LM head `chunk` positions at a time, recomputed in backward, so no (M, V)
+        logits are held (`runtime.logit_chunk`; it computes the entropy either way)."""
+        hidden, picked = self.masked_hidden(idx, mask, prefix, prefix_real, group), targets[mask.bool()]
+        if chunk:
+            lp, ent = chunked_logprobs(hidden, self.lm_head.weight, picked, chunk)
+        else:
+            logits = self.lm_head(hidden)  # (M, V)
+            lp, ent = token_logprobs(logits, picked), token_entropy(logits) if entropy else None
+        return scatter_masked(lp, mask), ent if entropy else None
 
     def masked_hidden(self, idx, mask, prefix=None, prefix_real=None, group: int = 1):
         """The final hidden states (M, n_embd) that `masked_logits` applies the LM head to."""

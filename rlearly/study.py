@@ -730,16 +730,20 @@ def _lm_eval_job(ckpt: Path, out: Path, protocol: dict):
     return job
 
 
-def _lm_eval_rows(node: Node) -> list[dict]:
-    """The lm-eval table's rows of one result: a score per benchmark, and the paper's averages."""
+def _row_identity(node: Node, checkpoint_id: str, method: str | None, parent_tokens, seed) -> dict:
+    """What names an evaluated checkpoint in the tables (bases under one method name, "base")."""
     from rlearly.evaluate import BASE_METHODS
 
+    return dict(arm=node.arm, checkpoint_id=checkpoint_id, method="base" if method in BASE_METHODS else method,
+                parent_tokens=parent_tokens, pretrain_seed=node.pretrain_seed, seed=seed)
+
+
+def _lm_eval_rows(node: Node) -> list[dict]:
+    """The lm-eval table's rows of one result: a score per benchmark, and the paper's averages."""
     r = _read_result(node.path, node.path)
     meta = r.get("lineage", {})
-    ident = dict(arm=node.arm, checkpoint_id=r["checkpoint_id"],
-                 method="base" if meta.get("method") in BASE_METHODS else meta.get("method"),
-                 parent_tokens=meta.get("parent_tokens") or meta.get("tokens"), pretrain_seed=node.pretrain_seed,
-                 seed=meta.get("seed"))
+    ident = _row_identity(node, r["checkpoint_id"], meta.get("method"), meta.get("parent_tokens") or meta.get("tokens"),
+                          meta.get("seed"))
     rows = [{**ident, "benchmark": b, "metric": v["metric"], "score": v["score"], "stderr": v["stderr"]}
             for b, v in r["benchmarks"].items()]
     return rows + [{**ident, "benchmark": k, "metric": "mean", "score": r[k], "stderr": None}
@@ -751,7 +755,6 @@ def write_tables(spec: StudySpec, root: str | Path) -> dict:
     Every row carries its `arm`; nodes of an older plan left in the root are not read."""
     import pandas as pd
 
-    from rlearly.evaluate import BASE_METHODS
     from rlearly.train.common import read_metrics, write_atomic
 
     root = Path(root)
@@ -762,10 +765,8 @@ def write_tables(spec: StudySpec, root: str | Path) -> dict:
             continue
         if node.kind == "eval":
             r = _read_result(node.path, node.path)
-            method = "base" if r["method"] in BASE_METHODS else r["method"]
-            ident = dict(arm=node.arm, checkpoint_id=r["checkpoint_id"], method=method,
-                         parent_tokens=r["parent_tokens"], pretrain_seed=node.pretrain_seed, seed=r["seed"],
-                         split=r["split"])
+            ident = {**_row_identity(node, r["checkpoint_id"], r["method"], r["parent_tokens"], r["seed"]),
+                     "split": r["split"]}
             passk_rows += [{**ident, "task_id": r["task_id"], "prompt_mode": r["prompt_mode"], "n": r["n"],
                             "format_rate": r.get("format_rate"), **p} for p in r["passk"]]
             if r["checkpoint_id"] not in general_seen:  # general capability: once per checkpoint, not per split

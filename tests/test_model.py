@@ -105,6 +105,29 @@ def test_shared_prefix_hidden_matches_full_forward_values_and_gradients(model):
     model.zero_grad()
 
 
+def test_masked_logprobs_whole_and_chunked_equal_the_full_forward(model):
+    """How SFT and GRPO score tokens: log π(target) at the masked positions (0 elsewhere) and their entropy equal
+    the full forward's log-softmax, with the LM head whole or a few positions at a time (gradients too)."""
+    torch.manual_seed(2)
+    x, y = torch.randint(3, 300, (3, 7)), torch.randint(3, 300, (3, 7))
+    mask = torch.rand(3, 7) < 0.5
+    logp = torch.log_softmax(model(x).float(), -1)
+    want = torch.where(mask, logp.gather(-1, y[..., None])[..., 0], 0.0)
+    want_ent = -(logp.exp() * logp).sum(-1)[mask]
+    out = {}
+    for chunk in (0, 2):
+        lp, ent = model.masked_logprobs(x, y, mask.float(), chunk=chunk, entropy=True)
+        torch.testing.assert_close(lp, want.detach(), atol=1e-5, rtol=0)
+        torch.testing.assert_close(ent, want_ent.detach(), atol=1e-5, rtol=0)
+        assert not ent.requires_grad and model.masked_logprobs(x, y, mask, chunk=chunk)[1] is None
+        model.zero_grad()
+        (lp * torch.arange(21.0).reshape(3, 7)).sum().backward()
+        out[chunk] = {n: p.grad.clone() for n, p in model.named_parameters()}
+    for n, g in out[0].items():
+        torch.testing.assert_close(out[2][n], g, atol=1e-5, rtol=1e-4)
+    model.zero_grad()
+
+
 def test_the_fused_shared_prefix_kernel_equals_the_hand_written_one():
     """shared_prefix_sdpa (scaled_dot_product_attention, GQA native, the GRPO loss's path) against
     shared_prefix_attention (scores by hand, keys repeated per query head), hand-masked: a prompt with no real

@@ -25,8 +25,7 @@ import numpy as np
 import torch
 
 from rlearly.config import Config
-from rlearly.losses import (chunked_logprobs, entropy_from_logits, group_advantages, grpo_loss, scatter_masked,
-                            token_logprobs)
+from rlearly.losses import group_advantages, grpo_loss
 from rlearly.runtime import device_of, to_device
 from rlearly.sampling import generate
 from rlearly.tasks import Task
@@ -170,10 +169,8 @@ class RLRecipe:
             if len(groups) == 0:  # data-parallel: fewer groups on this rank than parts
                 continue
             rows = (groups[:, None] * G + torch.arange(G, device=dev)).reshape(-1)
-            mask = ro.mask[rows]
-            logits = self.model.masked_logits(ro.x[rows], mask, prefix=ro.prefix[groups],
-                                              prefix_real=ro.prefix_real[groups], group=G)
-            out[rows] = scatter_masked(token_logprobs(logits, ro.y[rows][mask.bool()]), mask)
+            out[rows] = self.model.masked_logprobs(ro.x[rows], ro.y[rows], ro.mask[rows], prefix=ro.prefix[groups],
+                                                   prefix_real=ro.prefix_real[groups], group=G)[0]
         return out
 
     def loss(self, ro: Rollouts, adv: torch.Tensor, rows) -> tuple[torch.Tensor, dict]:
@@ -221,23 +218,16 @@ class RLRecipe:
         rc, G = self.cfg.rl, ro.group
         x, y, mask = ro.x[rows], ro.y[rows], ro.mask[rows]
         shared = dict(prefix=ro.prefix[groups], prefix_real=ro.prefix_real[groups], group=G)
-        sel = mask.bool()  # the LM head, log-probs and entropy run on response positions only
-        if self.cfg.runtime.logit_chunk:  # no (M, V) logits held: chunks recomputed in backward
-            hidden = self.model.masked_hidden(x, mask, **shared)
-            token_lp, entropy = chunked_logprobs(hidden, self.model.lm_head.weight, y[sel], self.cfg.runtime.logit_chunk)
-            logits, lp = None, scatter_masked(token_lp, mask)
-        else:
-            logits = self.model.masked_logits(x, mask, **shared)  # (M, V)
-            lp = scatter_masked(token_logprobs(logits, y[sel]), mask)  # (n, T), 0 off the mask
+        # the LM head, log-probs and entropy run on response positions only
+        lp, entropy = self.model.masked_logprobs(x, y, mask, chunk=self.cfg.runtime.logit_chunk, entropy=True, **shared)
         ref_lp = None
         if self.ref is not None:
             with torch.no_grad():
-                ref_lp = scatter_masked(token_logprobs(self.ref.masked_logits(x, mask, **shared), y[sel]), mask)
+                ref_lp = self.ref.masked_logprobs(x, y, mask, **shared)[0]
         loss, stats = grpo_loss(lp, ro.old_logprobs[rows], adv[rows], mask, ref_lp, rc.kl_coef,
                                 clip_low=rc.clip_low, clip_high=rc.clip_high, dual_clip=rc.dual_clip or None,
                                 kl_estimator=rc.kl_estimator, agg=rc.loss_agg, max_len=rc.max_new_tokens)
-        stats["entropy"] = entropy_from_logits(logits.detach(), mask[sel]) if logits is not None else \
-            (float(entropy.mean()) if entropy.numel() else 0.0)
+        stats["entropy"] = float(entropy.mean()) if entropy.numel() else 0.0
         return loss, stats
 
     def minibatches(self, step: int, n: int, keep: np.ndarray | None = None) -> list[np.ndarray]:

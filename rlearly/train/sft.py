@@ -12,7 +12,7 @@ import math
 import torch
 
 from rlearly.config import Config
-from rlearly.losses import chunked_logprobs, masked_nll, scatter_masked, token_logprobs
+from rlearly.losses import masked_nll
 from rlearly.runtime import device_of, to_device
 from rlearly.tasks import Task, demonstrations
 from rlearly.tokenizer import Tokenizer
@@ -67,10 +67,7 @@ class SFTRecipe:
         micro-batch counted), `batch` is one part of it: the loss returned is its share, and `sft_loss` that
         share on this process. Data-parallel without `totals`: this rank's share of the batch's loss."""
         x, y, mask = batch
-        chunk = self.cfg.runtime.logit_chunk  # > 0: the LM head a chunk at a time, recomputed in backward
-        token_lp = chunked_logprobs(self.model.masked_hidden(x, mask), self.model.lm_head.weight, y[mask.bool()],
-                                    chunk)[0] if chunk else token_logprobs(self.model.masked_logits(x, mask), y[mask.bool()])
-        lp = scatter_masked(token_lp, mask)  # (B, L-1)
+        lp, _ = self.model.masked_logprobs(x, y, mask, chunk=self.cfg.runtime.logit_chunk)  # (B, L-1)
         loss, stats = masked_nll(lp, mask, agg=self.cfg.sft.loss_agg)
         if totals is None and not self.dp.active:
             return loss, {"sft_loss": loss.item(), "sft_tokens": stats["n_tokens"]}
