@@ -55,11 +55,6 @@ def scatter_masked(values: Tensor, mask: Tensor) -> Tensor:
     return torch.zeros(mask.shape, dtype=values.dtype, device=values.device).masked_scatter(mask.bool(), values)
 
 
-def entropy_from_logits(logits: Tensor, mask: Tensor) -> float:
-    """Mean token entropy H(π(·|prefix)) in nats over masked positions, fp32; 0.0 for an empty mask."""
-    return _masked_mean(token_entropy(logits), mask)
-
-
 def aggregate(per_token: Tensor, mask: Tensor, agg: str = "token-mean", max_len: int | None = None) -> Tensor:
     """Reduce a (B, T) per-token loss to a scalar, with VeRL's `loss_agg_mode` names.
 

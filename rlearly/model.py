@@ -323,17 +323,12 @@ class LlamaLM(nn.Module):
         """RoPE tables (..., 1, hd) for positions (...), e.g. (B, T, 1, hd) for (B, T)."""
         return self.rope_cos[positions].unsqueeze(-2), self.rope_sin[positions].unsqueeze(-2)
 
-    def masked_logits(self, idx, mask, prefix=None, prefix_real=None, group: int = 1):
-        """Logits (M, V) at the M positions where `mask` (B, T) is nonzero, in row-major order. The LM head
-        and everything after it run on those positions only (RL and SFT score responses, not prompts).
-        With `prefix`, each row of idx continues a prompt shared by `group` rows (`shared_prefix_hidden`)."""
-        return self.lm_head(self.masked_hidden(idx, mask, prefix, prefix_real, group))
-
     def masked_logprobs(self, idx, targets, mask, chunk: int = 0, entropy: bool = False, prefix=None,
                         prefix_real=None, group: int = 1) -> tuple[torch.Tensor, torch.Tensor | None]:
         """log π(targets) (B, T) at the positions where `mask` (B, T) is nonzero, 0 elsewhere, and with `entropy`
         the entropy of π at those positions (M,, no gradient; else None): how SFT, GRPO and its reference score
-        tokens. chunk > 0 runs the LM head `chunk` positions at a time, recomputed in backward, so no (M, V)
+        tokens. The LM head and everything after it run on those positions only (responses, not prompts); with
+        `prefix`, each row of idx continues a prompt shared by `group` rows (`shared_prefix_hidden`). chunk > 0 runs the LM head `chunk` positions at a time, recomputed in backward, so no (M, V)
         logits are held (`runtime.logit_chunk`; it computes the entropy either way)."""
         hidden, picked = self.masked_hidden(idx, mask, prefix, prefix_real, group), targets[mask.bool()]
         if chunk:
@@ -344,7 +339,7 @@ class LlamaLM(nn.Module):
         return scatter_masked(lp, mask), ent if entropy else None
 
     def masked_hidden(self, idx, mask, prefix=None, prefix_real=None, group: int = 1):
-        """The final hidden states (M, n_embd) that `masked_logits` applies the LM head to."""
+        """The final hidden states (M, n_embd) at the M positions where `mask` (B, T) is nonzero, row-major."""
         if prefix is None:
             return self.hidden(idx)[mask.bool()]
         return self.shared_prefix_hidden(prefix, prefix_real, idx, mask.bool(), group)

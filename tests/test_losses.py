@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from rlearly.losses import (aggregate, entropy_from_logits, group_advantages, grpo_loss, kl_penalty,
+from rlearly.losses import (aggregate, group_advantages, grpo_loss, kl_penalty,
                             masked_nll, policy_loss, scatter_masked, token_logprobs)
 
 T = torch.tensor
@@ -251,12 +251,17 @@ def test_token_logprobs_fp32():
     assert torch.allclose(lp, T([[LN(0.5), LN(1 / 6)]]), atol=2e-2)
 
 
-def test_entropy_from_logits():
+def test_token_entropy():
+    from rlearly.losses import token_entropy
+
     ninf = float("-inf")
-    logits = T([[[0.0, 0.0, 0.0, 0.0], [0.0, ninf, ninf, ninf], [5.0, 1.0, 0.0, 0.0]]])
-    # uniform over 4 → ln 4 = 1.386294; one-hot → 0 (not NaN); mean over the first two = ln 4 / 2
-    assert entropy_from_logits(logits, T([[1.0, 1.0, 0.0]])) == pytest.approx(LN(4) / 2)
-    assert entropy_from_logits(logits, torch.zeros(1, 3)) == 0.0
+    logits = T([[[0.0, 0.0, 0.0, 0.0], [0.0, ninf, ninf, ninf], [5.0, 1.0, 0.0, 0.0]]]).requires_grad_()
+    # uniform over 4 → ln 4 = 1.386294; one-hot → 0 (not NaN); softmax(5, 1, 0, 0) = (.9692, .0178, .0065, .0065)
+    # → −Σ p ln p = 0.1676
+    ent = token_entropy(logits)
+    assert ent.shape == (1, 3) and not ent.requires_grad
+    assert torch.allclose(ent, T([[LN(4), 0.0, 0.1676]]), atol=1e-4)
+    assert token_entropy(torch.zeros(0, 4)).shape == (0,)
 
 
 def test_scatter_masked_places_values_row_major_and_passes_gradients():
