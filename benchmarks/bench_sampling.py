@@ -3,7 +3,7 @@ on the same weights and prompts in one process. Two shapes (issue 7):
 
 - batch: 64 prompts x 64 new tokens, one sample each;
 - eval:  64 problems x n=32 samples x 64 new tokens, in calls of 512 samples (16 problems) as
-         `rlearly.evaluate.sample_problems` makes them; HF gets the same calls with
+         `rlearly.evaluation.evaluate.sample_problems` makes them; HF gets the same calls with
          num_return_sequences=32.
 
 No stop tokens and min_new_tokens = max_new_tokens for HF: every engine generates exactly the same number
@@ -14,12 +14,11 @@ step; on the eval shape it is timed on one call of 512 samples (the calls are id
 """
 from __future__ import annotations
 
+import benchlib
 import torch
 
-import benchlib
-
 benchlib.ensure_path()
-from rlearly.sampling import generate  # noqa: E402
+from rlearly.sampling.torch_engine import generate  # noqa: E402
 
 
 def shapes(quick: bool) -> dict:

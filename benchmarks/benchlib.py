@@ -11,7 +11,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -73,11 +72,9 @@ def machine() -> dict:
                 break
     except OSError:
         pass
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                                text=True, timeout=5).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        commit = None
+    from rlearly.files import git_commit
+
+    commit = git_commit()
     return dict(cpu=cpu, cores=os.cpu_count(),
                 cores_usable=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
                 torch_threads=torch.get_num_threads(),
@@ -93,8 +90,8 @@ def build(preset: str, overrides: dict | None = None, seed: int = 0):
     from rlearly.config import load_config
     from rlearly.data.mixture import Mixture
     from rlearly.data.world import World
-    from rlearly.model import LlamaLM
-    from rlearly.tokenizer import train_tokenizer
+    from rlearly.lm.model import LlamaLM
+    from rlearly.lm.tokenizer import train_tokenizer
 
     cfg = load_config(preset=preset, overrides=overrides)
     mixture = Mixture(cfg, World(cfg.world))
@@ -108,7 +105,7 @@ def hf_copy(model, tok):
     HF-format checkpoint (no pickle)."""
     import transformers
 
-    from rlearly.checkpoint import save_checkpoint
+    from rlearly.lm.checkpoint import save_checkpoint
 
     with tempfile.TemporaryDirectory() as d:
         save_checkpoint(Path(d) / "ckpt", model, tok, {"method": "benchmark"})

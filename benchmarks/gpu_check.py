@@ -58,7 +58,7 @@ def micro(small, device: str, steps: int) -> dict:
     (cfg, tok, model), built once for every leg) on `device`."""
     import copy
 
-    from rlearly.sampling import generate
+    from rlearly.sampling.torch_engine import generate
     from rlearly.train.common import make_adamw
     from rlearly.train.pretrain import train_step
 
@@ -88,7 +88,7 @@ def vllm_sampling(small) -> dict | None:
     vLLM)."""
     if not benchlib.have("vllm"):
         return None
-    from rlearly import vllm_backend
+    from rlearly.sampling import vllm_engine as vllm_backend
 
     cfg, tok, model = small
     engine = vllm_backend.from_torch(model, tok, **vllm_backend.engine_kwargs(cfg.rl))

@@ -1,6 +1,6 @@
 """The `rlearly` command line. Errors print one line naming the problem and exit non-zero (--debug: traceback).
 
-    rlearly config  [--config F] [--preset P] [key=value ...]     print the resolved config
+    rlearly config  [--config F] [--preset P] [key=value ...]     print the resolved config (--fields: every key)
     rlearly pretrain [--config F] [--preset P] [--out DIR] [key=value ...]
     rlearly branch CHECKPOINT --method M [--out DIR] [key=value ...]   post-train from a checkpoint
     rlearly study run|status|claims|report SPEC [--root DIR] [--jobs N] [--seed N]   a whole study, node by node
@@ -24,7 +24,6 @@ from pathlib import Path
 from rlearly.errors import RlearlyError
 from rlearly.train import ALIASES, RECIPES
 
-
 _EXAMPLES = "usage by command:\n" + "\n".join(__doc__.splitlines()[2:]).rstrip() + "\n"
 
 
@@ -39,6 +38,13 @@ class _Help(argparse.HelpFormatter):
         return f"{text} (default: %(default)s)" if text else "default: %(default)s"
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser with one-line errors: the problem and where the help is (argparse prints the usage too)."""
+
+    def error(self, message):
+        self.exit(2, f"rlearly: error: {message} (see {self.prog} --help)\n")
+
+
 def _config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="YAML config file")
     p.add_argument("--preset", help="size preset: tiny, small, medium, large")
@@ -48,13 +54,16 @@ def _config_args(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from rlearly import __version__
 
-    ap = argparse.ArgumentParser(prog="rlearly", description=__doc__.splitlines()[0], epilog=_EXAMPLES,
+    ap = _Parser(prog="rlearly", description=__doc__.splitlines()[0], epilog=_EXAMPLES,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--version", action="version", version=f"rlearly {__version__}")
     ap.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = ap.add_subparsers(dest="cmd", required=True,  # every command's parser shows its defaults
-                            parser_class=functools.partial(argparse.ArgumentParser, formatter_class=_Help))
-    _config_args(sub.add_parser("config", help="print the resolved config as YAML"))
+                            parser_class=functools.partial(_Parser, formatter_class=_Help))
+    p = sub.add_parser("config", help="print the resolved config as YAML, or every key with its meaning (--fields)")
+    _config_args(p)
+    p.add_argument("--fields", action="store_true", help="every config key: type, default, kind and help (Markdown; "
+                   "docs/CONFIG.md)")
     p = sub.add_parser("pretrain", help="pretrain from scratch with checkpoints on a token schedule")
     _config_args(p)
     p.add_argument("--out", help="run directory (default runs/pretrain/<config hash>)")
@@ -94,10 +103,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint")
     p = sub.add_parser("eval", help="pass@k of a checkpoint (samples stored once, reused) + general capability")
     p.add_argument("checkpoint")
+    p.add_argument("overrides", nargs="*", help="runtime overrides, e.g. runtime.threads=1 runtime.device=cpu")
     p.add_argument("--split", default="test", help="task split (synthetic: train, dev, test, hard)")
     p.add_argument("--n", type=int, default=32, help="samples per problem")
     p.add_argument("--k", default="1,8,32", help="comma-separated k values, each <= n")
-    p.add_argument("--task", default="synthetic", help="synthetic, gsm8k, math, openmath or gsm_symbolic")
+    p.add_argument("--task", help="synthetic (the checkpoint's world; the default), gsm8k, math, openmath or "
+                   "gsm_symbolic")
     p.add_argument("--data", action="append", metavar="[SPLIT=]FILE",
                    help="local .jsonl/.json/.parquet file of a split (gsm8k, math; default split --split); "
                         "repeat for the train split that few-shot exemplars come from")
@@ -107,8 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-problems", type=int, help="only the first N problems of the split")
     p.add_argument("--backend", default="torch", help="torch or vllm")
     p.add_argument("--device", default="auto", help="where the torch backend samples: auto (a GPU where torch sees "
-                   "one), cpu, cuda, cuda:<i> (default auto)")
-    p.add_argument("--out", help="folder for eval-<split>.json (default <checkpoint>/../eval/<checkpoint name>)")
+                   "one), cpu, cuda, cuda:<i> (default auto; also runtime.device=...)")
+    p.add_argument("--out", help="folder for <split>.json, as a study writes it (default "
+                   "<checkpoint>/../eval/<checkpoint name>)")
     p.add_argument("--show", type=int, default=0, metavar="N",
                    help="also print N problems with the first sample of each, marked right or wrong (default 0)")
     p.add_argument("--threads", type=int, default=0,
@@ -184,7 +196,10 @@ def _dispatch(args) -> int:
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and args.cmd not in ("pretrain", "branch"):  # under torchrun
         raise RlearlyError(f"`rlearly {args.cmd}` runs in one process; torchrun runs `rlearly pretrain` and "
                            "`rlearly branch` data-parallel")
-    if args.cmd == "config":
+    if args.cmd == "config" and args.fields:
+        from rlearly.config.tree import markdown_fields
+        print(markdown_fields(), end="")
+    elif args.cmd == "config":
         print(load_config(args.config, args.overrides, args.preset).to_yaml(), end="")
     elif args.cmd == "pretrain":
         cfg = load_config(args.config, args.overrides, args.preset)  # before importing torch: bad input fails fast
@@ -195,7 +210,7 @@ def _dispatch(args) -> int:
         ckpts = pretrain.list_checkpoints(out)
         print(f"done: {out} ({len(ckpts)} checkpoints: {', '.join(p.name for p in ckpts)})")
     elif args.cmd == "info":
-        from rlearly.checkpoint import load_checkpoint
+        from rlearly.lm.checkpoint import load_checkpoint
 
         model, tok, meta = load_checkpoint(args.checkpoint)
         meta.pop("files", None)
@@ -222,13 +237,13 @@ def _dispatch(args) -> int:
             print(f"done: {root} in {study.clock(time.perf_counter() - t0)} (tables in {root / 'tables'}); "
                   f"next: rlearly study report {args.spec}{again}")
         elif args.action == "claims":  # the ten claims' verdicts from the finished study's tables, as text
-            from rlearly import claims
-            from rlearly.analysis import load_tables
+            from rlearly.results import claims
+            from rlearly.results.analysis import load_tables
 
             tables = load_tables(root)
             print(claims.claims_text(claims.claims(root, tables), tables))
         elif args.action == "report":
-            from rlearly import report
+            from rlearly.results import report
 
             print(f"done: {report.report(spec, root, reports_dir=args.reports)['index']}")
         else:
@@ -241,7 +256,7 @@ def _dispatch(args) -> int:
     elif args.cmd == "lm-eval":
         _lm_eval(args)
     elif args.cmd == "export":
-        from rlearly import nanotron
+        from rlearly.train import nanotron
 
         if args.study:
             if args.config:
@@ -262,7 +277,7 @@ def _dispatch(args) -> int:
         print(f"wrote {res['config']} (checkpoint every {res['checkpoint_interval']} steps; convert steps "
               f"{', '.join(map(str, res['checkpoint_steps']))} with `rlearly convert nanotron`)")
     elif args.cmd == "convert":
-        from rlearly import nanotron
+        from rlearly.train import nanotron
 
         rope = {"auto": None, "interleaved": True, "half-split": False}[args.rope]
         out = nanotron.convert_checkpoint(args.src, args.out, tokenizer=args.tokenizer, config=args.config,
@@ -273,7 +288,7 @@ def _dispatch(args) -> int:
 
 def _lm_eval(args) -> None:
     """`rlearly lm-eval`: arguments checked first, then the checkpoint, then lm-eval is imported."""
-    from rlearly import lmeval
+    from rlearly.evaluation import lmeval
 
     bench = tuple(b.strip() for b in args.benchmarks.split(",") if b.strip())
     batch = int(args.batch_size) if args.batch_size.isdigit() else args.batch_size
@@ -312,23 +327,33 @@ def _branch(args) -> None:
     from rlearly.config import _overrides_to_pairs, load_config
 
     ckpt = Path(args.checkpoint)
+    _check_not_a_run(ckpt)
     if not (ckpt / "meta.json").is_file():
-        from rlearly.checkpoint import read_meta
+        from rlearly.lm.checkpoint import read_meta
         read_meta(ckpt)  # raises, naming what is missing: the directory or its meta.json
     task = {**({"task.name": args.task} if args.task else {}), **({"task.files": args.data} if args.data else {})}
     overrides = dict(_overrides_to_pairs(args.overrides)) | task
     cfg = load_config(args.config or ckpt / "config.yaml", overrides)  # no torch yet: a typo fails at once
-    from rlearly.train import method_name
+    from rlearly.sampling import get_engine
+    from rlearly.tasks import check_task_config, config_task, task_class
+    from rlearly.train import RECIPES, method_name
 
     method = method_name(args.method)
-    if cfg.task.name != "synthetic":  # a missing or malformed data file, or an unreachable hub, fails here
-        from rlearly.tasks import config_task
-
+    if not (ckpt / "config.json").is_file() or not (ckpt / "model.safetensors").is_file():
+        raise RlearlyError(f"{ckpt} is not a checkpoint (it lacks config.json or model.safetensors)")
+    check_task_config(cfg.task)
+    get_engine(cfg.rl.backend, "rl.backend: ")
+    recipe = RECIPES[method]
+    sections = {s for r in (recipe, RECIPES.get(recipe.after)) if r for s in r.cls().sections.values()}
+    for sec in sorted(sections):  # the splits it trains on: a held-out one (dev, test, hard) fails here
+        task_class(cfg.task.name).check_training_split(getattr(cfg, sec).split, f"{sec}.split")
+    if not task_class(cfg.task.name).from_world:  # a missing or malformed data file, or an unreachable hub, fails here
         t = config_task(cfg.task, cfg.world)
-        t.training_problems(cfg.sft.split if method.startswith("sft") else cfg.rl.split)
+        for sec in sorted(sections):
+            t.training_problems(getattr(cfg, sec).split)
         if cfg.branch.eval_every:
             t.problems(t.validation_split)
-    from rlearly.checkpoint import read_meta
+    from rlearly.lm.checkpoint import read_meta
     from rlearly.train import branch
 
     read_meta(ckpt)  # checksums: a corrupt parent fails here, naming the file
@@ -337,10 +362,20 @@ def _branch(args) -> None:
     print(f"done: {out}")
 
 
+def _check_not_a_run(ckpt: Path) -> None:
+    """One line, before anything is made, when `ckpt` is a pretraining run's folder: its checkpoints are inside."""
+    inside = sorted(p.name for p in ckpt.glob("ckpt-*") if (p / "config.json").is_file()) if ckpt.is_dir() else []
+    if inside:
+        raise RlearlyError(f"{ckpt} is a pretraining run, not a checkpoint: give one of its checkpoints, e.g. "
+                           f"{ckpt / inside[-1]} ({len(inside)} in all: {', '.join(inside)})")
+
+
 def _eval(args) -> None:
-    """`rlearly eval`: pass@k table (+ general capability for the synthetic task), eval-<split>.json.
-    Arguments, the task and a local dataset file are checked before torch is imported or anything sampled."""
-    from rlearly.tasks import get_task
+    """`rlearly eval`: the pass@k table and general capability, written as a study writes an evaluation
+    (rlearly.evaluation.record) to <out>/<split>.json (<task>-<split>.json for a task other than the world's).
+    Arguments, overrides, the task and a local dataset file are checked before torch is imported or anything sampled."""
+    from rlearly.config import RuntimeConfig
+    from rlearly.tasks import DEFAULT_TASK, get_task, task_class
 
     try:
         ks = [int(k) for k in args.k.split(",") if k.strip()]
@@ -353,32 +388,39 @@ def _eval(args) -> None:
     bad = [k for k in ks if k > args.n]
     if bad:
         raise RlearlyError(f"--k {max(bad)} exceeds --n {args.n}: pass@k needs at least k samples per problem")
+    runtime = _eval_runtime(args)
+    from rlearly.sampling import get_engine
+
+    get_engine(args.backend, "--backend: ")  # an unknown engine fails before the checkpoint is read
     ckpt = Path(args.checkpoint)
+    name = args.task or DEFAULT_TASK
     files = {}
     for d in args.data or []:
         split, _, f = d.partition("=") if "=" in d and not Path(d).exists() else (args.split, "", d)
         files[split] = f
-    # the synthetic task is built from the checkpoint's world later; any other is known by name now
-    task = get_task(args.task, **({"files": files} if files else {})) if files or args.task != "synthetic" \
-        else args.task
-    if not isinstance(task, str):  # a malformed or empty file, a missing extra or an unreachable hub fails here
+    cls = task_class(name)  # an unknown task fails here, listing the known ones
+    if cls.from_world and not files:
+        task = name  # made from the checkpoint's world, once the checkpoint is read
+    else:  # a malformed or empty file, a missing extra or an unreachable hub fails here
+        task = get_task(name, **({"files": files} if files else {}))
         task.problems(args.split)
-    from rlearly import evaluate
-    from rlearly.checkpoint import load_checkpoint, load_config_of
-    from rlearly.train.common import write_atomic
+    from rlearly.evaluation import evaluate, record
+    from rlearly.lm.runtime import resolve
 
-    if args.threads > 0:
+    if runtime.threads > 0:
         import torch
-        torch.set_num_threads(args.threads)
-    from rlearly.config import RuntimeConfig
-    from rlearly.runtime import resolve
-    resolve(RuntimeConfig(device=args.device))  # a bad --device fails here, before any sampling
-    res = evaluate.evaluate_passk(ckpt, task, args.split, args.n, ks, args.seed, args.store, args.prompt_mode,
-                                  max_problems=args.max_problems, backend=args.backend,
-                                  progress=not args.no_progress, device=args.device)
+        torch.set_num_threads(runtime.threads)
+    resolve(RuntimeConfig(device=runtime.device))  # a bad device fails here, before any sampling
+    protocol = dict(n=args.n, ks=ks, eval_seed=args.seed, max_problems=args.max_problems, prompt=args.prompt_mode,
+                    **({"backend": args.backend} if args.backend != "torch" else {}),
+                    **({} if cls.from_world and not files else {"task": name, "task_files": [f"{k}={v}" for k, v in
+                                                                                            files.items()]}))
+    res = record.evaluation_record(ckpt, task, args.split, n=args.n, ks=ks, seed=args.seed, store_root=args.store,
+                                   prompt_mode=args.prompt_mode, max_problems=args.max_problems, device=runtime.device,
+                                   backend=args.backend, protocol=protocol, progress=not args.no_progress)
     print(f"{ckpt.name} (id {res['checkpoint_id']}) · {res['task']}/{res['split']} · {res['n_problems']} "
           f"problems × n={res['n']} · {res['prompt_mode']} · T={res['temperature']} top-p={res['top_p']} "
-          f"· seed {res['seed']}")
+          f"· seed {args.seed}")
     print(f"{'k':>5}  {'pass@k':>7}  95% CI")
     for r in res["passk"]:
         print(f"{r['k']:>5}  {r['pass_at_k']:>7.4f}  [{r['ci_low']:.4f}, {r['ci_high']:.4f}]")
@@ -386,21 +428,30 @@ def _eval(args) -> None:
           f"answer extracted {res['format_rate']:.1%}")
     if args.show > 0:
         _show(evaluate, task, res, args.store, args.show)
-    out = {"passk": res}
-    if res["task"] == "synthetic":
-        model, tok, _ = load_checkpoint(ckpt)
-        gen = evaluate.general_capability(evaluate.place(model, args.device), tok, load_config_of(ckpt).world)
-        print("general: " + " · ".join(f"{k} {v:.4f}" for k, v in gen.items()))
-        out["general"] = gen
+    if "general" in res:
+        print("general: " + " · ".join(f"{k} {v:.4f}" for k, v in res["general"].items()))
     folder = Path(args.out) if args.out else ckpt.parent / "eval" / ckpt.name
-    folder.mkdir(parents=True, exist_ok=True)
-    write_atomic(folder / f"eval-{args.split}.json", json.dumps(out, indent=2) + "\n")
-    print(f"wrote {folder / f'eval-{args.split}.json'}")
+    out = record.write_record(folder / f"{cls.result_name(args.split)}.json", res)
+    print(f"wrote {out}")
+
+
+def _eval_runtime(args):
+    """`rlearly eval`'s runtime: --device and --threads, then dotted `runtime.*` overrides (as pretrain and branch
+    take them); anything else is about what is sampled, which eval's own options set."""
+    from rlearly.config import RuntimeConfig, _overrides_to_pairs, from_dict
+
+    pairs = _overrides_to_pairs(args.overrides)
+    other = [k for k, _ in pairs if not k.startswith("runtime.")]
+    if other:
+        raise RlearlyError(f"rlearly eval takes runtime.* overrides only, not {other[0]!r}: what is sampled is set "
+                           "by its options (--n, --k, --split, --seed, --task, ...)")
+    raw = {"device": args.device, "threads": args.threads, **{k.split(".", 1)[1]: v for k, v in pairs}}
+    return from_dict(RuntimeConfig, raw, "runtime.")
 
 
 def _show(evaluate, task, res: dict, store_root: str, n_show: int) -> None:
     """`eval --show N`: N problems of the evaluation, each with its first sample (✓ right, ✗ wrong)."""
-    from rlearly.store import SampleStore
+    from rlearly.evaluation.store import SampleStore
 
     task = evaluate.resolve_task(task, res["checkpoint"])
     df = SampleStore(store_root).load(res["task_id"], res["checkpoint_id"], res["split"], seed=res["seed"])

@@ -15,6 +15,7 @@ import importlib
 
 from rlearly.errors import RlearlyError
 
+
 def missing_message(what: str, extra: str, note: str = "") -> str:
     """The one line for an absent optional package: what needs which extra, and the pip command."""
     return f"{what} needs the [{extra}] extra: pip install 'rlearly[{extra}]'{note}"

@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from rlearly.config import ModelConfig
-from rlearly.model import LlamaLM
-from rlearly.tokenizer import train_tokenizer
+from rlearly.lm.model import LlamaLM
+from rlearly.lm.tokenizer import train_tokenizer
 
 TEXTS = [f"Ava has {i} marbles. She buys {j} more. Ava has {i} + {j} = {i + j} marbles. The answer is \\boxed{{{i + j}}}."
          for i in range(12) for j in range(12)] + ["Mia works as a baker in Oslo.\n", "Tom lives in Rome."] * 10

@@ -1,4 +1,4 @@
-"""Scripted adversaries (rlearly.adversaries): exact success probabilities that sampled guesses reproduce, a floor
+"""Scripted adversaries (rlearly.evaluation.adversaries): exact success probabilities that sampled guesses reproduce, a floor
 below 0.05 at pass@k_max on every split of the default world, and a guessing "model" scored through the
 evaluation pipeline at that floor."""
 import types
@@ -6,12 +6,12 @@ import types
 import numpy as np
 import pytest
 
-from rlearly import adversaries as A
-from rlearly import evaluate as E
-from rlearly import passk as pk
 from rlearly.config import WorldConfig
 from rlearly.data.math_world import MathWorld, reward
-from rlearly.store import SampleStore
+from rlearly.evaluation import adversaries as A
+from rlearly.evaluation import evaluate as E
+from rlearly.evaluation import passk as pk
+from rlearly.evaluation.store import SampleStore
 from rlearly.tasks import get_task
 
 OLD_WORLD = dict(min_people=1, max_people=1, min_ops=1, max_ops=3, hard_min_ops=4, hard_max_ops=5)  # version 1's shape

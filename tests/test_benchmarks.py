@@ -83,7 +83,7 @@ def test_pretrain_reports_mfu_for_every_shape(quick):
 
 def test_flops_per_token_counts():
     from rlearly.config import ModelConfig
-    from rlearly.model import LlamaLM
+    from rlearly.lm.model import LlamaLM
 
     model = LlamaLM(ModelConfig(n_layer=2, n_head=4, n_kv_head=2, n_embd=32, ffn_hidden=64), vocab_size=400)
     # vocab 400: per layer q 32*32 + k 32*16 + v 32*16 + o 32*32 = 3072, MLP 3*32*64
@@ -97,7 +97,7 @@ def test_compute_floor_counts_and_bounds_the_ratio(quick):
     """benchlib.forward_flops by hand, and the GRPO and SFT benchmarks' floors: the step's FLOPs at the
     measured matmul peak, and the largest ratio over the baseline that any engine could show."""
     from rlearly.config import ModelConfig
-    from rlearly.model import LlamaLM
+    from rlearly.lm.model import LlamaLM
 
     model = LlamaLM(ModelConfig(n_layer=2, n_head=4, n_kv_head=2, n_embd=32, ffn_hidden=64), vocab_size=400)
     # layer matrices 3072 + 6144 = 9216 per layer, 18432 in all; 3 tokens at positions 2, 3, 4 see 3 + 4 + 5 = 12

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from rlearly.checkpoint import load_checkpoint, read_meta
 from rlearly.config import load_config
 from rlearly.errors import ConfigError
-from rlearly.losses import group_advantages
-from rlearly.tasks import SyntheticTask, get_task
+from rlearly.files import read_metrics
+from rlearly.lm.checkpoint import load_checkpoint, read_meta
+from rlearly.lm.losses import group_advantages
+from rlearly.tasks import SyntheticTask, check_task_config, get_task
 from rlearly.train import RECIPES, Recipe, branch, register
-from rlearly.train.common import read_metrics
 from rlearly.train.mix import CombinedRecipe, ParallelRecipe, interleave_schedule
 from rlearly.train.rl import RLRecipe
 from rlearly.train.sft import SFTRecipe, collate
@@ -62,7 +62,7 @@ def test_grpo_loss_with_shared_prompts_equals_the_per_sequence_loss(tiny_ckpt):
             lp[i, :n] = -m(seq[:, :-1], seq[:, 1:], reduction="none")[0, -n:]
         return lp
 
-    from rlearly.losses import grpo_loss
+    from rlearly.lm.losses import grpo_loss
     with torch.no_grad():
         ref_lp = per_sequence_logprobs(recipe.ref)
     rc = cfg.rl
@@ -268,14 +268,15 @@ def test_format_score_credits_wrong_answers_in_the_graded_format(tiny_ckpt):
 def test_sft_demo_merge_trains_on_the_teacher_demonstrations(tiny_ckpt):
     """sft.demo_merge > 0: SFT's examples are the teacher's re-told solutions (one per problem for sft, all
     for sft_gold), picked as one_demo picks; tasks with fixed demonstrations refuse it."""
-    from rlearly.data.math_world import stable_seed, teacher_solutions
+    from rlearly.data.math_world import teacher_solutions
+    from rlearly.seeds import world_seed
     cfg = load_config(tiny_ckpt / "config.yaml", ["sft.demo_merge=1.0"])
     model, tok, _ = load_checkpoint(tiny_ckpt)
     task = get_task("synthetic", world=cfg.world)
     problems = task.problems("train")
     one = SFTRecipe(cfg, model, tok, task, all_demos=False).examples
     sols = [teacher_solutions(p.raw.spec, cfg.world.max_solutions, 1.0) for p in problems]
-    want = [s[stable_seed("demo", p.id) % len(s)] for p, s in zip(problems, sols)]
+    want = [s[world_seed("demo", p.id) % len(s)] for p, s in zip(problems, sols)]
     assert [tok.decode(r[:-1]) for _, r in one] == want
     assert want != [p.demo for p in problems]  # folded steps: not the world's own demonstrations
     gold = SFTRecipe(cfg, model, tok, task, all_demos=True).examples
@@ -344,7 +345,7 @@ def test_a_branch_trains_and_validates_on_a_real_task_named_in_its_config(tiny_c
     import subprocess
     import sys
 
-    from rlearly import evaluate
+    from rlearly.evaluation import evaluate
 
     train, dev = _gsm8k_file(tmp_path / "train.jsonl", 24), _gsm8k_file(tmp_path / "dev.jsonl", 6, start=100)
     files = [f"train={train}", f"dev={dev}"]
@@ -380,15 +381,15 @@ def test_a_branch_trains_and_validates_on_a_real_task_named_in_its_config(tiny_c
 def test_a_hugging_face_tokenizer_directory_branches_and_evaluates(style, tmp_path):
     """Any Hugging Face fast tokenizer: its special tokens mapped by name (Llama's <s>, </s> from
     tokenizer_config.json) or by convention (GPT-2's one <|endoftext|> as BOS, EOS and padding)."""
+    from conftest import TEXTS
     from tokenizers import Tokenizer as HF
     from tokenizers import decoders, models, pre_tokenizers, trainers
 
-    from conftest import TEXTS
-    from rlearly import evaluate
-    from rlearly.checkpoint import save_checkpoint
     from rlearly.data.world import World
-    from rlearly.model import LlamaLM
-    from rlearly.tokenizer import Tokenizer
+    from rlearly.evaluation import evaluate
+    from rlearly.lm.checkpoint import save_checkpoint
+    from rlearly.lm.model import LlamaLM
+    from rlearly.lm.tokenizer import Tokenizer
 
     specials = ["<unk>", "<s>", "</s>"] if style == "llama" else ["<|endoftext|>"]
     hf = HF(models.BPE())
@@ -422,11 +423,11 @@ def test_a_hugging_face_tokenizer_directory_branches_and_evaluates(style, tmp_pa
 def test_a_multi_line_task_keeps_its_lines_and_stops_at_eos(tiny_ckpt, tmp_path):
     """task.multiline: demonstrations keep their lines, sampling stops at EOS alone within task.max_new_tokens,
     an answer ends at the first blank line, and the task's id says so; the default stays one line."""
-    from rlearly import evaluate
     from rlearly.config import TaskConfig
-    from rlearly.store import SampleStore
+    from rlearly.evaluation import evaluate
+    from rlearly.evaluation.store import SampleStore
+    from rlearly.lm.tokenizer import Tokenizer
     from rlearly.tasks import config_task
-    from rlearly.tokenizer import Tokenizer
 
     rows = [{"question": f"Ava has {i} marbles and buys {i + 2} more. How many?",
              "answer": f"Ava starts with {i} marbles.\nShe buys {i + 2} more: {i} + {i + 2} = {2 * i + 2}.\n#### {2 * i + 2}"}
@@ -443,8 +444,8 @@ def test_a_multi_line_task_keeps_its_lines_and_stops_at_eos(tiny_ckpt, tmp_path)
     tok = Tokenizer.load(tiny_ckpt)
     assert multi.stop_ids(tok) == [tok.eos_id] and tok.eos_id in one.stop_ids(tok) and len(one.stop_ids(tok)) > 1
     assert multi.task_id("train") != one.task_id("train") and multi.max_new_tokens == 40
-    with pytest.raises(ConfigError, match="synthetic task"):
-        TaskConfig("synthetic", multiline=True)
+    with pytest.raises(ConfigError, match="synthetic task"):  # the task says what its config cannot ask
+        check_task_config(TaskConfig("synthetic", multiline=True))
 
     cfg = load_config(tiny_ckpt / "config.yaml", {"task.name": "gsm8k", "task.files": [f"train={train}"],
                                                   "task.multiline": True, "task.max_new_tokens": 40, "rl.steps": 2,
@@ -462,8 +463,8 @@ def test_a_registered_recipe_runs_as_a_branch_and_shows_in_the_cli_and_figures(t
                                                                                capsys):
     """Adding a recipe is one `register` call: the branch runner builds it, its optimizer warms up from the
     section it names, and the CLI and figures know it; a second recipe of the same name is refused."""
-    from rlearly import plots
     from rlearly.cli import main
+    from rlearly.results import plots
 
     class SFTAtRLRate(SFTRecipe):  # a made-up recipe: SFT whose learning rate comes from the rl section
         sections = {"sft": "rl"}

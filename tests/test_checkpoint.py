@@ -2,10 +2,10 @@ import json
 
 import pytest
 import torch
-
 from conftest import tiny_model
-from rlearly.checkpoint import load_checkpoint, load_trainer_state, read_meta, save_checkpoint
+
 from rlearly.errors import CheckpointError
+from rlearly.lm.checkpoint import load_checkpoint, load_trainer_state, read_meta, save_checkpoint
 from rlearly.train.common import make_adamw
 
 
@@ -49,7 +49,7 @@ def test_round_trip_weights_optimizer_and_meta(tmp_path, tok):
 def test_overwrite_is_atomic_and_failed_save_keeps_old(tmp_path, tok, monkeypatch):
     model, _ = _trained(tok)
     path = save_checkpoint(tmp_path / "c", model, tok, {"step": 1})
-    import rlearly.checkpoint as ck
+    import rlearly.lm.checkpoint as ck
 
     def boom(*a, **k):
         raise OSError("disk full")

@@ -6,9 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rlearly import analysis, claims
-from rlearly import passk as pk
-from rlearly.store import SampleStore
+from rlearly.evaluation import passk as pk
+from rlearly.evaluation.store import SampleStore
+from rlearly.results import analysis, claims
+from rlearly.results.claims import rules
 
 N, TASK = 8, "synthetic-made-up"
 T = (1000, 2000, 3000, 4000)
@@ -240,15 +241,15 @@ def test_part_helpers_by_hand():
     for low, high, want in ((0.01, 0.2, claims.HELD), (-0.2, -0.01, claims.CONTRADICTED), (-0.1, 0.1, claims.NO_EFFECT),
                             (math.nan, 0.1, claims.NOT_MEASURED)):  # a missing CI is not 'not significant'
         p = P()
-        claims._sig(p, low, high)
+        rules._sig(p, low, high)
         assert p.verdict == want
     for low, high, want in ((-0.01, 0.015, claims.HELD), (0.03, 0.1, claims.CONTRADICTED), (-0.01, 0.05, claims.NO_EFFECT)):
         p = P()
-        claims._within(p, low, high, 0.02)
+        rules._within(p, low, high, 0.02)
         assert p.verdict == want, (low, high)
     for low, high, want in ((-0.5, 0.009, claims.HELD), (0.011, 0.03, claims.CONTRADICTED), (0.0, 0.02, claims.NO_EFFECT)):
         p = P()
-        claims._at_most(p, low, high, 0.01)
+        rules._at_most(p, low, high, 0.01)
         assert p.verdict == want, (low, high)
 
 

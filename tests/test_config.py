@@ -48,10 +48,10 @@ def test_late_options_at_their_noop_value_keep_old_run_names(monkeypatch):
     for option, value in {"rl.filter_groups": True, "sft.demo_merge": 0.5, "rl.format_score": 0.1,
                           "runtime.dtype": "bf16", "task.name": "gsm8k"}.items():
         assert load_config(overrides={**study, option: value}).hash() != name, option
-    monkeypatch.setattr(config, "SCHEMA", 2)
+    monkeypatch.setattr(config.tree, "SCHEMA", 2)  # where Config.hash reads them
     assert load_config(overrides=study).hash() != name
-    monkeypatch.setattr(config, "SCHEMA", 1)
-    monkeypatch.setattr(math_world, "WORLD_VERSION", math_world.WORLD_VERSION + 1)
+    monkeypatch.setattr(config.tree, "SCHEMA", 1)
+    monkeypatch.setattr(config.tree, "WORLD_VERSION", math_world.WORLD_VERSION + 1)
     assert load_config(overrides=study).hash() != name
 
 
@@ -60,11 +60,11 @@ def test_a_late_option_must_default_to_its_noop(monkeypatch):
     before it existed with another behaviour, so it fails (here with a made-up no-op)."""
     from rlearly import config
 
-    config._check_late_options()  # the real tree passes
-    monkeypatch.setattr(config, "late_options", lambda: {"rl.filter_groups": True})
+    config.tree._check_late_options()  # the real tree passes
+    monkeypatch.setattr(config.tree, "late_options", lambda: {"rl.filter_groups": True})
     with pytest.raises(AssertionError, match="rl.filter_groups.*bump config.SCHEMA"):
-        config._check_late_options()
-    assert config.late(0.0).metadata == {"late": 0.0}
+        config.tree._check_late_options()
+    assert config.late(0.0, "why").metadata == {"late": 0.0, "help": "why"}
 
 
 def test_schema_migrates_renamed_keys_and_refuses_newer(monkeypatch, tmp_path):
@@ -75,8 +75,8 @@ def test_schema_migrates_renamed_keys_and_refuses_newer(monkeypatch, tmp_path):
 
     old = tmp_path / "old.yaml"  # schema 1: no schema key, and the key under its old name
     old.write_text("preset: tiny\nrl:\n  rollouts: 7\n")
-    monkeypatch.setattr(config, "SCHEMA", 2)
-    monkeypatch.setattr(config, "MIGRATIONS", {2: {"rl.rollouts": "rl.group_size"}})
+    monkeypatch.setattr(config.tree, "SCHEMA", 2)  # where the tree, loading and run directories read them
+    monkeypatch.setattr(config.load, "MIGRATIONS", {2: {"rl.rollouts": "rl.group_size"}})
     cfg = load_config(old)
     assert cfg.rl.group_size == 7 and cfg.preset == "tiny"
     assert cfg.to_yaml().startswith("schema: 2\n")
@@ -179,3 +179,22 @@ def test_cli_refuses_an_unknown_method_at_once_and_knows_grpo(tmp_path):
     from rlearly.train import method_name
 
     assert method_name("grpo") == "rl" and method_name("sft_rl") == "sft_rl"
+
+
+def test_every_config_key_carries_its_help_and_docs_config_lists_them(capsys):
+    """Each field of the tree has help text (as TRL's config dataclasses do), `rlearly config --fields` prints it,
+    and docs/CONFIG.md is that output (regenerate it with the command after adding a key)."""
+    from pathlib import Path
+
+    from rlearly.cli import main
+    from rlearly.config.tree import describe
+
+    rows = describe()
+    assert len(rows) > 100 and all(r["help"] for r in rows), [r["key"] for r in rows if not r["help"]]
+    assert {r["key"]: r["kind"] for r in rows}["runtime.device"] == "execution"
+    assert {r["key"]: r["kind"] for r in rows}["rl.filter_groups"] == "late"
+    assert main(["config", "--fields"]) == 0
+    table = capsys.readouterr().out
+    assert "| `rl.group_size` | int | `8` |  | rollouts per prompt (G) |" in table
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "CONFIG.md").read_text()
+    assert doc.endswith(table), "docs/CONFIG.md is stale: regenerate it with `rlearly config --fields`"

@@ -17,14 +17,14 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from rlearly.checkpoint import load_checkpoint
 from rlearly.config import load_config
 from rlearly.errors import ConfigError
-from rlearly.losses import AGG_MODES, aggregate
-from rlearly.model import LlamaLM
+from rlearly.files import MetricsLog, read_metrics
+from rlearly.lm.checkpoint import load_checkpoint
+from rlearly.lm.losses import AGG_MODES, aggregate
+from rlearly.lm.model import LlamaLM
 from rlearly.tasks import SyntheticTask
 from rlearly.train import branch, pretrain
-from rlearly.train.common import MetricsLog, read_metrics
 from rlearly.train.dist import DataParallel, data_parallel, loss_share
 
 TOLERANCE = 1e-3

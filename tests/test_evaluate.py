@@ -1,4 +1,4 @@
-"""Evaluation layer (rlearly.evaluate, rlearly.vllm_backend, `rlearly eval`): stored samples are drawn once and
+"""Evaluation layer (rlearly.evaluation.evaluate, rlearly.sampling.vllm_engine, `rlearly eval`): stored samples are drawn once and
 reproducibly, pass@k and diagnostics are read from the store, probes are scored by log-likelihood."""
 import hashlib
 import shutil
@@ -10,18 +10,20 @@ import pandas as pd
 import pytest
 import torch
 
-from rlearly import evaluate as E
-from rlearly import vllm_backend as V
-from rlearly.checkpoint import save_checkpoint
 from rlearly.cli import main as cli_main
 from rlearly.config import load_config
 from rlearly.data.general_world import GeneralWorld, Probe
 from rlearly.data.world import World
 from rlearly.errors import RlearlyError
-from rlearly.model import LlamaLM
-from rlearly.sampling import Completion
-from rlearly.store import SampleStore
-from rlearly.tokenizer import train_tokenizer
+from rlearly.evaluation import evaluate as E
+from rlearly.evaluation import general as G
+from rlearly.evaluation.store import SampleStore
+from rlearly.lm.checkpoint import save_checkpoint
+from rlearly.lm.model import LlamaLM
+from rlearly.lm.tokenizer import train_tokenizer
+from rlearly.sampling import vllm_engine as V
+from rlearly.sampling.torch_engine import Completion
+from rlearly.seeds import sample_key, vllm_sample_seed
 from rlearly.tasks import get_task
 
 FAST = dict(max_new_tokens=16, progress=False)  # a random model rarely stops: keep completions short
@@ -70,7 +72,7 @@ def tid(cfg, split="test") -> str:
 
 
 def stored_row(ckpt_id, pid, i, correct, completion="x", split="test", mode="few-shot", task=None, **kw):
-    from rlearly.config import load_config as _lc  # the module's world, as the cfg fixture makes it
+    from rlearly.config import load_config as _lc
     task = task or get_task("synthetic", world=_lc(preset="tiny", overrides=WORLD).world).task_id(split)
     r = dict(task=task, checkpoint_id=ckpt_id, split=split, problem_id=pid, sample_index=i, seed=0, completion=completion,
              tokens=10, answer=None, correct=correct, logprob=-3.0, finished=True, temperature=0.6, top_p=0.95,
@@ -95,9 +97,9 @@ def test_checkpoint_id_is_the_weights_hash_with_or_without_meta(ckpts, tmp_path)
 
 
 def test_sample_keys_are_stable_63_bit_and_distinct():
-    keys = {E.sample_key(f"test-{p:05d}", i) for p in range(50) for i in range(64)}
+    keys = {sample_key(f"test-{p:05d}", i) for p in range(50) for i in range(64)}
     assert len(keys) == 50 * 64 and max(keys) < 2**63
-    assert E.sample_key("test-00000", 3) == E.sample_key("test-00000", 3)
+    assert sample_key("test-00000", 3) == sample_key("test-00000", 3)
 
 
 def test_prompt_modes_and_fewshot_never_shows_the_problem_itself(cfg):
@@ -117,9 +119,11 @@ def test_prompt_modes_and_fewshot_never_shows_the_problem_itself(cfg):
 # ---------------------------------------------------------------- sampling into the store
 
 def test_second_evaluation_draws_no_new_samples(ckpts, tmp_path, monkeypatch):
+    from rlearly.sampling import torch_engine
+
     calls = []
-    real = E.generate
-    monkeypatch.setattr(E, "generate", lambda *a, **kw: calls.append(len(a[1])) or real(*a, **kw))
+    real = torch_engine.generate
+    monkeypatch.setattr(torch_engine, "generate", lambda *a, **kw: calls.append(len(a[1])) or real(*a, **kw))
     kw = dict(n=4, ks=[1, 2, 4], store_root=tmp_path, max_problems=3, **FAST)
     first = E.evaluate_passk(ckpts[0], "synthetic", "test", **kw)
     assert calls and len(SampleStore(tmp_path).load(first["task_id"], first["checkpoint_id"], "test")) == 3 * 4
@@ -134,7 +138,7 @@ def test_second_evaluation_draws_no_new_samples(ckpts, tmp_path, monkeypatch):
 
 
 def test_samples_do_not_depend_on_batch_size_or_problem_subset(ckpts, cfg, tmp_path):
-    from rlearly.checkpoint import load_checkpoint
+    from rlearly.lm.checkpoint import load_checkpoint
     model, tok, _ = load_checkpoint(ckpts[0])
     task = get_task("synthetic", world=cfg.world)
     probs = task.problems("test")[:4]
@@ -211,7 +215,7 @@ def test_vllm_mapping_against_documented_api(monkeypatch):
                       stop_ids=[2, 10], seed=5, keys=[11, 12, 13, 14])
     # one request per sample (n=1) with its own seed; prompt-major like sampling.generate
     assert fake.requests == [[{"prompt_token_ids": [1, 4]}] * 2 + [{"prompt_token_ids": [1, 6, 6]}] * 2]
-    assert [p["seed"] for p in fake.params] == [V.sample_seed(5, k) for k in (11, 12, 13, 14)]
+    assert [p["seed"] for p in fake.params] == [vllm_sample_seed(5, k) for k in (11, 12, 13, 14)]
     assert len({p["seed"] for p in fake.params}) == 4 and all(0 <= p["seed"] < 2**63 for p in fake.params)
     for p in fake.params:
         assert {k: v for k, v in p.items() if k != "seed"} == dict(
@@ -273,7 +277,7 @@ def test_readiness_is_base_fewshot_passk_on_train_prompts(ckpts, tmp_path):
 
 
 def test_compare_branch_diagnostics_and_start_nll(ckpts, cfg, tok, tmp_path):
-    from rlearly.checkpoint import load_checkpoint
+    from rlearly.lm.checkpoint import load_checkpoint
     task = get_task("synthetic", world=cfg.world)
     probs = task.problems("test")[:3]
     cs, cb = E.checkpoint_id(ckpts[0]), E.checkpoint_id(ckpts[1])
@@ -324,7 +328,7 @@ def test_probe_scoring_by_hand_with_controlled_logits(tok):
     table = torch.log_softmax(torch.randn(tok.vocab_size, generator=torch.Generator().manual_seed(0)), -1)
     probes = [Probe("p0", "fact", "Mia works as a", (" baker", " pilot", " nurse", " marbles"), 2),
               Probe("p1", "sequence", "Tom lives in", (" Rome", " Oslo", " Ava has", " more"), 0)]
-    scored = E.score_probes(UnigramLM(table), tok, probes)
+    scored = G.score_probes(UnigramLM(table), tok, probes)
     for pr, s in zip(probes, scored):
         ids = [tok.encode(o, bos=False) for o in pr.options]
         ll = [float(table[i].sum()) for i in ids]  # by hand: the sum of the option's token log-probs
@@ -335,7 +339,7 @@ def test_probe_scoring_by_hand_with_controlled_logits(tok):
     for k in (3, 1):
         t = table.clone()
         t[tok.encode(probes[0].options[k], bos=False)] = 0.0
-        assert E.score_probes(UnigramLM(t), tok, probes[:1])[0]["pred"] == k
+        assert G.score_probes(UnigramLM(t), tok, probes[:1])[0]["pred"] == k
 
 
 @torch.no_grad()
@@ -343,7 +347,7 @@ def test_general_capability_matches_direct_forward(tok, cfg):
     torch.manual_seed(0)
     model = LlamaLM(cfg.model, tok.vocab_size)
     g = GeneralWorld(cfg.world)
-    res = E.general_capability(model, tok, cfg.world, n_docs=3, batch_size=2)
+    res = G.general_capability(model, tok, cfg.world, n_docs=3, batch_size=2)
     total, count = 0.0, 0
     for d in g.heldout_documents(3):
         ids = torch.tensor([tok.encode(d) + [tok.eos_id]])
@@ -370,9 +374,9 @@ def test_general_capability_matches_direct_forward(tok, cfg):
 def test_general_delta_by_hand():
     base = {"heldout_nll": 2.5, "probe_acc": 0.25, "probe_acc.fact": 0.5}
     branch = {"heldout_nll": 2.25, "probe_acc": 0.5, "probe_acc.fact": 0.375}
-    assert E.general_delta(base, branch) == {"heldout_nll": -0.25, "probe_acc": 0.25, "probe_acc.fact": -0.125}
+    assert G.general_delta(base, branch) == {"heldout_nll": -0.25, "probe_acc": 0.25, "probe_acc.fact": -0.125}
     with pytest.raises(RlearlyError, match="differ in keys"):
-        E.general_delta(base, {"heldout_nll": 1.0})
+        G.general_delta(base, {"heldout_nll": 1.0})
 
 
 # ---------------------------------------------------------------- the command line
@@ -389,9 +393,11 @@ def test_cli_eval_prints_a_table_and_writes_json(ckpts, tmp_path, capsys):
     assert lines[2].split()[0] == "1" and lines[3].split()[0] == "2"
     assert "general: heldout_nll" in out
     import json
-    written = json.loads((ckpts[1].parent / "eval" / "branch" / "eval-test.json").read_text())
-    assert written["passk"]["n"] == 2 and "probe_acc" in written["general"]
-    assert len(SampleStore(store).load(written["passk"]["task_id"], written["passk"]["checkpoint_id"], "test")) == 4
+    written = json.loads((ckpts[1].parent / "eval" / "branch" / "test.json").read_text())  # as a study writes it
+    assert written["n"] == 2 and written["prompt_mode"] == "zero-shot" and written["prompt"] == "auto"
+    assert "probe_acc" in written["general"] and len(written["general_items"]["probe_correct"]) > 0
+    assert written["method"] == "rl" and written["eval_seed"] == 0 and written["ks"] == [1, 2]
+    assert len(SampleStore(store).load(written["task_id"], written["checkpoint_id"], "test")) == 4
 
 
 def test_cli_eval_k_above_n_is_one_line_exit_2(ckpts, tmp_path, capsys):
@@ -426,15 +432,15 @@ def test_samples_of_one_task_are_never_scored_as_another_tasks(ckpts, tmp_path, 
     g.write_text("".join(json.dumps({"question": f"Tom has {i} cats and buys {i + 1} more. How many cats?",
                                      "answer": f"{i} + {i + 1} = {2 * i + 1}\n#### {2 * i + 1}"}) + "\n"
                          for i in range(5)))
-    written = ckpts[1].parent / "eval" / "branch" / "eval-test.json"
+    folder = ckpts[1].parent / "eval" / "branch"
     args = ["--split", "test", "--n", "4", "--k", "1,4", "--no-progress"]
     assert cli_main(["eval", str(ckpts[1]), "--max-problems", "5", "--store", str(tmp_path / "shared"), *args]) == 0
-    synthetic = json.loads(written.read_text())["passk"]
+    synthetic = json.loads((folder / "test.json").read_text())
     gsm = ["--task", "gsm8k", "--data", f"test={g}"]
     assert cli_main(["eval", str(ckpts[1]), *gsm, "--store", str(tmp_path / "shared"), *args]) == 0
-    shared = json.loads(written.read_text())["passk"]
+    shared = json.loads((folder / "gsm8k-test.json").read_text())  # beside the synthetic one, not over it
     assert cli_main(["eval", str(ckpts[1]), *gsm, "--store", str(tmp_path / "fresh"), *args]) == 0
-    fresh = json.loads(written.read_text())["passk"]
+    fresh = json.loads((folder / "gsm8k-test.json").read_text())
     capsys.readouterr()
     assert synthetic["task"] == "synthetic" and shared["task"] == "gsm8k"
     assert shared["task_id"] != synthetic["task_id"]

@@ -4,13 +4,13 @@ Absence is simulated by a None entry in sys.modules (then `import x` raises Modu
 import sys
 
 import pytest
-
 from conftest import tiny_model
+
 from rlearly import cli
-from rlearly.checkpoint import save_checkpoint
 from rlearly.config import load_config
 from rlearly.errors import RlearlyError
 from rlearly.extras import require
+from rlearly.lm.checkpoint import save_checkpoint
 
 
 @pytest.fixture

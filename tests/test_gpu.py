@@ -9,12 +9,12 @@ import math
 import pytest
 import torch
 
-from rlearly import evaluate
-from rlearly.checkpoint import load_checkpoint, read_meta
 from rlearly.config import load_config
+from rlearly.evaluation import evaluate
+from rlearly.files import read_metrics
+from rlearly.lm.checkpoint import load_checkpoint, read_meta
 from rlearly.tasks import SyntheticTask
 from rlearly.train import branch, pretrain
-from rlearly.train.common import read_metrics
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (make gpu-check)")]

@@ -61,8 +61,8 @@ def test_equations_are_parsed_with_precedence_and_checked():
 def test_prefixes_and_the_answer_scoring():
     assert follows_prefix([(4, "*", 2, 8)], DIFF) and follows_prefix([(7, "+", 5, 12), (12, "-", 3, 9)], DIFF)
     assert not follows_prefix([(7, "+", 4, 11)], DIFF) and not follows_prefix([(12, "-", 3, 9)], DIFF)
-    from rlearly.data.math_world import MathWorld, problem_key, spec_answer
     from rlearly.config import WorldConfig
+    from rlearly.data.math_world import MathWorld, problem_key, spec_answer
     p = MathWorld(WorldConfig()).make_problem(DIFF, "test", "t-0")
     assert p.answer == spec_answer(DIFF) == 1 and problem_key(DIFF) == "D:7+5-3|4*2"
     assert is_correct(BOX.format(1), p, "answer") and not is_correct(BOX.format(1), p, "steps")

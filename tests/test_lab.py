@@ -28,7 +28,7 @@ def _get(url: str):
 
 @pytest.mark.notebooks
 def test_jupyterlab_serves_the_notebooks_and_their_kernel_runs_rlearly(tmp_path):
-    from rlearly import report
+    from rlearly.results import report
 
     report.ensure_kernel()  # what `make lab` does first
     port, token = _free_port(), "rlearly-test"

@@ -1,4 +1,4 @@
-"""lm-evaluation-harness on exported checkpoints (rlearly.lmeval, `rlearly lm-eval`), against a stand-in `lm_eval`
+"""lm-evaluation-harness on exported checkpoints (rlearly.evaluation.lmeval, `rlearly lm-eval`), against a stand-in `lm_eval`
 module that records what rlearly passes to the documented `simple_evaluate` and returns results shaped as
 lm-eval's: not lm-eval itself, which must download its datasets from the hub (unreachable here)."""
 import json
@@ -6,12 +6,12 @@ import sys
 import types
 
 import pytest
-
 from conftest import tiny_model
+
 from rlearly import cli
-from rlearly import lmeval as L
-from rlearly.checkpoint import save_checkpoint
 from rlearly.errors import ConfigError, RlearlyError
+from rlearly.evaluation import lmeval as L
+from rlearly.lm.checkpoint import save_checkpoint
 
 # the paper's 44B base model, per benchmark (docs/PAPER.md §1e), as lm-eval would report them
 PAPER_BASE = {"lambada_openai": ("acc", 0.394), "hellaswag": ("acc_norm", 0.469), "arc_easy": ("acc_norm", 0.635),
@@ -95,7 +95,8 @@ def test_a_study_runs_lm_eval_on_every_checkpoint_it_evaluates(tmp_path, monkeyp
     """eval.lm_eval: one lm-eval node per evaluated checkpoint (base and branch), its scores and the paper's
     averages in tables/lm_eval.csv; a finished result is reused only under the same settings; without the [eval]
     extra the run stops in one line before any node."""
-    from rlearly import analysis, study
+    from rlearly import study
+    from rlearly.results import analysis
 
     (tmp_path / "s.yaml").write_text(LM_EVAL_STUDY)
     spec, root = study.load_study(tmp_path / "s.yaml"), tmp_path / "study"

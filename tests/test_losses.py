@@ -4,8 +4,8 @@ import math
 import pytest
 import torch
 
-from rlearly.losses import (aggregate, group_advantages, grpo_loss, kl_penalty,
-                            masked_nll, policy_loss, scatter_masked, token_logprobs)
+from rlearly.lm.losses import (aggregate, group_advantages, grpo_loss, kl_penalty, masked_nll, policy_loss,
+                               scatter_masked, token_logprobs)
 
 T = torch.tensor
 LN = math.log
@@ -252,7 +252,7 @@ def test_token_logprobs_fp32():
 
 
 def test_token_entropy():
-    from rlearly.losses import token_entropy
+    from rlearly.lm.losses import token_entropy
 
     ninf = float("-inf")
     logits = T([[[0.0, 0.0, 0.0, 0.0], [0.0, ninf, ninf, ninf], [5.0, 1.0, 0.0, 0.0]]]).requires_grad_()
@@ -274,7 +274,7 @@ def test_scatter_masked_places_values_row_major_and_passes_gradients():
 
 
 def test_chunked_logprobs_equal_the_whole_logits_and_their_gradient():
-    from rlearly.losses import chunked_logprobs
+    from rlearly.lm.losses import chunked_logprobs
 
     g = torch.Generator().manual_seed(0)
     h = torch.randn(11, 6, generator=g, requires_grad=True)

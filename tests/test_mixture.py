@@ -59,7 +59,7 @@ def test_pack_rows_and_targets():
 
 
 def test_batches_are_a_pure_function_of_seed_and_step(tiny_pretrain_run):
-    from rlearly.tokenizer import Tokenizer
+    from rlearly.lm.tokenizer import Tokenizer
 
     cfg, run = tiny_pretrain_run
     tok = Tokenizer.load(run / "tokenizer")

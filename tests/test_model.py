@@ -2,10 +2,10 @@ import json
 
 import pytest
 import torch
-
 from conftest import tiny_model
-from rlearly.checkpoint import save_checkpoint
-from rlearly.model import KVCache
+
+from rlearly.lm.checkpoint import save_checkpoint
+from rlearly.lm.model import KVCache
 
 
 def test_forward_shapes_and_masked_loss(model, tok):
@@ -132,7 +132,7 @@ def test_the_fused_shared_prefix_kernel_equals_the_hand_written_one():
     """shared_prefix_sdpa (scaled_dot_product_attention, GQA native, the GRPO loss's path) against
     shared_prefix_attention (scores by hand, keys repeated per query head), hand-masked: a prompt with no real
     key, cached positions before the new ones (S > 0), two query heads per key head."""
-    from rlearly.model import shared_prefix_attention, shared_prefix_sdpa
+    from rlearly.lm.model import shared_prefix_attention, shared_prefix_sdpa
 
     torch.manual_seed(0)
     Bp, G, H, Hkv, P, S, T, hd = 3, 2, 4, 2, 5, 2, 4, 8

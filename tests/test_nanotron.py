@@ -1,4 +1,4 @@
-"""nanotron interop (rlearly.nanotron), without nanotron: the config writer's YAML, and checkpoints that the
+"""nanotron interop (rlearly.train.nanotron), without nanotron: the config writer's YAML, and checkpoints that the
 tests write in nanotron's layout (one safetensors file per tensor, fused qkv and gate_up, interleaved rotary,
 tensor-parallel shards with slice metadata, padded vocabulary) converted back to logits equal to the original's.
 
@@ -15,14 +15,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 import yaml
+from conftest import tiny_model
 from safetensors.torch import save_file
 
-from conftest import tiny_model
 from rlearly import cli
-from rlearly import nanotron as N
-from rlearly.checkpoint import load_checkpoint, read_meta
 from rlearly.config import load_config
 from rlearly.errors import CheckpointError, ConfigError, RlearlyError
+from rlearly.lm.checkpoint import load_checkpoint, read_meta
+from rlearly.train import nanotron as N
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -282,7 +282,7 @@ def test_config_writer_maps_shape_schedule_batch_data_and_checkpoints(tmp_path):
                                                                        m.ffn_hidden, m.max_seq_len)
     assert mc["rope_interleaved"] is False and mc["rope_theta"] == m.rope_theta and mc["tie_word_embeddings"] is False
     tok_dir = res["tokenizer"]
-    from rlearly.tokenizer import Tokenizer
+    from rlearly.lm.tokenizer import Tokenizer
     tok = Tokenizer.load(tok_dir)
     assert mc["vocab_size"] == tok.vocab_size and (mc["bos_token_id"], mc["eos_token_id"]) == (tok.bos_id, tok.eos_id)
     assert nt["tokenizer"]["tokenizer_name_or_path"] == str(tok_dir)
@@ -335,8 +335,8 @@ def test_export_then_convert_through_the_cli_finds_tokenizer_and_config(tok, tmp
                      "model.n_kv_head=1"]) == 0
     assert "convert steps" in capsys.readouterr().out
     cfg = load_config(out / "rlearly.yaml")
-    from rlearly.model import LlamaLM
-    from rlearly.tokenizer import Tokenizer
+    from rlearly.lm.model import LlamaLM
+    from rlearly.lm.tokenizer import Tokenizer
     torch.manual_seed(0)
     model = LlamaLM(cfg.model, Tokenizer.load(out / "tokenizer").vocab_size).eval()
     step = out / "checkpoints" / "16"
@@ -345,7 +345,7 @@ def test_export_then_convert_through_the_cli_finds_tokenizer_and_config(tok, tmp
     assert cli.main(["convert", "nanotron", str(step), str(tmp_path / "ck")]) == 0
     back, _, meta = load_checkpoint(tmp_path / "ck")
     assert meta["config_hash"] == cfg.hash() and read_meta(tmp_path / "ck")["method"] == "nanotron"
-    from rlearly.evaluate import resolve_prompt_mode
+    from rlearly.evaluation.evaluate import resolve_prompt_mode
     assert resolve_prompt_mode("auto", read_meta(tmp_path / "ck")) == "few-shot"  # a base, prompted as the paper's
     idx = torch.arange(3, 19).view(1, 16)
     with torch.no_grad():
@@ -364,7 +364,7 @@ import yaml
 sys.path.insert(0, {tests!r})
 from test_nanotron import write_nanotron_checkpoint
 from rlearly.config import load_config
-from rlearly.model import LlamaLM
+from rlearly.lm.model import LlamaLM
 
 config = Path(sys.argv[sys.argv.index("--config-file") + 1])
 nt, cfg = yaml.safe_load(config.read_text()), load_config(config.parent / "rlearly.yaml")
@@ -394,7 +394,8 @@ def test_a_study_pretrains_with_nanotron_and_branches_its_converted_checkpoints(
     branches and evaluates them (bases prompted few-shot); the lineage names nanotron and the command."""
     import sys
 
-    from rlearly import analysis, study
+    from rlearly import study
+    from rlearly.results import analysis
 
     fake = tmp_path / "fake_nanotron.py"
     fake.write_text(FAKE_NANOTRON.format(tests=str(Path(__file__).parent)))
@@ -444,7 +445,7 @@ def test_nanoset_export_streams_the_runs_own_rows_pre_tokenized(tmp_path, capsys
 
     from rlearly.data.mixture import Mixture, PretrainBatches
     from rlearly.data.world import World
-    from rlearly.tokenizer import Tokenizer
+    from rlearly.lm.tokenizer import Tokenizer
 
     out = tmp_path / "nt"
     assert cli.main(["export", "nanotron-config", "--preset", "tiny", "--out", str(out), "--nanoset"]) == 0

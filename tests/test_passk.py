@@ -1,11 +1,11 @@
-"""pass@k estimator, bootstrap CIs and the expansion/sharpening diagnostics (rlearly.passk)."""
+"""pass@k estimator, bootstrap CIs and the expansion/sharpening diagnostics (rlearly.evaluation.passk)."""
 import itertools
 import warnings
 
 import numpy as np
 import pytest
 
-from rlearly import passk as pk
+from rlearly.evaluation import passk as pk
 
 
 def brute_pass_at_k(n: int, c: int, k: int) -> float:

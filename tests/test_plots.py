@@ -1,4 +1,4 @@
-"""rlearly.plots: each figure draws exactly the table's numbers, in the fixed method colours, and bad input
+"""rlearly.results.plots: each figure draws exactly the table's numbers, in the fixed method colours, and bad input
 fails with a message naming what is missing. Small hand-built tables, Agg backend, no file I/O."""
 import matplotlib
 
@@ -10,8 +10,8 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 from matplotlib.colors import to_hex  # noqa: E402
 
-from rlearly import plots  # noqa: E402
-from rlearly.plots import METHOD_COLORS  # noqa: E402
+from rlearly.results import plots  # noqa: E402
+from rlearly.results.plots import METHOD_COLORS  # noqa: E402
 
 PARENTS = [1_000_000, 4_000_000]
 KS = [1, 2, 4, 8]

@@ -6,10 +6,11 @@ import sys
 import pytest
 import torch
 
-from rlearly.checkpoint import load_checkpoint
 from rlearly.config import load_config
+from rlearly.files import read_metrics
+from rlearly.lm.checkpoint import load_checkpoint
 from rlearly.train import pretrain
-from rlearly.train.common import cosine_lr, read_metrics
+from rlearly.train.common import cosine_lr
 
 
 def test_cosine_schedule_values():

@@ -12,10 +12,10 @@ from rlearly import hub
 from rlearly import tasks as T
 from rlearly.config import load_config
 from rlearly.data import corpora
-from rlearly.tasks import openmath
 from rlearly.data.mixture import Mixture
 from rlearly.data.world import World
 from rlearly.errors import ConfigError, DataError, RlearlyError
+from rlearly.tasks import openmath
 
 HAVE_GYM = importlib.util.find_spec("reasoning_gym") is not None
 needs_gym = pytest.mark.skipif(not HAVE_GYM, reason="reasoning-gym is not installed (pip install 'rlearly[data]')")

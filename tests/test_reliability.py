@@ -26,17 +26,18 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import tiny_model
 from safetensors.torch import load_file
 
-from conftest import tiny_model
-from rlearly import cli, report, study
-from rlearly.checkpoint import load_checkpoint, read_meta, save_checkpoint
+from rlearly import cli, study
 from rlearly.config import load_config
-from rlearly.evaluate import checkpoint_id
 from rlearly.errors import CheckpointError, RlearlyError, StorageError
-from rlearly.store import SampleStore
+from rlearly.evaluation.evaluate import checkpoint_id
+from rlearly.evaluation.store import SampleStore
+from rlearly.files import MetricsLog, read_metrics, write_atomic
+from rlearly.lm.checkpoint import load_checkpoint, read_meta, save_checkpoint
+from rlearly.results import report
 from rlearly.train import branch, pretrain
-from rlearly.train.common import MetricsLog, read_metrics, write_atomic
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = str(REPO / "studies" / "tiny.yaml")
@@ -230,7 +231,7 @@ def workspace(tiny_pretrain_run, tiny_ckpt, sft_reference, tmp_path_factory):
     # a sample store whose part has one flipped byte inside a completion: without page checksums it would
     # read as a different, valid sample
     bad = SampleStore(ws / "badstore")
-    from rlearly.checkpoint import load_config_of
+    from rlearly.lm.checkpoint import load_config_of
     from rlearly.tasks import get_task
     tid = get_task("synthetic", world=load_config_of(tiny_ckpt).world).task_id("test")  # what `eval` will read
     bad.add([dict(_ROW, task=tid, checkpoint_id=checkpoint_id(tiny_ckpt), completion="The answer is 12345.")])
@@ -358,7 +359,7 @@ def _half_then_enospc():
 
 def test_full_disk_mid_pretraining_is_one_line_keeps_checkpoints_and_resumes_exactly(
         tiny_pretrain_run, tmp_path, monkeypatch, capsys):
-    import rlearly.checkpoint as ck
+    import rlearly.lm.checkpoint as ck
 
     cfg, full = tiny_pretrain_run
     out = tmp_path / "run"
@@ -390,8 +391,9 @@ def test_a_save_removes_what_a_killed_save_of_the_same_checkpoint_left(tok, tmp_
 
 @pytest.mark.parametrize("failure", ["oserror", "safetensors-text"])
 def test_full_disk_in_save_checkpoint_names_the_path_and_keeps_the_old_one(tok, tmp_path, monkeypatch, failure):
-    import rlearly.checkpoint as ck
     from safetensors import SafetensorError
+
+    import rlearly.lm.checkpoint as ck
 
     model = tiny_model(tok.vocab_size)
     path = save_checkpoint(tmp_path / "c", model, tok, {"step": 1})
@@ -411,7 +413,7 @@ def test_full_disk_in_save_checkpoint_names_the_path_and_keeps_the_old_one(tok, 
 
 
 def test_full_disk_in_atomic_text_writes_keeps_the_old_file(tmp_path, monkeypatch):
-    import rlearly.train.common as common
+    import rlearly.files as common
 
     f = tmp_path / "meta.json"
     write_atomic(f, "old\n")
@@ -436,7 +438,7 @@ def test_full_disk_in_atomic_text_writes_keeps_the_old_file(tmp_path, monkeypatc
 
 
 def test_full_disk_in_the_sample_store_keeps_stored_parts(tmp_path, monkeypatch):
-    import rlearly.store as store_mod
+    import rlearly.evaluation.store as store_mod
 
     row = dict(task="t", checkpoint_id="c", split="test", problem_id="p", sample_index=0, seed=0, completion="x", tokens=1,
                answer=None, correct=False, logprob=-1.0, finished=True, temperature=0.6, top_p=0.95,

@@ -3,16 +3,17 @@ import math
 
 import pytest
 import torch
-
 from device_audit import HostAudit
-from rlearly import evaluate
-from rlearly.checkpoint import load_checkpoint, read_meta
+
 from rlearly.config import RuntimeConfig, load_config
 from rlearly.errors import ConfigError
-from rlearly.runtime import resolve, to_device
+from rlearly.evaluation import evaluate
+from rlearly.evaluation.general import general_capability
+from rlearly.files import read_metrics
+from rlearly.lm.checkpoint import load_checkpoint, read_meta
+from rlearly.lm.runtime import place, resolve, to_device
 from rlearly.tasks import SyntheticTask
 from rlearly.train import branch, pretrain
-from rlearly.train.common import read_metrics
 
 
 def test_the_audit_catches_a_host_tensor_meeting_a_device_tensor():
@@ -47,7 +48,7 @@ def test_every_stage_builds_its_tensors_on_the_runtime_device(tiny_ckpt, tmp_pat
         evaluate.evaluate_passk(tiny_ckpt, "synthetic", "dev", 2, [1, 2], 0, tmp_path / "samples",
                                 max_problems=4, progress=False)
         model, tok, _ = load_checkpoint(tiny_ckpt)
-        evaluate.general_capability(evaluate.place(model), tok, bcfg.world, n_docs=4)
+        general_capability(place(model), tok, bcfg.world, n_docs=4)
     assert audit.violations == [], "\n".join(dict.fromkeys(audit.violations))
 
 
@@ -60,11 +61,11 @@ def test_device_is_where_not_what_and_dtype_is_what():
                                             torch.cuda.is_available() else None)
 
 
-@pytest.mark.parametrize("device, needle", [("gpu", "must be one of auto | cpu | cuda"),
+@pytest.mark.parametrize("device, needle", [("gpu", "unknown device kind 'gpu'; known: auto, cpu, cuda"),
                                             ("cuda:x", "must be one of")])
 def test_a_bad_device_is_one_clear_error(device, needle):
     with pytest.raises(ConfigError, match=needle):
-        RuntimeConfig(device=device)
+        resolve(RuntimeConfig(device=device))
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error of a machine without a GPU")
@@ -118,7 +119,8 @@ eval: {splits: [test], n: 2, ks: [1, 2], max_problems: 4, seed: 0}
 
 def test_bf16_runs_a_tiny_study_end_to_end(tmp_path):
     # a study whose config says bf16: every node runs, its tables fill, and each artifact records the precision
-    from rlearly import analysis, study
+    from rlearly import study
+    from rlearly.results import analysis
 
     (tmp_path / "bf16.yaml").write_text(BF16_STUDY)
     root = tmp_path / "study"
@@ -211,7 +213,7 @@ def test_four_micro_batches_of_pretraining_take_the_step_of_one(model):
 
 def test_activation_checkpointing_gives_the_same_gradients(model, monkeypatch):
     """Recomputing each block in the backward pass changes memory, not the gradient (plain and shared-prefix paths)."""
-    from rlearly.runtime import Runtime
+    from rlearly.lm.runtime import Runtime
 
     x = torch.randint(0, model.vocab_size, (4, 12), generator=torch.Generator().manual_seed(0))
     mask = torch.ones(4, 12)

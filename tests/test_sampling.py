@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from rlearly import sampling
-from rlearly.model import KVCache
-from rlearly.sampling import NUCLEUS_CANDIDATES, generate, nucleus_threshold, pick_tokens
+from rlearly.lm.model import KVCache
+from rlearly.sampling import torch_engine as sampling
+from rlearly.sampling.torch_engine import NUCLEUS_CANDIDATES, generate, nucleus_threshold, pick_tokens
 
 
 def test_pick_tokens_inverse_cdf_and_top_p():

@@ -1,4 +1,4 @@
-"""The parquet sample store (rlearly.store): keys, gaps, counts, dedup, corruption, round trip, compaction."""
+"""The parquet sample store (rlearly.evaluation.store): keys, gaps, counts, dedup, corruption, round trip, compaction."""
 import json
 import os
 
@@ -9,8 +9,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from rlearly.errors import DataError
-from rlearly.passk import distinct_correct
-from rlearly.store import SCHEMA, SampleStore
+from rlearly.evaluation.passk import distinct_correct
+from rlearly.evaluation.store import SCHEMA, SampleStore
 
 CKPT = "runs/demo/ckpt-0000100"  # slashes in ids are fine
 TASK = "synthetic-0123456789abcdef"

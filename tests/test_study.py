@@ -57,7 +57,7 @@ def test_every_node_done_and_second_run_does_nothing(tiny_study):
 def test_a_second_pretraining_run_is_a_unit_of_the_main_arm(tiny_study):
     """The `replicas` arm (the main config, pretraining seed 1) is labelled main: its rows carry pretrain_seed
     1, its branches live apart from seed 0's, and the contrasts at the last checkpoint resample both runs."""
-    from rlearly import analysis
+    from rlearly.results import analysis
 
     spec, root = tiny_study
     passk = analysis.load_tables(root)["passk"]
@@ -135,8 +135,8 @@ def test_an_evaluation_of_other_settings_is_not_taken_for_done(tiny_study):
 def test_corrupt_tables_and_node_results_are_named(tiny_study, tmp_path):
     """A table cut at a row boundary still parses: the size and sha256 in tables/meta.json catch it. A corrupt
     evaluation result or metrics log of a finished node is one error naming the file (and what to delete)."""
-    from rlearly.analysis import load_tables
     from rlearly.errors import DataError
+    from rlearly.results.analysis import load_tables
 
     spec, done_root = tiny_study
     root = tmp_path / "tiny"
@@ -345,7 +345,7 @@ def test_pace_estimates_kind_by_kind():
     nodes = [study.Node("pretrain", "p1", Path("p1"), None, cost=1.0), study.Node("pretrain", "p2", Path("p2"), None,
              cost=3.0), study.Node("branch", "b1", Path("b1"), None), study.Node("branch", "b2", Path("b2"), None),
              study.Node("eval", "e1", Path("e1"), None)]
-    pace = study._Pace(nodes, jobs=2)
+    pace = study.runner._Pace(nodes, jobs=2)
     # the second run costs 3x the first: 1800 s, over 2 jobs; the branches and the evaluation are untimed
     assert pace.step(nodes[0], 600.0).endswith("about 15m00s left (+ 2 branch nodes, 1 eval node not yet timed)")
     assert pace.step(nodes[2], 100.0).endswith("about 15m50s left (+ 1 eval node not yet timed)")  # (1800+100)/2
@@ -369,7 +369,7 @@ def test_a_second_runner_on_the_same_study_stops_with_a_clear_error(tiny_study):
     from rlearly.errors import RlearlyError
 
     spec, root = tiny_study
-    with study._Lock(root / ".lock"):
+    with study.runner._Lock(root / ".lock"):
         with pytest.raises(RlearlyError, match="is being run by pid"):
             study.run(spec, root, log=lambda *a: None)
     study.run(spec, root, log=lambda *a: None)  # the lock is released afterwards
@@ -392,8 +392,8 @@ def test_a_replicate_moves_every_seed_and_keeps_the_world(tmp_path):
 def test_completions_of_a_study_row_and_what_rl_solved_or_lost(tiny_study, tmp_path, capsys):
     """A pass@k-table row maps to its stored samples: the counts behind the table's pass@1, the question and
     gold answer of the world, and a solved/lost diff whose statuses follow from the two solve rates."""
-    from rlearly import analysis, completions
     from rlearly.errors import DataError
+    from rlearly.results import analysis, completions
 
     _, root = tiny_study
     passk = analysis.load_tables(root)["passk"]
@@ -428,7 +428,7 @@ def test_completions_of_a_study_row_and_what_rl_solved_or_lost(tiny_study, tmp_p
 def test_completions_find_a_checkpoint_recorded_relative_to_another_directory(tmp_path):
     """An evaluation records its checkpoint as the run saw it (runs/default/... from the repo): read from
     anywhere, the checkpoint is found under the study root."""
-    from rlearly import completions
+    from rlearly.results import completions
 
     (tmp_path / "eval" / "x").mkdir(parents=True)
     (tmp_path / "pretrain" / "h" / "ckpt-1").mkdir(parents=True)
@@ -440,7 +440,6 @@ def test_completions_find_a_checkpoint_recorded_relative_to_another_directory(tm
 def test_evaluation_nodes_can_sample_with_vllm(tmp_path, monkeypatch):
     """eval.backend: vllm: the study's evaluation nodes sample through the vllm backend (its samples stored apart,
     the backend in the node's protocol); torch studies keep their old protocol. The engine here is a stand-in."""
-    from rlearly import evaluate
 
     f = tmp_path / "s.yaml"
     f.write_text("name: v\nconfig: {preset: tiny}\nbranch: {checkpoints: [-1], methods: [sft]}\n"
@@ -448,16 +447,17 @@ def test_evaluation_nodes_can_sample_with_vllm(tmp_path, monkeypatch):
     spec = study.load_study(f)
     evals = [n for n in study.plan(spec, tmp_path / "run") if n.kind == "eval"]
     assert evals and all(n.protocol["backend"] == "vllm" for n in evals)
-    assert "backend" not in study._protocol(study.load_study(TINY).eval)
-    from rlearly import checkpoint
+    assert "backend" not in study.nodes._protocol(study.load_study(TINY).eval)
     from rlearly.config import load_config
+    from rlearly.lm import checkpoint
 
     class Called(Exception):
         pass
 
     def sampled(*args, **kw):
         raise Called(kw)
-    monkeypatch.setattr(evaluate, "evaluate_passk", sampled)  # the node's job, up to its sampling call
+    from rlearly.evaluation import record
+    monkeypatch.setattr(record, "evaluate_passk", sampled)  # the node's job, up to its sampling call
     monkeypatch.setattr(checkpoint, "read_meta", lambda *a, **k: {"method": "sft"})
     monkeypatch.setattr(checkpoint, "load_config_of", lambda path: load_config(preset="tiny"))
     with pytest.raises(Called) as got:
@@ -465,7 +465,7 @@ def test_evaluation_nodes_can_sample_with_vllm(tmp_path, monkeypatch):
     assert got.value.args[0]["backend"] == "vllm"
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: x\neval: {backend: jax}\n")
-    with pytest.raises(ConfigError, match="study eval.backend='jax' must be torch or vllm"):
+    with pytest.raises(ConfigError, match="study eval.backend: unknown sampling backend 'jax'; known: torch, vllm"):
         study.load_study(bad)
 
 
@@ -480,4 +480,4 @@ def test_study_claims_prints_every_verdict(tiny_study, capsys):
     assert "claims held" in out[0] and sum(line.startswith("claim ") for line in out) == 10
     assert any(line.startswith("  floor: test: pass@1") for line in out)
     assert cli.main(["study", "claims", str(TINY), "--root", str(root.parent / "none")]) == 2
-    assert "run `rlearly study run <spec>" in capsys.readouterr().err
+    assert f"run `rlearly study run studies/none.yaml --root {root.parent / 'none'}`" in capsys.readouterr().err

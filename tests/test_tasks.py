@@ -11,7 +11,7 @@ from rlearly import tasks as T
 from rlearly.config import WorldConfig
 from rlearly.data import math_world as mw
 from rlearly.errors import ConfigError, DataError, RlearlyError
-from rlearly.evaluate import fewshot_prefix
+from rlearly.evaluation.evaluate import fewshot_prefix
 
 SMALL_WORLD = WorldConfig(n_train=12, n_test=6, n_hard=4)
 

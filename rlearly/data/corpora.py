@@ -90,6 +90,12 @@ def is_mixture_file(spec: str) -> bool:
     return Path(spec).suffix in (".yaml", ".yml")
 
 
+def is_hub_dataset(spec: str) -> bool:
+    """data.corpus names one hub dataset: not the synthetic world, a local file, a mixture file or a
+    reasoning-gym generator."""
+    return spec != "synthetic" and not Path(spec).exists() and not is_mixture_file(spec) and ":" not in spec
+
+
 def load_mixture(path: str | Path) -> list[Source]:
     """The sources of a mixture file: a mapping with one key, `sources`, a non-empty list of sources."""
     raw = read_yaml_mapping(path, "corpus mixture")

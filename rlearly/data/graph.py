@@ -1,6 +1,7 @@
 """A math problem's computation graph, and the check that a written solution follows it (docs/DESIGN.md §4).
 
-Owns: `Step` (one operation of the graph: an event of a person, or a combine of people's counts), the steps
+Owns: the graph's types (`Spec`: people's chains of events and the combine the question asks for; `Chain`,
+`Event`), `Step` (one operation of the graph: an event of a person, or a combine of people's counts), the steps
 of a problem and every order of them that respects their dependencies, the parser of a solution's
 equations, and `verify_steps`, the scorer of the world's "steps" scoring mode.
 
@@ -17,16 +18,52 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:  # math_world imports this module; the spec is only read here
-    from rlearly.data.math_world import Event, Spec
 
 _ARITH_CHARS = set("0123456789+-*/() ")
 _RESULT = re.compile(r"\s*(-?\d+)")
 _BOXED = re.compile(r"\\boxed\{([^{}]*)\}")
 _INT = re.compile(r"[+-]?\d+")
 _COMMUTATIVE = "+*"
+
+
+@dataclass(frozen=True)
+class Event:
+    op: str  # one of + - * /
+    n: int  # operand
+    template: int  # index into EVENT_TEMPLATES[op]: story wording only, not part of the problem key
+
+
+@dataclass(frozen=True)
+class Chain:
+    name: str
+    gender: str  # "f" / "m", for pronouns
+    start: int
+    events: tuple[Event, ...]
+
+    def values(self) -> list[int]:
+        vals = [self.start]
+        for ev in self.events:
+            vals.append(apply(vals[-1], ev.op, ev.n))
+        return vals
+
+
+@dataclass(frozen=True)
+class Spec:
+    """The computation graph of a problem with its story choices (names, object)."""
+
+    obj: str  # plural noun shared by every person in the problem
+    chains: tuple[Chain, ...]  # in the order the story tells them
+    combine: str  # "" (one chain), "+" (sum of all chains), "-" (one chain minus the other)
+    minuend: int = 0  # a diff: the chain the question asks "how many more" about (told first or second)
+
+    @property
+    def structure(self) -> str:
+        return {"": "chain", "+": "sum", "-": "diff"}[self.combine]
+
+    @property
+    def diff_order(self) -> tuple[int, int]:
+        """A diff's (minuend, subtrahend) chain indices."""
+        return self.minuend, 1 - self.minuend
 
 
 @dataclass(frozen=True)
@@ -39,14 +76,14 @@ class Step:
     c: int
     deps: tuple[int, ...]  # indices of steps whose results this one uses
     names: tuple[str, ...] = ()  # people a combine step is about
-    event: "Event | None" = None
+    event: Event | None = None
 
 
 def apply(a: int, op: str, b: int) -> int:
     return a + b if op == "+" else a - b if op == "-" else a * b if op == "*" else a // b
 
 
-def graph_steps(spec: "Spec", last: int) -> list[Step]:
+def graph_steps(spec: Spec, last: int) -> list[Step]:
     """The graph's steps; for a 3-person sum, `last` is the person added after the other two."""
     steps, tail, finals = [], {}, []
     for i, ch in enumerate(spec.chains):
@@ -72,7 +109,7 @@ def graph_steps(spec: "Spec", last: int) -> list[Step]:
     return steps
 
 
-def step_sets(spec: "Spec") -> list[list[Step]]:
+def step_sets(spec: Spec) -> list[list[Step]]:
     """The graph's steps once per way to associate the combine (three ways for a 3-person sum, else one)."""
     lasts = range(3) if spec.combine == "+" and len(spec.chains) == 3 else [2]
     return [graph_steps(spec, last) for last in lasts]
@@ -202,12 +239,12 @@ def _matched(claims, steps: list[Step]) -> bool:
     return len(claims) <= len(steps) and walk(0, frozenset())
 
 
-def follows_prefix(claims, spec: "Spec") -> bool:
+def follows_prefix(claims, spec: Spec) -> bool:
     """Can these claims begin a correct solution? (Adversaries' exact success probabilities prune with it.)"""
     return any(_matched(claims, steps) for steps in step_sets(spec))
 
 
-def verify_steps(text: str, spec: "Spec") -> bool:
+def verify_steps(text: str, spec: Spec) -> bool:
     """The "steps" scoring: the text's equations are the graph's steps in a valid order and the last boxed
     integer is the last result (which is then the answer)."""
     claims = equations(text)

@@ -23,7 +23,6 @@ Text layout of a math document / task example: `question + "\\n" + solution`.
 """
 from __future__ import annotations
 
-import hashlib
 import itertools
 import re
 from dataclasses import dataclass, field
@@ -31,16 +30,25 @@ from functools import lru_cache
 
 import numpy as np
 
-from rlearly.config import WorldConfig
-from rlearly.data.graph import Step, apply, boxed_int, graph_steps, step_sets, topo_orders, verify_steps
+from rlearly.config import WORLD_VERSION, WorldConfig  # noqa: F401  (the generator's version: config's, so the hash reads it)
+from rlearly.data.graph import (  # noqa: F401
+    Chain,
+    Event,
+    Spec,
+    Step,
+    apply,
+    boxed_int,
+    graph_steps,
+    step_sets,
+    topo_orders,
+    verify_steps,
+)
 from rlearly.errors import DataError
+from rlearly.seeds import world_seed
 
 SPLITS = ("train", "dev", "test", "hard")
 EVAL_SPLITS = ("test", "hard")  # read only by a frozen study's final evaluation
 _SPLIT_STREAM = {"train": 0, "test": 1, "hard": 2, "dev": 3}  # each split's random stream (fixed as splits are added)
-# Bumped whenever the same WorldConfig would generate other problems, solutions or scores: it is part of the
-# config hash and of the synthetic task's fingerprint, so no run or sample of an older world is reused.
-WORLD_VERSION = 2
 
 NAMES = (("Ava", "f"), ("Emma", "f"), ("Lily", "f"), ("Zoe", "f"), ("Nora", "f"), ("Ella", "f"),
          ("Ruby", "f"), ("Ivy", "f"), ("Lucy", "f"), ("Anna", "f"), ("Ben", "m"), ("Sam", "m"),
@@ -73,46 +81,6 @@ _BOXED = re.compile(r"\\boxed\{([^{}]*)\}")
 
 
 @dataclass(frozen=True)
-class Event:
-    op: str  # one of + - * /
-    n: int  # operand
-    template: int  # index into EVENT_TEMPLATES[op]: story wording only, not part of the problem key
-
-
-@dataclass(frozen=True)
-class Chain:
-    name: str
-    gender: str  # "f" / "m", for pronouns
-    start: int
-    events: tuple[Event, ...]
-
-    def values(self) -> list[int]:
-        vals = [self.start]
-        for ev in self.events:
-            vals.append(apply(vals[-1], ev.op, ev.n))
-        return vals
-
-
-@dataclass(frozen=True)
-class Spec:
-    """The computation graph of a problem with its story choices (names, object)."""
-
-    obj: str  # plural noun shared by every person in the problem
-    chains: tuple[Chain, ...]  # in the order the story tells them
-    combine: str  # "" (one chain), "+" (sum of all chains), "-" (one chain minus the other)
-    minuend: int = 0  # a diff: the chain the question asks "how many more" about (told first or second)
-
-    @property
-    def structure(self) -> str:
-        return {"": "chain", "+": "sum", "-": "diff"}[self.combine]
-
-    @property
-    def diff_order(self) -> tuple[int, int]:
-        """A diff's (minuend, subtrahend) chain indices."""
-        return self.minuend, 1 - self.minuend
-
-
-@dataclass(frozen=True)
 class Problem:
     id: str  # "<split>-00017"; pretraining problems: "pretrain-<hash>"
     split: str
@@ -121,12 +89,6 @@ class Problem:
     n_ops: int
     key: str  # canonical computation (structure + numbers, not names/objects/wording)
     spec: Spec | None = field(default=None, repr=False)  # None for problems from outside this world
-
-
-def stable_seed(*parts) -> int:
-    """A 64-bit seed from text, stable across processes (Python's hash() is salted per process)."""
-    digest = hashlib.sha256("\x1f".join(map(str, parts)).encode()).digest()
-    return int.from_bytes(digest[:8], "little")
 
 
 def _operands(v: int, op: str, max_value: int) -> list[int]:
@@ -318,7 +280,7 @@ def _solutions(spec: Spec, cap: int) -> tuple[str, ...]:
             return tuple(out)
     # Too many: the canonical solution first, then a seeded sample that visits plans round-robin
     # (so step orders are spread evenly) with random phrasing and operand order per step.
-    rng = np.random.default_rng(stable_seed("solutions", problem_key(spec), question_text(spec)))
+    rng = np.random.default_rng(world_seed("solutions", problem_key(spec), question_text(spec)))
     out[render(0, [0] * len(plans[0][1]))] = None
     perm = rng.permutation(len(plans))
     for attempt in range(40 * cap):
@@ -388,7 +350,7 @@ def _teacher_steps(spec: Spec, rng: np.random.Generator, merge: float) -> str:
 def teacher_solutions(spec: Spec, cap: int, merge: float) -> tuple[str, ...]:
     """Up to `cap` distinct graded solutions in the teacher's style (_teacher_steps), seeded by the problem."""
     closing = graded_closing(spec, spec_answer(spec))
-    rng = np.random.default_rng(stable_seed("teacher", problem_key(spec), question_text(spec), merge))
+    rng = np.random.default_rng(world_seed("teacher", problem_key(spec), question_text(spec), merge))
     out: dict[str, None] = {}
     for _ in range(40 * cap):
         if len(out) >= cap:
@@ -399,7 +361,7 @@ def teacher_solutions(spec: Spec, cap: int, merge: float) -> tuple[str, ...]:
 
 def pick_demo(problem_id: str, solutions) -> str:
     """A problem's single demonstration among its solutions: stable per problem id, 'randomly chosen'."""
-    return solutions[stable_seed("demo", problem_id) % len(solutions)]
+    return solutions[world_seed("demo", problem_id) % len(solutions)]
 
 
 def extract_answer(text: str) -> int | None:
@@ -521,7 +483,7 @@ class MathWorld:
             spec = self._gen(rng, hard)
             key = problem_key(spec)
             if key not in reserved:
-                return self.make_problem(spec, "pretrain", f"pretrain-{stable_seed(key) % 10**10:010d}")
+                return self.make_problem(spec, "pretrain", f"pretrain-{world_seed(key) % 10**10:010d}")
         raise DataError("every sampled pretraining problem is a dev/test/hard problem; raise world.max_value")
 
     def document_for(self, problem: Problem, rng: np.random.Generator, graded: bool | None = None) -> str:

@@ -16,7 +16,7 @@ from rlearly.config import Config
 from rlearly.data.corpora import open_corpus
 from rlearly.data.world import World
 from rlearly.errors import DataError
-from rlearly.tokenizer import Tokenizer
+from rlearly.lm.tokenizer import Tokenizer
 
 
 class Mixture:

@@ -22,7 +22,6 @@ stops at a newline); a multi-line protocol (task.multiline) keeps the lines and 
 from __future__ import annotations
 
 import importlib
-import inspect
 
 from rlearly.errors import ConfigError
 from rlearly.tasks.answers import boxed_contents, last_boxed, number_text, parse_number
@@ -32,37 +31,44 @@ from rlearly.tasks.gsm8k import GSM8KTask
 from rlearly.tasks.math import MathTask, math_equal, math_value, normalize_math
 from rlearly.tasks.synthetic import SyntheticTask
 
-__all__ = ["GSM8KTask", "MODULES", "MathTask", "SyntheticTask", "Task", "TaskProblem", "_FileTask", "_field",
-           "_one_line", "boxed_contents", "config_task", "demonstrations", "get_task", "known_tasks", "last_boxed",
-           "math_equal", "math_value", "normalize_math", "number_text", "parse_number", "read_rows", "register_task"]
+__all__ = ["DEFAULT_TASK", "GSM8KTask", "MODULES", "MathTask", "SyntheticTask", "Task", "TaskProblem", "_FileTask", "_field",
+           "_one_line", "boxed_contents", "check_task_config", "config_task", "demonstrations", "get_task", "known_tasks", "last_boxed",
+           "math_equal", "math_value", "normalize_math", "number_text", "parse_number", "read_rows", "register_task", "task_class"]
 
 # tasks imported when first asked for by name (their data need the hub or the [data] extra)
 MODULES = {"openmath": "rlearly.tasks.openmath", "gsm_symbolic": "rlearly.tasks.gsm_symbolic"}
+
+
+DEFAULT_TASK = "synthetic"  # config task.name's default; evaluation records older than task names are its
 
 
 def known_tasks() -> tuple[str, ...]:
     return tuple(sorted({*_TASKS, *MODULES}))
 
 
-def get_task(name: str, **kw) -> Task:
-    """A task by name; keyword arguments go to its constructor. Unknown names list the known ones."""
+def task_class(name: str) -> type[Task]:
+    """A registered task's class (imported on first use); an unknown name lists the known ones."""
     if name not in _TASKS and name in MODULES:
         importlib.import_module(MODULES[name])  # registers it
     if name not in _TASKS:
         raise ConfigError(f"unknown task {name!r}; known tasks: {', '.join(known_tasks())}")
-    cls = _TASKS[name]
-    try:
-        inspect.signature(cls).bind(**kw)
-    except TypeError as e:
-        raise ConfigError(f"task {name!r}: {e}; it takes {list(inspect.signature(cls).parameters)}") from None
-    return cls(**kw)
+    return _TASKS[name]
+
+
+def get_task(name: str, **kw) -> Task:
+    """A task by name; keyword arguments go to its constructor. Unknown names list the known ones."""
+    return task_class(name).build(**kw)
 
 
 def config_task(tc, world) -> Task:
-    """The task a config's branches train on: `tc` a config.TaskConfig, `world` its WorldConfig (synthetic),
-    with the generation protocol `tc` sets (task.multiline, task.max_new_tokens)."""
-    task = SyntheticTask(world=world) if tc.name == "synthetic" else \
-        get_task(tc.name, **({"files": tc.file_map()} if tc.files else {}))
-    return task.with_protocol(tc.multiline or None, tc.max_new_tokens or None)
+    """The task a config's branches train on: `tc` a config.TaskConfig, `world` its WorldConfig (for a task made
+    from the world), with the generation protocol `tc` sets (task.multiline, task.max_new_tokens)."""
+    return task_class(tc.name).from_config(tc, world).with_protocol(tc.multiline or None, tc.max_new_tokens or None)
+
+
+def check_task_config(tc) -> None:
+    """A ConfigError now, naming the problem, when a config's `task` section names an unknown task or asks of it
+    what it cannot do (files or multi-line solutions of the synthetic world)."""
+    task_class(tc.name).check_config(tc)
 
 

@@ -6,7 +6,6 @@ import re
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 
-
 _THOUSANDS = re.compile(r"[+-]?\d{1,3}(,\d{3})+(\.\d+)?")
 _DECIMAL = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)")
 

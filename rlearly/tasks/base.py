@@ -5,11 +5,13 @@ per split or a hub dataset (`read_rows`, `_FileTask`)."""
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from rlearly.config import TaskConfig
 from rlearly.errors import ConfigError, DataError
 
 
@@ -39,6 +41,56 @@ class Task:
     # default); multi-line ones keep their demonstrations' lines and stop at EOS, an answer ending at a blank line
     multiline: bool = False
     max_new_tokens: int = 160  # the evaluation's token budget per completion
+    supports_multiline = True
+    from_world = False  # made from a config's world.* settings (the synthetic world), not read from data
+
+    # ---- how a config, a study plan and its stored results name this task (class-level: no data is loaded)
+
+    @classmethod
+    def build(cls, **kw) -> "Task":
+        """The task built with constructor arguments `kw`; ones it does not take are a ConfigError naming them."""
+        try:
+            inspect.signature(cls).bind(**kw)
+        except TypeError as e:
+            raise ConfigError(f"task {cls.name!r}: {e}; it takes {list(inspect.signature(cls).parameters)}") from None
+        return cls(**kw)
+
+    @classmethod
+    def from_config(cls, tc: TaskConfig, world) -> "Task":
+        """The task a config's `task` section describes: its data files (`world`, the config's WorldConfig, is for
+        tasks made from the world)."""
+        cls.check_config(tc)
+        return cls.build(**({"files": tc.file_map()} if tc.files else {}))
+
+    @classmethod
+    def check_config(cls, tc: TaskConfig) -> None:
+        """A ConfigError naming what a `task` section asks of this task that it cannot do (before anything runs)."""
+        if tc.multiline and not cls.supports_multiline:
+            raise ConfigError(f"task {cls.name!r} has one-line solutions only (task.multiline)")
+
+    @classmethod
+    def eval_config(cls, files, train: TaskConfig) -> TaskConfig:
+        """An evaluation on this task of models trained on `train`'s task: in the training task's generation
+        protocol (task.multiline, task.max_new_tokens), the models' format."""
+        return TaskConfig(cls.name, list(files), train.multiline, train.max_new_tokens)
+
+    @classmethod
+    def plan_protocol(cls, tc: TaskConfig, world, split: str) -> dict:
+        """What a stored evaluation result must record to count as this task's on `split`: its name, data files and
+        generation protocol (its fingerprint, task_id, needs its data, which a plan does not load)."""
+        protocol = {"multiline": True} if tc.multiline else {}  # one line: as results were keyed before protocols
+        protocol |= {"max_new_tokens": tc.max_new_tokens} if tc.max_new_tokens else {}
+        return {"task": tc.name, "task_files": list(tc.files), **protocol}
+
+    @classmethod
+    def result_name(cls, split: str) -> str:
+        """The name of an evaluation of this task on `split` (its file in a study's eval/ folder, its samples)."""
+        return f"{cls.name}-{split}"
+
+    @classmethod
+    def node_label(cls) -> str:
+        """What the key of a branch node trained on this task says about it."""
+        return f" on {cls.name}"
 
     def with_protocol(self, multiline: bool | None = None, max_new_tokens: int | None = None) -> "Task":
         """This task with another generation protocol (before any problem is loaded: demonstrations keep their
@@ -52,8 +104,6 @@ class Task:
         if max_new_tokens:
             self.max_new_tokens = int(max_new_tokens)
         return self
-
-    supports_multiline = True
 
     def stop_ids(self, tok) -> list[int]:
         """Where sampling stops: EOS and every newline token (one-line), or EOS alone (multi-line)."""
@@ -89,11 +139,16 @@ class Task:
     def _load(self, split: str) -> list[TaskProblem]:
         raise NotImplementedError
 
+    @classmethod
+    def check_training_split(cls, split: str, key: str = "rl.split / sft.split") -> None:
+        """A ConfigError when `split` is held out (dev, test, hard): no training step may read it."""
+        if split in cls.heldout:
+            raise ConfigError(f"task {cls.name!r}: split {split!r} is held out for validation and evaluation "
+                              f"and cannot be trained on; train on another split ({key})")
+
     def training_problems(self, split: str) -> list[TaskProblem]:
         """The problems a recipe trains on; a held-out split (dev, test, hard) is refused."""
-        if split in self.heldout:
-            raise ConfigError(f"task {self.name!r}: split {split!r} is held out for validation and evaluation "
-                              f"and cannot be trained on; train on another split (rl.split / sft.split)")
+        self.check_training_split(split)
         return self.problems(split)
 
     def scoring_identity(self) -> dict:

@@ -9,7 +9,6 @@ from rlearly.errors import DataError
 from rlearly.tasks.answers import boxed_contents, number_text, parse_number
 from rlearly.tasks.base import TaskProblem, _field, _FileTask, register_task
 
-
 _HASHES = re.compile(r"####\s*([^\n]*)")
 _CALC = re.compile(r"<<[^<>]*>>")
 

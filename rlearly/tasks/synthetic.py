@@ -2,9 +2,11 @@
 reward and extraction are the world's own."""
 from __future__ import annotations
 
+import dataclasses
+import json
 from typing import Sequence
 
-from rlearly.config import WorldConfig
+from rlearly.config import TaskConfig, WorldConfig
 from rlearly.data import math_world as mw
 from rlearly.errors import ConfigError
 from rlearly.tasks.base import Task, TaskProblem, register_task
@@ -16,8 +18,42 @@ class SyntheticTask(Task):
 
     name = "synthetic"
     supports_multiline = False  # the world's solutions are one line
+    from_world = True
     splits = mw.SPLITS
     heldout = ("dev", *mw.EVAL_SPLITS)
+    _plan_ids: dict = {}  # (world, split) -> task id, for plans: the world's problems are generated once per process
+
+    @classmethod
+    def from_config(cls, tc: TaskConfig, world) -> "SyntheticTask":
+        cls.check_config(tc)
+        return cls(world=world)
+
+    @classmethod
+    def check_config(cls, tc: TaskConfig) -> None:
+        if tc.files or tc.multiline:
+            raise ConfigError("task.files and task.multiline: the synthetic task is made from the world.* settings "
+                              "(one-line solutions), not from files")
+
+    @classmethod
+    def eval_config(cls, files, train: TaskConfig) -> TaskConfig:
+        """The world's own one-line protocol, whatever the training task's."""
+        return TaskConfig(cls.name, list(files))
+
+    @classmethod
+    def plan_protocol(cls, tc: TaskConfig, world, split: str) -> dict:
+        """The task id in this world: it fingerprints the problems, and the world needs no data to make them."""
+        key = (json.dumps(dataclasses.asdict(world), sort_keys=True), split)
+        if key not in SyntheticTask._plan_ids:
+            SyntheticTask._plan_ids[key] = cls(world=world).task_id(split)
+        return {"task_id": SyntheticTask._plan_ids[key]}
+
+    @classmethod
+    def result_name(cls, split: str) -> str:
+        return split  # the names of the studies from before tasks existed
+
+    @classmethod
+    def node_label(cls) -> str:
+        return ""  # idem
 
     def __init__(self, world: WorldConfig | mw.MathWorld | None = None):
         super().__init__()

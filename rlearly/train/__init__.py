@@ -3,9 +3,8 @@
 Every recipe is one registered `Recipe` here, away from torch, so that the command line and study specs check
 a method before anything heavy is imported. The registry is what the rest of rlearly reads: the CLI's help,
 study specs, the branch runner (which class trains it, whether it starts from another branch), and the
-figures' colours, labels and order. Adding a recipe is a class with `step(step) -> stats`, `optimizers`
-({name: optimizer}), `sections` ({optimizer name: config section of its learning rate and warmup}) and
-`steps(cfg, n_demos)`, plus one `register(Recipe(...))` call.
+figures' colours, labels and order. Adding a recipe is a subclass of rlearly.train.recipe.RecipeInterface plus one
+`register(Recipe(...))` call (docs/EXTENDING.md).
 """
 from __future__ import annotations
 
@@ -27,9 +26,14 @@ class Recipe:
     after: str = ""  # a two-stage recipe: its RL starts from the final checkpoint of this recipe's branch
 
     def cls(self) -> type:
-        """The class that trains it (importing torch)."""
+        """The class that trains it (importing torch): a rlearly.train.recipe.RecipeInterface."""
+        from rlearly.train.recipe import RecipeInterface
+
         module, name = self.impl.split(":")
-        return getattr(importlib.import_module(module), name)
+        cls = getattr(importlib.import_module(module), name)
+        if not (isinstance(cls, type) and issubclass(cls, RecipeInterface)):
+            raise TypeError(f"recipe {self.name!r}: {self.impl} is not a rlearly.train.recipe.RecipeInterface")
+        return cls
 
     def build(self, cfg, model, tok, task):
         return self.cls()(cfg, model, tok, task, **dict(self.options))

@@ -6,9 +6,7 @@ Branch directory:
     config.yaml  metrics.jsonl  state/ (resumable)  step-<n>/ (intermediate weights)  final/  meta.json  DONE
 A two-stage recipe (`after`: `sft_rl`, `sft_gold_rl`) first runs (or reuses) that branch in `<out>/sft`, then
 its own from the final checkpoint there (the paper's SFT→RL and SFT-Gold→RL).
-A recipe is an object with `optimizers` (name -> optimizer), `sections` (optimizer name -> the config section
-of its learning rate and warmup), `steps(cfg, n_demos)` and `step(i) -> metrics`; this module owns the loop
-around it: learning-rate warmup, logging, quick validation pass@k on the dev split, stopping once that has
+A recipe implements rlearly.train.recipe.RecipeInterface; this module owns the loop around it: learning-rate warmup, logging, quick validation pass@k on the dev split, stopping once that has
 plateaued (branch.patience), saving and exact resume.
 Under torchrun the recipes split each batch over the ranks (rlearly.train.dist); rank 0 validates and
 writes the files.
@@ -23,19 +21,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rlearly.checkpoint import load_checkpoint, provenance, read_meta, save_checkpoint
 from rlearly.config import Config
 from rlearly.errors import ConfigError
-from rlearly.evaluate import checkpoint_id
-from rlearly.passk import pass_at_k_curve
-from rlearly.runtime import resolve
-from rlearly.sampling import generate
+from rlearly.evaluation.passk import pass_at_k_curve
+from rlearly.files import progress, read_metrics, write_atomic
+from rlearly.lm.checkpoint import checkpoint_id, load_checkpoint, provenance, read_meta, save_checkpoint
+from rlearly.lm.runtime import resolve
+from rlearly.sampling import get_engine
+from rlearly.sampling.torch_engine import generate
+from rlearly.seeds import branch_seed
 from rlearly.tasks import Task, config_task
-from rlearly.train.common import (claim_run_dir, progress, read_metrics, resume_latest, set_lr, set_threads,
-                                  write_atomic)
 from rlearly.train import RECIPES, method_name
+from rlearly.train.common import claim_run_dir, resume_latest, set_lr, set_threads
 from rlearly.train.dist import data_parallel
-from rlearly.train.rl import stable_seed
 
 
 def make_recipe(method: str, cfg: Config, model, tok, task: Task):
@@ -52,8 +50,7 @@ def total_steps(method: str, cfg: Config, n_demos: int = 0) -> int:
 
 def min_steps(method: str, cfg: Config, n_demos: int = 0) -> int:
     """Steps before which a branch is not stopped for a plateau (parallel averaging: its SFT epochs)."""
-    cls = RECIPES[method_name(method)].cls()
-    return cls.min_steps(cfg, n_demos) if hasattr(cls, "min_steps") else 0
+    return RECIPES[method_name(method)].cls().min_steps(cfg, n_demos)
 
 
 def run(cfg: Config, parent: str | Path, out_dir: str | Path, method: str, *, show_progress: bool = True,
@@ -63,9 +60,8 @@ def run(cfg: Config, parent: str | Path, out_dir: str | Path, method: str, *, sh
     default <out>/sft) and `sft_cfg` its config (default `cfg`: a study may give the RL stage settings of its own)."""
     method = method_name(method)
     recipe = RECIPES[method]
-    if cfg.rl.backend == "vllm" and getattr(recipe.cls(), "samples", True):  # the [gpu] error before any directory
-        from rlearly.vllm_backend import import_vllm
-        import_vllm()
+    if recipe.cls().samples:  # an unknown engine, or a missing extra, fails before any directory is made
+        get_engine(cfg.rl.backend, "rl.backend: ").impl().check()
     out = Path(out_dir)
     if recipe.after:  # the paper's pipeline: RL from the SFT branch of the same checkpoint
         sft_dir = run(sft_cfg or cfg, parent, sft_dir or out / "sft", recipe.after,
@@ -85,19 +81,21 @@ def _run(cfg: Config, parent: Path, out: Path, method: str, show_progress: bool,
     if cfg.runtime.shard == "fsdp" and dp.active:
         raise ConfigError("runtime.shard=fsdp shards pretraining only: a branch samples on each rank and calls the "
                           "model outside forward(), so every rank holds the whole model; use runtime.shard=none")
-    with dp.main_first():
-        claim_run_dir(out, cfg)
     set_threads(cfg.runtime.threads or cfg.pretrain.threads)
     model, tok, _ = load_checkpoint(parent, verify=False)  # verified by read_meta above
     rt = resolve(cfg.runtime)
     model = rt.place(model)  # before the recipe builds its optimizers (and RL its frozen reference)
     torch.manual_seed(cfg.seed)
-    task = config_task(cfg.task, cfg.world)  # synthetic: this config's world; else a registered task's data
-    recipe = make_recipe(method, cfg, model, tok, task)
+    task = config_task(cfg.task, cfg.world)  # a task made from the world: this config's; else its data
+    recipe = make_recipe(method, cfg, model, tok, task)  # a held-out split or bad data fails here, before any file
+    with dp.main_first():
+        claim_run_dir(out, cfg)
     log = dp.metrics_log(out / "metrics.jsonl")
-    n_demos = _n_demos(recipe)
+    n_demos = recipe.n_demos()
     steps, floor = total_steps(method, cfg, n_demos), min_steps(method, cfg, n_demos)
     step, elapsed = resume_latest([out / "state"], model, recipe.optimizers, log)
+    if step and dp.main:
+        print(f"{out}: resuming at step {step} of {steps} (its saved state)")
     dp.broadcast_(model)
     lineage = dict(method=method, parent=str(parent), parent_id=checkpoint_id(parent),
                    # pretraining tokens of the start checkpoint M_t, carried through SFT for sft_rl
@@ -126,7 +124,7 @@ def _run(cfg: Config, parent: Path, out: Path, method: str, show_progress: bool,
         if cfg.branch.eval_every and (step % cfg.branch.eval_every == 0 or step == steps):
             if dp.main:
                 row.update(quick_passk(model, tok, task, eval_problems, cfg.branch.eval_n,
-                                       stable_seed(cfg.seed, "val")))
+                                       branch_seed(cfg.seed, "val")))
             if patience:
                 val += [row["val_pass@1"]] if "val_pass@1" in row else []
                 why = "plateau" if stop() else why
@@ -164,12 +162,6 @@ def rl_without_signal(rows: list[dict]) -> int:
     return len(fz) if fz and min(fz) >= 1.0 else 0
 
 
-def _n_demos(recipe) -> int:
-    """The demonstrations an SFT recipe (or a mix's SFT half) trains on; 0 for RL alone."""
-    sft = recipe if hasattr(recipe, "examples") else getattr(recipe, "sft", None)
-    return len(sft.examples) if sft is not None else 0
-
-
 def plateaued(val: list[float], patience: int, min_delta: float) -> bool:
     """True once the last `patience` validations have all failed to beat the best before them by more than
     `min_delta` (the first validation only sets the best)."""
@@ -189,7 +181,7 @@ def _warmup(recipe, cfg: Config, step: int) -> None:
 @torch.no_grad()
 def quick_passk(model, tok, task: Task, problems, n: int, seed: int) -> dict:
     """Zero-shot validation during training: pass@1 and pass@n on a few dev problems at T=0.6, top-p 0.95
-    (the paper's evaluation sampling). The full evaluation with stored samples lives in rlearly.evaluate."""
+    (the paper's evaluation sampling). The full evaluation with stored samples lives in rlearly.evaluation.evaluate."""
     if not problems:
         return {}
     prompts = [tok.encode(task.prompt(p)) for p in problems]

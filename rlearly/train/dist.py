@@ -123,7 +123,7 @@ class DataParallel:
 
     def metrics_log(self, path: str | Path):
         """The run's MetricsLog on rank 0; a log that writes nothing on the others."""
-        from rlearly.train.common import MetricsLog
+        from rlearly.files import MetricsLog
 
         return MetricsLog(path) if self.main else _NoLog()
 
@@ -177,7 +177,7 @@ def loss_share(agg: str, rows: int, all_rows: float, tokens: float, all_tokens: 
         return rows / max(all_rows, 1.0)
     if agg == "token-sum":
         return 1.0
-    from rlearly.losses import AGG_MODES
+    from rlearly.lm.losses import AGG_MODES
     raise ValueError(f"unknown loss aggregation {agg!r}; known: {', '.join(AGG_MODES)}")
 
 
@@ -228,7 +228,7 @@ def unsharded(model: torch.nn.Module, keep: bool = True) -> torch.nn.Module:
     """A plain copy of a sharded model with its whole weights, on its device, for what one rank runs alone
     (validation, greedy checks, saving). A collective every rank calls; only where `keep` (rank 0) is the copy
     built, the others get the model back. A model that is not sharded is returned itself."""
-    from rlearly.model import LlamaLM
+    from rlearly.lm.model import LlamaLM
 
     if not is_sharded(model):
         return model

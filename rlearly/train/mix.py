@@ -12,11 +12,12 @@ import torch
 
 from rlearly.config import Config
 from rlearly.errors import ConfigError
+from rlearly.train.recipe import RecipeInterface
 from rlearly.train.rl import RLRecipe
 from rlearly.train.sft import SFTRecipe, sft_steps
 
 
-class ParallelRecipe:
+class ParallelRecipe(RecipeInterface):
     sections = {"rl": "rl", "sft": "sft"}
 
     @staticmethod
@@ -35,6 +36,9 @@ class ParallelRecipe:
         self.sft = SFTRecipe(cfg, model, tok, task, all_demos=False)
         self.optimizers = {**self.rl.optimizers, **self.sft.optimizers}
 
+    def n_demos(self) -> int:
+        return self.sft.n_demos()
+
     def step(self, step: int) -> dict:
         params = list(self.model.parameters())
         snapshot = [p.detach().clone() for p in params]
@@ -50,7 +54,7 @@ class ParallelRecipe:
         return stats
 
 
-class CombinedRecipe:
+class CombinedRecipe(RecipeInterface):
     """RL's update (its optimizer, settings and mini-batches) with one more loss term: each mini-batch's loss is
     lambda * L_SFT(this step's SFT batch) + (1 - lambda) * L_GRPO."""
 
@@ -68,12 +72,15 @@ class CombinedRecipe:
         self.sft = SFTRecipe(cfg, model, tok, task, all_demos=False)
         self.optimizers = {"combined": self.rl.opt}  # RL's optimizer, under the name its saved states carry
 
+    def n_demos(self) -> int:
+        return self.sft.n_demos()
+
     def step(self, step: int) -> dict:
         batch = self.sft.batch(step)
         return self.rl.step(step, extra=(self.lam, lambda: self.sft.loss(batch)))
 
 
-class InterleavedRecipe:
+class InterleavedRecipe(RecipeInterface):
     """Steps 0..k-1 SFT, k..2k-1 RL, ... until sft.steps SFT and rl.steps RL steps are spent."""
 
     sections = {"rl": "rl", "sft": "sft"}
@@ -87,6 +94,9 @@ class InterleavedRecipe:
         self.sft = SFTRecipe(cfg, model, tok, task, all_demos=False)
         self.optimizers = {**self.rl.optimizers, **self.sft.optimizers}
         self.schedule = interleave_schedule(cfg.sft.steps, cfg.rl.steps, cfg.branch.interleave_block)
+
+    def n_demos(self) -> int:
+        return self.sft.n_demos()
 
     def step(self, step: int) -> dict:
         kind, k = self.schedule[step]

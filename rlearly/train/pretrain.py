@@ -16,23 +16,26 @@ from pathlib import Path
 
 import torch
 
-from rlearly.checkpoint import provenance, save_checkpoint
 from rlearly.config import Config
 from rlearly.data.mixture import Mixture, PretrainBatches, heldout_batches
 from rlearly.data.world import World
 from rlearly.errors import StorageError
-from rlearly.evaluate import greedy_accuracy, heldout_nll
-from rlearly.model import LlamaLM
-from rlearly.runtime import resolve
-from rlearly.tokenizer import Tokenizer, train_tokenizer
-from rlearly.train.common import (claim_run_dir, cosine_lr, make_adamw, progress, resume_latest, set_lr,
-                                  set_threads, write_atomic)
-from rlearly.train.dist import (DataParallel, data_parallel, full_optimizer_state, shard_model, unsharded,
-                                 whole)
-
-
-def ckpt_name(tokens: int) -> str:
-    return f"ckpt-{tokens:010d}"
+from rlearly.evaluation.evaluate import greedy_accuracy, heldout_nll
+from rlearly.files import progress, write_atomic
+from rlearly.lm.checkpoint import provenance, save_checkpoint
+from rlearly.lm.model import LlamaLM
+from rlearly.lm.runtime import resolve
+from rlearly.lm.tokenizer import Tokenizer, train_tokenizer
+from rlearly.train.common import (  # noqa: F401
+    ckpt_name,
+    claim_run_dir,
+    cosine_lr,
+    make_adamw,
+    resume_latest,
+    set_lr,
+    set_threads,
+)
+from rlearly.train.dist import DataParallel, data_parallel, full_optimizer_state, shard_model, unsharded, whole
 
 
 def list_checkpoints(run_dir: str | Path) -> list[Path]:
@@ -46,7 +49,7 @@ def run(cfg: Config, out_dir: str | Path, *, show_progress: bool = True, stop_af
     `stop_after` ends the call after that many steps in total (tests use it to simulate an interruption).
     """
     if cfg.pretrain.engine == "nanotron":  # nanotron trains; rlearly exports, launches and converts back
-        from rlearly import nanotron
+        from rlearly.train import nanotron
         return nanotron.pretrain(cfg, out_dir)
     out = Path(out_dir)
     dp = data_parallel()
@@ -69,6 +72,9 @@ def run(cfg: Config, out_dir: str | Path, *, show_progress: bool = True, stop_af
     step_model = torch.compile(model) if cfg.runtime.compile else model  # the step's forward; evaluation stays eager
     log = dp.metrics_log(out / "metrics.jsonl")
     step, elapsed = resume_latest([out / "state", *list_checkpoints(out)], model, {"adamw": opt}, log)
+    if step and dp.main:
+        print(f"{out}: resuming at step {step} of {pc.total_steps} ({step * pc.tokens_per_step:,} of {pc.tokens:,} "
+              "tokens, its latest saved state)")
     dp.broadcast_(model)
 
     batches = PretrainBatches(cfg, mixture, tok)

@@ -6,9 +6,9 @@ compute group-normalised advantages, then take `mini_batches` x `epochs` optimiz
 token-level loss (+ optional k3 KL to the frozen start checkpoint). Rollout randomness is a pure function
 of (seed, step, sample), so a resumed run samples exactly what an uninterrupted one would.
 
-With `rl.backend: vllm` the rollouts come from a vLLM engine built once from the start weights; before each
-rollout batch, the policy's weights are loaded into it if they changed since the last load (an update here,
-the SFT steps and averaging of the mixed recipes, a resume), and pi_old is recomputed by the policy itself.
+The rollouts come from the sampling engine `rl.backend` names (rlearly.sampling): rlearly's own sampler on the
+policy itself, or vLLM (an engine built once from the start weights, loaded with the policy's weights whenever they
+changed; pi_old is then recomputed by the policy itself).
 
 Under torchrun each rank samples the groups of its share of the step's prompts, with the sample keys
 one process would use (so the same rollouts), and computes its share of each mini-batch's loss; the
@@ -17,7 +17,6 @@ logged stats are the whole batch's (rlearly.train.dist).
 from __future__ import annotations
 
 import copy
-import hashlib
 import time
 from dataclasses import dataclass
 
@@ -25,20 +24,17 @@ import numpy as np
 import torch
 
 from rlearly.config import Config
-from rlearly.losses import group_advantages, grpo_loss
-from rlearly.runtime import device_of, to_device
-from rlearly.sampling import generate
+from rlearly.lm.losses import group_advantages, grpo_loss
+from rlearly.lm.runtime import device_of, to_device
+from rlearly.lm.tokenizer import Tokenizer
+from rlearly.sampling import get_engine
+from rlearly.seeds import branch_seed
 from rlearly.tasks import Task
-from rlearly.tokenizer import Tokenizer
 from rlearly.train.common import epoch_batch, make_adamw
 from rlearly.train.dist import combine_stats, data_parallel, loss_share
+from rlearly.train.recipe import RecipeInterface
 
 LOSS_STATS = ("loss", "pg_loss", "kl")  # stats that are aggregated losses; grpo_loss's others are token means
-
-
-def stable_seed(*parts) -> int:
-    """A 63-bit seed from any printable parts (stable across processes, unlike hash())."""
-    return int.from_bytes(hashlib.sha256(repr(parts).encode()).digest()[:8], "little") >> 1
 
 
 @dataclass
@@ -87,12 +83,7 @@ def whole_groups(rows: torch.Tensor, group: int) -> torch.Tensor:
     return groups
 
 
-def weights_version(model) -> tuple:
-    """Changes whenever a parameter is modified in place (optimizer step, copy_, load_state_dict) or replaced."""
-    return tuple((p.data_ptr(), p._version) for p in model.parameters())
-
-
-class RLRecipe:
+class RLRecipe(RecipeInterface):
     """One GRPO rollout batch + its updates per call; `collect` and `loss` serve the mixed recipes."""
 
     sections = {"rl": "rl"}  # optimizer -> the config section of its learning rate and warmup
@@ -115,11 +106,7 @@ class RLRecipe:
         self.ref = None
         if rc.kl_coef > 0:  # frozen start checkpoint for the KL term
             self.ref = copy.deepcopy(model).eval().requires_grad_(False)
-        self.engine = None  # rl.backend "vllm": the vLLM engine sampling the rollouts
-        if rc.backend == "vllm":
-            from rlearly import vllm_backend
-            self.engine = vllm_backend.from_torch(model, tok, **vllm_backend.engine_kwargs(rc))
-            self.engine_weights = weights_version(model)  # the weights the engine holds
+        self.sampler = get_engine(rc.backend, "rl.backend: ").impl().rollout_sampler(model, tok, rc)
 
     def collect(self, step: int) -> tuple[Rollouts, torch.Tensor, dict]:
         """Sample rollouts from the current weights; returns them with advantages and stats."""
@@ -128,9 +115,9 @@ class RLRecipe:
         prompts = [self.prompts[i] for i in idx]
         keys = range(self.part.start * G, self.part.stop * G)  # a sample's key is its index in the whole batch
         kw = dict(n=G, max_new_tokens=rc.max_new_tokens, temperature=rc.temperature, top_p=rc.top_p,
-                  stop_ids=self.task.stop_ids(self.tok), seed=stable_seed(self.cfg.seed, "rl", step), keys=keys,
+                  stop_ids=self.task.stop_ids(self.tok), seed=branch_seed(self.cfg.seed, "rl", step), keys=keys,
                   pad_id=self.tok.pad_id)
-        outs = generate(self.model, prompts, **kw) if self.engine is None else self._engine_generate(prompts, kw)
+        outs = self.sampler.generate(prompts, **kw)
         texts = [self.task.rollout_text(self.tok.decode(o.tokens)) for o in outs]
         correct = [self.task.reward(t, self.problems[idx[k // G]]) for k, t in enumerate(texts)]
         rewards = correct if rc.format_score == 0 else \
@@ -142,23 +129,15 @@ class RLRecipe:
                  "response_len": float(ro.lengths.float().mean())}
         if rc.format_score:  # reward_mean then counts the partial credit; this is the task's own score
             stats["correct_mean"] = sum(correct) / len(correct)
-        if self.engine is not None:
-            # pi_old from the policy, not from vLLM's kernels (another dtype and attention): the ratio of the first
-            # update is 1 as with torch sampling; the gap stays in the log (it grows if the weights were not loaded)
+        if not self.sampler.exact_logprobs:
+            # pi_old from the policy, not from the engine's kernels (another dtype and attention): the ratio of the
+            # first update is 1 as with torch sampling; the gap stays in the log (it grows if weights were not loaded)
             engine_lp, ro.old_logprobs = ro.old_logprobs, self.policy_logprobs(ro)
-            stats["vllm_logprob_gap"] = float((engine_lp - ro.old_logprobs).abs().sum() / ro.mask.sum().clamp(min=1))
+            stats[f"{rc.backend}_logprob_gap"] = float((engine_lp - ro.old_logprobs).abs().sum()
+                                                       / ro.mask.sum().clamp(min=1))
         if self.dp.active:
             stats = self.dp.reduce_stats(stats, len(outs))  # means over rollouts (groups: G rollouts each)
         return ro, adv, stats
-
-    def _engine_generate(self, prompts, kw) -> list:
-        """Rollouts from vLLM, after loading the policy's weights into it if they changed since the last load."""
-        from rlearly import vllm_backend
-        version = weights_version(self.model)
-        if version != self.engine_weights:
-            vllm_backend.refresh_weights(self.engine, self.model)
-            self.engine_weights = version
-        return vllm_backend.generate(self.engine, prompts, **kw)
 
     @torch.no_grad()
     def policy_logprobs(self, ro: Rollouts) -> torch.Tensor:

@@ -12,12 +12,13 @@ import math
 import torch
 
 from rlearly.config import Config
-from rlearly.losses import masked_nll
-from rlearly.runtime import device_of, to_device
+from rlearly.lm.losses import masked_nll
+from rlearly.lm.runtime import device_of, to_device
+from rlearly.lm.tokenizer import Tokenizer
 from rlearly.tasks import Task, demonstrations
-from rlearly.tokenizer import Tokenizer
 from rlearly.train.common import epoch_batch, make_adamw
 from rlearly.train.dist import data_parallel, loss_share
+from rlearly.train.recipe import RecipeInterface
 
 
 def collate(pairs: list[tuple[list[int], list[int]]], pad_id: int):
@@ -37,11 +38,11 @@ def sft_steps(cfg: Config, n_demos: int) -> int:
     return math.ceil(cfg.sft.epochs * n_demos / cfg.sft.batch_size) if cfg.sft.epochs else cfg.sft.steps
 
 
-class SFTRecipe:
+class SFTRecipe(RecipeInterface):
     """One optimizer step of SFT per call; `loss(step)` alone serves the combined recipe."""
 
     sections = {"sft": "sft"}  # optimizer -> the config section of its learning rate and warmup
-    samples = False  # no rollouts (the vLLM backend is not needed)
+    samples = False  # no rollouts (no sampling engine is needed)
     steps = staticmethod(sft_steps)
 
     def __init__(self, cfg: Config, model, tok: Tokenizer, task: Task, all_demos: bool):
@@ -56,6 +57,9 @@ class SFTRecipe:
         self.optimizers = {"sft": self.opt}
         self.dp = data_parallel()
         self.dp.require(sc.batch_size, "sft.batch_size")
+
+    def n_demos(self) -> int:
+        return len(self.examples)
 
     def batch(self, step: int):
         idx = epoch_batch(self.cfg.seed, step, self.cfg.sft.batch_size, len(self.examples))

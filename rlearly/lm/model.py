@@ -15,7 +15,7 @@ import torch.nn.functional as F
 import torch.utils.checkpoint
 
 from rlearly.config import ModelConfig
-from rlearly.losses import chunked_logprobs, scatter_masked, token_entropy, token_logprobs
+from rlearly.lm.losses import chunked_logprobs, scatter_masked, token_entropy, token_logprobs
 
 
 class RMSNorm(nn.Module):

@@ -17,28 +17,28 @@ A completion is cut at its first newline (a solution is one line; the sampler st
 """
 from __future__ import annotations
 
-import hashlib
 import re
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from rlearly import passk
-from rlearly.checkpoint import META, load_checkpoint, load_config_of, read_meta
-from rlearly.config import RuntimeConfig, WorldConfig
-from rlearly.data.general_world import GeneralWorld
+from rlearly.config import TaskConfig
 from rlearly.data.math_world import extract_answer_flexible
 from rlearly.errors import CheckpointError, DataError, RlearlyError
-from rlearly.model import LlamaLM
-from rlearly.runtime import device_of, resolve, to_device
-from rlearly.sampling import generate
-from rlearly.store import PROMPT_MODES, SampleStore
-from rlearly.tasks import Task, TaskProblem, get_task
-from rlearly.tokenizer import Tokenizer
-from rlearly.train.common import progress as progress_bar
+from rlearly.evaluation import passk
+from rlearly.evaluation.general import continuation_logprobs
+from rlearly.evaluation.store import PROMPT_MODES, SampleStore
+from rlearly.files import progress as progress_bar
+from rlearly.lm.checkpoint import META, checkpoint_id, load_checkpoint, load_config_of, read_meta
+from rlearly.lm.model import LlamaLM
+from rlearly.lm.runtime import device_of, place, to_device
+from rlearly.lm.tokenizer import Tokenizer
+from rlearly.sampling import get_engine
+from rlearly.sampling.torch_engine import generate
+from rlearly.seeds import sample_key
+from rlearly.tasks import Task, TaskProblem, config_task, get_task, task_class
 
-BACKENDS = ("torch", "vllm")
 SHOTS = 2  # few-shot exemplars for base checkpoints (as greedy_accuracy)
 MAX_NEW_TOKENS = 160  # one-line tasks' budget (Task.max_new_tokens): the hard split's solutions take up to ~125 tokens
 FLUSH_ROWS = 1024  # samples buffered before a store write (an interrupted run loses at most these)
@@ -87,30 +87,6 @@ def greedy_accuracy(model: LlamaLM, tok: Tokenizer, math_world, split: str = "de
 
 # ---------------------------------------------------------------- keys and prompts
 
-def checkpoint_id(path) -> str:
-    """Stable id of a checkpoint's weights: the first 16 hex of model.safetensors' sha256 (from meta.json,
-    or hashed here for a plain HF directory). Two copies of the same weights share their samples."""
-    path = Path(path)
-    if (path / META).is_file():
-        sha = read_meta(path, verify=False).get("files", {}).get("model.safetensors", {}).get("sha256")
-        if sha:
-            return sha[:16]
-    f = path / "model.safetensors"
-    if not f.is_file():
-        raise CheckpointError(f"checkpoint not found: {path} (no model.safetensors)")
-    h = hashlib.sha256()
-    with open(f, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:16]
-
-
-def sample_key(problem_id: str, sample_index: int) -> int:
-    """63-bit key of one sample's random stream, stable across processes and batch layouts."""
-    digest = hashlib.sha256(f"{problem_id}\x1f{int(sample_index)}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") >> 1
-
-
 def task_prompt(task: Task, problem: TaskProblem, prompt_mode: str, shots: int = SHOTS) -> str:
     """The prompt text: zero-shot, or few-shot with the task's first train exemplars (never the problem itself)."""
     if prompt_mode == "zero-shot":
@@ -137,13 +113,13 @@ def resolve_prompt_mode(prompt_mode: str, meta: dict) -> str:
 
 
 def resolve_task(task: Task | str, ckpt_path) -> Task:
-    """A Task as given, or by name; the synthetic world is the one the checkpoint was trained on."""
+    """A Task as given, or by name; a task made from the world (synthetic) is the checkpoint's world's."""
     if not Path(ckpt_path).is_dir():
         raise CheckpointError(f"checkpoint not found: {ckpt_path}")
     if isinstance(task, Task):
         return task
-    if task == "synthetic":
-        return get_task("synthetic", world=load_config_of(ckpt_path).world)
+    if task_class(task).from_world:
+        return config_task(TaskConfig(task), load_config_of(ckpt_path).world)
     return get_task(task)
 
 
@@ -159,12 +135,8 @@ def check_ks(ks, n: int) -> list[int]:
 # ---------------------------------------------------------------- sampling into the store
 
 def _sampler(backend: str):
-    if backend == "torch":
-        return generate
-    if backend == "vllm":
-        from rlearly import vllm_backend
-        return vllm_backend.generate
-    raise RlearlyError(f"unknown sampling backend {backend!r}; known: {', '.join(BACKENDS)}")
+    """The generate function of sampling engine `backend` (an unknown name: the error lists the known ones)."""
+    return get_engine(backend).impl().generate
 
 
 def _plan(todo: dict[str, list[int]], room: dict[str, int], batch_size: int):
@@ -192,7 +164,7 @@ def sample_problems(model, tok: Tokenizer, task: Task, problems, *, checkpoint_i
                     batch_size: int = 512, backend: str = "torch", progress: bool = True) -> int:
     """Draw the samples among problems × range(n) that `store` lacks, score them, store them. Returns rows added.
 
-    `model` is a LlamaLM (backend "torch") or a vllm_backend.VllmModel (backend "vllm"). Each problem's
+    `model` is what sampling engine `backend` loads (rlearly.sampling: a LlamaLM for torch). Each problem's
     budget is min(max_new_tokens, max_seq_len − prompt length), so it never depends on the batch.
     """
     gen = _sampler(backend)
@@ -248,17 +220,8 @@ def _answer_fields(answer) -> dict:
 
 
 def _load(path: Path, backend: str, device: str = "auto"):
-    if backend == "vllm":
-        from rlearly import vllm_backend
-        return vllm_backend.load_model(path), Tokenizer.load(path)
-    _sampler(backend)  # unknown backend: the error names the known ones
-    model, tok, _ = load_checkpoint(path)
-    return place(model, device), tok
-
-
-def place(model: LlamaLM, device: str = "auto") -> LlamaLM:
-    """The model on `device` (a runtime.device value: auto, cpu, cuda[:i]) for evaluation, in fp32."""
-    return resolve(RuntimeConfig(device=device)).place(model)
+    """A checkpoint ready to sample with engine `backend`, and its tokenizer."""
+    return get_engine(backend).impl().load(path, device), Tokenizer.load(path)
 
 
 def _ensure_samples(ckpt_path, task: Task, split: str, n: int, seed: int, store: SampleStore, prompt_mode: str,
@@ -332,96 +295,6 @@ def readiness(ckpt_path, task: Task | str = "synthetic", n: int = 32, ks=None, s
     return {"checkpoint": str(ckpt_path), "checkpoint_id": cid, "task_id": tid, "split": "train", "prompt_mode": mode,
             "n": n,
             "n_problems": len(pids), "passk": passk.readiness(counts, n, check_ks(ks, n) if ks else None)}
-
-
-# ---------------------------------------------------------------- scoring text
-
-@torch.no_grad()
-def continuation_logprobs(model: LlamaLM, pairs, batch_size: int = 64) -> list[float]:
-    """log p(cont | ctx) summed over cont's tokens, for each (ctx ids, cont ids) pair.
-
-    Right-padded batches, sorted by length (causal attention: padding after a row never changes it). A pair
-    longer than max_seq_len + 1 tokens loses its first tokens (context first) to fit.
-    """
-    model.eval()
-    L = model.cfg.max_seq_len
-    seqs = [((list(ctx) + list(cont))[-(L + 1):], len(cont)) for ctx, cont in pairs]
-    order = sorted(range(len(seqs)), key=lambda i: len(seqs[i][0]))
-    out = [0.0] * len(seqs)
-    for s in range(0, len(order), batch_size):
-        chunk = order[s:s + batch_size]
-        T = max(len(seqs[i][0]) for i in chunk) - 1
-        if T < 1:
-            continue
-        x = torch.zeros(len(chunk), T, dtype=torch.long)
-        y = torch.zeros(len(chunk), T, dtype=torch.long)
-        mask = torch.zeros(len(chunk), T)
-        for r, i in enumerate(chunk):
-            ids, m = seqs[i]
-            x[r, :len(ids) - 1], y[r, :len(ids) - 1] = torch.tensor(ids[:-1]), torch.tensor(ids[1:])
-            mask[r, len(ids) - 1 - min(m, len(ids) - 1):len(ids) - 1] = 1.0
-        x, y, mask = to_device((x, y, mask), device_of(model))
-        lp = (-(model(x, y, reduction="none") * mask).sum(1)).tolist()  # (B,): one transfer
-        for r, i in enumerate(chunk):
-            out[i] = lp[r]
-    return out
-
-
-def score_probes(model: LlamaLM, tok: Tokenizer, probes, batch_size: int = 64) -> list[dict]:
-    """Per probe: log-likelihood and token count of each option given the context, and the picks by
-    log-likelihood (`pred`) and by log-likelihood per option token (`pred_norm`)."""
-    pairs, lens = [], []
-    for pr in probes:
-        ctx = tok.encode(pr.context)
-        for opt in pr.options:
-            cont = tok.encode(opt, bos=False)
-            pairs.append((ctx, cont))
-            lens.append(len(cont))
-    lls = continuation_logprobs(model, pairs, batch_size)
-    out, j = [], 0
-    for pr in probes:
-        k = len(pr.options)
-        ll, nt = lls[j:j + k], lens[j:j + k]
-        j += k
-        norm = [a / max(b, 1) for a, b in zip(ll, nt)]
-        out.append({"id": pr.id, "kind": pr.kind, "answer": pr.answer, "loglik": ll, "tokens": nt,
-                    "pred": int(np.argmax(ll)), "pred_norm": int(np.argmax(norm))})
-    return out
-
-
-def general_capability(model: LlamaLM, tok: Tokenizer, world, *, n_docs: int | None = None,
-                       batch_size: int = 64, items: bool = False, probe_split: str = "test") -> dict:
-    """Held-out general-text NLL (nats/token over BOS + document + EOS) and cloze-probe accuracy
-    (acc: highest log-likelihood option; acc_norm: highest per option token), overall and per kind.
-
-    `world` is a data.world.World, a GeneralWorld or a WorldConfig. Keys: heldout_nll, probe_acc,
-    probe_acc_norm, probe_acc.<kind>, probe_acc_norm.<kind>. With `items=True` the per-item values come
-    too, under "items": "doc_nll" (each document's NLL scaled so that their mean is heldout_nll) and
-    "probe_correct" (1/0 per probe, mean = probe_acc), in the world's fixed order, for paired bootstraps.
-    `probe_split` "dev": the probes for choices about the world (GeneralWorld.probes).
-    """
-    g = GeneralWorld(world) if isinstance(world, WorldConfig) else getattr(world, "general", world)
-    docs = [tok.encode(d) + [tok.eos_id] for d in g.heldout_documents(n_docs)]
-    lps = continuation_logprobs(model, [(d[:1], d[1:]) for d in docs], batch_size)
-    n_tok = max(sum(min(len(d), model.cfg.max_seq_len + 1) - 1 for d in docs), 1)
-    out = {"heldout_nll": -sum(lps) / n_tok}
-    scored = score_probes(model, tok, g.probes(probe_split), batch_size)
-    for kind in [None, *sorted({s["kind"] for s in scored})]:
-        group = [s for s in scored if kind is None or s["kind"] == kind]
-        suffix = "" if kind is None else f".{kind}"
-        out["probe_acc" + suffix] = float(np.mean([s["pred"] == s["answer"] for s in group]))
-        out["probe_acc_norm" + suffix] = float(np.mean([s["pred_norm"] == s["answer"] for s in group]))
-    if items:
-        out["items"] = {"doc_nll": [-lp * len(docs) / n_tok for lp in lps],
-                        "probe_correct": [int(s["pred"] == s["answer"]) for s in scored]}
-    return out
-
-
-def general_delta(base: dict, branch: dict) -> dict:
-    """branch − base for every number of general_capability (NLL: lower is better; accuracies: higher)."""
-    if set(base) != set(branch):
-        raise RlearlyError(f"general capability results differ in keys: {sorted(set(base) ^ set(branch))}")
-    return {k: float(branch[k]) - float(base[k]) for k in base}
 
 
 # ---------------------------------------------------------------- a branch against its start

@@ -20,7 +20,7 @@ flash-attn, docs/DESIGN.md §10); the formats are those of nanotron's GitHub mai
    Beside it go rlearly.yaml (our config) and tokenizer/ (trained as `rlearly pretrain` trains it).
 
 2. `convert_checkpoint` turns a nanotron checkpoint (a step directory, or the checkpoints folder with
-   latest.txt) into an rlearly checkpoint (HF Llama layout + meta.json, rlearly.checkpoint):
+   latest.txt) into an rlearly checkpoint (HF Llama layout + meta.json, rlearly.lm.checkpoint):
      model_config.json          the LlamaConfig; checkpoint_metadata.json: last step, tokens consumed;
      model/<dotted name as dirs>/model_weight[_pp-rank-P-of-N_tp-rank-T-of-M].safetensors
                                 one tensor per file (key "data"); tensor-parallel shards carry
@@ -114,18 +114,17 @@ def export_config(cfg: Config, out_dir: str | Path, *, docs: int = 100_000, toke
     """Write nanotron.yaml, rlearly.yaml, tokenizer/ (unless `tokenizer` names one) and, unless the corpus
     is a single hub dataset, data/train.jsonl into out_dir. With `nanoset`, the data are instead the whole
     run's pre-tokenized rows in data/nanoset/ (`write_nanoset`). Returns the paths and the steps to convert."""
-    from rlearly.data.corpora import is_mixture_file
+    from rlearly.data.corpora import is_hub_dataset
     from rlearly.data.mixture import Mixture
     from rlearly.data.world import World
-    from rlearly.tokenizer import Tokenizer, train_tokenizer
-    from rlearly.train.common import write_atomic
+    from rlearly.files import write_atomic
+    from rlearly.lm.tokenizer import Tokenizer, train_tokenizer
 
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     d = cfg.data
     # one hub dataset nanotron reads itself; a Nanoset holds rlearly's own rows, whatever the corpus
-    hub = not nanoset and d.corpus != "synthetic" and d.corpus_fraction == 1.0 and not Path(d.corpus).exists() \
-        and not is_mixture_file(d.corpus) and ":" not in d.corpus
+    hub = not nanoset and d.corpus_fraction == 1.0 and is_hub_dataset(d.corpus)
     mixture = None if hub and tokenizer else Mixture(cfg, World(cfg.world))
     if tokenizer:
         tok_dir = Path(tokenizer).resolve()
@@ -196,7 +195,7 @@ def _documents(cfg: Config, mixture, n: int) -> str:
     """n documents of rlearly's mixture (deterministic in cfg.seed) as JSON lines, each ending in EOS."""
     import numpy as np
 
-    from rlearly.tokenizer import EOS
+    from rlearly.lm.tokenizer import EOS
 
     if n < 1:
         raise ConfigError(f"--docs {n} must be >= 1")
@@ -331,9 +330,9 @@ def convert_checkpoint(src: str | Path, out: str | Path, *, tokenizer: str | Pat
     names, as `export_config` wrote it). `config`: our config to save beside it (default: rlearly.yaml
     next to that tokenizer, else the defaults), its model section taken from the checkpoint. `interleaved`:
     the rotary layout (default: model_config.json's rope_interleaved, True when the key is absent)."""
-    from rlearly.checkpoint import save_checkpoint
-    from rlearly.model import LlamaLM
-    from rlearly.tokenizer import Tokenizer
+    from rlearly.lm.checkpoint import save_checkpoint
+    from rlearly.lm.model import LlamaLM
+    from rlearly.lm.tokenizer import Tokenizer
 
     src = step_dir(src)
     nt = _read_json(src / "model_config.json")
@@ -426,9 +425,9 @@ def pretrain(cfg: Config, out_dir: str | Path) -> Path:
     import shlex
     import subprocess
 
-    from rlearly.checkpoint import provenance, read_meta
-    from rlearly.train.common import claim_run_dir, write_atomic
-    from rlearly.train.pretrain import ckpt_name
+    from rlearly.files import write_atomic
+    from rlearly.lm.checkpoint import provenance, read_meta
+    from rlearly.train.common import ckpt_name, claim_run_dir
 
     out = Path(out_dir)
     claim_run_dir(out, cfg)

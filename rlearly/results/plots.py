@@ -7,12 +7,12 @@ and returns a pyplot-managed Figure (close it with `plt.close(fig)`); nothing he
 (the caller saves) or picks a backend. Bad input (empty table, missing column, no rows for the asked
 split/k/metric) raises ValueError naming what is missing.
 
-Only two views of the tables are computed here; pass@k, CIs and coverage come from `rlearly.passk`:
+Only two views of the tables are computed here; pass@k, CIs and coverage come from `rlearly.evaluation.passk`:
   - seeds: a line/bar is the **mean over seeds**; its band or error bar spans the **lowest `ci_low` to the
     highest `ci_high`** across seeds (an envelope of per-seed CIs, not a CI of the mean); tables without
     CIs (training curves, readiness) show the seed min..max instead;
   - deltas: branch − base at the same `parent_tokens`, each side averaged over seeds first (paired CIs of
-    a delta come from `rlearly.passk.compare`).
+    a delta come from `rlearly.evaluation.passk.compare`).
 """
 from __future__ import annotations
 
@@ -202,7 +202,7 @@ FLOOR_STYLE = dict(color="0.45", ls="--", lw=1.2, label="guessing floor")
 
 
 def _floor_by_k(floor: pd.DataFrame | None, split: str) -> pd.Series | None:
-    """The best adversary's exact pass@k per k on `split` (rlearly.adversaries), or None without a table."""
+    """The best adversary's exact pass@k per k on `split` (rlearly.evaluation.adversaries), or None without a table."""
     if floor is None or floor.empty or split not in set(floor["split"]):
         return None
     return floor[floor["split"] == split].groupby("k")["pass_at_k"].max().sort_index()

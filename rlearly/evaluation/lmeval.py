@@ -76,9 +76,8 @@ def run(checkpoint: str | Path, out: str | Path, benchmarks=tuple(BENCHMARKS), e
         **kw) -> dict:
     """Run lm-eval on `checkpoint` and write the result JSON to `out`, with the fields of `extra` added (a study
     node's settings); returns what was written."""
-    from rlearly.checkpoint import provenance, read_meta
-    from rlearly.evaluate import checkpoint_id
-    from rlearly.train.common import write_atomic
+    from rlearly.files import write_atomic
+    from rlearly.lm.checkpoint import checkpoint_id, provenance, read_meta
 
     args = harness_args(checkpoint, benchmarks, **kw)  # bad arguments fail before anything is imported
     meta = read_meta(checkpoint)  # a missing or corrupt checkpoint fails here, naming its file

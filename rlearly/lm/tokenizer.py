@@ -11,8 +11,8 @@ import functools
 import json
 from pathlib import Path
 
-from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import Regex, decoders, models, pre_tokenizers, processors, trainers
+from tokenizers import Tokenizer as HFTokenizer
 
 from rlearly.errors import CheckpointError
 

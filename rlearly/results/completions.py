@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from rlearly.analysis import load_tables, resolve_path
 from rlearly.errors import DataError
+from rlearly.results.analysis import load_tables, resolve_path
 
 STATUS = ("newly solved", "lost", "kept", "never")  # solved_lost's status, in display order
 COLUMNS = ["problem_id", "question", "gold", "sample_index", "completion", "answer_text", "correct", "tokens",
@@ -76,13 +76,13 @@ _PROBLEMS: dict = {}  # (world or task, split) -> {problem id: problem}: a study
 def _problems(ckpt: Path, split: str, record: dict) -> dict:
     """The problems of `split` an evaluation `record` scored, by id (built once per world or task): the synthetic
     task of the world checkpoint `ckpt` was trained on, or the task (and data files) the record names."""
-    from rlearly.checkpoint import load_config_of
     from rlearly.config import TaskConfig
-    from rlearly.tasks import config_task
+    from rlearly.lm.checkpoint import load_config_of
+    from rlearly.tasks import DEFAULT_TASK, config_task, task_class
 
     world = load_config_of(ckpt).world
-    tc = TaskConfig(record.get("task", "synthetic"), list(record.get("task_files", [])))
-    key = (json.dumps(dataclasses.asdict(world), sort_keys=True) if tc.name == "synthetic" else repr(tc), split)
+    tc = TaskConfig(record.get("task", DEFAULT_TASK), list(record.get("task_files", [])))  # older: the world's
+    key = (json.dumps(dataclasses.asdict(world), sort_keys=True) if task_class(tc.name).from_world else repr(tc), split)
     if key not in _PROBLEMS:
         _PROBLEMS[key] = {str(p.id): p for p in config_task(tc, world).problems(split)}
     return _PROBLEMS[key]
@@ -92,7 +92,7 @@ def samples(study_root: str | os.PathLike, method: str = "base", tokens=None, sp
             arm: str = "main", seed: int = 0, pretrain_seed: int = 0) -> pd.DataFrame:
     """Every stored sample of one evaluated checkpoint of a study (the base checkpoint for method "base"),
     one row per (problem, sample), with the question and the gold answer: COLUMNS."""
-    from rlearly.store import SampleStore
+    from rlearly.evaluation.store import SampleStore
 
     root = resolve_path(study_root)
     row = _row(root, method, tokens, split, arm, seed, pretrain_seed)

@@ -14,12 +14,10 @@ Nothing here unpickles: weights and optimizer state are safetensors, the rest JS
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import os
 import re
 import shutil
-import subprocess
 from pathlib import Path
 
 import torch
@@ -28,9 +26,9 @@ from safetensors.torch import load_file, save_file
 import rlearly
 from rlearly.config import Config, ModelConfig
 from rlearly.errors import CheckpointError, StorageError
-from rlearly.model import LlamaLM
-from rlearly.tokenizer import Tokenizer
-from rlearly.train.dist import shard_optimizer_state
+from rlearly.files import git_commit, sha256_file
+from rlearly.lm.model import LlamaLM
+from rlearly.lm.tokenizer import Tokenizer
 
 META = "meta.json"
 TRAINER = "trainer"  # the subfolder with the optimizer and trainer state
@@ -44,15 +42,7 @@ def trainer_dir(path: str | Path) -> Path:
 
 def provenance() -> dict:
     """Package version and git commit of the code that produced an artifact."""
-    commit = None
-    try:
-        here = Path(__file__).resolve().parent
-        out = subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=12"], cwd=here,
-                             capture_output=True, text=True, timeout=5)
-        commit = out.stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return {"version": rlearly.__version__, "git_commit": commit,
+    return {"version": rlearly.__version__, "git_commit": git_commit(),
             "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
 
 
@@ -134,7 +124,7 @@ def save_checkpoint(path: str | Path, model: LlamaLM, tok: Tokenizer, meta: dict
             (tmp / TRAINER).mkdir()
             save_file(tensors, str(tmp / TRAINER / "optimizer.safetensors"))
             _write_json(tmp / TRAINER / "trainer_state.json", {"optimizer_groups": groups, **(trainer_state or {})})
-        files = {p.relative_to(tmp).as_posix(): {"bytes": p.stat().st_size, "sha256": _sha256(p)}
+        files = {p.relative_to(tmp).as_posix(): {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
                  for p in sorted(tmp.rglob("*")) if p.is_file()}
         _write_json(tmp / META, {**meta, **provenance(), "files": files})
         _fsync_dir(tmp)
@@ -175,9 +165,23 @@ def read_meta(path: str | Path, verify: bool = True) -> dict:
             if not f.is_file():
                 raise CheckpointError(f"{path}: file {name} listed in {META} is missing")
             if (not isinstance(info, dict) or f.stat().st_size != info.get("bytes")
-                    or _sha256(f) != info.get("sha256")):
+                    or sha256_file(f) != info.get("sha256")):
                 raise CheckpointError(f"{f} is corrupt or truncated (size/sha256 differ from {META})")
     return meta
+
+
+def checkpoint_id(path) -> str:
+    """Stable id of a checkpoint's weights: the first 16 hex of model.safetensors' sha256 (from meta.json,
+    or hashed here for a plain HF directory). Two copies of the same weights share their samples."""
+    path = Path(path)
+    if (path / META).is_file():
+        sha = read_meta(path, verify=False).get("files", {}).get("model.safetensors", {}).get("sha256")
+        if sha:
+            return sha[:16]
+    f = path / "model.safetensors"
+    if not f.is_file():
+        raise CheckpointError(f"checkpoint not found: {path} (no model.safetensors)")
+    return sha256_file(f)[:16]
 
 
 def load_checkpoint(path: str | Path, verify: bool = True) -> tuple[LlamaLM, Tokenizer, dict]:
@@ -219,7 +223,6 @@ def load_trainer_state(path: str | Path, optimizers: dict[str, torch.optim.Optim
                                   "it was saved by another recipe")
         try:
             opt.load_state_dict(_unflatten_optimizer(tensors, groups, name))
-            shard_optimizer_state(opt)  # a sharded (FSDP2) model's moments cut to this rank's shards
         except (ValueError, KeyError, RuntimeError) as e:
             raise CheckpointError(f"{path}: optimizer state {name!r} does not fit this model "
                                   f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
@@ -277,14 +280,6 @@ def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
 
 def _write_json(path: Path, obj) -> None:
     path.write_text(json.dumps(obj, indent=2) + "\n")
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _fsync_dir(d: Path) -> None:

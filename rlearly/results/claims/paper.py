@@ -1,229 +1,24 @@
-"""The paper's claims (docs/PAPER.md §8) beside what a study measured: each claim is one registered unit that declares
-what it needs (methods, arm roles, splits) and the rule of each of its parts (statistic, null, tolerance,
-interval method), and computes every part's verdict from the study's tables and sample store, never from
-wording.
-
-A part is *held* (the interval lies where the claim says), *contradicted* (it lies on the other side),
-*no significant effect* (neither) or *not measured* (the study lacks the runs, a branch never produced a
-scored answer, or no interval could be computed). A claim is held only when every part is measured and
-held; *partly held* when some part is held; *contradicted* when none is held and some part is
-contradicted; *no significant effect* when the measured parts show none; *not measured* when nothing was.
-Beside each claim stands the floor: what scripted guessing earns on the splits it reads (rlearly.adversaries).
-"""
+"""The paper's ten claims (docs/PAPER.md §8), each one registered unit: what it needs (methods, arm roles, splits),
+the rule of each of its parts, and the function that measures them on a study (rlearly.results.claims.rules)."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 import pandas as pd
 
-from rlearly.analysis import (CAPABILITY_TOL, SFT_FAMILY, arm_gains, budget_curves, contrast,
-                              fmt_tokens, gain_contrast, general_contrast, k_max, load_tables, seed_mean, seed_spread)
 from rlearly.errors import RlearlyError
-from rlearly.passk import spearman_permutation
-from rlearly.study import ROLES  # noqa: F401  (re-exported: the roles the claims read)
-
-HELD, CONTRADICTED, NO_EFFECT, NOT_MEASURED = "held", "contradicted", "no significant effect", "not measured"
-PARTLY = "partly held"
-VERDICTS = (HELD, PARTLY, CONTRADICTED, NO_EFFECT, NOT_MEASURED)
-FLAT_TOL = 0.02  # claims 1 and 5: "no gain" / "not ahead" means within 2 points of pass@1 (paper: +1-3 pp at 2B)
-MIN_SCORED = 0.05  # a branch whose samples carry a scored (boxed) answer less often measures nothing
-
-
-@dataclass(frozen=True)
-class Rule:
-    """One part of a claim: what is computed and when it counts as held."""
-    part: str
-    statistic: str
-    null: str
-    tolerance: str
-    interval: str
-
-
-@dataclass
-class Part:
-    rule: Rule
-    verdict: str = NOT_MEASURED
-    value: str = ""  # the measured statistic
-    why: str = ""
-
-
-@dataclass
-class Claim:
-    """One claim of docs/PAPER.md §8 beside this study's statistics; `stats` go to results.json (null = not measured)."""
-    id: int
-    claim: str
-    paper: str
-    parts: list[Part]
-    verdict: str = NOT_MEASURED
-    floor: str = ""
-    why: str = ""
-    stats: dict = field(default_factory=dict)
-
-    @property
-    def measured(self) -> str:
-        return " · ".join(p.value for p in self.parts if p.value) or "—"
-
-    @property
-    def test(self) -> str:
-        return "; ".join(p.rule.part for p in self.parts)
-
-
-@dataclass(frozen=True)
-class ClaimUnit:
-    id: int
-    claim: str
-    paper: str  # the paper's corresponding numbers (docs/PAPER.md §1, §5, §6, §8; GSM8K unless said)
-    rules: tuple[Rule, ...]
-    measure: Callable  # (study, {part name: Part}) -> stats dict; sets the parts' verdicts
-    methods: tuple[str, ...] = ()  # main-arm methods it reads (base included)
-    roles: tuple[str, ...] = ()  # arm roles it reads
-    splits: tuple[str, ...] = ("test",)  # splits its statistics are computed on
-
-
-CLAIMS: dict[int, ClaimUnit] = {}
-
-
-def register(id: int, claim: str, paper: str, rules: tuple[Rule, ...], methods=(), roles=(), splits=("test",)):
-    """Decorator: the function measures the claim's parts."""
-    def wrap(fn):
-        bad = set(roles) - set(ROLES)
-        if bad:
-            raise ValueError(f"claim {id}: unknown role(s) {sorted(bad)}")
-        CLAIMS[id] = ClaimUnit(id, claim, paper, rules, fn, tuple(methods), tuple(roles), tuple(splits))
-        return fn
-    return wrap
-
-
-# ---------------------------------------------------------------- verdict helpers
-
-def _set(part: Part, verdict: str, why: str = "") -> None:
-    part.verdict, part.why = verdict, why
-
-
-def _sig(part: Part, low: float, high: float) -> None:
-    """'A > B': held when the CI lies above 0, contradicted below 0."""
-    if not (np.isfinite(low) and np.isfinite(high)):
-        _set(part, NOT_MEASURED, "no interval: the stored samples are missing or do not match the tables")
-    else:
-        _set(part, HELD if low > 0 else CONTRADICTED if high < 0 else NO_EFFECT)
-
-
-def _at_most(part: Part, low: float, high: float, tol: float) -> None:
-    """'A is not more than tol above B': held when the CI lies below +tol, contradicted when it lies above."""
-    if not (np.isfinite(low) and np.isfinite(high)):
-        _set(part, NOT_MEASURED, "no interval")
-    else:
-        _set(part, HELD if high <= tol else CONTRADICTED if low > tol else NO_EFFECT)
-
-
-def _within(part: Part, low: float, high: float, tol: float) -> None:
-    """'no effect' as an equivalence test: held when the CI lies inside ±tol, contradicted when outside."""
-    if not (np.isfinite(low) and np.isfinite(high)):
-        _set(part, NOT_MEASURED, "no interval")
-    else:
-        _set(part, HELD if -tol <= low and high <= tol else CONTRADICTED if low > tol or high < -tol else NO_EFFECT)
-
-
-def _all(part: Part, verdicts: list[str], what: str = "checkpoint") -> None:
-    """A part that must hold at each of several places: held at all; contradicted at any; else no effect."""
-    if not verdicts or NOT_MEASURED in verdicts:
-        _set(part, NOT_MEASURED, part.why or f"not measured at every {what}")
-    elif CONTRADICTED in verdicts:
-        _set(part, CONTRADICTED, f"contradicted at {verdicts.count(CONTRADICTED)} of {len(verdicts)} {what}s")
-    elif all(v == HELD for v in verdicts):
-        _set(part, HELD, f"at all {len(verdicts)} {what}s")
-    else:
-        _set(part, NO_EFFECT, f"held at {verdicts.count(HELD)} of {len(verdicts)} {what}s")
-
-
-def _one(low: float, high: float) -> str:
-    p = Part(Rule("", "", "", "", ""))
-    _sig(p, low, high)
-    return p.verdict
-
-
-def claim_verdict(parts: list[Part]) -> str:
-    got = [p.verdict for p in parts]
-    if all(v == NOT_MEASURED for v in got):
-        return NOT_MEASURED
-    if all(v == HELD for v in got):
-        return HELD
-    if HELD in got:
-        return PARTLY
-    if CONTRADICTED in got:
-        return CONTRADICTED
-    return NO_EFFECT
-
-
-def _ci(low, high) -> str:
-    return f"[{low:+.3f}, {high:+.3f}]" if np.isfinite(low) and np.isfinite(high) else "[no CI]"
-
-
-def _row(r) -> str:
-    """'+0.050 [+0.010, +0.090]', with what the interval resampled where it is more than the problems."""
-    several = max(r.get("seeds_a", 1) or 1, r.get("seeds_b", 1) or 1) > 1
-    return f"{r['diff']:+.3f} {_ci(r['low'], r['high'])}" + (f" ({r['covers']})" if several else "")
-
-
-def _series(d: pd.DataFrame) -> str:
-    return "; ".join(f"{fmt_tokens(r['parent_tokens'])}: {_row(r)}" for _, r in d.iterrows())
-
-
-# ---------------------------------------------------------------- what the claims read
-
-class Study:
-    """The tables, checkpoints, k_max, arm roles, the adversaries' floor and cached contrasts of one study."""
-
-    def __init__(self, study_root, tables: dict, split: str = "test", every: dict | None = None):
-        self.root, self.tables, self.split = study_root, tables, split
-        self.every = every if every is not None else tables  # the tables of every arm
-        self.passk = tables["passk"]
-        main = self.passk[self.passk["split"] == split] if not self.passk.empty else self.passk
-        self.methods = set(main["method"]) if not main.empty else set()
-        self.ckpts = sorted(main["parent_tokens"].unique()) if not main.empty else []
-        self.km = k_max(self.passk, split) if not main.empty else None
-        self.solved_any = bool(not main.empty and main["pass_at_k"].max() > 0)
-        arms = self.every.get("arms", pd.DataFrame())
-        self.roles = {} if arms.empty else {r.role: r.label for r in arms.itertuples() if isinstance(r.role, str)}
-        self.floor_table = tables.get("floor", pd.DataFrame())
-        self._cache = {}
-
-    def has(self, *methods) -> bool:
-        return all(m in self.methods for m in methods)
-
-    def contrast(self, method: str, against: str = "base", k: int = 1) -> pd.DataFrame:
-        if (method, against) not in self._cache:
-            self._cache[method, against] = contrast(self.root, self.passk, method, against, sorted({1, self.km}),
-                                                    self.split)
-        d = self._cache[method, against]
-        return d[d["k"] == k].sort_values("parent_tokens").reset_index(drop=True)
-
-    def mean_at(self, method: str, k: int) -> pd.Series:
-        d = seed_mean(self.passk, self.split)
-        return d[(d["method"] == method) & (d["k"] == k)].set_index("parent_tokens")["pass_at_k"]
-
-    def scored_rate(self, method: str, parent_tokens) -> float:
-        """Share of a method's samples (all its seeds) at a checkpoint that carry a scored answer."""
-        p = self.passk
-        r = p[(p["method"] == method) & (p["parent_tokens"] == parent_tokens) & (p["split"] == self.split)]
-        return float(r["format_rate"].mean()) if "format_rate" in r and r["format_rate"].notna().any() else math.nan
-
-    def floor(self, split: str, k: int) -> float | None:
-        """The best adversary's exact pass@k on `split` (main arm), or None if the table lacks it."""
-        f = self.floor_table
-        if f.empty:
-            return None
-        r = f[(f["split"] == split) & (f["k"] == k)]
-        return float(r["pass_at_k"].max()) if len(r) else None
-
-
-# ---------------------------------------------------------------- the claims (docs/PAPER.md §8)
+from rlearly.evaluation.passk import spearman_permutation
+from rlearly.results.analysis import (CAPABILITY_TOL, SFT_FAMILY, arm_gains, budget_curves, contrast, fmt_tokens,
+                                      gain_contrast, general_contrast, seed_spread)
+from rlearly.results.claims.rules import (CONTRADICTED, FLAT_TOL, HELD, MIN_SCORED, NO_EFFECT, NOT_MEASURED, Rule,
+                                          Study, _all, _at_most, _ci, _one, _row, _series, _set, _sig, _within,
+                                          register)
 
 _NULL_FLAT = f"|Δ| > {FLAT_TOL}"
+
 _PAIRED = "paired bootstrap over problems; with several seeds, two-stage (seeds, then problems)"
+
 _ITEMS = "bootstrap over documents; with several seeds, two-stage (seeds, then documents)"
 
 
@@ -236,6 +31,8 @@ _ITEMS = "bootstrap over documents; with several seeds, two-stage (seeds, then d
            Rule("early", "tokens of the threshold (first checkpoint of that run of gains)",
                 "threshold in the second half of pretraining", "≤ ½ of the last checkpoint's tokens", "none (a position)")),
           methods=("rl", "base"))
+
+
 def _claim1(s: Study, parts: dict) -> dict:
     flat, thr, early = parts.values()
     d = s.contrast("rl")
@@ -276,6 +73,8 @@ def _claim1(s: Study, parts: dict) -> dict:
                 "(test), over checkpoints", "ρ ≤ 0", "one-sided p < 0.05",
                 "exact permutation over checkpoints (problems and seeds averaged)"),),
           methods=("rl", "base"), splits=("test", "train"))
+
+
 def _claim2(s: Study, parts: dict) -> dict:
     (part,) = parts.values()
     train = s.passk[(s.passk["split"] == "train") & (s.passk["method"] == "base")]
@@ -305,6 +104,8 @@ def _claim2(s: Study, parts: dict) -> dict:
           (Rule("pass@k_max up wherever pass@1 is", "Δpass@k_max RL − base at each checkpoint whose Δpass@1 CI is "
                 "above 0", "Δ ≤ 0", "0", _PAIRED),),
           methods=("rl", "base"))
+
+
 def _claim3(s: Study, parts: dict) -> dict:
     (part,) = parts.values()
     one, big = s.contrast("rl"), s.contrast("rl", k=s.km)
@@ -322,6 +123,8 @@ def _claim3(s: Study, parts: dict) -> dict:
           (Rule("pass@1 up", "pass@1 SFT→RL − SFT at the last checkpoint", "Δ ≤ 0", "0", _PAIRED),
            Rule("pass@k_max down", "pass@k_max SFT→RL − SFT at the last checkpoint", "Δ ≥ 0", "0", _PAIRED)),
           methods=("sft", "sft_rl"))
+
+
 def _claim4(s: Study, parts: dict) -> dict:
     p1, pk = parts.values()
     one, big = s.contrast("sft_rl", "sft").iloc[-1], s.contrast("sft_rl", "sft", s.km).iloc[-1]
@@ -343,6 +146,8 @@ def _claim4(s: Study, parts: dict) -> dict:
            Rule("SFT-Gold→RL has the best pass@1", "pass@1 SFT-Gold→RL − the best other recipe at each of its "
                 "checkpoints", "Δ ≤ 0", "0", _PAIRED)),
           methods=("rl", "sft"))
+
+
 def _claim5(s: Study, parts: dict) -> dict:
     early, late, gold, gold_rl = parts.values()
     rs = s.contrast("rl", "sft")
@@ -392,6 +197,8 @@ def _claim5(s: Study, parts: dict) -> dict:
            Rule("SFT lowers accuracy", "cloze-probe accuracy (facts, pronouns, sequences), each SFT-family branch − "
                 "RL, averaged over checkpoints", "Δ ≥ 0", "0", _ITEMS.replace("documents", "probes"))),
           methods=("rl", "base"))
+
+
 def _claim6(s: Study, parts: dict) -> dict:
     keep_p, erode_p, acc_p = parts.values()
     items = s.tables.get("general_items", pd.DataFrame())
@@ -437,6 +244,8 @@ def _claim6(s: Study, parts: dict) -> dict:
            Rule("keeps capability", "held-out general NLL, parallel − RL, relative", f"Δ > +{CAPABILITY_TOL:.0%}",
                 f"≤ +{CAPABILITY_TOL:.0%} (claim 6's)", "bootstrap over documents (two-stage with several seeds)")),
           methods=("parallel", "rl", "sft"))
+
+
 def _claim7(s: Study, parts: dict) -> dict:
     win_p, between_p, cap_p = parts.values()
     wins, betweens, vals, vals1 = [], [], [], []
@@ -486,6 +295,8 @@ def _claim7(s: Study, parts: dict) -> dict:
                 "rollouts_same_tokens), else dev-split validation pass@1 at interpolated tokens", "Δ ≤ 0", "0",
                 "paired bootstrap over problems; the fallback: normal approximation")),
           methods=("rl",), roles=("rollouts_few", "rollouts_many"))
+
+
 def _claim8(s: Study, parts: dict) -> dict:
     prompt_p, token_p = parts.values()
     few, many = s.roles["rollouts_few"], s.roles["rollouts_many"]
@@ -536,6 +347,8 @@ def _claim8(s: Study, parts: dict) -> dict:
                 "wider model, at each arm's last RL checkpoint", "Δ ≤ 0", "0",
                 "bootstrap over problems; with several pretraining runs an arm, two-stage (runs, then problems)"),),
           methods=("rl", "base"), roles=("targeted_mix", "wider_model"), splits=("hard",))
+
+
 def _claim9(s: Study, parts: dict) -> dict:
     (part,) = parts.values()
     mix, wide = s.roles["targeted_mix"], s.roles["wider_model"]
@@ -559,6 +372,8 @@ def _claim9(s: Study, parts: dict) -> dict:
                 "checkpoint with a significant RL gain − at the last", "Δ ≤ 0", "0",
                 "two-stage bootstrap: seeds at each checkpoint, then problems"),),
           methods=("rl", "base"))
+
+
 def _claim10(s: Study, parts: dict) -> dict:
     (part,) = parts.values()
     rl = s.passk[(s.passk["method"] == "rl") & (s.passk["split"] == s.split) & (s.passk["k"] == 1)]
@@ -589,147 +404,3 @@ def _claim10(s: Study, parts: dict) -> dict:
 
 
 # ---------------------------------------------------------------- evaluating every claim
-
-def _missing(unit: ClaimUnit, s: Study) -> str:
-    split_methods = {}
-    for split in unit.splits:
-        p = s.every["passk"]
-        p = p[(p["split"] == split)] if not p.empty else p
-        split_methods[split] = set(p["method"]) if not p.empty else set()
-    need = [m for m in unit.methods if m not in s.methods]
-    need_roles = [r for r in unit.roles if r not in s.roles]
-    need_splits = [sp for sp, ms in split_methods.items() if not ms]
-    out = []
-    if need:
-        out.append("methods " + ", ".join(need))
-    if need_roles:
-        out.append("arms with role " + ", ".join(need_roles))
-    if need_splits:
-        out.append("evaluations on " + ", ".join(need_splits))
-    return "needs " + "; ".join(out) if out else ""
-
-
-def _floor_text(unit: ClaimUnit, s: Study) -> tuple[str, dict]:
-    parts, stats = [], {}
-    for split in unit.splits:
-        f1, fk = s.floor(split, 1), s.floor(split, s.km) if s.km else None
-        if f1 is None or fk is None:
-            continue
-        parts.append(f"{split}: pass@1 {f1:.3f}, pass@{s.km} {fk:.3f}")
-        stats |= {f"floor.{split}.pass1": f1, f"floor.{split}.passkmax": fk}
-    return "; ".join(parts) or "not computed", stats
-
-
-def claims(study_root, tables: dict | None = None, split: str = "test") -> list[Claim]:
-    """Every registered claim with its parts' statistics and verdicts. `tables`: the main arm's (default
-    load_tables); arms' tables are read from every arm's (load_tables(arm=None))."""
-    tables = tables if tables is not None else load_tables(study_root)
-    every = load_tables(study_root, arm=None)
-    s = Study(study_root, tables, split, every)
-    out = []
-    for unit in CLAIMS.values():
-        parts = {r.part: Part(r) for r in unit.rules}
-        cl = Claim(unit.id, unit.claim, unit.paper, list(parts.values()))
-        cl.floor, floor_stats = _floor_text(unit, s)
-        need = _missing(unit, s)
-        if need:
-            cl.why = need
-        else:
-            cl.stats = unit.measure(s, parts) or {}
-            if not s.solved_any:  # every interval is [0, 0]: nothing to judge
-                for p in cl.parts:
-                    _set(p, NOT_MEASURED)
-                cl.why = "no checkpoint or branch solved any problem (pass@k = 0 everywhere)"
-            else:
-                cl.why = "; ".join(f"{p.rule.part}: {p.verdict}" + (f" ({p.why})" if p.why else "") for p in cl.parts)
-        cl.verdict = claim_verdict(cl.parts)
-        cl.stats = {**cl.stats, **floor_stats}
-        out.append(cl)
-    return out
-
-
-def claims_frame(cls: list[Claim]) -> pd.DataFrame:
-    return pd.DataFrame([{"#": c.id, "claim (docs/PAPER.md §8)": c.claim, "parts": c.test, "paper": c.paper,
-                          "this study": c.measured, "guessing floor": c.floor, "verdict": c.verdict, "why": c.why}
-                         for c in cls]).set_index("#")
-
-
-def rules_frame() -> pd.DataFrame:
-    """One row per claim part: its statistic, null, tolerance and interval method (the summary's header)."""
-    return pd.DataFrame([{"#": u.id, "part": r.part, "statistic": r.statistic, "null": r.null,
-                          "tolerance": r.tolerance, "interval": r.interval}
-                         for u in CLAIMS.values() for r in u.rules]).set_index(["#", "part"])
-
-
-_VERDICT_COLORS = {HELD: "#d9f2d9", PARTLY: "#fff2cc", CONTRADICTED: "#f8d7da", NO_EFFECT: "#eeeeee",
-                   NOT_MEASURED: "#ffffff"}
-
-
-def _styled(df: pd.DataFrame, verdict_col: str | None = "verdict"):
-    st = (df.style.set_properties(**{"text-align": "left", "white-space": "normal", "vertical-align": "top"})
-          .set_table_styles([{"selector": "th", "props": [("text-align", "left")]}]))
-    if verdict_col:
-        st = st.map(lambda v: f"background-color: {_VERDICT_COLORS.get(v, 'transparent')}", subset=[verdict_col])
-    return st
-
-
-def claims_table(cls: list[Claim]):
-    """claims_frame styled for reading: full text, left-aligned, the verdict cell coloured."""
-    return _styled(claims_frame(cls))
-
-
-def rules_table():
-    return _styled(rules_frame(), None)
-
-
-def intervals_note(tables: dict) -> str:
-    """What the study's intervals resample, in one sentence (the summary's second line)."""
-    p = tables["passk"]
-    if p.empty:
-        return "No evaluations."
-    units = p.groupby(["method", "parent_tokens"])[["pretrain_seed", "seed"]].apply(lambda g: len(g.drop_duplicates()))
-    runs = p.groupby(["method", "parent_tokens"])["pretrain_seed"].nunique()
-    multi = units[units > 1]
-    if multi.empty:
-        return ("One seed everywhere: every interval covers problems (or documents) only, not seeds. One "
-                "pretraining run: pretraining seeds are not in any interval (compare the study run with --seed 1).")
-    where = "; ".join(f"{m} at {fmt_tokens(t)} " + (f"({n} units from {runs[m, t]} pretraining runs)"
-                                                   if runs[m, t] > 1 else f"({n} seeds)") for (m, t), n in multi.items())
-    tail = ("" if runs.max() > 1 else " One pretraining run per arm: pretraining seeds are not in any interval "
-            "(compare the study run with --seed 1).")
-    return (f"Several seeds: {where}: contrasts there resample those units (pretraining runs and branch seeds) and "
-            f"the problems. Everywhere else one seed: the interval covers problems only.{tail}")
-
-
-COUNT_KEYS = {HELD: "claims_held", PARTLY: "claims_partly_held", CONTRADICTED: "claims_contradicted",
-              NO_EFFECT: "claims_no_effect", NOT_MEASURED: "claims_not_measured"}  # results.json's verdict counts
-
-
-def headline(cls: list[Claim]) -> str:
-    """'3 of 10 claims held (2 partly held, 1 contradicted, ...)': the summary's first line."""
-    return headline_of_counts({v: sum(c.verdict == v for c in cls) for v in VERDICTS})
-
-
-def headline_of_counts(counts: dict[str, int]) -> str:
-    """headline's sentence from the number of claims with each verdict (the index reads them from results.json)."""
-    rest = ", ".join(f"{counts[v]} {v}" for v in VERDICTS if counts[v] and v != HELD)
-    return f"{counts[HELD]} of {sum(counts.values())} claims held" + (f" ({rest})" if rest else "")
-
-
-def claims_text(cls: list[Claim], tables: dict) -> str:
-    """The verdicts as plain text for a terminal (`rlearly study claims`): the headline, what the intervals
-    resample, then each claim's verdict, its parts' verdicts and values, and its guessing floor."""
-    lines = [headline(cls), intervals_note(tables)]
-    for c in cls:
-        lines += ["", f"claim {c.id}: {c.verdict} - {c.claim}"]
-        lines += [f"  {p.rule.part}: {p.verdict}" + (f" | {p.value}" if p.value else "") + (f" ({p.why})" if p.why else "")
-                  for p in c.parts]
-        lines.append(f"  floor: {c.floor}")
-    return "\n".join(lines)
-
-
-def claims_results(cls: list[Claim]) -> dict:
-    verdicts = [c.verdict for c in cls]
-    counts = {"claims_measured": sum(v != NOT_MEASURED for v in verdicts),
-              **{key: verdicts.count(v) for v, key in COUNT_KEYS.items()}}
-    return counts | {f"claim{c.id}.{k}": v for c in cls for k, v in c.stats.items()}

