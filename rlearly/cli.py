@@ -3,11 +3,12 @@
     rlearly config  [--config F] [--preset P] [key=value ...]     print the resolved config (--fields: every key)
     rlearly pretrain [--config F] [--preset P] [--out DIR] [key=value ...]
     rlearly branch CHECKPOINT --method M [--out DIR] [key=value ...]   post-train from a checkpoint
-    rlearly study run|status|claims|report SPEC [--root DIR] [--jobs N] [--seed N]   a whole study, node by node
+    rlearly study run|status|claims|report|power SPEC [--root DIR] [--jobs N] [--seed N]   a whole study
                                          [--reports DIR]                   ... and its reports
                                          [--executor submitit --cluster slurm --job slurm_partition=P ...]
     rlearly eval CHECKPOINT [--split test --n 32 --k 1,8,32]      pass@k table + general capability
     rlearly info CHECKPOINT                                       lineage and shape of a checkpoint
+    rlearly seal SPEC [SPEC ...] [--size N]                       the sealed split: test-like, unseen by their corpora
     rlearly lm-eval CHECKPOINT [--benchmarks lambada,...] [--limit 1000]   the paper's six benchmarks ([eval])
     rlearly export nanotron-config [--config F | --study S] --out DIR [key=value ...]   nanotron's training YAML
     rlearly convert nanotron SRC OUT [--tokenizer DIR]            a nanotron checkpoint -> an rlearly checkpoint
@@ -82,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     p = sub.add_parser("study", help="run a study spec (pretrain -> branches -> evaluations), show its status or its "
                        "claims' verdicts, or render its reports")
-    p.add_argument("action", choices=["run", "status", "claims", "report"])
+    p.add_argument("action", choices=["run", "status", "claims", "report", "power"])
     p.add_argument("spec", help="study YAML, e.g. studies/tiny.yaml")
     p.add_argument("--root", help="study directory (default runs/<study name>)")
     p.add_argument("--jobs", type=int, default=1, help="run: independent nodes at a time, in worker processes "
@@ -99,6 +100,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "job setting, repeatable (e.g. --job slurm_partition=gpu --job gpus_per_node=1 --job timeout_min=240)")
     p.add_argument("--reports", default="reports", help="report: folder for <study name>/*.html and index.html "
                    "(default reports)")
+    p.add_argument("--sims", type=int, default=1000, help="power: simulated studies per claim part and scenario")
+    p = sub.add_parser("seal", help="make the sealed split of the studies' world: test-like problems none of their "
+                       "pretraining corpora tell (rlearly.data.sealed)")
+    p.add_argument("specs", nargs="+", help="the study specs whose pretraining runs the split must be unseen by")
+    p.add_argument("--size", type=int, help="problems (default: the test split's size)")
     p = sub.add_parser("info", help="show a checkpoint's lineage and model shape")
     p.add_argument("checkpoint")
     p = sub.add_parser("eval", help="pass@k of a checkpoint (samples stored once, reused) + general capability")
@@ -246,13 +252,26 @@ def _dispatch(args) -> int:
             from rlearly.results import report
 
             print(f"done: {report.report(spec, root, reports_dir=args.reports)['index']}")
+        elif args.action == "power":  # every claim part simulated at this design (minutes); stored beside the specs
+            from rlearly.results import power
+
+            if args.sims < 100:
+                raise RlearlyError(f"--sims {args.sims}: at least 100 simulated studies a scenario (1,000 for a table "
+                                   "to commit)")
+            out = power.store(spec, sims=args.sims, log=lambda line: print(line, file=sys.stderr, flush=True))
+            print("\n".join(power.status_lines(spec)[1:]) + f"\nwrote {out}")
         else:
+            from rlearly.results import power
+
             rows = study.status(spec, root)
             for key, done in rows:
                 print(f"{'done' if done else 'todo'}  {key}")
             print(f"{sum(d for _, d in rows)}/{len(rows)} nodes done")
+            print("\n".join(power.status_lines(spec)))
     elif args.cmd == "eval":
         _eval(args)
+    elif args.cmd == "seal":
+        _seal(args)
     elif args.cmd == "lm-eval":
         _lm_eval(args)
     elif args.cmd == "export":
@@ -362,6 +381,27 @@ def _branch(args) -> None:
     print(f"done: {out}")
 
 
+def _seal(args) -> None:
+    """`rlearly seal`: the sealed split for every pretraining config of the given studies (one world family)."""
+    import dataclasses
+
+    from rlearly.data import sealed
+    from rlearly.files import write_atomic
+    from rlearly.study import load_study
+
+    configs = {}
+    for path in args.specs:
+        for arm in load_study(path).all_arms():
+            cfg = dataclasses.replace(arm.base_config(), seed=0)
+            configs.setdefault(cfg.hash(), cfg)
+    record = sealed.make(list(configs.values()), args.size)
+    out = sealed.record_path(next(iter(configs.values())).world)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(out, json.dumps(record, indent=1) + "\n")
+    strata = ", ".join(f"{s} {v['dropped_share']:.0%}" for s, v in record["strata"].items())
+    print(f"sealed {record['size']} problems; candidates dropped {record['dropped_share']:.1%} ({strata}); wrote {out}")
+
+
 def _check_not_a_run(ckpt: Path) -> None:
     """One line, before anything is made, when `ckpt` is a pretraining run's folder: its checkpoints are inside."""
     inside = sorted(p.name for p in ckpt.glob("ckpt-*") if (p / "config.json").is_file()) if ckpt.is_dir() else []
@@ -389,6 +429,9 @@ def _eval(args) -> None:
     if bad:
         raise RlearlyError(f"--k {max(bad)} exceeds --n {args.n}: pass@k needs at least k samples per problem")
     runtime = _eval_runtime(args)
+    if args.split == "sealed":
+        raise RlearlyError("the sealed split is read only by the one frozen study recorded in reports/SEALED.json "
+                           "(rlearly study run), never by rlearly eval")
     from rlearly.sampling import get_engine
 
     get_engine(args.backend, "--backend: ")  # an unknown engine fails before the checkpoint is read

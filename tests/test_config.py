@@ -154,7 +154,7 @@ def test_cli_version_and_help_with_examples(capsys):
     with pytest.raises(SystemExit):
         cli.main(["--help"])
     out = capsys.readouterr().out
-    assert "usage by command:" in out and "rlearly study run|status|claims|report SPEC" in out
+    assert "usage by command:" in out and "rlearly study run|status|claims|report|power SPEC" in out
     with pytest.raises(SystemExit):
         cli.main(["eval", "--help"])
     out = " ".join(capsys.readouterr().out.split())

@@ -355,7 +355,7 @@ def test_general_capability_matches_direct_forward(tok, cfg):
         count += ids.size(1) - 1
     assert res["heldout_nll"] == pytest.approx(total / count, rel=1e-5)
     probes = g.probes()
-    direct = []
+    direct, margins = [], []
     for pr in probes:  # each option scored alone, no batching or padding
         ctx = tok.encode(pr.context)
         lls = []
@@ -363,12 +363,21 @@ def test_general_capability_matches_direct_forward(tok, cfg):
             ids = torch.tensor([ctx + tok.encode(o, bos=False)])
             lls.append(-float(model(ids[:, :-1], ids[:, 1:], reduction="none")[0, len(ctx) - 1:].sum()))
         direct.append(int(np.argmax(lls)) == pr.answer)
+        margins.append(lls[pr.answer] - max(v for i, v in enumerate(lls) if i != pr.answer))
     assert res["probe_acc"] == pytest.approx(np.mean(direct))
+    assert res["probe_margin"] == pytest.approx(np.mean(margins), rel=1e-4)  # correct minus best wrong, in nats
+    assert all((m > 0) == ok for m, ok in zip(margins, direct))  # the margin's sign is the argmax's verdict
     kinds = {pr.kind for pr in probes}
     assert kinds == {"fact", "pronoun", "sequence"}
     for kind in kinds:
         mine = [ok for ok, pr in zip(direct, probes) if pr.kind == kind]
         assert res[f"probe_acc.{kind}"] == pytest.approx(np.mean(mine))
+
+
+def test_probe_margin_by_hand():
+    """Correct option 1 at -2.0 nats, the best wrong one -2.5: margin +0.5; a probe got wrong has a negative one."""
+    assert G.probe_margin({"loglik": [-3.0, -2.0, -2.5, -9.0], "answer": 1}) == pytest.approx(0.5)
+    assert G.probe_margin({"loglik": [-1.0, -2.0], "answer": 1}) == pytest.approx(-1.0)
 
 
 def test_general_delta_by_hand():

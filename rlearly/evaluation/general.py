@@ -72,15 +72,24 @@ def score_probes(model: LlamaLM, tok: Tokenizer, probes, batch_size: int = 64) -
     return out
 
 
+def probe_margin(scored: dict) -> float:
+    """A scored probe's log-likelihood margin: its correct option's minus the best wrong option's (nats)."""
+    ll, a = scored["loglik"], scored["answer"]
+    return float(ll[a] - max(v for i, v in enumerate(ll) if i != a))
+
+
 def general_capability(model: LlamaLM, tok: Tokenizer, world, *, n_docs: int | None = None,
                        batch_size: int = 64, items: bool = False, probe_split: str = "test") -> dict:
     """Held-out general-text NLL (nats/token over BOS + document + EOS) and cloze-probe accuracy
-    (acc: highest log-likelihood option; acc_norm: highest per option token), overall and per kind.
+    (acc: highest log-likelihood option; acc_norm: highest per option token), overall and per kind, and the probes'
+    mean margin: the correct option's log-likelihood minus the best wrong option's (nats; > 0 where acc counts the
+    probe right). The margin moves continuously where accuracy, an argmax, barely moves.
 
     `world` is a data.world.World, a GeneralWorld or a WorldConfig. Keys: heldout_nll, probe_acc,
-    probe_acc_norm, probe_acc.<kind>, probe_acc_norm.<kind>. With `items=True` the per-item values come
-    too, under "items": "doc_nll" (each document's NLL scaled so that their mean is heldout_nll) and
-    "probe_correct" (1/0 per probe, mean = probe_acc), in the world's fixed order, for paired bootstraps.
+    probe_acc_norm, probe_margin, probe_acc.<kind>, probe_acc_norm.<kind>. With `items=True` the per-item values
+    come too, under "items": "doc_nll" (each document's NLL scaled so that their mean is heldout_nll),
+    "probe_correct" (1/0 per probe, mean = probe_acc) and "probe_margin" (per probe), in the world's fixed order,
+    for paired bootstraps.
     `probe_split` "dev": the probes for choices about the world (GeneralWorld.probes).
     """
     g = GeneralWorld(world) if isinstance(world, WorldConfig) else getattr(world, "general", world)
@@ -94,9 +103,11 @@ def general_capability(model: LlamaLM, tok: Tokenizer, world, *, n_docs: int | N
         suffix = "" if kind is None else f".{kind}"
         out["probe_acc" + suffix] = float(np.mean([s["pred"] == s["answer"] for s in group]))
         out["probe_acc_norm" + suffix] = float(np.mean([s["pred_norm"] == s["answer"] for s in group]))
+    margins = [probe_margin(s) for s in scored]
+    out["probe_margin"] = float(np.mean(margins))
     if items:
         out["items"] = {"doc_nll": [-lp * len(docs) / n_tok for lp in lps],
-                        "probe_correct": [int(s["pred"] == s["answer"]) for s in scored]}
+                        "probe_correct": [int(s["pred"] == s["answer"]) for s in scored], "probe_margin": margins}
     return out
 
 

@@ -238,6 +238,44 @@ def spearman_permutation(x, y) -> tuple[float, float]:
     return obs, float(np.mean(np.asarray(perms) >= obs - 1e-12))
 
 
+def stratified_rank_test(x, y, strata, n_perm: int = 20000, seed: int = 0) -> tuple[float, float, int]:
+    """(S, p, pairs): does y rise with x *within* strata (e.g. RL gain with base readiness among pretraining runs at
+    the same tokens, so that both rising with tokens proves nothing)? S is the sum over strata of Kendall's
+    concordant minus discordant pairs; p the one-sided share of within-stratum permutations of y giving S at least
+    as large (exact when there are at most `n_perm` of them, else `n_perm` seeded draws); `pairs` the pairs
+    compared. No stratum with two points: (nan, nan, 0)."""
+    x, y, strata = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64), np.asarray(strata)
+    groups = [np.flatnonzero(strata == s) for s in dict.fromkeys(strata.tolist())]
+    groups = [g for g in groups if len(g) >= 2]
+    pairs = sum(len(g) * (len(g) - 1) // 2 for g in groups)
+    if not groups:
+        return math.nan, math.nan, 0
+
+    def score(yy) -> float:  # concordant minus discordant pairs, summed over the strata
+        return sum(float((np.sign(x[g][:, None] - x[g][None, :]) * np.sign(yy[g][:, None] - yy[g][None, :])).sum())
+                   / 2 for g in groups)
+
+    obs = score(y)
+    total = math.prod(math.factorial(len(g)) for g in groups)
+    if total <= n_perm:
+        perms = [list(itertools.permutations(g)) for g in groups]
+        draws = []
+        for choice in itertools.product(*perms):
+            yy = y.copy()
+            for g, order in zip(groups, choice):
+                yy[g] = y[list(order)]
+            draws.append(score(yy))
+    else:
+        rng = np.random.default_rng(seed)
+        draws = []
+        for _ in range(n_perm):
+            yy = y.copy()
+            for g in groups:
+                yy[g] = y[rng.permutation(g)]
+            draws.append(score(yy))
+    return obs, float(np.mean(np.asarray(draws) >= obs - 1e-9)), pairs
+
+
 # ---------------------------------------------------------------- branch against its start
 
 @dataclass(frozen=True)

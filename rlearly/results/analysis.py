@@ -16,29 +16,9 @@ import numpy as np
 import pandas as pd
 
 from rlearly.errors import DataError, RlearlyError
-from rlearly.results.tables import (  # noqa: F401
-    TABLES,
-    UNIT,
-    _by_method,
-    arms,
-    deltas_vs_base,
-    final_values,
-    fmt_tokens,
-    k_max,
-    last_values,
-    load_tables,
-    passk_wide,
-    pivot_at,
-    present_columns,
-    project_root,
-    repo_root,
-    resolve_path,
-    role_arms,
-    seed_mean,
-    shown,
-    sweep_ks,
-    write_results,
-)
+from rlearly.results.tables import (TABLES, UNIT, _by_method, arms, deltas_vs_base, final_values, fmt_tokens, k_max,  # noqa: F401
+                                    last_values, load_tables, passk_wide, pivot_at, present_columns, project_root,
+                                    repo_root, resolve_path, role_arms, seed_mean, shown, sweep_ks, write_results)
 from rlearly.train import method_order
 
 SFT_FAMILY = ("sft", "sft_gold", "sft_rl", "sft_gold_rl")
@@ -109,40 +89,21 @@ def compare_methods(study_root, passk: pd.DataFrame, method: str, against: str =
     return pd.DataFrame(rows, columns=cols)
 
 
-def covers(n_a: int, n_b: int, runs: int = 1) -> str:
-    """What a contrast's interval resamples, in words (docs/DESIGN.md §5: intervals say what they resample): `n_a`
-    and `n_b` units a side, from `runs` pretraining runs."""
-    if max(n_a, n_b) <= 1:
-        return "problems (one seed)"
-    what = f"pretraining runs ({runs}) and seeds" if runs > 1 else "seeds"
-    return f"{what} ({n_a} vs {n_b} units) and problems" if runs > 1 else f"seeds ({n_a} vs {n_b}) and problems"
-
-
 def _with_units(df: pd.DataFrame) -> pd.DataFrame:
     return df if "pretrain_seed" in df else df.assign(pretrain_seed=0)
 
 
-def pair_units(ra: list, rb: list, against: str) -> list | None:
-    """`rb` reordered so that rb[i] is the start of ra[i] (both from the same pretraining run, and with the
-    same branch seed unless `against` is base), or None when the two sides are not paired unit by unit."""
-    if against == "base":
-        by_run = {r.pretrain_seed: r for r in rb}
-        runs = [r.pretrain_seed for r in ra]
-        ok = len(set(runs)) == len(runs) == len(by_run) and set(runs) == set(by_run)
-        return [by_run[p] for p in runs] if ok else None
-    units = lambda rows: [(r.pretrain_seed, r.seed) for r in rows]  # noqa: E731
-    return list(rb) if units(ra) == units(rb) else None
-
-
 def contrast(study_root, passk: pd.DataFrame, method: str, against: str = "base", ks=None, split: str = "test",
              n_boot: int = 2000) -> pd.DataFrame:
-    """`method` − `against` at each checkpoint: the difference of seed means, with a CI that resamples the
-    seeds of trained weights and the problems (passk.seed_contrast; seeds are paired when both sides have
-    the same ones, as SFT→RL's seed s starts from SFT's seed s). One row per (parent_tokens, k): start,
-    branch, diff, low, high, seeds_a, seeds_b, covers, up, down. The CI is NaN when the stored samples are
-    missing or do not reproduce the table's numbers."""
+    """`method` − `against` at each checkpoint: the difference of the means over units of trained weights (seeds
+    averaged within a pretraining run), with the interval rlearly.evaluation.units.unit_contrast chooses for how
+    the two sides' units pair (by pretraining run where both hold the same runs; by seed within one run; unpaired
+    otherwise; over problems alone with one unit a side). One row per (parent_tokens, k): start, branch, diff,
+    low, high, seeds_a, seeds_b, covers (what the interval resamples), up, down. The CI is NaN when the stored
+    samples are missing or do not reproduce the table's numbers."""
     from rlearly.evaluation import passk as pk
     from rlearly.evaluation.store import SampleStore
+    from rlearly.evaluation.units import unit_contrast
 
     df = _with_units(passk[passk["split"] == split])
     ks = list(ks) if ks is not None else [1, k_max(passk, split)]
@@ -153,28 +114,36 @@ def contrast(study_root, passk: pd.DataFrame, method: str, against: str = "base"
         rb = list(ids[(ids["method"] == against) & (ids["parent_tokens"] == t)].sort_values(UNIT).itertuples())
         if not rb:
             continue
-        pairs = pair_units(ra, rb, against)
-        paired, rb = pairs is not None and len(ra) > 1, pairs or rb
-        runs = len({r.pretrain_seed for r in ra + rb})
         counts = _aligned_counts(store, ra + rb, split)
+        units_a, units_b = [(r.pretrain_seed, r.seed) for r in ra], [(r.pretrain_seed, r.seed) for r in rb]
         for k in ks:
             va = [df[(df["checkpoint_id"] == r.checkpoint_id) & (df["k"] == k)]["pass_at_k"] for r in ra]
             vb = [df[(df["checkpoint_id"] == r.checkpoint_id) & (df["k"] == k)]["pass_at_k"] for r in rb]
             if any(v.empty for v in va + vb):
                 continue
-            start, branch = float(np.mean([v.iloc[0] for v in vb])), float(np.mean([v.iloc[0] for v in va]))
+            start, branch = _run_mean([v.iloc[0] for v in vb], units_b), _run_mean([v.iloc[0] for v in va], units_a)
             low = high = math.nan
+            what = "problems (one unit a side)" if len(ra) == len(rb) == 1 else "no interval"
             if counts is not None and k <= min(int(r.n) for r in ra + rb) and len({int(r.n) for r in ra + rb}) == 1:
                 n = int(ra[0].n)
-                d, lo, hi = pk.seed_contrast(np.stack(counts[:len(ra)]), np.stack(counts[len(ra):]), n, n, k,
-                                             paired_seeds=paired, n_boot=n_boot)
+                values = [pk.pass_at_k(n, c, k) for c in counts]
+                d, lo, hi, what = unit_contrast(np.stack(values[:len(ra)]), np.stack(values[len(ra):]), units_a,
+                                                units_b, n_boot=n_boot)
                 if abs(d - (branch - start)) < 1e-9:  # the same problems as the table: the CI belongs to it
                     low, high = lo, hi
             rows.append(dict(parent_tokens=t, k=k, start=start, branch=branch, diff=branch - start, low=low,
-                             high=high, seeds_a=len(ra), seeds_b=len(rb), covers=covers(len(ra), len(rb), runs)))
+                             high=high, seeds_a=len(ra), seeds_b=len(rb), covers=what.replace("items", "problems")))
     out = pd.DataFrame(rows, columns=["parent_tokens", "k", "start", "branch", "diff", "low", "high", "seeds_a",
                                       "seeds_b", "covers"])
     return out.assign(up=out["low"] > 0, down=out["high"] < 0)
+
+
+def _run_mean(values: list[float], units: list[tuple]) -> float:
+    """The mean of per-unit values, seeds averaged within their pretraining run first (each run weighs the same)."""
+    runs: dict = {}
+    for v, (run, _) in zip(values, units):
+        runs.setdefault(run, []).append(v)
+    return float(np.mean([np.mean(vs) for vs in runs.values()]))
 
 
 def expansion_table(study_root, passk: pd.DataFrame, split: str = "test", against: str = "base",
@@ -220,12 +189,11 @@ def general_deltas(general: pd.DataFrame, metrics=("probe_acc", "heldout_nll")) 
 def general_contrast(items: pd.DataFrame, method: str, against: str = "base", metric: str = "doc_nll",
                      relative: bool = True, n_boot: int = 2000, seed: int = 0) -> dict | None:
     """`method` − `against` on a general-capability metric, per item (document or probe), averaged over the
-    checkpoints both have, with a bootstrap CI. `relative` divides each checkpoint's difference by `against`'s
-    mean there (ΔNLL as a fraction). Where either side has several seeds at a checkpoint, the percentile CI
-    resamples those seeds and the items (two stages, items shared across seeds and checkpoints); with one
-    seed each, the BCa CI over items. Units are paired (resampled together) where both sides come from the same
-    pretraining runs (and seeds, unless `against` is base). None if they share no checkpoint."""
-    from rlearly.evaluation.passk import mean_ci
+    checkpoints both have, with the interval of rlearly.evaluation.units.unit_contrast (units paired by pretraining
+    run or seed where the two sides share them; items resampled alike on both sides). `relative` divides each
+    checkpoint's values by `against`'s mean there (ΔNLL as a fraction). A unit's values are averaged over the
+    checkpoints it has; None if the sides share no checkpoint."""
+    from rlearly.evaluation.units import unit_contrast
 
     if items.empty:
         return None
@@ -234,59 +202,38 @@ def general_contrast(items: pd.DataFrame, method: str, against: str = "base", me
     shared = sorted(set(a_all["parent_tokens"]) & set(b_all["parent_tokens"]))
     if not shared:
         return None
-    per = []  # per checkpoint: (units_a, items), (units_b, items) values, the scale, and whether units pair
+    sides = {against: {}, method: {}}  # unit -> [per-item values at each shared checkpoint, scaled]
+    n_items = min(int(x[x["parent_tokens"] == t]["item"].nunique()) for x in (a_all, b_all) for t in shared)
     for t in shared:
         va = a_all[a_all["parent_tokens"] == t].pivot_table(index=UNIT, columns="item", values="value")
         vb = b_all[b_all["parent_tokens"] == t].pivot_table(index=UNIT, columns="item", values="value")
-        cols = va.columns.intersection(vb.columns)
-        ua, ub = [_Unit(*u) for u in va.index], [_Unit(*u) for u in vb.index]
-        pairs = pair_units(ub, ua, against)  # a's units in the order of b's
-        if pairs is not None:
-            va = va.loc[[(u.pretrain_seed, u.seed) for u in pairs]]
-        va, vb = va[cols].to_numpy(), vb[cols].to_numpy()
-        per.append((va, vb, abs(va.mean()) if relative else 1.0, pairs is not None and len(ub) > 1))
-    n_items = min(v[0].shape[1] for v in per)
-    per = [(va[:, :n_items], vb[:, :n_items], scale, paired) for va, vb, scale, paired in per]
-    seeds = max(max(va.shape[0], vb.shape[0]) for va, vb, _, _ in per)
-    point = np.mean([(vb.mean(0) - va.mean(0)) / scale for va, vb, scale, _ in per], axis=0)  # (items,)
-    out = {"diff": float(point.mean()), "n_items": n_items, "checkpoints": len(shared), "seeds": seeds}
-    if seeds == 1:
-        _, low, high = mean_ci(point, n_boot)
-        return out | {"low": low, "high": high, "covers": "items (one seed)"}
-    rng = np.random.default_rng(seed)
-    w = rng.integers(0, n_items, size=(n_boot, n_items))
-    boot = np.zeros(n_boot)
-    for va, vb, scale, paired in per:
-        ia = rng.integers(0, va.shape[0], size=(n_boot, va.shape[0]))
-        ib = ia if paired else rng.integers(0, vb.shape[0], size=(n_boot, vb.shape[0]))
-        ma = np.stack([va[ia[r]][:, w[r]].mean() for r in range(n_boot)])
-        mb = np.stack([vb[ib[r]][:, w[r]].mean() for r in range(n_boot)])
-        boot += (mb - ma) / scale / len(per)
-    low, high = np.quantile(boot, [0.025, 0.975])
-    runs = len(set(a_all["pretrain_seed"]) | set(b_all["pretrain_seed"]))
-    what = f"pretraining runs ({runs}) and seeds" if runs > 1 else "seeds"
-    return out | {"low": float(low), "high": float(high), "covers": f"{what} (up to {seeds} units) and items"}
-
-
-class _Unit:
-    def __init__(self, pretrain_seed, seed):
-        self.pretrain_seed, self.seed = pretrain_seed, seed
+        cols = va.columns.intersection(vb.columns)[:n_items]
+        scale = abs(float(va[cols].to_numpy().mean())) if relative else 1.0
+        for name, v in ((against, va), (method, vb)):
+            for unit, row in v[cols].iterrows():
+                sides[name].setdefault(tuple(unit), []).append(row.to_numpy(dtype=float) / scale)
+    ua, ub = list(sides[method]), list(sides[against])
+    va = np.stack([np.mean(sides[method][u], axis=0) for u in ua])
+    vb = np.stack([np.mean(sides[against][u], axis=0) for u in ub])
+    diff, low, high, covers = unit_contrast(va, vb, ua, ub, n_boot=n_boot, seed=seed)
+    return {"diff": diff, "low": low, "high": high, "n_items": n_items, "checkpoints": len(shared),
+            "seeds": max(len(ua), len(ub)), "covers": covers}
 
 
 def readiness_points(study_root, tables: dict, split: str = "test") -> pd.DataFrame:
-    """One row per (checkpoint, RL seed): the base's pass@1 and pass@k_max on the RL training prompts
+    """One row per (checkpoint, pretraining run, RL seed): the base's pass@1 and pass@k_max on the RL training prompts
     (split "train") beside the RL branch's Δpass@1 on `split` (docs/PAPER.md §4 diagnostic)."""
     passk = tables["passk"]
     train = passk[(passk["split"] == "train") & (passk["method"] == "base")]
     if train.empty:
         raise RlearlyError("no base evaluations on the train split: set eval.readiness: true in the study spec")
     kt = int(train["k"].max())
-    base = train.pivot_table(index="parent_tokens", columns="k", values="pass_at_k")
+    base = _with_units(train).pivot_table(index=["pretrain_seed", "parent_tokens"], columns="k", values="pass_at_k")
     d = compare_methods(study_root, passk, "rl", "base", [1], split)
     d = d.rename(columns={"diff": "rl_delta_pass1", "low": "rl_delta_low", "high": "rl_delta_high"})
-    d = d.join(base[1].rename("base_train_pass1"), on="parent_tokens")
-    d = d.join(base[kt].rename("base_train_passk"), on="parent_tokens")
-    return d[["parent_tokens", "seed", "base_train_pass1", "base_train_passk", "rl_delta_pass1",
+    d = d.join(base[1].rename("base_train_pass1"), on=["pretrain_seed", "parent_tokens"])  # each run's own base
+    d = d.join(base[kt].rename("base_train_passk"), on=["pretrain_seed", "parent_tokens"])
+    return d[["parent_tokens", "pretrain_seed", "seed", "base_train_pass1", "base_train_passk", "rl_delta_pass1",
               "rl_delta_low", "rl_delta_high"]].assign(k_train=kt)
 
 
@@ -327,10 +274,12 @@ def gain_contrast(study_root, passk: pd.DataFrame, arm_a: str, arm_b: str, split
                   k: int = 1, n_boot: int = 1000) -> dict:
     """(RL − base of arm_a) − (RL − base of arm_b) at each arm's last RL checkpoint, on the problems all the
     evaluations share. A unit is one pretraining run of an arm: its base and its RL branch (seed 0, or the
-    lowest). With one run an arm, a BCa CI over problems (the same problems, so paired); with several, a
-    two-stage bootstrap over each arm's runs, then the problems (passk.two_stage_diff)."""
+    lowest). With one run an arm, a BCa CI over problems (the same problems, so paired); with several, Welch's t
+    over each arm's runs with the problems' variance (rlearly.evaluation.units.unit_contrast: the arms' runs are
+    different runs, never paired)."""
     from rlearly.evaluation import passk as pk
     from rlearly.evaluation.store import SampleStore
+    from rlearly.evaluation.units import unit_contrast
 
     units = {}
     for arm in (arm_a, arm_b):
@@ -354,17 +303,17 @@ def gain_contrast(study_root, passk: pd.DataFrame, arm_a: str, arm_b: str, split
         return out | {"diff": diff, "low": low, "high": high, "covers": "problems (one pretraining run an arm)"}
     gains = [pk.pass_at_k(ns[2 * i + 1], counts[2 * i + 1], k) - pk.pass_at_k(ns[2 * i], counts[2 * i], k)
              for i in range(len(rows) // 2)]  # (problems,) per unit
-    diff, low, high = pk.two_stage_diff(np.stack(gains[:na]), np.stack(gains[na:]), n_boot=n_boot)
-    return out | {"diff": diff, "low": low, "high": high,
-                  "covers": f"pretraining runs ({na} vs {len(units[arm_b])}) and problems"}
+    runs = [((arm, pair[0].pretrain_seed), 0) for arm in (arm_a, arm_b) for pair in units[arm]]  # distinct runs
+    diff, low, high, covers = unit_contrast(np.stack(gains[:na]), np.stack(gains[na:]), runs[:na], runs[na:])
+    return out | {"diff": diff, "low": low, "high": high, "covers": covers.replace("items", "problems")}
 
 
-def seed_spread(study_root, passk: pd.DataFrame, tokens_a, tokens_b, method: str = "rl", split: str = "test",
-                n_boot: int = 1000) -> dict:
-    """Spread over seeds (std of pass@1) of `method` at two checkpoints, within one pretraining run (the first),
-    and a CI of their difference from resampling the shared test problems (passk.spread_difference)."""
+def seed_spread(study_root, passk: pd.DataFrame, tokens_a, tokens_b, method: str = "rl", split: str = "test") -> dict:
+    """Spread over seeds (std of pass@1) of `method` at two checkpoints, within one pretraining run (the first), and
+    the one-sided F-test that it is larger at `tokens_a` (rlearly.evaluation.units.seed_spread_test)."""
     from rlearly.evaluation import passk as pk
     from rlearly.evaluation.store import SampleStore
+    from rlearly.evaluation.units import seed_spread_test
 
     df = _with_units(passk)
     df = df[(df["method"] == method) & (df["split"] == split) & (df["k"] == 1)]
@@ -375,9 +324,83 @@ def seed_spread(study_root, passk: pd.DataFrame, tokens_a, tokens_b, method: str
     ns = {int(r.n) for r in rows_a + rows_b}
     if counts is None or len(ns) != 1:
         raise RlearlyError(f"the sample store lacks shared samples of every {method} seed at {tokens_a} and {tokens_b}")
-    std_a, std_b, low, high = pk.spread_difference(counts[:len(rows_a)], counts[len(rows_a):], ns.pop(), n_boot)
-    return {"std_a": std_a, "std_b": std_b, "diff": std_a - std_b, "low": low, "high": high,
+    n = ns.pop()
+    test = seed_spread_test([pk.pass_at_k(n, c, 1) for c in counts[:len(rows_a)]],
+                            [pk.pass_at_k(n, c, 1) for c in counts[len(rows_a):]])
+    return {**test, "diff": test["std_a"] - test["std_b"], "seeds_a": len(rows_a), "seeds_b": len(rows_b),
             "n_problems": len(counts[0])}
+
+
+def compute_spent(branch_metrics: pd.DataFrame) -> pd.DataFrame:
+    """What each branch spent: optimizer steps, rollouts, generated tokens, demonstration tokens trained on, and
+    FLOPs ≈ 2·N per generated token (sampling) + 6·N per token trained (GRPO's on its rollouts' responses, SFT's on
+    demonstrations), N the branch's matmul parameters (prompt tokens and the reference model's forward passes left
+    out: a lower bound of the same form for every recipe). One row per branch, averaged over its runs and seeds by
+    (arm, method, parent_tokens). SFT→RL's rows are its RL part; its SFT is the sft branch's row."""
+    bm = branch_metrics
+    if bm.empty or "n_params" not in bm:
+        return pd.DataFrame()
+    unit = ["arm", "method", "parent_tokens", *UNIT]
+    per_step = bm["prompts_per_step"] * bm["group_size"]
+    has_rl = bm["response_len"].notna() if "response_len" in bm else pd.Series(False, index=bm.index)
+    gen = (bm["response_len"] * per_step).where(has_rl, 0.0) if "response_len" in bm else 0.0 * per_step
+    demo = bm["sft_tokens"].fillna(0.0) if "sft_tokens" in bm else 0.0 * per_step
+    d = bm.assign(rollouts=per_step.where(has_rl, 0), gen_tokens=gen, demo_tokens=demo)
+    g = d.groupby(unit).agg(steps=("step", "max"), rollouts=("rollouts", "sum"), gen_tokens=("gen_tokens", "sum"),
+                            demo_tokens=("demo_tokens", "sum"), n_params=("n_params", "first"))
+    g["flops"] = g["n_params"] * (2 * g["gen_tokens"] + 6 * (g["gen_tokens"] + g["demo_tokens"]))
+    return g.groupby(unit[:3]).mean().reset_index()
+
+
+def compute_beside_gain(branch_metrics: pd.DataFrame, passk: pd.DataFrame, split: str = "test") -> pd.DataFrame:
+    """compute_spent's rows of the main arm beside each branch's test gain over its base (pass@1 and pass@k_max,
+    mean over runs and seeds)."""
+    spent = compute_spent(branch_metrics)
+    if spent.empty or passk.empty:
+        return spent
+    km = k_max(passk, split)
+    gain = deltas_vs_base(passk, sorted({1, km}), split).pivot_table(index=["method", "parent_tokens"], columns="k",
+                                                                     values="delta")
+    gain.columns = [f"gain pass@{k}" for k in gain.columns]
+    spent = spent[spent["arm"] == "main"].drop(columns="arm")
+    return spent.join(gain, on=["method", "parent_tokens"])
+
+
+def flops_curves(branch_metrics: pd.DataFrame, methods=("rl", "sft", "parallel"), parent_tokens=None,
+                 arm: str = "main") -> pd.DataFrame:
+    """Dev validation pass@1 along training of `methods` from one checkpoint (default the last they all share)
+    against cumulative FLOPs (compute_spent's count, step by step), mean over runs and seeds."""
+    bm = branch_metrics
+    if bm.empty or "n_params" not in bm or "val_pass@1" not in bm:
+        return pd.DataFrame()
+    bm = bm[(bm["arm"] == arm) & bm["method"].isin(list(methods))]
+    common = set.intersection(*(set(g["parent_tokens"]) for _, g in bm.groupby("method"))) if len(bm) else set()
+    if bm["method"].nunique() < len(methods) or not common:
+        return pd.DataFrame()
+    bm = bm[bm["parent_tokens"] == (max(common) if parent_tokens is None else parent_tokens)]
+    bm = bm.sort_values(["method", *UNIT, "step"])
+    gen = (bm["response_len"] * bm["prompts_per_step"] * bm["group_size"]).fillna(0.0) if "response_len" in bm \
+        else 0.0
+    demo = bm["sft_tokens"].fillna(0.0) if "sft_tokens" in bm else 0.0
+    flops = bm["n_params"] * (8 * gen + 6 * demo)
+    bm = bm.assign(flops=flops.groupby([bm["method"], bm["pretrain_seed"], bm["seed"]]).cumsum())
+    val = bm.dropna(subset=["val_pass@1"])
+    return val.groupby(["method", "parent_tokens", "step"], as_index=False)[["flops", "val_pass@1"]].mean()
+
+
+def compute_matched(curves: pd.DataFrame) -> pd.DataFrame:
+    """Each method's dev pass@1 at the FLOPs the cheapest of them spent in all (flops_curves' table), linearly
+    interpolated between its validations (none before its first): one compute-matched comparison."""
+    if curves.empty:
+        return pd.DataFrame()
+    budget = curves.groupby("method")["flops"].max().min()
+    rows = []
+    for m, g in curves.groupby("method"):
+        g = g.sort_values("flops")
+        at = float(np.interp(budget, g["flops"], g["val_pass@1"])) if budget >= g["flops"].iloc[0] else math.nan
+        rows.append(dict(method=m, flops_matched=budget, **{"dev_pass@1_matched": at},
+                         flops_final=g["flops"].iloc[-1], **{"dev_pass@1_final": g["val_pass@1"].iloc[-1]}))
+    return pd.DataFrame(rows).set_index("method").loc[method_order([r["method"] for r in rows])].reset_index()
 
 
 def budget_curves(branch_metrics: pd.DataFrame, arms, parent_tokens=None) -> pd.DataFrame:

@@ -12,7 +12,8 @@ from rlearly.errors import ConfigError
 from rlearly.train import method_name
 
 # the roles an arm can play for the claims (rlearly.results.claims reads arms by role, not by name)
-ROLES = ("targeted_mix", "wider_model", "rollouts_few", "rollouts_many", "rollouts_same_tokens", "seeds", "hard")
+ROLES = ("targeted_mix", "wider_model", "rollouts_few", "rollouts_many", "rollouts_same_tokens", "rollouts_few_plateau",
+         "seeds", "hard")
 
 MAIN = "main"
 

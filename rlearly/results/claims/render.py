@@ -8,10 +8,20 @@ from rlearly.results.analysis import fmt_tokens
 from rlearly.results.claims.rules import CLAIMS, CONTRADICTED, HELD, NO_EFFECT, NOT_MEASURED, PARTLY, VERDICTS, Claim
 
 
-def claims_frame(cls: list[Claim]) -> pd.DataFrame:
-    return pd.DataFrame([{"#": c.id, "claim (docs/PAPER.md §8)": c.claim, "parts": c.test, "paper": c.paper,
+def claims_frame(cls: list[Claim], power: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per claim; with the design's power table (rlearly.results.power), what this design could detect:
+    the chance the rule holds when the paper's claim is true (power) and when it is false (size)."""
+    rows = pd.DataFrame([{"#": c.id, "claim (docs/PAPER.md §8)": c.claim, "parts": c.test, "paper": c.paper,
                           "this study": c.measured, "guessing floor": c.floor, "verdict": c.verdict, "why": c.why}
                          for c in cls]).set_index("#")
+    if power is None or power.empty:
+        return rows
+    from rlearly.results.power import claim_power
+
+    p = claim_power(power).set_index("claim")
+    said = {c: ("not testable at this design: " + r.untestable if r.untestable else
+                f"{r.power:.2f} (size {r.size:.3f}{'' if r.fit else '; not fit'})") for c, r in p.iterrows()}
+    return rows.assign(**{"power at this design": [said.get(i, "—") for i in rows.index]})
 
 
 def rules_frame() -> pd.DataFrame:
@@ -33,9 +43,9 @@ def _styled(df: pd.DataFrame, verdict_col: str | None = "verdict"):
     return st
 
 
-def claims_table(cls: list[Claim]):
+def claims_table(cls: list[Claim], power: pd.DataFrame | None = None):
     """claims_frame styled for reading: full text, left-aligned, the verdict cell coloured."""
-    return _styled(claims_frame(cls))
+    return _styled(claims_frame(cls, power))
 
 
 def rules_table():

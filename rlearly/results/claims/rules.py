@@ -22,6 +22,12 @@ VERDICTS = (HELD, PARTLY, CONTRADICTED, NO_EFFECT, NOT_MEASURED)
 FLAT_TOL = 0.02  # claims 1 and 5: "no gain" / "not ahead" means within 2 points of pass@1 (paper: +1-3 pp at 2B)
 
 MIN_SCORED = 0.05  # a branch whose samples carry a scored (boxed) answer less often measures nothing
+MEASURABLE = 0.05  # a "no gain" part is judged only where the base's pass@k_max reaches this: below it both sides
+#                   score ~0 and an interval of [0, 0] would pass any "no effect" test (the paper's earliest base had
+#                   pass@32 14%)
+NI_MARGIN = 0.02  # "≥" as non-inferiority: A may trail B by less than this (points of pass@k) and still count
+PEAK_TOL = 0.03  # claim 8 "about the same peak": the paper's peaks differ by at most 2.3 pp of pass@1 (PAPER.md §6)
+JUMP_SHARE = 1 / 3  # a "large" gain: at least this share of the last checkpoint's (paper: +13 of +40 pp at 4B of 20B)
 
 
 @dataclass(frozen=True)
@@ -131,6 +137,14 @@ def _all(part: Part, verdicts: list[str], what: str = "checkpoint") -> None:
         _set(part, NO_EFFECT, f"held at {verdicts.count(HELD)} of {len(verdicts)} {what}s")
 
 
+def _non_inferior(part: Part, low: float, high: float, margin: float) -> None:
+    """'A ≥ B' as non-inferiority: held when the CI of A − B lies above −margin, contradicted below it."""
+    if not (np.isfinite(low) and np.isfinite(high)):
+        _set(part, NOT_MEASURED, "no interval")
+    else:
+        _set(part, HELD if low > -margin else CONTRADICTED if high < -margin else NO_EFFECT)
+
+
 def _one(low: float, high: float) -> str:
     p = Part(Rule("", "", "", "", ""))
     _sig(p, low, high)
@@ -202,6 +216,12 @@ class Study:
         p = self.passk
         r = p[(p["method"] == method) & (p["parent_tokens"] == parent_tokens) & (p["split"] == self.split)]
         return float(r["format_rate"].mean()) if "format_rate" in r and r["format_rate"].notna().any() else math.nan
+
+    def measurable(self, parent_tokens, k: int | None = None) -> bool:
+        """Does the base at this checkpoint reach MEASURABLE on pass@k (default k_max)? Below it a flat contrast
+        is two zeros, not evidence of no effect."""
+        v = self.mean_at("base", k or self.km).get(parent_tokens)
+        return v is not None and np.isfinite(v) and v >= MEASURABLE
 
     def floor(self, split: str, k: int) -> float | None:
         """The best adversary's exact pass@k on `split` (main arm), or None if the table lacks it."""
