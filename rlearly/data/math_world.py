@@ -23,32 +23,26 @@ Text layout of a math document / task example: `question + "\\n" + solution`.
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
+import json
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
 
-from rlearly.config import WORLD_VERSION, WorldConfig  # noqa: F401  (the generator's version: config's, so the hash reads it)
-from rlearly.data.graph import (  # noqa: F401
-    Chain,
-    Event,
-    Spec,
-    Step,
-    apply,
-    boxed_int,
-    graph_steps,
-    step_sets,
-    topo_orders,
-    verify_steps,
-)
+from rlearly.config import WORLD_VERSION, WorldConfig  # noqa: F401  (WORLD_VERSION: config owns it)
+from rlearly.data.graph import (Chain, Event, Spec, Step, apply, boxed_int, graph_steps, step_sets, topo_orders,  # noqa: F401
+                                verify_steps)
+from rlearly.data import sealed_record
 from rlearly.errors import DataError
 from rlearly.seeds import world_seed
 
-SPLITS = ("train", "dev", "test", "hard")
-EVAL_SPLITS = ("test", "hard")  # read only by a frozen study's final evaluation
-_SPLIT_STREAM = {"train": 0, "test": 1, "hard": 2, "dev": 3}  # each split's random stream (fixed as splits are added)
+SPLITS = ("train", "dev", "test", "hard", "sealed")
+EVAL_SPLITS = ("test", "hard", "sealed")  # read only by a frozen study's final evaluation (sealed: rlearly.data.sealed)
+_SPLIT_STREAM = {"train": 0, "test": 1, "hard": 2, "dev": 3}  # each split's random stream (fixed as splits are added;
+#                                                               4: the sealed split's, rlearly.data.sealed.STREAM)
 
 NAMES = (("Ava", "f"), ("Emma", "f"), ("Lily", "f"), ("Zoe", "f"), ("Nora", "f"), ("Ella", "f"),
          ("Ruby", "f"), ("Ivy", "f"), ("Lucy", "f"), ("Anna", "f"), ("Ben", "m"), ("Sam", "m"),
@@ -404,6 +398,7 @@ class MathWorld:
         self.cfg = cfg
         self._splits: dict[str, list[Problem]] | None = None
         self._reserved: frozenset[str] = frozenset()
+        self._sealed: dict[str, list[Problem]] = {}
 
     def _ops_range(self, hard: bool) -> tuple[int, int]:
         c = self.cfg
@@ -449,7 +444,36 @@ class MathWorld:
     def split(self, name: str) -> list[Problem]:
         if name not in SPLITS:
             raise DataError(f"unknown math split {name!r}; known: {', '.join(SPLITS)}")
+        if name == "sealed":  # made apart, from a record committed beside the studies (rlearly.data.sealed)
+            if "sealed" not in self._sealed:
+                self._sealed["sealed"] = self._sealed_split()
+            return self._sealed["sealed"]
         return self._ensure_splits()[name]
+
+    def sealed_candidates(self):
+        """The sealed split's stream of test-difficulty candidates, forever: (index, problem)."""
+        rng = np.random.default_rng([self.cfg.seed, 0x5B117, sealed_record.STREAM])
+        i = 0
+        while True:
+            yield i, self.make_problem(self._gen(rng, False), "sealed", f"sealed-{i:06d}")
+            i += 1
+
+    def _sealed_split(self) -> list[Problem]:
+        """The sealed split regenerated from its committed record (rlearly.data.sealed makes it); an unsealed world,
+        or a record whose problems no longer come out of the generator, is a DataError naming the way out."""
+        f = sealed_record.record_path(self.cfg)
+        if not f.is_file():
+            raise DataError(f"this world has no sealed split ({f} is missing); `rlearly seal <study.yaml>` makes it")
+        record = json.loads(f.read_text())
+        want, out = set(record["indices"]), []
+        for i, p in self.sealed_candidates():
+            if i in want:
+                out.append(dataclasses.replace(p, id=f"sealed-{len(out):05d}"))
+                if len(out) == len(want):
+                    break
+        if sealed_record.keys_digest(p.key for p in out) != record["keys_sha256"]:
+            raise DataError(f"{f}: the world's generator no longer makes the sealed problems it recorded")
+        return out
 
     def reserved_keys(self) -> frozenset[str]:
         """Keys of dev, test and hard problems: never shown in pretraining."""
@@ -498,8 +522,11 @@ class MathWorld:
             closing = styles[int(rng.integers(len(styles)))]
         return self.prompt(problem) + random_solution_steps(problem.spec, rng) + " " + closing
 
-    def pretrain_document(self, rng: np.random.Generator, hard: bool = False) -> str:
-        return self.document_for(self.sample_pretrain_problem(rng, hard), rng)
+    def pretrain_document(self, rng: np.random.Generator, hard: bool = False, emitted: list | None = None) -> str:
+        problem = self.sample_pretrain_problem(rng, hard)
+        if emitted is not None:
+            emitted.append(problem.key)
+        return self.document_for(problem, rng)
 
     def drill_document(self, rng: np.random.Generator, n_facts: int = 8) -> str:
         """Bare arithmetic facts in the solutions' notation ("17 + 5 = 22."), every value in

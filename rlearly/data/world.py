@@ -20,12 +20,13 @@ class World:
         self.math = MathWorld(cfg)
         self.general = GeneralWorld(cfg)
 
-    def pretrain_document(self, rng: np.random.Generator) -> str:
-        """A math document with prob. math_fraction (hard with prob. hard_fraction), else a general one."""
+    def pretrain_document(self, rng: np.random.Generator, emitted: list | None = None) -> str:
+        """A math document with prob. math_fraction (hard with prob. hard_fraction), else a general one. `emitted`
+        collects the canonical key of each math problem told (rlearly.data.sealed)."""
         if rng.random() < self.cfg.math_fraction:
             if rng.random() < self.cfg.drill_fraction:
                 return self.math.drill_document(rng)
-            return self.math.pretrain_document(rng, hard=bool(rng.random() < self.cfg.hard_fraction))
+            return self.math.pretrain_document(rng, hard=bool(rng.random() < self.cfg.hard_fraction), emitted=emitted)
         return self.general.document(rng)
 
     def tokenizer_corpus(self, n_docs: int, seed: int) -> list[str]:

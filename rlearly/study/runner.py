@@ -3,6 +3,8 @@ submitit jobs (Slurm), under a lock on the study root; each node's seconds in ti
 the tables at the end."""
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import os
 import re
@@ -30,6 +32,8 @@ def run(spec: StudySpec, root: str | Path, log=print, jobs: int = 1, threads: in
         if any(n.kind == "lm_eval" for n in todo):  # the [eval] error before any node runs, not after hours
             from rlearly.extras import require
             require("lm_eval", "eval", "study eval.lm_eval")
+        if any(n.kind == "eval" and n.path.stem == "sealed" for n in todo):
+            claim_sealed(spec, log)
         log(f"study {spec.name}: {len(nodes)} nodes, {len(nodes) - len(todo)} done, {len(todo)} to run"
             + (f", {jobs} at a time" if jobs > 1 and todo else ""))
         pace = _Pace(todo, jobs)
@@ -45,6 +49,36 @@ def run(spec: StudySpec, root: str | Path, log=print, jobs: int = 1, threads: in
             _run_parallel(spec, root, todo, jobs, log, threads, pace, executor, cluster, params)
         write_tables(spec, root)
     return nodes
+
+
+def spec_hash(spec: StudySpec) -> str:
+    """A study spec's identity: the hash of everything it says (a replicate under --seed is another spec)."""
+    blob = json.dumps(dataclasses.asdict(spec), sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def claim_sealed(spec: StudySpec, log=print, ledger: Path | None = None) -> None:
+    """Before a study reads the sealed split: its pretraining must lie within the split's record (data.sealed), and
+    reports/SEALED.json must name this very spec, or name none yet (then it is written: this spec is the one frozen
+    design that reads it, at this commit). Any other spec is refused in one line."""
+    from rlearly.data import sealed
+    from rlearly.files import git_commit, write_atomic
+
+    configs = [arm.base_config(ps) for arm in spec.all_arms() if "sealed" in arm.eval.splits
+               for ps in arm.seeds_pretrain()]
+    sealed.check_covered(configs)
+    ledger = Path(ledger or sealed.LEDGER)
+    mine = spec_hash(spec)
+    if ledger.is_file():
+        held = json.loads(ledger.read_text())
+        if held.get("spec_hash") != mine:
+            raise RlearlyError(f"the sealed split was read by study {held.get('study')!r} (spec {held.get('spec_hash')}, "
+                               f"commit {held.get('commit')}; {ledger}); it is read by that one frozen design only")
+        log(f"sealed split: this spec read it first at commit {held.get('commit')}: a replication")
+        return
+    write_atomic(ledger, json.dumps({"study": spec.name, "spec_hash": mine, "commit": git_commit(),
+                                     "first_read": time.strftime("%Y-%m-%dT%H:%M:%S")}, indent=1) + "\n")
+    log(f"sealed split: recorded {spec.name} (spec {mine}) in {ledger} as the one study that reads it")
 
 
 class _Pace:
