@@ -192,6 +192,22 @@ def test_findings_log_is_rendered_and_linked(tmp_path):
     assert (REPO / "reports" / report.FINDINGS).is_file()  # the repository's log, which the summary links
 
 
+def test_every_table_of_the_findings_log_renders_as_a_table():
+    """A '|' inside a cell (|Δ|) ends the cell: such a table rendered as raw pipes on findings.html. Each table of
+    reports/FINDINGS.md has one column count (unescaped pipes) and renders as an HTML table."""
+    import re
+
+    from nbconvert.filters.markdown import markdown2html
+
+    src = (REPO / "reports" / report.FINDINGS).read_text("utf-8")
+    tables = re.findall(r"(?:^\|.*\|[ \t]*$\n?)+", src, re.M)
+    pipes = lambda line: len(re.findall(r"(?<!\\)\|", line))  # noqa: E731
+    for block in tables:
+        lines = block.strip().splitlines()
+        assert {pipes(line) for line in lines} == {pipes(lines[0])}, lines[0]
+    assert len(tables) > 20 and markdown2html(src).count("<table") == len(tables)
+
+
 @pytest.mark.notebooks
 def test_second_report_executes_and_renders_nothing(tiny):
     spec, root, out, res = tiny

@@ -235,6 +235,27 @@ def test_pretraining_curves_losses_left_greedy_right():
         plots.pretraining_curves(pm[["step", "tokens"]])
 
 
+def test_pretraining_curves_draw_each_run_apart_and_last_values_say_which_run():
+    """Two pretraining runs (a study's replica): one line per run and metric, never one zig-zag line through both;
+    the headline numbers are the main run's, with the runs' mean and spread beside them."""
+    from rlearly.results.tables import last_values
+
+    pm = pd.concat([pd.DataFrame(dict(pretrain_seed=p, tokens=[1000, 2000, 3000], loss=[5 - p, 4 - p, 3 - p],
+                                      greedy_0shot=[0.1, 0.2, 0.3 + p / 10])) for p in (0, 1)], ignore_index=True)
+    pm = pm.sample(frac=1, random_state=0)  # rows in any order, as tables concatenate runs
+    fig = plots.pretraining_curves(pm)
+    left, right = fig.axes
+    assert [t.get_text() for t in left.get_legend().get_texts()] == ["loss, run 0", "loss, run 1"]
+    for line, want in zip(left.get_lines(), ([5, 4, 3], [4, 3, 2])):
+        assert list(line.get_xdata()) == [1000, 2000, 3000] and list(line.get_ydata()) == want
+    assert left.get_lines()[0].get_linestyle() != left.get_lines()[1].get_linestyle()
+    assert "2 runs" in fig._suptitle.get_text()
+    last = last_values(pm, ["tokens", "loss", "greedy_0shot"])
+    assert last["loss"] == 3 and last["runs"] == 2  # the main run's (seed 0), not whichever sorts last
+    assert last["loss.runs_mean"] == pytest.approx(2.5) and last["loss.runs_sd"] == pytest.approx(2 ** -0.5)
+    assert last["greedy_0shot"] == pytest.approx(0.3) and "tokens.runs_mean" not in last
+
+
 def test_readiness_scatter_one_labelled_point_per_checkpoint():
     pts = pd.DataFrame(dict(parent_tokens=[PARENTS[0], PARENTS[0], PARENTS[1]], base_train_passk=[0.1, 0.1, 0.4],
                             rl_delta_pass1=[-0.02, 0.04, 0.2], seed=[0, 1, 0]))

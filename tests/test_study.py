@@ -106,6 +106,23 @@ def test_tables_agree_with_the_stored_evaluations(tiny_study):
     assert not general.duplicated(["checkpoint_id", "metric"]).any()  # once per checkpoint, whatever the splits
     branch = pd.read_csv(root / "tables" / "branch_metrics.csv")
     assert set(branch["method"]) == {"rl", "sft", "sft_gold", "sft_rl", "sft_gold_rl", "parallel"}
+    # read again from the sample store: the mean pass@k at every k of 1..n agrees with the records' at their ks,
+    # and per operation count the problems add up to the evaluated ones, their problem-weighted mean to the whole
+    curve = pd.read_csv(root / "tables" / "passk_curve.csv")
+    n = spec.eval.n
+    ks = curve.groupby(["checkpoint_id", "split", "arm", "pretrain_seed", "seed"])["k"].apply(sorted)
+    assert all(k == list(range(1, n + 1)) for k in ks)
+    both = passk.merge(curve, on=["checkpoint_id", "split", "k", "arm", "seed"], suffixes=("", "_curve"))
+    assert len(both.drop_duplicates(["checkpoint_id", "split", "k"])) == len(passk.drop_duplicates(
+        ["checkpoint_id", "split", "k"]))
+    assert both["pass_at_k_curve"].to_numpy() == pytest.approx(both["pass_at_k"].to_numpy())
+    ops = pd.read_csv(root / "tables" / "difficulty.csv")
+    assert ops["n_ops"].nunique() > 1
+    one = ops[ops["k"] == 1].groupby(["checkpoint_id", "split", "arm", "seed"])
+    whole = one.apply(lambda g: (g["pass_at_k"] * g["n_problems"]).sum() / g["n_problems"].sum(), include_groups=False)
+    got = passk[passk["k"] == 1].drop_duplicates(["checkpoint_id", "split", "arm", "seed"]).set_index(
+        ["checkpoint_id", "split", "arm", "seed"])["pass_at_k"]
+    assert whole.to_numpy() == pytest.approx(got.reindex(whole.index).to_numpy())
 
 
 def test_a_lost_evaluation_is_the_only_node_rerun(tiny_study):

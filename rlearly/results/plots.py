@@ -209,11 +209,18 @@ def _floor_by_k(floor: pd.DataFrame | None, split: str) -> pd.Series | None:
 
 
 @_styled
-def passk_curves(passk: pd.DataFrame, parent_tokens=None, split: str = "test", floor: pd.DataFrame | None = None):
+def passk_curves(passk: pd.DataFrame, parent_tokens=None, split: str = "test", floor: pd.DataFrame | None = None,
+                 curve: pd.DataFrame | None = None):
     """pass@k vs k (log2 x), one line per method with its CI band, one panel per parent_tokens (shared y):
     PAPER figures 1–3. `parent_tokens`: None (all), one value or a list. Seeds: mean line, CI envelope.
-    `floor`: the study's floor table; its best adversary's pass@k is drawn dashed in every panel."""
+    `floor`: the study's floor table; its best adversary's pass@k is drawn dashed in every panel. `curve`: the
+    study's passk_curve table (pass@k at every k of 1..n): the line runs through every k, the markers and bands stay
+    at the evaluated ks."""
     df = _passk_table(passk, split, parent_tokens=parent_tokens)
+    every = None
+    if curve is not None and len(curve):
+        every = curve[curve["split"] == split].groupby(["method", "parent_tokens", "k"], as_index=False)[
+            "pass_at_k"].mean()
     parents = sorted(df["parent_tokens"].unique())
     fig, axes = _panels(len(parents))
     fl = _floor_by_k(floor, split)
@@ -221,7 +228,9 @@ def passk_curves(passk: pd.DataFrame, parent_tokens=None, split: str = "test", f
         sub = df[df["parent_tokens"] == pt]
         for m in method_order(sub["method"].unique()):
             d = sub[sub["method"] == m].sort_values("k")
-            ax.plot(d["k"], d["pass_at_k"], marker="o", ms=3, color=method_color(m), label=method_label(m))
+            line = d if every is None else every[(every["method"] == m) & (every["parent_tokens"] == pt)]
+            ax.plot(line["k"], line["pass_at_k"], color=method_color(m), label=method_label(m))
+            ax.plot(d["k"], d["pass_at_k"], "o", ms=3, color=method_color(m))
             ax.fill_between(d["k"], d["ci_low"], d["ci_high"], color=method_color(m), alpha=0.15, lw=0)
         if fl is not None:
             ax.plot(fl.index, fl.to_numpy(), **FLOOR_STYLE)
@@ -231,6 +240,29 @@ def passk_curves(passk: pd.DataFrame, parent_tokens=None, split: str = "test", f
     _ylabel(axes, f"pass@k ({split})")
     _rate_axis(axes)
     fig.suptitle(f"pass@k vs k, split '{split}' (band: CI, envelope over seeds)")
+    _fig_legend(fig, axes)
+    return fig
+
+
+@_styled
+def difficulty_lines(difficulty: pd.DataFrame, ks=(1,), parent_tokens=None, split: str = "test"):
+    """pass@k against the problems' operation count (the world's difficulty), one line per method (mean over its
+    runs and seeds), one panel per k, at one checkpoint (default the last)."""
+    df = _select(_require(difficulty, "difficulty", ["method", "parent_tokens", "split", "n_ops", "k", "pass_at_k"]),
+                 "difficulty", split=split, k=list(ks))
+    pt = df["parent_tokens"].max() if parent_tokens is None else parent_tokens
+    df = _select(df, "difficulty", parent_tokens=pt)
+    fig, axes = _panels(len(ks), width=4.2)
+    for ax, k in zip(axes, ks):
+        sub = df[df["k"] == k].groupby(["method", "n_ops"], as_index=False)["pass_at_k"].mean()
+        for m in method_order(sub["method"].unique()):
+            d = sub[sub["method"] == m]
+            ax.plot(d["n_ops"], d["pass_at_k"], marker="o", ms=3, color=method_color(m), label=method_label(m))
+        ax.set(title=f"pass@{k}", xlabel="operations in the problem")
+        ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
+    _ylabel(axes, f"pass@k ({split})")
+    _rate_axis(axes)
+    fig.suptitle(f"by difficulty at {fmt_tokens(pt)} tokens, split '{split}' (mean over runs and seeds)")
     _fig_legend(fig, axes)
     return fig
 
@@ -366,17 +398,24 @@ def training_curves(branch_metrics: pd.DataFrame, y: str = "reward_mean"):
 @_styled
 def pretraining_curves(pretrain_metrics: pd.DataFrame, logx: bool = False):
     """Left: training loss and held-out NLLs vs tokens. Right: greedy accuracies (`greedy_*` columns) at
-    the checkpoints. A run without greedy evaluations gets a note in the right panel, not an error."""
+    the checkpoints. Several pretraining runs (`pretrain_seed`): one line per run and metric, the run told by its
+    line style and named in the legend (a run's line never joins another's). A run without greedy evaluations gets
+    a note in the right panel, not an error."""
     pm = _require(pretrain_metrics, "pretrain_metrics", ["tokens"])
     left = [c for c in ("loss", "heldout_math", "heldout_general") if c in pm and pm[c].notna().any()]
     if not left:
         raise ValueError(f"pretrain_metrics has no values for loss/heldout_math/heldout_general: {list(pm)}")
     greedy = sorted(c for c in pm.columns if c.startswith("greedy_") and pm[c].notna().any())
+    runs = sorted(pm["pretrain_seed"].dropna().unique()) if "pretrain_seed" in pm else [None]
+    styles = ("-", "--", ":", "-.")
     fig, (ax_l, ax_r) = _panels(2, sharey=False, width=4.5)
     for cols, ax, marker in ((left, ax_l, None), (greedy, ax_r, "o")):
         for color, col in zip(sns.color_palette("deep", max(len(cols), 1)), cols):
-            d = pm[["tokens", col]].dropna().sort_values("tokens")
-            ax.plot(d["tokens"], d[col], marker=marker, ms=4, color=color, label=col)
+            for i, run in enumerate(runs):
+                d = pm if run is None else pm[pm["pretrain_seed"] == run]
+                d = d[["tokens", col]].dropna().sort_values("tokens")
+                name = col if len(runs) == 1 else f"{col}, run {run:g}"
+                ax.plot(d["tokens"], d[col], marker=marker, ms=4, color=color, ls=styles[i % len(styles)], label=name)
         if logx:
             ax.set_xscale("log")
         ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: fmt_tokens(v)))
@@ -389,7 +428,7 @@ def pretraining_curves(pretrain_metrics: pd.DataFrame, logx: bool = False):
     ax_l.set(title="loss and held-out NLL", ylabel="nats / token")
     ax_r.set(title="greedy accuracy at checkpoints", ylabel="accuracy")
     _rate_axis(ax_r)
-    fig.suptitle("Pretraining")
+    fig.suptitle("Pretraining" + (f" ({len(runs)} runs)" if len(runs) > 1 else ""))
     return fig
 
 
@@ -480,6 +519,24 @@ def arm_gain_bars(gains: pd.DataFrame):
         ax.set_xticks(range(len(d)), [_arm_label(a) for a in d["arm"]], rotation=20, ha="right")
         ax.set(title=f"{split} split, pass@{k}", ylabel="RL − base")
     fig.suptitle("RL gain at the last checkpoint of each pretraining variant (error bar: paired 95% CI)")
+    return fig
+
+
+@_styled
+def flops_curves(curves: pd.DataFrame):
+    """Dev validation pass@1 against cumulative training FLOPs (analysis.flops_curves), one line per method; the
+    dotted line marks the compute every method reached (where analysis.compute_matched compares them)."""
+    _require(curves, "flops curves", ["method", "flops", "val_pass@1"])
+    fig, ax = plt.subplots(figsize=(5.2, 3.4))
+    for m in method_order(curves["method"].unique()):
+        d = curves[curves["method"] == m].sort_values("flops")
+        ax.plot(d["flops"], d["val_pass@1"], marker="o", ms=3, color=method_color(m), label=method_label(m))
+    ax.axvline(curves.groupby("method")["flops"].max().min(), color="0.4", ls=":", lw=1)
+    ax.set(xscale="log", xlabel="training FLOPs (≈ 8N per generated token + 6N per demonstration token)",
+           ylabel="dev pass@1 (validation)",
+           title=f"compute-matched, from {fmt_tokens(curves['parent_tokens'].iloc[0])} tokens")
+    _rate_axis([ax])
+    ax.legend(fontsize=8)
     return fig
 
 

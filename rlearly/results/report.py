@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from rlearly.errors import RlearlyError
-from rlearly.files import PACKAGE, git_commit
+from rlearly.files import PACKAGE, git_commit, write_atomic
 from rlearly.results.analysis import load_tables, repo_root
 
 NOTEBOOKS = ("pretrain", "passk_curves", "expansion_vs_sharpening", "general_capabilities", "parallel_averaging",
@@ -187,6 +187,7 @@ def execute_notebooks(spec, root, names=None, out_dir=None, log=print) -> list[P
     root = Path(root).resolve()
     tables = root / "tables"
     load_tables(root)  # missing tables: say "run the study first", not a papermill traceback
+    _power_table(spec, tables)
     out_dir = Path(out_dir or Path("papermill_runs") / spec.name).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     templates = _templates(names)
@@ -230,6 +231,18 @@ def execute_notebooks(spec, root, names=None, out_dir=None, log=print) -> list[P
         log_timing(out_dir, f"notebook {name}", "notebook", "-", time.perf_counter() - t0)
         done.append(out)
     return done
+
+
+def _power_table(spec, tables: Path) -> None:
+    """tables/power.csv: the design's cached power table when it is current (rlearly.results.power), else none."""
+    from rlearly.results import power
+
+    table = power.cached(spec)
+    f = tables / "power.csv"
+    if table is None:
+        f.unlink(missing_ok=True)
+    else:
+        write_atomic(f, table.to_csv(index=False))
 
 
 def _spec(spec):

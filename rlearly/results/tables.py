@@ -58,7 +58,8 @@ def load_tables(study_root: str | os.PathLike, arm: str | None = "main") -> dict
     rerun = f"run `rlearly study run <spec> --root {folder.parent}` again to rewrite the tables"
     files = _table_digests(folder, rerun)
     out = {}
-    for t in (*TABLES, "timings", "general_items", "arms", "floor", "lm_eval"):  # optional: older studies lack them
+    for t in (*TABLES, "timings", "general_items", "arms", "floor", "lm_eval", "power", "difficulty",
+              "passk_curve"):  # optional: older lack them
         f = folder / f"{t}.csv"
         if f.name in files and f.is_file():
             data, info = f.read_bytes(), files[f.name]
@@ -177,9 +178,20 @@ def final_values(branch_metrics: pd.DataFrame, column: str) -> pd.DataFrame:
 
 
 def last_values(df: pd.DataFrame, columns, by: str = "tokens") -> dict:
-    """{column: its last non-missing value in `by` order} for each present column (final NLLs, accuracies)."""
+    """{column: its last non-missing value in `by` order} for each present column (final NLLs, accuracies). With
+    several pretraining runs (a `pretrain_seed` column): the main run's (the lowest seed) under the column's name,
+    and the runs' mean and std of their last values under `<column>.runs_mean` / `.runs_sd`, with `runs`."""
     df = df.sort_values(by) if by in df else df
-    return {c: df[c].dropna().iloc[-1] for c in present_columns(df, columns)}
+    runs = sorted(df["pretrain_seed"].dropna().unique()) if "pretrain_seed" in df else []
+    if len(runs) <= 1:
+        return {c: df[c].dropna().iloc[-1] for c in present_columns(df, columns)}
+    per = {r: last_values(df[df["pretrain_seed"] == r].drop(columns="pretrain_seed"), columns, by) for r in runs}
+    out = dict(per[runs[0]]) | {"runs": len(runs)}
+    for c in present_columns(df, columns):
+        vals = [per[r][c] for r in runs if c in per[r]]
+        if c != by and len(vals) > 1:
+            out |= {f"{c}.runs_mean": float(np.mean(vals)), f"{c}.runs_sd": float(np.std(vals, ddof=1))}
+    return out
 
 
 def present_columns(df: pd.DataFrame, columns) -> list[str]:

@@ -26,15 +26,8 @@ from rlearly.lm.checkpoint import provenance, save_checkpoint
 from rlearly.lm.model import LlamaLM
 from rlearly.lm.runtime import resolve
 from rlearly.lm.tokenizer import Tokenizer, train_tokenizer
-from rlearly.train.common import (  # noqa: F401
-    ckpt_name,
-    claim_run_dir,
-    cosine_lr,
-    make_adamw,
-    resume_latest,
-    set_lr,
-    set_threads,
-)
+from rlearly.train.common import (ckpt_name, claim_run_dir, cosine_lr, make_adamw, resume_latest,  # noqa: F401
+                                  set_lr, set_threads)
 from rlearly.train.dist import DataParallel, data_parallel, full_optimizer_state, shard_model, unsharded, whole
 
 
