@@ -9,6 +9,7 @@
     rlearly eval CHECKPOINT [--split test --n 32 --k 1,8,32]      pass@k table + general capability
     rlearly info CHECKPOINT                                       lineage and shape of a checkpoint
     rlearly seal SPEC [SPEC ...] [--size N]                       the sealed split: test-like, unseen by their corpora
+    rlearly hard-level SPEC [--root DIR]                        the hard split's difficulty, chosen on dev_hard
     rlearly lm-eval CHECKPOINT [--benchmarks lambada,...] [--limit 1000]   the paper's six benchmarks ([eval])
     rlearly export nanotron-config [--config F | --study S] --out DIR [key=value ...]   nanotron's training YAML
     rlearly convert nanotron SRC OUT [--tokenizer DIR]            a nanotron checkpoint -> an rlearly checkpoint
@@ -105,6 +106,10 @@ def build_parser() -> argparse.ArgumentParser:
                        "pretraining corpora tell (rlearly.data.sealed)")
     p.add_argument("specs", nargs="+", help="the study specs whose pretraining runs the split must be unseen by")
     p.add_argument("--size", type=int, help="problems (default: the test split's size)")
+    p = sub.add_parser("hard-level", help="choose the hard split's difficulty on dev_hard: the operation count where "
+                       "the study's main base reaches pass@k_max in [0.1, 0.5] (rlearly.evaluation.hard_level)")
+    p.add_argument("spec", help="the study spec whose main run's last pretraining checkpoint is measured")
+    p.add_argument("--root", help="the study's folder (default runs/<study name>)")
     p = sub.add_parser("info", help="show a checkpoint's lineage and model shape")
     p.add_argument("checkpoint")
     p = sub.add_parser("eval", help="pass@k of a checkpoint (samples stored once, reused) + general capability")
@@ -272,6 +277,8 @@ def _dispatch(args) -> int:
         _eval(args)
     elif args.cmd == "seal":
         _seal(args)
+    elif args.cmd == "hard-level":
+        _hard_level(args)
     elif args.cmd == "lm-eval":
         _lm_eval(args)
     elif args.cmd == "export":
@@ -394,12 +401,46 @@ def _seal(args) -> None:
         for arm in load_study(path).all_arms():
             cfg = dataclasses.replace(arm.base_config(), seed=0)
             configs.setdefault(cfg.hash(), cfg)
-    record = sealed.make(list(configs.values()), args.size)
+    from rlearly.evaluation import hard_level
+
+    world = next(iter(configs.values())).world
+    record = sealed.make(list(configs.values()), args.size, hard_ops=hard_level.chosen(world))
     out = sealed.record_path(next(iter(configs.values())).world)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(out, json.dumps(record, indent=1) + "\n")
     strata = ", ".join(f"{s} {v['dropped_share']:.0%}" for s, v in record["strata"].items())
-    print(f"sealed {record['size']} problems; candidates dropped {record['dropped_share']:.1%} ({strata}); wrote {out}")
+    hard = (f"; sealed_hard {record['hard']['size']} problems of {record['hard']['ops']} operations, "
+            f"{record['hard']['dropped_share']:.1%} dropped" if "hard" in record else
+            "; no sealed_hard (`rlearly hard-level` has chosen no level for this world)")
+    print(f"sealed {record['size']} problems; candidates dropped {record['dropped_share']:.1%} ({strata}){hard}; "
+          f"wrote {out}")
+
+
+def _hard_level(args) -> None:
+    """`rlearly hard-level`: the main base's pass@k per operation count on dev_hard, and the level chosen."""
+    from rlearly.evaluation import hard_level
+    from rlearly.files import git_commit, write_atomic
+    from rlearly.study import load_study, plan
+
+    spec = load_study(args.spec)
+    root = Path(args.root or f"runs/{spec.name}")
+    runs = [n for n in plan(spec, root) if n.kind == "pretrain" and n.arm == "main"]
+    if not runs or not runs[0].done:
+        raise RlearlyError(f"{root}: the main pretraining run of {spec.name} is not finished; run the study first")
+    ckpt = sorted(runs[0].path.glob("ckpt-*"))[-1]
+    world, k = spec.base_config().world, max(spec.eval.ks)
+    table = hard_level.measure(ckpt, world, spec.eval.n, k, root / "samples", spec.eval.base_prompt,
+                               progress=True)
+    level = hard_level.choose(table, k)
+    print(table.round(3).to_string(index=False))
+    out = hard_level.record_path(world)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(out, json.dumps({"ops": level, "target": hard_level.TARGET, "k": k, "study": spec.name,
+                                  "checkpoint": str(ckpt), **table.attrs, "split": "dev_hard",
+                                  "levels": table.to_dict("records"), "commit": git_commit()}, indent=1) + "\n")
+    print(f"chosen: {level} operations" if level is not None else
+          f"no level puts pass@{k} in {list(hard_level.TARGET)}: sealed_hard cannot be made for this world", end="")
+    print(f"; wrote {out}")
 
 
 def _check_not_a_run(ckpt: Path) -> None:
@@ -429,7 +470,7 @@ def _eval(args) -> None:
     if bad:
         raise RlearlyError(f"--k {max(bad)} exceeds --n {args.n}: pass@k needs at least k samples per problem")
     runtime = _eval_runtime(args)
-    if args.split == "sealed":
+    if args.split in ("sealed", "sealed_hard"):
         raise RlearlyError("the sealed split is read only by the one frozen study recorded in reports/SEALED.json "
                            "(rlearly study run), never by rlearly eval")
     from rlearly.sampling import get_engine

@@ -109,3 +109,23 @@ def test_readiness_is_judged_with_tokens_held_fixed(tmp_path):
     rho, p = spearman_permutation([4, 10, 16, 22], [0, 1, 2, 3])  # the main arm, across checkpoints
     assert rho == 1.0 and p < 0.05 and cl.stats["spearman_tokens_alone"] == 1.0  # the old rule's 'held'
     assert parts(cl)["readiness predicts the gain beyond tokens"] == claims.CONTRADICTED
+
+
+def test_a_judgement_on_the_sealed_split_reads_the_hard_claim_on_sealed_hard(tmp_path):
+    """Judged on `sealed`, claim 9 reads `sealed_hard` (made at the level chosen on dev_hard), never the old `hard`:
+    here `hard` says the wider model gains more, `sealed_hard` the targeted mix."""
+    m = MadeUp(tmp_path)
+    m.arms |= {"mix": "targeted_mix", "wide": "wider_model"}
+    for t in T:
+        m.ev("base", t, c((20, 2), (20, 0)), split="sealed")
+        m.ev("rl", t, c((20, 4), (20, 0)), split="sealed")
+    for arm, old, new in (("main", 1, 1), ("mix", 1, 4), ("wide", 4, 1)):
+        for split, g in (("hard", old), ("sealed_hard", new)):
+            m.ev("base", T[-1], c((20, 1), (20, 0)), split=split, arm=arm)
+            m.ev("rl", T[-1], c((20, 1 + g), (20, 0)), split=split, arm=arm)
+    root = m.write()
+    on_test = {cl.id: cl for cl in claims.claims(root)}[9]
+    on_sealed = {cl.id: cl for cl in claims.claims(root, split="sealed")}[9]
+    assert on_test.verdict == claims.NOT_MEASURED  # judged on test, the main arm has no test evaluations
+    assert on_sealed.verdict == claims.HELD and on_sealed.parts[0].value.startswith("sealed_hard-split")
+    assert on_sealed.stats["targeted_minus_wider"] > 0

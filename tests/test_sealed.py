@@ -93,3 +93,52 @@ def test_one_frozen_study_reads_the_sealed_split(records, tmp_path, capsys):
         claim_sealed(load_study(far))
     assert main(["eval", "nowhere", "--split", "sealed", "--n", "1", "--k", "1"]) == 2
     assert "read only by the one frozen study" in capsys.readouterr().err
+
+
+def test_dev_hard_spans_the_levels_and_sealed_hard_is_made_at_the_chosen_one(records):
+    """dev_hard: 100 problems at each operation count from max_ops to hard_max_ops, none in another split, held
+    out of training; sealed_hard: world.n_hard problems at the level chosen on dev_hard, disjoint from every split
+    (dev_hard and sealed included) and from the corpora, regenerated from the record."""
+    from rlearly.data import math_world
+    from rlearly.evaluation import hard_level
+    from rlearly.tasks import task_class
+
+    cfg = load_config(preset="tiny")
+    world = MathWorld(cfg.world)
+    dev_hard = world.split("dev_hard")
+    per = Counter(p.n_ops for p in dev_hard)
+    assert per == {o: math_world.DEV_HARD_PER_LEVEL for o in range(cfg.world.max_ops, cfg.world.hard_max_ops + 1)}
+    others = {p.key for s in ("train", "dev", "test", "hard") for p in world.split(s)}
+    assert len({p.key for p in dev_hard}) == len(dev_hard) and not {p.key for p in dev_hard} & others
+    assert [p.key for p in MathWorld(cfg.world).split("dev_hard")] == [p.key for p in dev_hard]  # regenerated
+    with pytest.raises(Exception, match="dev_hard"):
+        task_class("synthetic").check_training_split("dev_hard")
+    (records / "sealed").mkdir()
+    with pytest.raises(DataError, match="sealed split"):
+        MathWorld(cfg.world).split("sealed_hard")
+    record = sealed.make([cfg], log=lambda *a: None)
+    sealed.record_path(cfg.world).write_text(json.dumps(record))
+    with pytest.raises(DataError, match="no sealed_hard split"):
+        MathWorld(cfg.world).split("sealed_hard")
+    level = cfg.world.hard_min_ops
+    record = sealed.make([cfg], log=lambda *a: None, hard_ops=level)
+    sealed.record_path(cfg.world).write_text(json.dumps(record))
+    fresh = MathWorld(cfg.world)
+    hard = fresh.split("sealed_hard")
+    keys = {p.key for p in hard}
+    assert len(hard) == len(keys) == cfg.world.n_hard and {p.n_ops for p in hard} == {level}
+    assert not keys & (others | {p.key for p in dev_hard} | {p.key for p in fresh.split("sealed")})
+    assert not keys & sealed.emitted_keys(cfg)
+    assert record["hard"]["ops"] == level and 0 <= record["hard"]["dropped_share"] < 1
+    assert hard_level.chosen(cfg.world) is None or isinstance(hard_level.chosen(cfg.world), int)
+
+
+def test_the_hard_level_is_the_one_nearest_the_middle_of_the_target():
+    import pandas as pd
+
+    from rlearly.evaluation import hard_level
+
+    t = pd.DataFrame({"ops": [5, 6, 7], "pass@16": [0.62, 0.24, 0.04]})
+    assert hard_level.choose(t, 16) == 6
+    assert hard_level.choose(t.assign(**{"pass@16": [0.2, 0.4, 0.01]}), 16) == 6  # equally far (0.1 each way): the harder
+    assert hard_level.choose(t.assign(**{"pass@16": [0.9, 0.6, 0.05]}), 16) is None  # none reachable and unsolved

@@ -33,16 +33,18 @@ from functools import lru_cache
 import numpy as np
 
 from rlearly.config import WORLD_VERSION, WorldConfig  # noqa: F401  (WORLD_VERSION: config owns it)
+from rlearly.data import sealed_record
 from rlearly.data.graph import (Chain, Event, Spec, Step, apply, boxed_int, graph_steps, step_sets, topo_orders,  # noqa: F401
                                 verify_steps)
-from rlearly.data import sealed_record
 from rlearly.errors import DataError
 from rlearly.seeds import world_seed
 
-SPLITS = ("train", "dev", "test", "hard", "sealed")
-EVAL_SPLITS = ("test", "hard", "sealed")  # read only by a frozen study's final evaluation (sealed: rlearly.data.sealed)
+SPLITS = ("train", "dev", "test", "hard", "dev_hard", "sealed", "sealed_hard")
+EVAL_SPLITS = ("test", "hard", "sealed", "sealed_hard")  # read only by a frozen study's final evaluation (sealed*:
+#                                                          rlearly.data.sealed)
 _SPLIT_STREAM = {"train": 0, "test": 1, "hard": 2, "dev": 3}  # each split's random stream (fixed as splits are added;
-#                                                               4: the sealed split's, rlearly.data.sealed.STREAM)
+#                         4 and 6: the sealed splits', 5: dev_hard's, rlearly.data.sealed_record)
+DEV_HARD_PER_LEVEL = 100  # dev_hard: problems at each operation count from max_ops to hard_max_ops
 
 NAMES = (("Ava", "f"), ("Emma", "f"), ("Lily", "f"), ("Zoe", "f"), ("Nora", "f"), ("Ella", "f"),
          ("Ruby", "f"), ("Ivy", "f"), ("Lucy", "f"), ("Anna", "f"), ("Ben", "m"), ("Sam", "m"),
@@ -444,35 +446,69 @@ class MathWorld:
     def split(self, name: str) -> list[Problem]:
         if name not in SPLITS:
             raise DataError(f"unknown math split {name!r}; known: {', '.join(SPLITS)}")
-        if name == "sealed":  # made apart, from a record committed beside the studies (rlearly.data.sealed)
-            if "sealed" not in self._sealed:
-                self._sealed["sealed"] = self._sealed_split()
-            return self._sealed["sealed"]
-        return self._ensure_splits()[name]
+        if name not in self._sealed and name in ("sealed", "sealed_hard", "dev_hard"):  # made apart from the rest
+            self._sealed[name] = self._dev_hard() if name == "dev_hard" else self._sealed_split(name)
+        return self._sealed[name] if name in self._sealed else self._ensure_splits()[name]
 
-    def sealed_candidates(self):
-        """The sealed split's stream of test-difficulty candidates, forever: (index, problem)."""
-        rng = np.random.default_rng([self.cfg.seed, 0x5B117, sealed_record.STREAM])
-        i = 0
+    def levels(self) -> range:
+        """The operation counts dev_hard spans: the hardest of train/dev/test to the hardest of `hard`."""
+        return range(self.cfg.max_ops, self.cfg.hard_max_ops + 1)
+
+    def sealed_candidates(self, ops: int | None = None):
+        """A sealed split's stream of candidates, forever: (index, problem). `ops` None: the test split's difficulty
+        (sealed); an operation count: exactly that many (sealed_hard, at the level chosen on dev_hard)."""
+        stream = sealed_record.STREAM if ops is None else sealed_record.HARD_STREAM
+        return self._candidates(stream, "sealed" if ops is None else "sealed_hard", ops)
+
+    def _candidates(self, stream: int, split: str, ops: int | None):
+        rng = np.random.default_rng([self.cfg.seed, 0x5B117, stream])
+        c, i = self.cfg, 0
         while True:
-            yield i, self.make_problem(self._gen(rng, False), "sealed", f"sealed-{i:06d}")
+            spec = self._gen(rng, False) if ops is None else _gen_spec(rng, ops, c.max_value, c.min_people,
+                                                                       c.max_people)
+            yield i, self.make_problem(spec, split, f"{split}-{i:06d}")
             i += 1
 
-    def _sealed_split(self) -> list[Problem]:
-        """The sealed split regenerated from its committed record (rlearly.data.sealed makes it); an unsealed world,
+    def _dev_hard(self) -> list[Problem]:
+        """DEV_HARD_PER_LEVEL problems at each of `levels()`, none a train/dev/test/hard problem: where the hard
+        split's difficulty is chosen (rlearly.evaluation.hard_level). Tuning reads it as it reads dev; it is not
+        kept out of pretraining (that would rename every run), and a corpus with world.hard_fraction > 0 may tell
+        some of its problems."""
+        taken = {p.key for s in ("train", "dev", "test", "hard") for p in self._ensure_splits()[s]}
+        out = []
+        for ops in self.levels():
+            n = 0
+            for i, p in self._candidates(sealed_record.DEV_HARD_STREAM + 100 * ops, "dev_hard", ops):
+                if p.key not in taken:
+                    taken.add(p.key)
+                    out.append(dataclasses.replace(p, id=f"dev_hard-{ops}-{n:04d}"))
+                    n += 1
+                if n == DEV_HARD_PER_LEVEL:
+                    break
+                if i > 200 * DEV_HARD_PER_LEVEL + 10_000:
+                    raise DataError(f"could only make {n} distinct dev_hard problems with {ops} operations")
+        return out
+
+    def _sealed_split(self, name: str) -> list[Problem]:
+        """A sealed split regenerated from its committed record (rlearly.data.sealed makes it); an unsealed world,
         or a record whose problems no longer come out of the generator, is a DataError naming the way out."""
         f = sealed_record.record_path(self.cfg)
         if not f.is_file():
             raise DataError(f"this world has no sealed split ({f} is missing); `rlearly seal <study.yaml>` makes it")
         record = json.loads(f.read_text())
+        if name == "sealed_hard":
+            if "hard" not in record:
+                raise DataError(f"{f} has no sealed_hard split: `rlearly hard-level` chooses its difficulty on "
+                                "dev_hard, then `rlearly seal` makes it")
+            record = record["hard"]
         want, out = set(record["indices"]), []
-        for i, p in self.sealed_candidates():
+        for i, p in self.sealed_candidates(record.get("ops") if name == "sealed_hard" else None):
             if i in want:
-                out.append(dataclasses.replace(p, id=f"sealed-{len(out):05d}"))
+                out.append(dataclasses.replace(p, id=f"{name}-{len(out):05d}"))
                 if len(out) == len(want):
                     break
         if sealed_record.keys_digest(p.key for p in out) != record["keys_sha256"]:
-            raise DataError(f"{f}: the world's generator no longer makes the sealed problems it recorded")
+            raise DataError(f"{f}: the world's generator no longer makes the {name} problems it recorded")
         return out
 
     def reserved_keys(self) -> frozenset[str]:

@@ -6,13 +6,18 @@ frozen design without doubt. `test` and `hard` keep their names and problems (ev
 valid); `sealed` is a fresh draw at the test split's difficulty.
 
 Made. Candidates come from the world's own random stream for the split (as every split's), with the test split's
-generator. A candidate is dropped when its canonical computation (math_world.problem_key) is a train, dev, test or
-hard problem, or one that a pretraining corpus emits: every pretraining run of the given configs, at every
+generator. A candidate is dropped when its canonical computation (math_world.problem_key) is a train, dev, test,
+hard or dev_hard problem, or one that a pretraining corpus emits: every pretraining run of the given configs, at every
 pretraining seed below BOUND's and up to BOUND's tokens (the corpora are seeded, so what they emit can be
 enumerated: each step's documents are a prefix of its seeded stream, and drawing until a lower bound on the tokens
 fills the batch gives a superset of them). Dropping takes easy problems more often (they repeat more), so the kept
 ones fill quotas per stratum (operation count x structure) in the test split's proportions, and the record says the
 share dropped in each. The tokenizer's training text is not counted: no model trains on it.
+
+sealed_hard. With the level `rlearly hard-level` chose on dev_hard (the operation count where the main base's
+pass@k_max lies in [0.1, 0.5]: rlearly.evaluation.hard_level), the record also holds `hard`: world.n_hard problems
+with exactly that many operations, from their own stream, under the same exclusions (dev_hard and sealed too).
+Claim 9 judged on the sealed split reads it in place of `hard`, which no model here reaches.
 
 Kept. A record per world family (the world fields that make problems), committed in studies/sealed/<family>.json:
 the kept candidates' indices in the stream (the split is regenerated from them), a digest of their keys, the bound,
@@ -34,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rlearly.data.sealed_record import FAMILY_FIELDS, STREAM, family, keys_digest
+from rlearly.data.sealed_record import FAMILY_FIELDS, HARD_STREAM, STREAM, family, keys_digest
 from rlearly.data.sealed_record import record_path as _record_path
 from rlearly.errors import ConfigError, DataError
 from rlearly.files import REPO
@@ -83,9 +88,11 @@ def emitted_keys(cfg, seeds: int = BOUND["pretrain_seeds"], tokens: int | None =
     return keys
 
 
-def make(configs, size: int | None = None, log=print) -> dict:
+def make(configs, size: int | None = None, log=print, hard_ops: int | None = None) -> dict:
     """The record of a sealed split for the world family of `configs` (every pretraining config a study uses; one
-    family), excluding every other split and their corpora within BOUND."""
+    family), excluding every other split and their corpora within BOUND. With `hard_ops` (the level chosen on
+    dev_hard: rlearly.evaluation.hard_level), also `hard`: sealed_hard, world.n_hard problems with exactly that many
+    operations, under the same exclusions."""
     from rlearly.data.math_world import MathWorld
 
     families = {family(c.world) for c in configs}
@@ -94,7 +101,7 @@ def make(configs, size: int | None = None, log=print) -> dict:
     world = MathWorld(configs[0].world)
     test = world.split("test")
     size = size or len(test)
-    excluded = {p.key for s in ("train", "dev", "test", "hard") for p in world.split(s)}
+    excluded = {p.key for s in ("train", "dev", "test", "hard", "dev_hard") for p in world.split(s)}
     in_splits = len(excluded)
     for c in configs:
         log(f"enumerating the corpus of config {c.hash()} ({c.pretrain.tokens:,} tokens, {BOUND['pretrain_seeds']} "
@@ -119,6 +126,7 @@ def make(configs, size: int | None = None, log=print) -> dict:
             break
         if i > 200 * size + 100_000:
             raise DataError(f"could only seal {len(kept)} of {size} problems: the corpora cover too much of the world")
+    hard = _hard(world, hard_ops, excluded) if hard_ops is not None else None
     return {"family": family(configs[0].world), "world": {f: getattr(configs[0].world, f) for f in FAMILY_FIELDS},
             "stream": STREAM, "size": size, "indices": [i for i, _ in kept],
             "keys_sha256": keys_digest(p.key for _, p in kept),
@@ -127,7 +135,26 @@ def make(configs, size: int | None = None, log=print) -> dict:
             "strata": {s: {"test": shares[s], "kept": sum(stratum(p) == s for _, p in kept), "candidates": seen[s],
                            "dropped": dropped[s], "dropped_share": round(dropped[s] / max(seen[s], 1), 4)}
                        for s in sorted(shares)},
-            "dropped_share": round(sum(dropped.values()) / max(sum(seen.values()), 1), 4)}
+            "dropped_share": round(sum(dropped.values()) / max(sum(seen.values()), 1), 4),
+            **({"hard": hard} if hard else {})}
+
+
+def _hard(world, ops: int, excluded: set) -> dict:
+    """sealed_hard: world.n_hard problems with exactly `ops` operations, none in `excluded` (updated)."""
+    size, kept, dropped = world.cfg.n_hard, [], 0
+    for i, p in world.sealed_candidates(ops):
+        if p.key in excluded:
+            dropped += 1
+            continue
+        excluded.add(p.key)
+        kept.append((i, p))
+        if len(kept) == size:
+            break
+        if i > 200 * size + 100_000:
+            raise DataError(f"could only seal {len(kept)} of {size} problems with {ops} operations")
+    return {"ops": ops, "stream": HARD_STREAM, "size": size, "indices": [i for i, _ in kept],
+            "keys_sha256": keys_digest(p.key for _, p in kept), "dropped": dropped,
+            "dropped_share": round(dropped / (dropped + len(kept)), 4)}
 
 
 def check_covered(configs) -> dict:

@@ -10,8 +10,11 @@ from pathlib import Path
 from rlearly.files import REPO
 
 STREAM = 4  # the split's random stream in the math world (train 0, test 1, hard 2, dev 3)
+DEV_HARD_STREAM = 5  # dev_hard's (plus 100 x the operation count: one stream per level)
+HARD_STREAM = 6  # sealed_hard's
 FAMILY_FIELDS = ("seed", "min_ops", "max_ops", "max_value", "min_people", "max_people", "n_test")
 RECORDS = REPO / "studies" / "sealed"
+LEVELS = REPO / "studies" / "hard_level"  # the difficulty chosen for sealed_hard on dev_hard, per world family
 
 
 def family(world) -> str:

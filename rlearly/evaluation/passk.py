@@ -82,6 +82,17 @@ def pass_at_k_curve(n: int, correct_counts, ks: Iterable[int] | None = None) -> 
 
 # ---------------------------------------------------------------- bootstrap over problems
 
+def pass_at_k_by(n: int, correct_counts, groups, ks: Iterable[int]) -> list[dict]:
+    """Mean pass@k per group of problems (e.g. their operation count): rows {group, n_problems, k, pass_at_k}, the
+    groups in sorted order. `groups`: one label per problem, aligned with `correct_counts`."""
+    cs, g = _counts(correct_counts, int(n)), np.asarray(groups)
+    if len(g) != len(cs):
+        raise ValueError(f"{len(g)} group labels for {len(cs)} problems")
+    return [{"group": v.item() if hasattr(v, "item") else v, "n_problems": int((g == v).sum()), "k": int(k),
+             "pass_at_k": float(np.mean(pass_at_k(n, cs[g == v], int(k))))} for v in sorted(set(g.tolist()))
+            for k in ks]
+
+
 def _rng_kwarg(seed: int) -> dict:
     """scipy >= 1.15 takes `rng`; older versions `random_state`."""
     params = inspect.signature(stats.bootstrap).parameters

@@ -32,7 +32,7 @@ def run(spec: StudySpec, root: str | Path, log=print, jobs: int = 1, threads: in
         if any(n.kind == "lm_eval" for n in todo):  # the [eval] error before any node runs, not after hours
             from rlearly.extras import require
             require("lm_eval", "eval", "study eval.lm_eval")
-        if any(n.kind == "eval" and n.path.stem == "sealed" for n in todo):
+        if any(n.kind == "eval" and n.path.stem in ("sealed", "sealed_hard") for n in todo):
             claim_sealed(spec, log)
         log(f"study {spec.name}: {len(nodes)} nodes, {len(nodes) - len(todo)} done, {len(todo)} to run"
             + (f", {jobs} at a time" if jobs > 1 and todo else ""))
@@ -64,7 +64,7 @@ def claim_sealed(spec: StudySpec, log=print, ledger: Path | None = None) -> None
     from rlearly.data import sealed
     from rlearly.files import git_commit, write_atomic
 
-    configs = [arm.base_config(ps) for arm in spec.all_arms() if "sealed" in arm.eval.splits
+    configs = [arm.base_config(ps) for arm in spec.all_arms() if {"sealed", "sealed_hard"} & set(arm.eval.splits)
                for ps in arm.seeds_pretrain()]
     sealed.check_covered(configs)
     ledger = Path(ledger or sealed.LEDGER)

@@ -115,7 +115,7 @@ def _breakdown(arm, node: Node, r: dict, root: Path, problems: dict) -> tuple[li
     world's difficulty) at the record's ks, and the mean pass@k at every k of 1..n. ([], []) for another task, or
     where the store lacks the samples (then the record's own pass@k is all there is)."""
     from rlearly.errors import DataError
-    from rlearly.evaluation.passk import pass_at_k
+    from rlearly.evaluation.passk import pass_at_k_by, pass_at_k_curve
     from rlearly.evaluation.store import SampleStore
 
     world = arm.base_config(node.pretrain_seed).world
@@ -135,11 +135,9 @@ def _breakdown(arm, node: Node, r: dict, root: Path, problems: dict) -> tuple[li
                                                         int(r.get("eval_seed", 0)), [p for p, _ in probs])
     except DataError:
         return [], []
-    ops = np.array([o for _, o in probs])
-    by_ops = [{"n_ops": int(o), "n_problems": int((ops == o).sum()), "k": p["k"],
-               "pass_at_k": float(np.mean(pass_at_k(n, counts[ops == o], p["k"])))}
-              for o in sorted(set(ops)) for p in r["passk"]]
-    curve = [{"k": k, "pass_at_k": float(np.mean(pass_at_k(n, counts, k)))} for k in range(1, n + 1)]
+    by_ops = [{"n_ops": row.pop("group"), **row} for row in
+              pass_at_k_by(n, counts, [o for _, o in probs], [p["k"] for p in r["passk"]])]
+    curve = [{"k": k, "pass_at_k": v} for k, v in pass_at_k_curve(n, counts).items()]
     return by_ops, curve
 
 

@@ -20,7 +20,7 @@ class SyntheticTask(Task):
     supports_multiline = False  # the world's solutions are one line
     from_world = True
     splits = mw.SPLITS
-    heldout = ("dev", *mw.EVAL_SPLITS)
+    heldout = ("dev", "dev_hard", *mw.EVAL_SPLITS)
     _plan_ids: dict = {}  # (world, split) -> task id, for plans: the world's problems are generated once per process
 
     @classmethod

@@ -427,19 +427,20 @@ def _claim8(s: Study, parts: dict) -> dict:
 @register(9, "Data composition matters more than model scale",
           "1B on 60B math-heavy mix beats 4B on the 50B mix (RL pass@1 21–22% vs 12%, authors' working notes)",
           (Rule("the targeted mix gains more than the wider model", "hard-split RL gain (pass@1), targeted mix − "
-                "wider model, at each arm's last RL checkpoint", "Δ ≤ 0", "0",
-                "bootstrap over problems; with several pretraining runs an arm, two-stage (runs, then problems)"),),
+                "wider model, at each arm's last RL checkpoint (judged on sealed: sealed_hard, at the level chosen on "
+                "dev_hard)", "Δ ≤ 0", "0",
+                "BCa over problems with one run an arm; with several, Welch's t over the runs"),),
           methods=("rl", "base"), roles=("targeted_mix", "wider_model"), splits=("hard",))
 def _claim9(s: Study, parts: dict) -> dict:
     (part,) = parts.values()
-    mix, wide = s.roles["targeted_mix"], s.roles["wider_model"]
+    mix, wide, hard = s.roles["targeted_mix"], s.roles["wider_model"], s.read_split("hard")
     try:
-        top = gain_contrast(s.root, s.every["passk"], mix, wide)
+        top = gain_contrast(s.root, s.every["passk"], mix, wide, split=hard)
     except RlearlyError as e:
         part.why = str(e)
         return {}
-    g = arm_gains(s.root, s.every["passk"], ["main", mix, wide], ["hard"]).query("k == 1").set_index("arm")["gain"]
-    part.value = ("hard-split Δpass@1 from RL: " + ", ".join(f"{a} {v:+.3f}" for a, v in g.items()) +
+    g = arm_gains(s.root, s.every["passk"], ["main", mix, wide], [hard]).query("k == 1").set_index("arm")["gain"]
+    part.value = (f"{hard}-split Δpass@1 from RL: " + ", ".join(f"{a} {v:+.3f}" for a, v in g.items()) +
                   f"; targeted − wider {top['diff']:+.3f} {_ci(top['low'], top['high'])} ({top['n_problems']} "
                   f"problems; the interval covers {top['covers']})")
     _sig(part, top["low"], top["high"])

@@ -27,6 +27,7 @@ MEASURABLE = 0.05  # a "no gain" part is judged only where the base's pass@k_max
 #                   pass@32 14%)
 NI_MARGIN = 0.02  # "≥" as non-inferiority: A may trail B by less than this (points of pass@k) and still count
 PEAK_TOL = 0.03  # claim 8 "about the same peak": the paper's peaks differ by at most 2.3 pp of pass@1 (PAPER.md §6)
+SEALED_SPLITS = {"test": "sealed", "hard": "sealed_hard"}  # what a judgement on the sealed split reads instead
 JUMP_SHARE = 1 / 3  # a "large" gain: at least this share of the last checkpoint's (paper: +13 of +40 pp at 4B of 20B)
 
 
@@ -197,6 +198,11 @@ class Study:
         self.floor_table = tables.get("floor", pd.DataFrame())
         self._cache = {}
 
+    def read_split(self, split: str) -> str:
+        """The split a claim registered on `split` reads in this judgement: a study judged on `sealed` reads its
+        hard claim on `sealed_hard` (made at the level chosen on dev_hard), one judged on `test` reads `hard`."""
+        return SEALED_SPLITS.get(split, split) if self.split == "sealed" else split
+
     def has(self, *methods) -> bool:
         return all(m in self.methods for m in methods)
 
@@ -236,7 +242,7 @@ class Study:
 
 def _missing(unit: ClaimUnit, s: Study) -> str:
     split_methods = {}
-    for split in unit.splits:
+    for split in map(s.read_split, unit.splits):
         p = s.every["passk"]
         p = p[(p["split"] == split)] if not p.empty else p
         split_methods[split] = set(p["method"]) if not p.empty else set()
@@ -255,7 +261,7 @@ def _missing(unit: ClaimUnit, s: Study) -> str:
 
 def _floor_text(unit: ClaimUnit, s: Study) -> tuple[str, dict]:
     parts, stats = [], {}
-    for split in unit.splits:
+    for split in map(s.read_split, unit.splits):
         f1, fk = s.floor(split, 1), s.floor(split, s.km) if s.km else None
         if f1 is None or fk is None:
             continue
