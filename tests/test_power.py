@@ -4,6 +4,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import special
 
@@ -36,7 +37,7 @@ def test_effects_are_the_papers_scaled_to_this_world():
 
 def _design(**kw):
     base = dict(name="made-up", problems=200, n=8, k_max=8, shares=(0.5, 1.0), units={}, hard_problems=0,
-                hard_runs={}, rollout_arms=False, readiness_runs=1, documents=50, probes=50)
+                hard_runs={}, rollout_arms=False, plateau_arm=False, readiness_runs=1, documents=50, probes=50)
     return power.Design(**(base | kw))
 
 
@@ -85,12 +86,24 @@ def test_claim10s_old_rule_could_never_hold_at_three_seeds_and_the_new_one_can()
     assert t.loc["new", "power"] >= 0.7 and t.loc["new", "size"] <= 0.1
 
 
+def test_the_seeds_claim10_asks_for():
+    t = pd.DataFrame([dict(seeds=s, scenario=sc, held=h) for s, hs in ((2, (0.3, 0.04, 0.1)), (3, (0.85, 0.05, 0.5)),
+                                                                       (4, (0.95, 0.05, 0.82)))
+                      for sc, h in zip(("true", "false", "sensitivity"), hs)])
+    assert power.seeds_needed(t) == 3 and power.seeds_needed(t, "sensitivity") == 4
+    assert power.seeds_needed(t.assign(held=0.5)) is None
+    d = _design(problems=300, n=16, k_max=16)
+    got = power.seed_power(d, counts=(2, 3), sims=100).set_index(["seeds", "scenario"])["held"]
+    assert got[(3, "true")] > got[(2, "true")] and got[(3, "false")] <= 0.1
+
+
 def test_the_design_is_read_from_the_specs_plan():
     d = power.design_of(load_study(STUDIES / "late.yaml"))
     assert d.problems == 500 and d.n == 16 and d.k_max == 16 and len(d.shares) == 6 and d.shares[-1] == 1.0
     assert d.units[("rl", 5)] == ((0, 0), (0, 1), (0, 2), (1, 0), (2, 0))  # run 0's three seeds, runs 1 and 2
     assert d.units[("sft", 5)] == ((0, 0), (1, 0), (2, 0)) and d.units[("base", 5)] == ((0, 0), (1, 1), (2, 2))
-    assert d.hard_runs == {"targeted_mix": 3, "wider_model": 3} and d.rollout_arms and d.readiness_runs == 1
+    assert d.hard_runs == {"targeted_mix": 3, "wider_model": 3} and d.rollout_arms and d.plateau_arm
+    assert d.readiness_runs == 1
     assert d.documents == 200 and d.probes > 100
     assert power.design_of(load_study(STUDIES / "default.yaml")).key() != d.key()
 
@@ -103,7 +116,8 @@ def test_the_cached_table_is_what_status_prints_and_goes_stale(tmp_path, monkeyp
     table = power.cached(spec, tmp_path, sims=20)
     assert out.is_file() and table is not None and set(table["scenario"]) == {"true", "false", "sensitivity"}
     lines = power.status_lines(spec, tmp_path)
-    assert lines[0].startswith("claims' power at this design (20 simulated studies") and len(lines) == 11
+    assert lines[0].startswith("claims' power at this design (20 simulated studies") and len(lines) == 12
+    assert lines[-1].startswith("  claim 10's spread test is fit from")
     monkeypatch.setattr(power, "RUN_SD", 0.1)  # another world's spread: the stored table no longer applies
     assert power.cached(spec, tmp_path) is None
     assert np.isfinite(table[table["needs"] == ""]["held"]).all()

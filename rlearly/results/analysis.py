@@ -4,9 +4,10 @@ experiments' gains (arms), and headline numbers. The table readers of rlearly.re
 so a notebook needs one import.
 
 A contrast is method − another at the same `parent_tokens` (`contrast`); its CI comes from the stored samples and
-resamples what varies: problems with one unit a side, units and then problems with several
-(`passk.seed_contrast`, units paired where both sides come from the same pretraining runs and seeds), and says so in
-its `covers` column. Nothing here trains or samples; the tables and the sample store are only read.
+covers what varies (rlearly.evaluation.units.unit_contrast): problems with one unit a side; with several, pretraining
+runs (paired by run where both sides share runs, seeds averaged within a run) with the seeds' and problems' noise;
+its `covers` column says which. Also what each recipe spent (`compute_spent`, `flops_curves`, `compute_matched`).
+Nothing here trains or samples; the tables and the sample store are only read.
 """
 from __future__ import annotations
 

@@ -444,14 +444,41 @@ def parts_of(d: Design) -> list[tuple]:
     def spread(sim, scenario, effect):
         run = min(p for p, _ in u("rl", multi[0]))
         ua, ub = [x for x in u("rl", multi[0]) if x[0] == run], [x for x in u("rl", multi[-1]) if x[0] == run]
-        sd_a, sd_b = (SEED_SD, SEED_SD) if scenario == "false" else (0.079 * effect, 0.004)
-        a = sim.cell(*with_p1(LEVELS["rl"], LEVELS["rl"][0] / 2), ua, seed_sd=sd_a)
-        b = sim.cell(*LEVELS["rl"], ub, seed_sd=sd_b)
-        t = seed_spread_test(a, b)
-        return HELD if t["held"] else CONTRADICTED if t["reversed"] else NO_EFFECT
+        return spread_verdict(sim, ua, ub, scenario, effect)
     parts.append((10, "larger seed spread at the threshold", "" if len(multi) >= 2 else
                   "needs ≥ 3 RL seeds of one run at ≥ 2 checkpoints", spread))
     return parts
+
+
+def spread_verdict(sim, units_a, units_b, scenario: str, effect: float) -> str:
+    """Claim 10's part on one simulated study: RL seeds at the threshold (half RL's level) against at the end."""
+    sd_a, sd_b = (SEED_SD, SEED_SD) if scenario == "false" else (0.079 * effect, 0.004)
+    a = sim.cell(*with_p1(LEVELS["rl"], LEVELS["rl"][0] / 2), units_a, seed_sd=sd_a)
+    b = sim.cell(*LEVELS["rl"], units_b, seed_sd=sd_b)
+    t = seed_spread_test(a, b)
+    return HELD if t["held"] else CONTRADICTED if t["reversed"] else NO_EFFECT
+
+
+def seed_power(d: Design, counts=range(2, 9), sims: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Claim 10's power and size at each number of RL seeds a side (the design's problems and samples): what the
+    spread test asks of a design. Rows (seeds, scenario, held)."""
+    rows = []
+    for s in counts:
+        units = [(0, i) for i in range(s)]
+        for j, scenario in enumerate(SCENARIOS):
+            rng = np.random.default_rng([seed, 10, s, j])
+            got = [spread_verdict(Sim(rng, d.problems, d.n, d.k_max, 2.0 if scenario == "sensitivity" else 1.0),
+                                  units, units, "false" if scenario == "false" else "true",
+                                  0.5 if scenario == "sensitivity" else 1.0) for _ in range(sims)]
+            rows.append(dict(seeds=s, scenario=scenario, held=got.count(HELD) / sims))
+    return pd.DataFrame(rows)
+
+
+def seeds_needed(table: pd.DataFrame, scenario: str = "true") -> int | None:
+    """The fewest seeds at which claim 10's test is fit under `scenario` (size from "false"); None if none is."""
+    w = table.pivot(index="seeds", columns="scenario", values="held")
+    ok = w[(w[scenario] >= POWER_MIN) & (w["false"] <= SIZE_MAX)]
+    return int(ok.index.min()) if len(ok) else None
 
 
 def simulate_parts(parts: list[tuple], d: Design, sims: int = 1000, seed: int = 0, log=None) -> pd.DataFrame:
@@ -532,7 +559,8 @@ def store(spec, sims: int = 1000, seed: int = 0, folder: str | Path | None = Non
     write_atomic(out, table.to_csv(index=False))
     meta = dict(key=cache_key(d, sims, seed), design=dataclasses.asdict(d) | {"units": {
         f"{m}@{i}": [list(x) for x in us] for (m, i), us in d.units.items()}}, sims=sims, seed=seed,
-        version=POWER_VERSION, commit=git_commit(), sources=SOURCES)
+        version=POWER_VERSION, commit=git_commit(), sources=SOURCES,
+        claim10_seeds=seed_power(d, sims=sims, seed=seed).to_dict("records"))
     write_atomic(out.with_suffix(".json"), json.dumps(meta, indent=1, default=str) + "\n")
     return out
 
@@ -564,4 +592,10 @@ def status_lines(spec, folder: str | Path | None = None) -> list[str]:
         else:
             lines.append(f"  claim {r.claim}: power {r.power:.2f}, size {r.size:.3f}" + (" (fit)" if r.fit else
                                                                                        " (not fit)"))
+    seeds = json.loads((Path(folder or FOLDER) / f"{spec.name}.json").read_text()).get("claim10_seeds")
+    if seeds:
+        t = pd.DataFrame(seeds)
+        need = {sc: seeds_needed(t, sc) for sc in ("true", "sensitivity")}
+        lines.append("  claim 10's spread test is fit from " + ", ".join(
+            f"{n if n else 'more than ' + str(t['seeds'].max())} RL seeds a side ({sc})" for sc, n in need.items()))
     return lines

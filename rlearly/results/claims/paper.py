@@ -17,9 +17,10 @@ from rlearly.results.claims.rules import (CONTRADICTED, FLAT_TOL, HELD, JUMP_SHA
 
 _NULL_FLAT = f"|Δ| > {FLAT_TOL}"
 
-_PAIRED = "paired bootstrap over problems; with several seeds, two-stage (seeds, then problems)"
+_PAIRED = ("BCa bootstrap over problems with one unit a side; with several, a t-interval paired by pretraining run "
+           "(seeds averaged within a run; units.unit_contrast)")
 
-_ITEMS = "bootstrap over documents; with several seeds, two-stage (seeds, then documents)"
+_ITEMS = "as over problems, over documents (probes for the margins)"
 
 
 @register(1, "RL starts working early, after a threshold",
@@ -84,8 +85,7 @@ def _claim1(s: Study, parts: dict) -> dict:
           (Rule("readiness predicts the gain beyond tokens", "RL Δpass@1 (test) against base pass@k_max on the train "
                 "split, among pretraining runs at the same checkpoint (tokens held fixed)", "no positive association",
                 "one-sided p < 0.05", "exact permutation within each checkpoint over every arm's runs (Kendall pairs "
-                "summed); across "
-                "checkpoints alone readiness and gain both rise with tokens, which proves nothing"),
+                "summed); across checkpoints alone readiness and gain both rise with tokens, which proves nothing"),
            Rule("no gain below a small solve rate", "Δpass@1 RL − base at the checkpoint of lowest measurable base "
                 f"readiness (train pass@k_max ≥ {MEASURABLE}), with a significant gain at a higher one", _NULL_FLAT,
                 f"±{FLAT_TOL}", _PAIRED)),
@@ -308,7 +308,7 @@ def _beyond(low: float, high: float, tol: float) -> str:
            Rule("pass@1 between SFT and RL", "pass@1 parallel − the lower of SFT and RL, and the higher − parallel",
                 "either ≤ 0", "0", _PAIRED),
            Rule("keeps capability", "held-out general NLL, parallel − RL, relative", f"Δ > +{CAPABILITY_TOL:.0%}",
-                f"≤ +{CAPABILITY_TOL:.0%} (claim 6's)", "bootstrap over documents (two-stage with several seeds)")),
+                f"≤ +{CAPABILITY_TOL:.0%} (claim 6's)", _ITEMS)),
           methods=("parallel", "rl", "sft"))
 def _claim7(s: Study, parts: dict) -> dict:
     win_p, between_p, cap_p = parts.values()
@@ -356,13 +356,13 @@ def _claim7(s: Study, parts: dict) -> dict:
 @register(8, "Rollout count trades sample efficiency for compute efficiency",
           "n=64 peaks within 40–50K samples, n=5 needs 100–380K; n=5 leads against FLOPs early (Feb blog)",
           (Rule("many rollouts better per prompt", "test pass@1, many − few rollouts per prompt, same prompts seen",
-                "Δ ≤ 0", "0", "paired bootstrap over problems (one seed per arm)"),
+                "Δ ≤ 0", "0", "BCa bootstrap over problems (one seed per arm)"),
            Rule("few rollouts better per token", "test pass@1, few − many stopped at few's generated tokens (arm "
                 "rollouts_same_tokens), else dev-split validation pass@1 at interpolated tokens", "Δ ≤ 0", "0",
-                "paired bootstrap over problems; the fallback: normal approximation"),
+                "BCa bootstrap over problems; the fallback: normal approximation"),
            Rule("both reach about the same peak", "test pass@1, few rollouts trained to its dev plateau (arm "
                 "rollouts_few_plateau) − many rollouts", f"|Δ| > {PEAK_TOL:g}", f"±{PEAK_TOL:g}",
-                "paired bootstrap over problems (one seed per arm); held when the interval lies inside ±tolerance"),
+                "BCa bootstrap over problems (one seed per arm); held when the interval lies inside ±tolerance"),
            Rule("few rollouts better per FLOP on hard prompts", "pass@1 against generated tokens, few − many, on a "
                 "Hard training split (≤ 8 of 64 base samples correct) against an Easy one (16–64 of 64)", "Δ ≤ 0",
                 "0", "not built: the world has no training split chosen by the base's successes")),
