@@ -53,7 +53,8 @@ def record_path(world) -> Path:
     from rlearly.data import sealed_record
 
     return _record_path(world, sealed_record.RECORDS)
-_TOKEN_LOWER_BOUND = re.compile(r"\d|[A-Za-z]+|[^\sA-Za-z\d]+")  # a digit, a word, a run of punctuation: >= 1 token
+_TOKEN_LOWER_BOUND = re.compile(r"\d|'?[A-Za-z]+|[^\sA-Za-z\d]+")  # a digit, a word ('s with it), a run of
+#                                                                   punctuation: each at least one token
 
 
 def stratum(problem) -> str:
@@ -82,7 +83,7 @@ def emitted_keys(cfg, seeds: int = BOUND["pretrain_seeds"], tokens: int | None =
                     emitted: list = []
                     text = world.pretrain_document(rng, emitted)
                     keys.update(emitted)
-                    have += len(_TOKEN_LOWER_BOUND.findall(text)) + 1  # + EOS
+                    have += len(_TOKEN_LOWER_BOUND.findall(text)) + 1  # + EOS (BOS, if any, is slack)
         if log:
             log(f"seed {seed}: {len(keys):,} problem keys so far")
     return keys
@@ -112,6 +113,10 @@ def make(configs, size: int | None = None, log=print, hard_ops: int | None = Non
     quota[max(quota, key=quota.get)] += size - sum(quota.values())  # rounding: the largest stratum absorbs it
     kept, seen, dropped = [], Counter(), Counter()
     for i, p in world.sealed_candidates():
+        if i > 200 * size + 100_000:  # checked first: a stratum the corpora cover wholly would never fill
+            short = ", ".join(f"{s} {n}" for s, n in quota.items() if n)
+            raise DataError(f"could only seal {len(kept)} of {size} problems (short: {short}): the corpora cover "
+                            "too much of the world")
         s = stratum(p)
         if quota.get(s, 0) == 0:
             continue
@@ -124,8 +129,6 @@ def make(configs, size: int | None = None, log=print, hard_ops: int | None = Non
         quota[s] -= 1
         if len(kept) == size:
             break
-        if i > 200 * size + 100_000:
-            raise DataError(f"could only seal {len(kept)} of {size} problems: the corpora cover too much of the world")
     hard = _hard(world, hard_ops, excluded) if hard_ops is not None else None
     return {"family": family(configs[0].world), "world": {f: getattr(configs[0].world, f) for f in FAMILY_FIELDS},
             "stream": STREAM, "size": size, "indices": [i for i, _ in kept],
@@ -143,6 +146,8 @@ def _hard(world, ops: int, excluded: set) -> dict:
     """sealed_hard: world.n_hard problems with exactly `ops` operations, none in `excluded` (updated)."""
     size, kept, dropped = world.cfg.n_hard, [], 0
     for i, p in world.sealed_candidates(ops):
+        if i > 200 * size + 100_000:
+            raise DataError(f"could only seal {len(kept)} of {size} problems with {ops} operations")
         if p.key in excluded:
             dropped += 1
             continue
@@ -150,8 +155,6 @@ def _hard(world, ops: int, excluded: set) -> dict:
         kept.append((i, p))
         if len(kept) == size:
             break
-        if i > 200 * size + 100_000:
-            raise DataError(f"could only seal {len(kept)} of {size} problems with {ops} operations")
     return {"ops": ops, "stream": HARD_STREAM, "size": size, "indices": [i for i, _ in kept],
             "keys_sha256": keys_digest(p.key for _, p in kept), "dropped": dropped,
             "dropped_share": round(dropped / (dropped + len(kept)), 4)}

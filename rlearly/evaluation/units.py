@@ -9,14 +9,15 @@ units undercovers (over three run means it covers the truth about 75% of the tim
         paired by run     both sides hold the same pretraining runs (>= 2): seeds are averaged within a run and
                           the interval is a t-interval over the per-run differences (df = runs − 1)
         paired by seed    one run, the same seeds on both sides (>= 2; SFT→RL's seed s starts from SFT's seed s)
-        unpaired          Welch's t over each side's unit means (runs' means where a side has several runs)
+        unpaired          Welch's t over each side's unit means (runs' means where a side has several runs); a
+                          side of one unit is given the other side's spread between units
         one unit a side   the paired BCa bootstrap over items (it then covers the items only)
       Each t-interval's variance is that of a two-way random layout (units x items): it covers the units drawn and
       the items drawn, without counting the samples' noise twice; Satterthwaite's degrees of freedom (about
       units − 1 where the units' spread dominates). Coverage is checked in simulation (tests/test_units.py).
-    seed_spread_test(a, b)                   is the spread over seeds larger at A than at B (claim 10): an F-test of
-                                             the two variances of seed means, exact for normal seed means, with as
-                                             many degrees of freedom as the seeds allow.
+    seed_spread_test(a, b, n)                is the spread over seeds larger at A than at B (claim 10): an F-test of
+                                             the two variances of seed means, the sides' sampling noise matched,
+                                             with as many degrees of freedom as the seeds allow.
 
 A unit is a (pretrain_seed, seed) pair, as in the study tables.
 """
@@ -111,16 +112,20 @@ def _paired(d: np.ndarray, alpha: float, covers: str) -> tuple[float, float, flo
 
 
 def _welch(a: np.ndarray, b: np.ndarray, alpha: float, covers: str) -> tuple[float, float, float, str]:
-    """The difference of the two sides' grand means, unpaired units: each side's units add their spread (a side
-    with one unit adds none), the items add the spread of the per-item difference of the side means less the
-    residual noise already counted in the units' terms; Welch-Satterthwaite degrees of freedom."""
+    """The difference of the two sides' grand means, unpaired units: each side's units add their spread, the items
+    add the spread of the per-item difference of the side means less the residual noise already counted in the
+    units' terms; Welch-Satterthwaite degrees of freedom. A side with one unit cannot show its units' spread: it is
+    given the other side's (the same spread between units on both sides), else it would add none and the interval
+    would cover the items alone."""
     i = a.shape[1]
-    terms, noise = [], []
-    for x in (a, b):
+    sides = [x for x in (a, b) if len(x) > 1]
+    borrow = 1.0 if len(sides) == 1 else 0.0  # the lone unit's share, counted on its lender's mean squares (one
+    terms, noise = [], []  # estimate, so one term with the lender's df, not two independent ones)
+    for x in sides:
         ms_u, ms_e = _mean_squares(x)
-        if len(x) > 1:
-            terms.append((ms_u / (len(x) * i), len(x) - 1))
-            noise.append((-ms_e / (len(x) * i), (len(x) - 1) * (i - 1)))
+        weight = 1 / len(x) + borrow
+        terms.append((ms_u * weight / i, len(x) - 1))
+        noise.append((-ms_e * weight / i, (len(x) - 1) * (i - 1)))
     units = sum(v for v, _ in terms)
     d_items = a.mean(axis=0) - b.mean(axis=0)
     terms += [(float(np.var(d_items, ddof=1)) / i if i > 1 else 0.0, i - 1), *noise]
@@ -130,24 +135,37 @@ def _welch(a: np.ndarray, b: np.ndarray, alpha: float, covers: str) -> tuple[flo
     return (diff, *_t_interval(diff, var, df, alpha), covers)
 
 
-def seed_spread_test(values_a, values_b, alpha: float = 0.05) -> dict:
+def sampling_variance(rates: np.ndarray, n: int) -> float:
+    """The variance a seed's mean over items owes to sampling alone: `rates` (seeds, items) are per-item shares of
+    n samples correct; each item's binomial variance p(1−p)/n estimated without bias by p̂(1−p̂)/(n−1)."""
+    if n < 2:
+        return 0.0
+    return float(np.mean(np.sum(rates * (1 - rates), axis=1) / (n - 1))) / rates.shape[1] ** 2
+
+
+def seed_spread_test(values_a, values_b, alpha: float = 0.05, n: int | None = None) -> dict:
     """Is the spread over seeds larger at A than at B? `values_a` (seeds_a, items), `values_b` (seeds_b, items):
     per-seed values (e.g. pass@1 per problem of the RL seeds of one pretraining run at two checkpoints). The
-    spread is the std over seeds of their means over the items; the items are the same for every seed, so their
-    difficulty is common and only each seed's own sampling noise adds to the spread (at both checkpoints alike).
-    One-sided F-test of var_A > var_B with (seeds_a − 1, seeds_b − 1) degrees of freedom, exact for normal seed
-    means: it can hold with 3 seeds a side (ratio > 19 at alpha 0.05), where a bootstrap over 3 seeds cannot
-    (a resample of one seed drawn three times has no spread). `held` when p < alpha, `reversed` when the opposite
-    test's p < alpha.
+    spread is the variance over seeds of their means over the items; the items are the same for every seed, so
+    their difficulty is common, but each seed's evaluation adds its sampling noise, which differs with the level
+    (p(1−p)/n per item). With `n` (the values are shares of n samples correct) the side with less sampling noise
+    is given the difference, so both carry the same and a level alone cannot make the test hold (conservative: a
+    constant added to a variance makes its ratio's tail lighter than F's). One-sided F-test of var_A > var_B with
+    (seeds_a − 1, seeds_b − 1) degrees of freedom: it can hold with 3 seeds a side (ratio > 19 at alpha 0.05),
+    where a bootstrap over 3 seeds cannot (a resample of one seed drawn three times has no spread). `held` when
+    p < alpha, `reversed` when the opposite test's p < alpha.
 
-    Returns {std_a, std_b, ratio, p, p_reverse, df_a, df_b, held, reversed}."""
+    Returns {std_a, std_b, noise_a, noise_b, ratio, p, p_reverse, df_a, df_b, held, reversed}."""
     a, b = np.atleast_2d(np.asarray(values_a, dtype=np.float64)), np.atleast_2d(np.asarray(values_b, dtype=np.float64))
     if min(len(a), len(b)) < 2:
         raise ValueError(f"a spread needs >= 2 seeds a side, got {len(a)} and {len(b)}")
     va, vb = float(np.var(a.mean(axis=1), ddof=1)), float(np.var(b.mean(axis=1), ddof=1))
+    na, nb = (sampling_variance(a, n), sampling_variance(b, n)) if n else (0.0, 0.0)
+    top = max(na, nb)
     da, db = len(a) - 1, len(b) - 1
     floor = 1e-12  # all seeds equal on one side: the ratio is then ~0 or very large, not undefined
-    ratio = (va + floor) / (vb + floor)
+    ratio = (va + top - na + floor) / (vb + top - nb + floor)
     p, p_rev = float(stats.f.sf(ratio, da, db)), float(stats.f.sf(1 / ratio, db, da))
-    return {"std_a": math.sqrt(va), "std_b": math.sqrt(vb), "ratio": ratio, "p": p, "p_reverse": p_rev,
-            "df_a": da, "df_b": db, "held": p < alpha, "reversed": p_rev < alpha}
+    return {"std_a": math.sqrt(va), "std_b": math.sqrt(vb), "noise_a": math.sqrt(na), "noise_b": math.sqrt(nb),
+            "ratio": ratio, "p": p, "p_reverse": p_rev, "df_a": da, "df_b": db, "held": p < alpha,
+            "reversed": p_rev < alpha}

@@ -311,7 +311,8 @@ def gain_contrast(study_root, passk: pd.DataFrame, arm_a: str, arm_b: str, split
 
 def seed_spread(study_root, passk: pd.DataFrame, tokens_a, tokens_b, method: str = "rl", split: str = "test") -> dict:
     """Spread over seeds (std of pass@1) of `method` at two checkpoints, within one pretraining run (the first), and
-    the one-sided F-test that it is larger at `tokens_a` (rlearly.evaluation.units.seed_spread_test)."""
+    the one-sided F-test that it is larger at `tokens_a`, the two checkpoints' sampling noise matched
+    (rlearly.evaluation.units.seed_spread_test)."""
     from rlearly.evaluation import passk as pk
     from rlearly.evaluation.store import SampleStore
     from rlearly.evaluation.units import seed_spread_test
@@ -327,7 +328,7 @@ def seed_spread(study_root, passk: pd.DataFrame, tokens_a, tokens_b, method: str
         raise RlearlyError(f"the sample store lacks shared samples of every {method} seed at {tokens_a} and {tokens_b}")
     n = ns.pop()
     test = seed_spread_test([pk.pass_at_k(n, c, 1) for c in counts[:len(rows_a)]],
-                            [pk.pass_at_k(n, c, 1) for c in counts[len(rows_a):]])
+                            [pk.pass_at_k(n, c, 1) for c in counts[len(rows_a):]], n=n)
     return {**test, "diff": test["std_a"] - test["std_b"], "seeds_a": len(rows_a), "seeds_b": len(rows_b),
             "n_problems": len(counts[0])}
 

@@ -56,12 +56,17 @@ def _claim1(s: Study, parts: dict) -> dict:
         else:
             _within(flat, first["low"], first["high"], FLAT_TOL)
     up = d["up"].to_numpy()
-    tail = next((i for i in range(1, len(up)) if up[i:].all()), None)
+    tail = next((i for i in range(len(up)) if up[i:].all()), None)  # the start of the run of gains to the end
     thr.value = "Δpass@1 " + _series(d)
     last_tokens, last_gain = d["parent_tokens"].iloc[-1], d["diff"].iloc[-1]
     if d[["low", "high"]].isna().any().any():
         _set(thr, NOT_MEASURED, "no interval at some checkpoint")
         _set(early, NOT_MEASURED, "no interval at some checkpoint")
+        return stats
+    if tail == 0:  # significant from the first checkpoint on: the threshold, if any, lies before the study's
+        _set(thr, NO_EFFECT, f"RL gains already at the first checkpoint ({fmt_tokens(d['parent_tokens'].iloc[0])}): "
+             "no threshold inside the study")
+        _set(early, NO_EFFECT, "no threshold to place the jump after")
         return stats
     if tail is None:
         down = bool(d["down"].iloc[-1])
@@ -159,7 +164,7 @@ def _readiness_units(s: Study, k: int) -> pd.DataFrame:
 def _claim3(s: Study, parts: dict) -> dict:
     (part,) = parts.values()
     one, big = s.contrast("rl"), s.contrast("rl", k=s.km)
-    post = big[one["up"].to_numpy()]
+    post = big[big["parent_tokens"].isin(one[one["up"]]["parent_tokens"])]
     part.value = f"Δpass@{s.km} " + _series(big)
     if post.empty:
         part.why = "no checkpoint where RL lifted pass@1 significantly"
@@ -175,7 +180,11 @@ def _claim3(s: Study, parts: dict) -> dict:
           methods=("sft", "sft_rl"))
 def _claim4(s: Study, parts: dict) -> dict:
     p1, pk = parts.values()
-    one, big = s.contrast("sft_rl", "sft").iloc[-1], s.contrast("sft_rl", "sft", s.km).iloc[-1]
+    one, big = s.contrast("sft_rl", "sft"), s.contrast("sft_rl", "sft", s.km)
+    if one.empty or big.empty:
+        p1.why = pk.why = "needs SFT→RL and SFT at a shared checkpoint"
+        return {}
+    one, big = one.iloc[-1], big.iloc[-1]
     p1.value = f"Δpass@1 at {fmt_tokens(one['parent_tokens'])}: {_row(one)}"
     pk.value = f"Δpass@{s.km}: {_row(big)}"
     _sig(p1, one["low"], one["high"])
@@ -317,6 +326,10 @@ def _claim7(s: Study, parts: dict) -> dict:
     for t in s.mean_at("parallel", s.km).index:
         pk = {m: s.mean_at(m, s.km).get(t) for m in ("rl", "sft", "sft_rl") if s.has(m)}
         pk = {m: v for m, v in pk.items() if v is not None and np.isfinite(v)}
+        if not pk:
+            wins.append(NOT_MEASURED)
+            betweens.append(NOT_MEASURED)
+            continue
         best = max(pk, key=pk.get)
         c = s.contrast("parallel", best, s.km)
         c = c[c["parent_tokens"] == t].iloc[0]
@@ -324,7 +337,8 @@ def _claim7(s: Study, parts: dict) -> dict:
         _non_inferior(verdict, c["low"], c["high"], NI_MARGIN)
         wins.append(verdict.verdict)
         vals.append(f"{fmt_tokens(t)}: − {best} {_row(c)}")
-        stats["parallel_minus_best_passkmax_min"] = min(stats["parallel_minus_best_passkmax_min"] or math.inf, c["diff"])
+        low_so_far = stats["parallel_minus_best_passkmax_min"]
+        stats["parallel_minus_best_passkmax_min"] = c["diff"] if low_so_far is None else min(low_so_far, c["diff"])
         p1 = {m: s.mean_at(m, 1).get(t) for m in ("rl", "sft")}
         if any(v is None for v in p1.values()):
             betweens.append(NOT_MEASURED)
@@ -406,10 +420,11 @@ def _claim8(s: Study, parts: dict) -> dict:
     if not b.empty:
         sc, b = budget_curves(bm, [short], start), b.iloc[0]
         t = cf["gen_tokens"].iloc[-1] if not cf.empty else math.nan
-        token_p.value = (f"G={ga} − G={int(sc['group_size'].iloc[0])} at {t:,.0f} vs {sc['gen_tokens'].iloc[-1]:,.0f} "
-                         f"generated tokens: Δtest pass@1 {_row(b)}")
+        g_short, t_short = (int(sc["group_size"].iloc[0]), sc["gen_tokens"].iloc[-1]) if len(sc) else (gb, math.nan)
+        token_p.value = (f"G={ga} − G={g_short} at {t:,.0f} vs {t_short:,.0f} generated tokens: Δtest pass@1 "
+                         f"{_row(b)}")
         _sig(token_p, b["low"], b["high"])
-        stats |= {"dpass1_same_tokens": b["diff"], "many_tokens_over_few": sc["gen_tokens"].iloc[-1] / t}
+        stats |= {"dpass1_same_tokens": b["diff"], "many_tokens_over_few": t_short / t}
     elif cf.empty or cm.empty:
         token_p.why = "needs validation pass@1 during RL (branch.eval_every) or a rollouts_same_tokens arm"
     else:
@@ -453,7 +468,7 @@ def _claim9(s: Study, parts: dict) -> dict:
           (Rule("larger seed spread at the threshold", "variance over ≥ 3 RL seeds of test pass@1 at the first "
                 "multi-seed checkpoint with a significant RL gain, over that at the last", "ratio ≤ 1",
                 "one-sided p < 0.05", "F-test over the seeds (df seeds − 1 a side; the problems are the same for "
-                "every seed, so only its sampling noise adds to a spread)"),),
+                "every seed; the checkpoint with less sampling noise is given the difference)"),),
           methods=("rl", "base"))
 def _claim10(s: Study, parts: dict) -> dict:
     (part,) = parts.values()

@@ -11,6 +11,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+from rlearly.errors import RlearlyError
 from rlearly.results.analysis import contrast, fmt_tokens, k_max, load_tables, seed_mean
 from rlearly.study import ROLES
 
@@ -285,7 +286,11 @@ def claims(study_root, tables: dict | None = None, split: str = "test") -> list[
         if need:
             cl.why = need
         else:
-            cl.stats = unit.measure(s, parts) or {}
+            try:
+                cl.stats = unit.measure(s, parts) or {}
+            except RlearlyError as e:  # its tables lack what a part reads (e.g. an arm without training metrics)
+                for p in cl.parts:
+                    _set(p, NOT_MEASURED, p.why or str(e))
             if not s.solved_any:  # every interval is [0, 0]: nothing to judge
                 for p in cl.parts:
                     _set(p, NOT_MEASURED)
