@@ -104,9 +104,14 @@ def make(configs, size: int | None = None, log=print, hard_ops: int | None = Non
     size = size or len(test)
     excluded = {p.key for s in ("train", "dev", "test", "hard", "dev_hard") for p in world.split(s)}
     in_splits = len(excluded)
+    corpora: dict = {}  # configs whose pretraining draws the same documents: one enumeration, at the most tokens
     for c in configs:
-        log(f"enumerating the corpus of config {c.hash()} ({c.pretrain.tokens:,} tokens, {BOUND['pretrain_seeds']} "
-            "seeds)")
+        key = json.dumps([dataclasses.asdict(c.world), c.data.corpus, c.pretrain.batch_size, c.pretrain.seq_len],
+                         sort_keys=True)
+        corpora[key] = max(corpora.get(key, c), c, key=lambda x: x.pretrain.tokens)
+    for c in corpora.values():
+        log(f"enumerating the corpus of config {c.hash()} ({min(c.pretrain.tokens, BOUND['tokens']):,} tokens, "
+            f"{BOUND['pretrain_seeds']} seeds)")
         excluded |= emitted_keys(c, log=log)
     shares = Counter(stratum(p) for p in test)
     quota = {s: round(size * n / len(test)) for s, n in shares.items()}
