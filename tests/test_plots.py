@@ -117,6 +117,38 @@ def test_legend_keeps_palette_order_when_first_panel_lacks_a_method():
     assert labels(fig) == ["base M_t", "RL", "SFT→RL", "parallel"]
 
 
+def test_passk_curves_with_every_k_line_marks_only_the_evaluated_ks():
+    df = make_passk()
+    every = pd.DataFrame([dict(method=m, parent_tokens=pt, split="test", seed=0, k=k,
+                               pass_at_k=value(m, pt, 1) + 0.01 * (k - 1))
+                          for m in ("base", "rl") for pt in PARENTS for k in range(1, 9)])
+    fig = plots.passk_curves(df, curve=every, parent_tokens=PARENTS[0])
+    (ax,) = fig.axes
+    rl = ax.get_lines()[1]
+    assert list(rl.get_xdata()) == list(range(1, 9))  # the line runs through every k
+    np.testing.assert_allclose(rl.get_ydata(), [value("rl", PARENTS[0], 1) + 0.01 * (k - 1) for k in range(1, 9)])
+    assert rl.get_markevery() == [0, 1, 3, 7]  # markers at k = 1, 2, 4, 8
+
+
+def test_difficulty_lines_and_wide_table_average_runs_and_seeds():
+    from rlearly.results.tables import difficulty_wide
+
+    rows = [dict(method=m, parent_tokens=pt, split="test", n_ops=n, k=1, seed=s,
+                 pass_at_k=(0.5 if m == "rl" else 0.3) / n + 0.02 * s)
+            for m in ("base", "rl") for pt in PARENTS for n in (1, 2, 3) for s in (0, 1)]
+    df = pd.DataFrame(rows)
+    fig = plots.difficulty_lines(df, ks=(1,))
+    (ax,) = fig.axes
+    base, rl = ax.get_lines()
+    assert list(rl.get_xdata()) == [1, 2, 3]
+    np.testing.assert_allclose(rl.get_ydata(), [0.5 / n + 0.01 for n in (1, 2, 3)])  # mean of seeds 0 and 1
+    wide = difficulty_wide(df, PARENTS[1])
+    assert list(wide.index) == ["base", "rl"] and list(wide.columns) == [1, 2, 3]
+    np.testing.assert_allclose(wide.loc["base"].to_numpy(), [0.3 / n + 0.01 for n in (1, 2, 3)])
+    with pytest.raises(ValueError, match="difficulty"):
+        plots.difficulty_lines(df.drop(columns="n_ops"))
+
+
 def test_checkpoint_sweep_panel_per_k_log_tokens_axis():
     fig = plots.checkpoint_sweep(make_passk(), ks=(1, 8))
     assert [ax.get_title() for ax in fig.axes] == ["pass@1", "pass@8"]

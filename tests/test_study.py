@@ -68,8 +68,8 @@ def test_a_second_pretraining_run_is_a_unit_of_the_main_arm(tiny_study):
     assert len(list(root.glob("pretrain/*/DONE"))) == 4  # main, its replica, the two pretraining variants
     assert len(list(root.glob("branch/rl/*/p1s0-*/DONE"))) == 1
     d = analysis.contrast(root, passk, "rl", "base", [1]).set_index("parent_tokens")
-    # RL: seeds 0 and 1 of run 0 (the seeds arm is labelled main) and seed 0 of run 1; base: runs 0 and 1
-    assert d.loc[last, "covers"] == "pretraining runs (2) and seeds (3 vs 2 units) and problems"
+    # RL: seeds 0 and 1 of run 0 (averaged, the seeds arm is labelled main) and seed 0 of run 1; base: runs 0 and 1
+    assert d.loc[last, "covers"] == "pretraining runs (2, paired; seeds averaged within a run) and problems"
     assert spec.replicate(1).arms["replicas"].pretrain_seeds == [2]  # past the original's runs
 
 

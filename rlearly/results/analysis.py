@@ -17,9 +17,10 @@ import numpy as np
 import pandas as pd
 
 from rlearly.errors import DataError, RlearlyError
-from rlearly.results.tables import (TABLES, UNIT, _by_method, arms, deltas_vs_base, final_values, fmt_tokens, k_max,  # noqa: F401
-                                    last_values, load_tables, passk_wide, pivot_at, present_columns, project_root,
-                                    repo_root, resolve_path, role_arms, seed_mean, shown, sweep_ks, write_results)
+from rlearly.results.tables import (TABLES, UNIT, _by_method, arms, deltas_vs_base, difficulty_wide,  # noqa: F401
+                                    final_values, fmt_tokens, k_max, last_values, load_tables, passk_wide, pivot_at,
+                                    present_columns, project_root, repo_root, resolve_path, role_arms, seed_mean,
+                                    shown, sweep_ks, write_results)
 from rlearly.train import method_order
 
 SFT_FAMILY = ("sft", "sft_gold", "sft_rl", "sft_gold_rl")

@@ -152,6 +152,15 @@ def passk_wide(passk: pd.DataFrame, parent_tokens, split: str = "test") -> pd.Da
     return out.reindex(method_order(out.index))
 
 
+def difficulty_wide(difficulty: pd.DataFrame, parent_tokens, k: int = 1, split: str = "test") -> pd.DataFrame:
+    """pass@k by the problems' operation count at one checkpoint, rows = method, columns = n_ops (mean over runs
+    and seeds)."""
+    df = difficulty[(difficulty["parent_tokens"] == parent_tokens) & (difficulty["split"] == split)
+                    & (difficulty["k"] == k)]
+    out = df.pivot_table(index="method", columns="n_ops", values="pass_at_k")
+    return out.reindex(method_order(out.index))
+
+
 def deltas_vs_base(passk: pd.DataFrame, ks, split: str = "test") -> pd.DataFrame:
     """Rows (method, parent_tokens, k, base, branch, delta) for every branch with a base at its checkpoint."""
     df = seed_mean(passk, split)
