@@ -6,8 +6,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 TORCH  := torch==2.13.0
 STAMP  := $(VENV)/.installed
-# study nodes run at a time, each with cores/JOBS torch threads (2 is ~20% faster than 1 on 2 cores)
-JOBS   ?= 2
+# study nodes run at a time, each with usable CPUs / JOBS torch threads (0: one job per usable CPU, one thread each)
+JOBS   ?= 0
 # the study `make report` runs (studies/tiny.yaml for a smoke run)
 STUDY  ?= studies/default.yaml
 

@@ -87,10 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["run", "status", "claims", "report", "power"])
     p.add_argument("spec", help="study YAML, e.g. studies/tiny.yaml")
     p.add_argument("--root", help="study directory (default runs/<study name>)")
-    p.add_argument("--jobs", type=int, default=1, help="run: independent nodes at a time, in worker processes "
-                   "sharing the cores (default 1)")
-    p.add_argument("--threads", type=int, default=0, help="run: torch threads per node (default 0: all the "
-                   "cores with --jobs 1, cores / jobs with more)")
+    p.add_argument("--jobs", type=int, default=0, help="run: independent nodes at a time, in worker processes "
+                   "sharing the CPUs (default 0: one per CPU this process may use)")
+    p.add_argument("--threads", type=int, default=0, help="run: torch threads per node (default 0: the usable "
+                   "CPUs / jobs; a node running alone gets the CPUs other processes leave free)")
     p.add_argument("--seed", type=int, default=0, help="replicate the study under seeds shifted by this much "
                    "(pretraining, branches, evaluation; same world), as <name>-seed<N> (default 0: as written)")
     p.add_argument("--executor", choices=["pool", "submitit"], default="pool", help="run: where nodes run: local "
@@ -234,8 +234,8 @@ def _dispatch(args) -> int:
         spec = study.load_study(args.spec).replicate(args.seed)
         root = Path(args.root or f"runs/{spec.name}")
         if args.action == "run":
-            if args.jobs < 1:
-                raise RlearlyError(f"--jobs {args.jobs} must be >= 1")
+            if args.jobs < 0:
+                raise RlearlyError(f"--jobs {args.jobs} must be >= 0 (0: one per usable CPU)")
             if args.threads < 0:
                 raise RlearlyError(f"--threads {args.threads} must be >= 0 (0: the cores shared among the jobs)")
             import time

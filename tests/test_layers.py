@@ -8,7 +8,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "rlearly"
 
 # lowest first; a module may import its own layer and those before it (within a layer, without a circle)
 LAYERS = [
-    ("rlearly", "rlearly.errors", "rlearly.extras", "rlearly.hub", "rlearly.files", "rlearly.seeds"),
+    ("rlearly", "rlearly.errors", "rlearly.extras", "rlearly.hub", "rlearly.files", "rlearly.seeds",
+     "rlearly.machine"),
     ("rlearly.config",),
     ("rlearly.lm",),
     ("rlearly.data",),

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from rlearly.errors import RlearlyError
+from rlearly.machine import free_cpus, usable_cpus
 from rlearly.study.nodes import Node, plan
 from rlearly.study.spec import StudySpec
 from rlearly.study.tables import write_tables
@@ -21,10 +22,18 @@ _PRIORITY = {"pretrain": 0, "branch": 1, "eval": 2, "lm_eval": 3}  # start order
 
 def run(spec: StudySpec, root: str | Path, log=print, jobs: int = 1, threads: int = 0, executor: str = "pool",
         cluster: str | None = None, params: dict | None = None) -> list[Node]:
-    """Run every unfinished node (finished ones are skipped), `jobs` at a time, each with `threads` torch
-    threads (0: all the cores for one job, cores / jobs for several). Then write the tables.
+    """Run every unfinished node (finished ones are skipped), `jobs` at a time (0: one per usable CPU), each with
+    `threads` torch threads (0: the usable CPUs / jobs, or the CPUs other processes leave free for a node that
+    runs alone). Local jobs × threads never exceed the usable CPUs (rlearly.machine). Then write the tables.
     `executor="submitit"` sends each node to submitit (Slurm, or `cluster="local"`), `params` its settings."""
     root = Path(root)
+    cpus = usable_cpus()
+    local = executor == "pool" or cluster == "local"
+    if local and jobs > cpus:
+        log(f"--jobs {jobs} > the {cpus} usable CPUs: running {cpus} at a time (more would wait on each other)")
+    jobs = min(jobs or cpus, cpus) if local else (jobs or cpus)
+    if local and threads and jobs * threads > cpus:
+        raise RlearlyError(f"--jobs {jobs} × --threads {threads} > the {cpus} usable CPUs")
     root.mkdir(parents=True, exist_ok=True)
     with _Lock(root / ".lock"):
         nodes = plan(spec, root)
@@ -38,9 +47,8 @@ def run(spec: StudySpec, root: str | Path, log=print, jobs: int = 1, threads: in
             + (f", {jobs} at a time" if jobs > 1 and todo else ""))
         pace = _Pace(todo, jobs)
         if jobs <= 1 and executor == "pool":
-            if threads:
-                import torch
-                torch.set_num_threads(threads)
+            import torch
+            torch.set_num_threads(threads or free_cpus())
             for i, node in enumerate(todo, 1):
                 log(f"[{i}/{len(todo)}] {node.key}")
                 seconds = _timed(node, root)
@@ -242,9 +250,9 @@ def _run_parallel(spec: StudySpec, root: Path, todo: list[Node], jobs: int, log,
     torch threads (all the cores for a node that starts alone with nothing else ready, e.g. a study's only
     pretraining run), or as submitit jobs (`executor="submitit"`, on `cluster`: slurm, local, or None for
     submitit's choice)."""
-    cores = os.cpu_count() or 1
+    cores = usable_cpus()
     on_cluster = executor == "submitit" and cluster != "local"
-    alone_threads = threads or (0 if on_cluster else cores)
+    sized = not threads and not on_cluster  # rlearly sizes the threads: a node alone gets the CPUs left free
     threads = threads or (0 if on_cluster else max(1, cores // jobs))
     pace = pace or _Pace(todo, jobs)
     pending, running, started = list(todo), {}, 0
@@ -260,7 +268,8 @@ def _run_parallel(spec: StudySpec, root: Path, todo: list[Node], jobs: int, log,
                 pending.remove(node)
                 started += 1
                 log(f"[{started}/{len(todo)}] start {node.key}")
-                running[runner.submit(node, spec, str(root), node.key, alone_threads if alone else threads)] = node
+                n = free_cpus() if alone and sized else threads
+                running[runner.submit(node, spec, str(root), node.key, n)] = node
             if not running:
                 break
             for fut in runner.wait(running):

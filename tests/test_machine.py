@@ -1,0 +1,64 @@
+"""rlearly.machine: the usable CPUs from the affinity mask and the cgroup quota (v2 and v1, made-up cgroup folders),
+the busy CPUs from /proc/stat, and a study's jobs × threads kept within them."""
+import os
+
+import pytest
+
+from rlearly import machine
+from rlearly.errors import RlearlyError
+
+AFFINITY = len(os.sched_getaffinity(0))
+
+
+def _cgroup(tmp_path, v2=None, v1=None):
+    if v2 is not None:
+        (tmp_path / "cpu.max").write_text(v2 + "\n")
+    if v1 is not None:
+        (tmp_path / "cpu").mkdir()
+        (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text(f"{v1[0]}\n")
+        (tmp_path / "cpu" / "cpu.cfs_period_us").write_text(f"{v1[1]}\n")
+    return tmp_path
+
+
+@pytest.mark.parametrize("v2, v1, quota", [
+    ("max 100000", None, None),            # v2 without a quota
+    ("50000 100000", None, 0.5),           # half a CPU
+    ("150000 100000", None, 1.5),
+    (None, (-1, 100000), None),            # v1 without a quota
+    (None, (100000, 100000), 1.0),
+    (None, None, None),                    # no cgroup files at all
+])
+def test_quota_from_cgroup_v2_then_v1(tmp_path, v2, v1, quota):
+    assert machine._quota(_cgroup(tmp_path, v2, v1)) == quota
+
+
+@pytest.mark.parametrize("v2, usable", [
+    ("max 100000", AFFINITY),                # no quota: the mask
+    ("50000 100000", 1),                     # half a CPU: at least one
+    ("100001 100000", min(2, AFFINITY)),     # just over one CPU: two
+    ("6400000 100000", AFFINITY),            # 64 CPUs: the mask wins
+])
+def test_usable_cpus_is_the_affinity_capped_by_the_quota_rounded_up(tmp_path, v2, usable):
+    assert machine.usable_cpus(_cgroup(tmp_path, v2)) == usable
+
+
+def test_busy_and_free_cpus_are_within_the_machine(tmp_path):
+    busy = machine.busy_cpus(0.05)
+    assert 0.0 <= busy <= (os.cpu_count() or 1) + 1e-9
+    assert 1 <= machine.free_cpus(_cgroup(tmp_path, "max 100000"), 0.05) <= AFFINITY
+
+
+def test_a_study_runs_no_more_jobs_than_usable_cpus(monkeypatch, tmp_path):
+    """jobs > CPUs: clamped, and said; jobs × threads > CPUs: one clear error before anything runs."""
+    from rlearly import study
+
+    spec = study.load_study("studies/tiny.yaml")
+    monkeypatch.setattr(study.runner, "usable_cpus", lambda: 1)
+    monkeypatch.setattr(study.runner, "plan", lambda spec, root: [])  # nothing to run: the sizing only
+    monkeypatch.setattr(study.runner, "write_tables", lambda spec, root: None)
+    logs = []
+    study.run(spec, tmp_path, log=logs.append, jobs=4)
+    assert "--jobs 4 > the 1 usable CPUs: running 1 at a time (more would wait on each other)" in logs
+    monkeypatch.setattr(study.runner, "usable_cpus", lambda: 2)
+    with pytest.raises(RlearlyError, match=r"--jobs 2 × --threads 2 > the 2 usable CPUs"):
+        study.run(spec, tmp_path, log=logs.append, jobs=2, threads=2)
