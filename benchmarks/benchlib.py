@@ -64,24 +64,15 @@ def _version(pkg: str) -> str | None:
 
 def machine() -> dict:
     """What the numbers were measured on: CPU, cores, threads, load, library versions, commit."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     from rlearly.files import git_commit
+    from rlearly.machine import cpu_model, fast_cpu_bf16, usable_cpus
 
-    commit = git_commit()
-    return dict(cpu=cpu, cores=os.cpu_count(),
-                cores_usable=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+    return dict(cpu=cpu_model(), cores=os.cpu_count(), cores_usable=usable_cpus(), fast_bf16=fast_cpu_bf16(),
                 torch_threads=torch.get_num_threads(),
                 load_avg_1m=os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
                 python=platform.python_version(),
                 **{pkg: _version(pkg) for pkg in ("torch", "transformers", "trl", "accelerate")},
-                rlearly_commit=commit, when=time.strftime("%Y-%m-%dT%H:%M:%S"))
+                rlearly_commit=git_commit(), when=time.strftime("%Y-%m-%dT%H:%M:%S"))
 
 
 def build(preset: str, overrides: dict | None = None, seed: int = 0):

@@ -1,4 +1,5 @@
-"""The CPUs this process may use, and how many of them others keep busy.
+"""The machine a process runs on: the CPUs it may use, how many of them others keep busy, and whether its CPU
+computes bf16 in hardware.
 
 `os.cpu_count()` counts the machine's CPUs; a process may use fewer: its affinity mask (taskset, a Slurm
 allocation) and its cgroup's CPU quota (a container's `cpu.max`, or cgroup v1's `cpu.cfs_quota_us`). A study
@@ -38,6 +39,36 @@ def _quota(cgroup: Path) -> float | None:
     except (OSError, ValueError):
         return None
     return None if quota <= 0 else quota / period
+
+
+def cpu_flags() -> set[str]:
+    """The instruction-set flags of the first CPU in /proc/cpuinfo (empty where there is none)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def cpu_model() -> str:
+    """The CPU's model name, as `lscpu` shows it (timings are compared only within one model)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+    return platform.processor() or platform.machine()
+
+
+def fast_cpu_bf16(flags: set[str] | None = None) -> bool:
+    """Does this CPU multiply bf16 in hardware (AMX-BF16 or AVX512-BF16)? Elsewhere bf16 autocast is emulated and
+    slower than fp32."""
+    flags = cpu_flags() if flags is None else flags
+    return bool(flags & {"amx_bf16", "avx512_bf16"})
 
 
 def usable_cpus(cgroup: Path = CGROUP) -> int:

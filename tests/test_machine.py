@@ -6,6 +6,7 @@ import pytest
 
 from rlearly import machine
 from rlearly.errors import RlearlyError
+from rlearly.files import REPO
 
 AFFINITY = len(os.sched_getaffinity(0))
 
@@ -62,3 +63,44 @@ def test_a_study_runs_no_more_jobs_than_usable_cpus(monkeypatch, tmp_path):
     monkeypatch.setattr(study.runner, "usable_cpus", lambda: 2)
     with pytest.raises(RlearlyError, match=r"--jobs 2 × --threads 2 > the 2 usable CPUs"):
         study.run(spec, tmp_path, log=logs.append, jobs=2, threads=2)
+
+
+# ---------------------------------------------------------------- runtime.dtype: auto
+
+def test_fast_bf16_needs_amx_or_avx512_bf16():
+    assert machine.fast_cpu_bf16({"avx2", "fma"}) is False  # an AVX2 EPYC: bf16 is emulated, slower than fp32
+    assert machine.fast_cpu_bf16({"avx2", "amx_bf16", "amx_tile"}) is True
+    assert machine.fast_cpu_bf16({"avx512f", "avx512_bf16"}) is True
+    assert machine.cpu_model()
+
+
+@pytest.mark.parametrize("fast, dtype", [(True, "bf16"), (False, "fp32")])
+def test_auto_dtype_is_bf16_only_where_it_is_fast(monkeypatch, fast, dtype):
+    from rlearly.config import RuntimeConfig
+    from rlearly.lm import runtime
+
+    monkeypatch.setattr(runtime, "fast_cpu_bf16", lambda: fast)
+    assert runtime.resolve(RuntimeConfig(device="cpu", dtype="auto")).dtype == dtype
+    assert runtime.resolve_dtype("cpu") == dtype
+    assert runtime.resolve(RuntimeConfig(device="cpu", dtype="fp32")).dtype == "fp32"  # a named dtype stays
+
+
+@pytest.mark.parametrize("fast, dtype", [(True, "bf16"), (False, "fp32")])
+def test_a_study_resolves_auto_once_when_loaded(monkeypatch, tmp_path, fast, dtype):
+    """The resolved dtype is written into the spec (workers and hashes see it, never "auto"); on a machine without
+    fast bf16 the nodes are named exactly as the fp32 study's, so nothing cached is renamed."""
+    from rlearly import study
+    from rlearly.lm import runtime
+
+    monkeypatch.setattr(runtime, "fast_cpu_bf16", lambda: fast)
+    text = (REPO / "studies" / "tiny.yaml").read_text()
+    auto = tmp_path / "auto.yaml"
+    auto.write_text(text.replace("  preset: tiny\n", "  preset: tiny\n  runtime.device: cpu\n  runtime.dtype: auto\n"))
+    spec = study.load_study(auto)
+    assert spec.config["runtime.dtype"] == dtype
+    assert all(a.config["runtime.dtype"] == dtype for a in spec.arms.values())
+    assert spec.base_config().runtime.dtype == dtype
+    plain = tmp_path / "plain.yaml"
+    plain.write_text(text.replace("  preset: tiny\n", "  preset: tiny\n  runtime.device: cpu\n"))
+    keys = lambda s: [n.key for n in study.plan(s, tmp_path / "root")]  # noqa: E731
+    assert (keys(spec) == keys(study.load_study(plain))) == (dtype == "fp32")

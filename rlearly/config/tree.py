@@ -346,7 +346,7 @@ class TaskConfig:
 # sections added within schema 1: at their no-op values they are left out of the hash, as if absent
 NEW_SECTIONS = ("task", "runtime")
 DEVICE_HELP = "auto | cpu | cuda | cuda:<i> (or another kind rlearly.lm.runtime registers)"
-DTYPES = ("fp32", "bf16")
+DTYPES = ("fp32", "bf16", "auto")
 SHARDING = ("none", "fsdp")
 
 
@@ -355,7 +355,9 @@ class RuntimeConfig:
     """Where and in what precision stages compute (rlearly.lm.runtime resolves it once per process)."""
 
     device: str = execution("auto", "auto = cuda where torch sees a GPU (cuda:LOCAL_RANK under torchrun), else cpu")
-    dtype: str = late("fp32", "bf16: matmuls under bf16 autocast; master weights, norms, log-probs, losses in fp32")
+    dtype: str = late("fp32", "bf16: matmuls under bf16 autocast; master weights, norms, log-probs, losses in fp32; "
+                      "auto: bf16 where the device computes it fast (a CPU with AMX or AVX512-BF16, a GPU with "
+                      "bf16), else fp32 (a study resolves it once, when it is loaded)")
     micro_batches: int = execution(1,
                                    "gradient accumulation: each batch (pretraining, SFT) or GRPO mini-batch in this "
                                    "many parts, each weighted by its share of the tokens (or rows)")

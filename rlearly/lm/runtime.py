@@ -24,6 +24,7 @@ import torch
 
 from rlearly.config import RuntimeConfig
 from rlearly.errors import ConfigError
+from rlearly.machine import fast_cpu_bf16
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,7 @@ class Device:
     count: Callable[[], int] = lambda: 1  # how many this machine has
     indexed: bool = True  # False: one device per machine, an index means nothing (the CPU)
     bf16: Callable[[torch.device], bool] = lambda d: True  # does it compute bf16 (runtime.dtype=bf16)
+    fast_bf16: Callable[[torch.device], bool] = lambda d: False  # is bf16 faster than fp32 there (runtime.dtype=auto)
     label: Callable[[torch.device], str] = str  # what meta.json records as the device's name
     missing: Callable[[], str] = lambda: ""  # why none is available, for the error
 
@@ -80,9 +82,11 @@ def register_device(device: Device) -> Device:
     return device
 
 
-register_device(Device("cpu", lambda: True, lambda i: torch.device("cpu"), indexed=False, label=lambda d: "cpu"))
+register_device(Device("cpu", lambda: True, lambda i: torch.device("cpu"), indexed=False,
+                       fast_bf16=lambda d: fast_cpu_bf16(), label=lambda d: "cpu"))
 register_device(Device("cuda", torch.cuda.is_available, lambda i: torch.device("cuda", i), torch.cuda.device_count,
-                       bf16=lambda d: torch.cuda.is_bf16_supported(), label=torch.cuda.get_device_name,
+                       bf16=lambda d: torch.cuda.is_bf16_supported(),
+                       fast_bf16=lambda d: torch.cuda.is_bf16_supported(), label=torch.cuda.get_device_name,
                        missing=lambda: f"this torch sees no GPU (torch {torch.__version__}, cuda {torch.version.cuda})"))
 
 
@@ -111,7 +115,14 @@ def resolve(rc: RuntimeConfig | None = None) -> Runtime:
     where = dev.torch_device(index if dev.indexed else 0)
     if rc.dtype == "bf16" and not dev.bf16(where):
         raise ConfigError(f"runtime.dtype=bf16 but this {dev.name} device has no bf16 support; use runtime.dtype=fp32")
-    return Runtime(where, rc.dtype, rc.activation_checkpointing, dev.label(where))
+    dtype = ("bf16" if dev.fast_bf16(where) else "fp32") if rc.dtype == "auto" else rc.dtype
+    return Runtime(where, dtype, rc.activation_checkpointing, dev.label(where))
+
+
+def resolve_dtype(device: str = "auto", dtype: str = "auto") -> str:
+    """The precision `runtime.dtype` means on this machine for `runtime.device`: auto is bf16 where the device
+    computes it fast (rlearly.machine.fast_cpu_bf16 on a CPU, bf16 support on a GPU), else fp32."""
+    return resolve(RuntimeConfig(device=device, dtype=dtype)).dtype
 
 
 def place(model: torch.nn.Module, device: str = "auto") -> torch.nn.Module:

@@ -205,7 +205,23 @@ def load_study(path: str | Path) -> StudySpec:
         arm = Arm(name, {**spec.config, **cfg}, _branch_plan(a.get("branch"), where + ".branch"), ev, role, seeds)
         _check_configs(arm)
         spec.arms[name] = arm
+    _resolve_auto_dtype(spec)
     return spec
+
+
+def _resolve_auto_dtype(spec: StudySpec) -> None:
+    """runtime.dtype auto, resolved once, here, where the study is loaded: the resolved value is written into the
+    spec's configs, so every node's hash holds it and workers (pool or submitit) use the planner's value."""
+    from rlearly.lm.runtime import resolve_dtype
+
+    for arm, config in [(spec.main_arm(), spec.config), *((a, a.config) for a in spec.arms.values())]:
+        base = arm.base_config().runtime
+        if base.dtype == "auto":
+            config["runtime.dtype"] = resolve_dtype(base.device)
+        overrides = [arm.branch.overrides, *arm.branch.method_overrides.values()]
+        for o in overrides:
+            if o.get("runtime.dtype") == "auto":
+                o["runtime.dtype"] = resolve_dtype(o.get("runtime.device", base.device))
 
 
 def _seed_list(raw, where: str) -> list[int] | None:
