@@ -11,7 +11,7 @@ JOBS   ?= 0
 # the study `make report` runs (studies/tiny.yaml for a smoke run)
 STUDY  ?= studies/default.yaml
 
-.PHONY: setup test test-fast test-vllm gpu-check report lab bench pretrain clean
+.PHONY: setup test test-fast test-vllm gpu-check report quick lab bench pretrain clean
 
 setup: $(STAMP)
 
@@ -59,6 +59,11 @@ gpu-check:
 report: $(STAMP)
 	$(BIN)/rlearly study run $(STUDY) --jobs $(JOBS)
 	$(BIN)/rlearly study report $(STUDY)
+
+# The first look: studies/quick.yaml (one 6M-token pretraining run, RL from two checkpoints, SFT, SFT->RL and
+# parallel from the last) and its reports
+quick: $(STAMP)
+	$(MAKE) report STUDY=studies/quick.yaml
 
 # JupyterLab on the notebooks with the project's kernel (this venv's python3, which imports rlearly); the notebooks'
 # relative study paths (runs/<study>) are read from the directory `make lab` runs in (as root: LAB_FLAGS=--allow-root)
