@@ -102,10 +102,32 @@ class KVCache:
                        self.length, mask)
 
 
-def unpack(t, sel):
-    """Packed tokens t (M, H, hd) onto the True positions of sel (B, T): (B, H, T, hd), zeros elsewhere."""
-    grid = t.new_zeros(*sel.shape, *t.shape[1:]).masked_scatter(sel[:, :, None, None], t)
-    return grid.transpose(1, 2)
+@dataclass(frozen=True)
+class Packing:
+    """Where the M packed continuation tokens of the shared-prefix path sit in their (B, T) grid, and the
+    attention mask of that grid: built once per forward from `sel` (B, T) and used by every block, so no block
+    recounts the mask (masked_scatter/masked_select) or rebuilds the (B, 1, T, P + T) attention mask."""
+    index: torch.Tensor  # (M,) flat positions b * T + t of the real tokens, row-major
+    B: int
+    T: int
+    mask: torch.Tensor  # (B, 1, T, P + T): the row's prompt's real keys, then its own tokens causally
+
+    @classmethod
+    def of(cls, sel: torch.Tensor, preal: torch.Tensor, group: int) -> "Packing":
+        B, T = sel.shape
+        own = torch.ones(T, T, dtype=torch.bool, device=sel.device).tril()
+        mask = torch.cat([preal.repeat_interleave(group, dim=0)[:, None, None, :].expand(B, 1, T, preal.shape[1]),
+                          own.expand(B, 1, T, T)], dim=-1)
+        return cls(sel.reshape(-1).nonzero().squeeze(1), B, T, mask)
+
+    def unpack(self, t: torch.Tensor) -> torch.Tensor:
+        """Packed tokens t (M, H, hd) onto their grid positions: (B, H, T, hd), zeros elsewhere."""
+        grid = t.new_zeros(self.B * self.T, *t.shape[1:]).index_copy(0, self.index, t)
+        return grid.view(self.B, self.T, *t.shape[1:]).transpose(1, 2)
+
+    def pack(self, y: torch.Tensor) -> torch.Tensor:
+        """Grid heads y (B, H, T, hd) back to the packed tokens (M, H * hd)."""
+        return y.transpose(1, 2).reshape(self.B * self.T, -1).index_select(0, self.index)
 
 
 def shared_prefix_attention(q, ks, vs, pk, pv, pmask, group: int):
@@ -131,19 +153,21 @@ def shared_prefix_attention(q, ks, vs, pk, pv, pmask, group: int):
     return yp + torch.matmul(w[..., P:], vs)
 
 
-def shared_prefix_sdpa(q, ks, vs, pk, pv, pmask, group: int, gqa: bool = False):
+def shared_prefix_sdpa(q, ks, vs, pk, pv, pmask, group: int, gqa: bool = False, mask: torch.Tensor | None = None):
     """`shared_prefix_attention` through `scaled_dot_product_attention` (its fused kernels: no (rows x heads x
     queries x keys) score tensor; grouped-query heads native): each row's keys are its prompt's (pk/pv
     (B/group, Hkv, P, hd), pmask (B/group, P)) then its own (ks/vs (B, Hkv, S + T, hd)), under a boolean mask
     (B, 1, T, P + S + T). The prompt's keys are copied per row, cheap beside the scores for long continuations:
-    the GRPO loss's path (`forward_shared`); decoding one token at a time keeps `shared_prefix_attention`."""
+    the GRPO loss's path (`forward_shared`, which passes the `mask` it built once for all blocks); decoding one
+    token at a time keeps `shared_prefix_attention`."""
     B, _, T, _ = q.shape
     S = ks.shape[2] - T
     k = torch.cat([pk.repeat_interleave(group, dim=0), ks], dim=2)
     v = torch.cat([pv.repeat_interleave(group, dim=0), vs], dim=2)
-    own = torch.ones(T, S + T, dtype=torch.bool, device=q.device).tril(diagonal=S)
-    mask = torch.cat([pmask.repeat_interleave(group, dim=0)[:, None, None, :].expand(B, 1, T, pmask.shape[1]),
-                      own.expand(B, 1, T, S + T)], dim=-1)
+    if mask is None:
+        own = torch.ones(T, S + T, dtype=torch.bool, device=q.device).tril(diagonal=S)
+        mask = torch.cat([pmask.repeat_interleave(group, dim=0)[:, None, None, :].expand(B, 1, T, pmask.shape[1]),
+                          own.expand(B, 1, T, S + T)], dim=-1)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=gqa)
 
 
@@ -183,16 +207,17 @@ class Attention(nn.Module):
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, enable_gqa=self.n_kv != self.n_head)
         return self._out(y)
 
-    def forward_shared(self, xp, xs, rope_p, rope_s, pmask, preal, group: int, sel, prefix_out: bool = True):
+    def forward_shared(self, xp, xs, rope_p, rope_s, pmask, preal, group: int, packing: Packing,
+                       prefix_out: bool = True):
         """Attention of prompts xp (Bp, P, d) (causal, `pmask` (Bp, 1, P, P) hiding padding) and of their
-        continuations, packed: xs (M, d) holds the tokens at the True positions `sel` (B, T) of the
-        continuation grid (B = Bp*group rows, each row's tokens first), which see their prompt's keys and
-        their row's earlier tokens. Projections run on the M real tokens only; attention on the grid.
+        continuations, packed: xs (M, d) holds the tokens at `packing`'s positions of the continuation grid
+        (B = Bp*group rows, each row's tokens first), which see their prompt's keys and their row's earlier
+        tokens. Projections run on the M real tokens only; attention on the grid.
         Returns (prompt output (Bp, P, d) or None when `prefix_out` is False, packed output (M, d))."""
         qp, kp, vp = (t.transpose(1, 2) for t in self._qkv(xp, *rope_p))
-        qs, ks, vs = (unpack(t, sel) for t in self._qkv(xs, *rope_s))
-        ys = shared_prefix_sdpa(qs, ks, vs, kp, vp, preal, group, self.n_kv != self.n_head)
-        ys = self.o_proj(ys.transpose(1, 2)[sel].flatten(1))  # (M, d)
+        qs, ks, vs = (packing.unpack(t) for t in self._qkv(xs, *rope_s))
+        ys = shared_prefix_sdpa(qs, ks, vs, kp, vp, preal, group, self.n_kv != self.n_head, mask=packing.mask)
+        ys = self.o_proj(packing.pack(ys))  # (M, d)
         if not prefix_out:
             return None, ys
         return self._out(F.scaled_dot_product_attention(qp, kp, vp, attn_mask=pmask,
@@ -230,11 +255,11 @@ class Block(nn.Module):
         x = x + self.self_attn(self.input_layernorm(x), cos, sin, cache, layer, attn_mask)
         return x + self.mlp(self.post_attention_layernorm(x))
 
-    def forward_shared(self, xp, xs, rope_p, rope_s, pmask, preal, group: int, sel, last: bool):
+    def forward_shared(self, xp, xs, rope_p, rope_s, pmask, preal, group: int, packing: Packing, last: bool):
         """The block on prompts xp and their packed continuations xs (see Attention.forward_shared). In the
         last block the prompts' own outputs are not needed (only their keys/values): xp comes back None."""
         ap, a_s = self.self_attn.forward_shared(self.input_layernorm(xp), self.input_layernorm(xs), rope_p,
-                                                rope_s, pmask, preal, group, sel, prefix_out=not last)
+                                                rope_s, pmask, preal, group, packing, prefix_out=not last)
         xs = xs + a_s
         xs = xs + self.mlp(self.post_attention_layernorm(xs))
         if last:
@@ -365,8 +390,9 @@ class LlamaLM(nn.Module):
         pmask = (torch.ones_like(eye).tril() & prefix_real[:, None, None, :]) | eye
         xp, xs = self.model.embed_tokens(prefix), self.model.embed_tokens(suffix[suffix_real])
         rope_p, rope_s, last = self._rope(ppos), self._rope(spos), len(self.model.layers) - 1
+        packing = Packing.of(suffix_real, prefix_real, group)
         for i, block in enumerate(self.model.layers):
-            xp, xs = self._block(block.forward_shared, xp, xs, rope_p, rope_s, pmask, prefix_real, group, suffix_real,
+            xp, xs = self._block(block.forward_shared, xp, xs, rope_p, rope_s, pmask, prefix_real, group, packing,
                                  i == last)
         return self.model.norm(xs)
 
