@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib  # noqa: E402
 
-BENCHMARKS = ("sampling", "grpo", "sft", "pretrain", "study")
+BENCHMARKS = ("sampling", "grpo", "sft", "pretrain", "shared", "study")
 
 
 def call_main(name: str, argv: list[str]):
@@ -50,6 +50,9 @@ def headline(name: str, res: dict) -> dict:
             for s in res["shapes"]}
     if name == "study":
         return {k: v["share"] for k, v in res.get("groups", {}).items()}
+    if name == "shared":
+        return {"slowdown beside a busy process, every CPU": res["all_cpus"]["slowdown"],
+                "slowdown beside a busy process, free_cpus()": res["free_cpus"]["slowdown"]}
     rows = res.get("rows") or []
     return {f"{r.get('shape')}: {r.get('engine')}": r.get("rlearly_speedup") for r in rows}
 

@@ -81,6 +81,16 @@ def test_pretrain_reports_mfu_for_every_shape(quick):
     assert shape["ratio_plain_over_rlearly"] > 0 and quick["pretrain"]["matmul_peak"]["gflops"] > 0
 
 
+def test_shared_machine_slowdown_is_measured_both_ways(quick):
+    """bench_shared: the step beside one busy process with every usable CPU as threads and with free_cpus()."""
+    r = quick["shared"]
+    assert r["quiet"]["median_s"] > 0 and r["machine"]["cpu"]
+    assert 1 <= r["free_cpus"]["threads"] <= r["all_cpus"]["threads"] == r["settings"]["usable_cpus"]
+    assert r["all_cpus"]["slowdown"] > 0 and r["free_cpus"]["slowdown"] > 0
+    assert quick["run_all"]["benchmarks"]["shared"]["headline"]["slowdown beside a busy process, free_cpus()"] == \
+        r["free_cpus"]["slowdown"]
+
+
 def test_flops_per_token_counts():
     from rlearly.config import ModelConfig
     from rlearly.lm.model import LlamaLM
