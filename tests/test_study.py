@@ -376,6 +376,8 @@ def test_parallel_jobs_give_the_same_tables(tiny_study, tmp_path):
     logs = []
     study.run(spec, tmp_path / "tiny", log=logs.append, jobs=2, threads=1)
     assert "2 at a time" in logs[0] and any(l.startswith("done pretrain") for l in logs)
+    assert re.fullmatch(r"estimate: about \d+m\d\ds for 55 nodes on 2 CPUs \(.* node time at rates fitted on .*\)",
+                        logs[1])  # before the first node starts
     assert re.search(r"\d+/\d+ nodes done in .*, about .* left", "\n".join(logs))
     pd.testing.assert_frame_equal(_tables(tmp_path / "tiny"), _tables(done_root))
     timings = pd.read_csv(tmp_path / "tiny" / "tables" / "timings.csv")

@@ -9,6 +9,7 @@ from typing import Callable
 
 from rlearly.config import Config
 from rlearly.errors import ConfigError
+from rlearly.study.estimate import matmul_params
 from rlearly.study.spec import MAIN, Arm, EvalPlan, StudySpec, arm_labels
 from rlearly.tasks import task_class
 
@@ -22,8 +23,9 @@ class Node:
     arm: str = MAIN
     deps: list[Path] = field(default_factory=list)  # paths of the nodes it needs finished first
     protocol: dict = field(default_factory=dict)  # an evaluation's settings: a stored result of others is stale
-    cost: float = 0.0  # relative compute (pretraining: layers x width² x tokens): the longest start first
+    cost: float = 0.0  # its work x N (study.estimate): pretraining tokens, branch steps, eval problems x samples
     pretrain_seed: int = 0  # the seed of the pretraining run it belongs to
+    rate: str = ""  # which measured rate turns its cost into seconds (study.estimate): "pretrain", "branch rl", ...
 
     @property
     def done(self) -> bool:
@@ -54,11 +56,14 @@ def _run_nodes(arm: Arm, ps: int, root: Path, label: str) -> list[Node]:
     """The nodes of one pretraining run of `arm` (seed `ps`): pretraining, branches, evaluations."""
     from rlearly.train import RECIPES, pretrain
 
+    from rlearly.train.branch import total_steps
+
     cfg = arm.base_config(ps)
     pre_dir = root / "pretrain" / cfg.hash()
+    n = matmul_params(cfg)
     nodes = [Node("pretrain", f"pretrain {cfg.hash()}", pre_dir,
                   lambda: pretrain.run(cfg, pre_dir, show_progress=True), label,
-                  cost=float(cfg.model.n_layer * cfg.model.n_embd ** 2 * cfg.pretrain.tokens), pretrain_seed=ps)]
+                  cost=float(cfg.pretrain.tokens * n), pretrain_seed=ps, rate="pretrain")]
     steps = cfg.pretrain.checkpoint_steps()
     names = [pretrain.ckpt_name(s * cfg.pretrain.tokens_per_step) for s in steps]
     bp = arm.branch
@@ -83,7 +88,8 @@ def _run_nodes(arm: Arm, ps: int, root: Path, label: str) -> list[Node]:
                 on = task_class(bcfg.task.name).node_label()  # " on gsm8k": a real training task
                 nodes.append(Node("branch", f"branch {method}{on} {ck} {run}s{seed} [{label}]", out,
                                   _branch_job(bcfg, parent, out, method, sft_dir, sft_cfg), label, deps,
-                                  pretrain_seed=ps))
+                                  cost=float(total_steps(method, bcfg, bcfg.world.n_train) * n), pretrain_seed=ps,
+                                  rate=f"branch {method}"))
                 finals.append((out / "final", [out]))
     evaluated = eval_task(arm.eval, cfg)
     for ck_path, deps in finals:
@@ -95,14 +101,16 @@ def _run_nodes(arm: Arm, ps: int, root: Path, label: str) -> list[Node]:
             name = task.result_name(split)  # the synthetic task's: the split alone, as in studies before tasks
             out = root / "eval" / _label(root, ck_path) / f"{name}.json"
             protocol = {**_protocol(arm.eval), **task.plan_protocol(tc, cfg.world, split)}
+            problems = arm.eval.max_problems or getattr(cfg.world, f"n_{split}", cfg.world.n_test)
             nodes.append(Node("eval", f"eval {_label(root, ck_path)} {name}", out,
                               _eval_job(arm.eval, root, ck_path, split, out, tc, protocol), label, deps, protocol,
-                              pretrain_seed=ps))
+                              float(problems * arm.eval.n * n), ps, "eval"))
         if arm.eval.lm_eval:  # general capability on real benchmarks, once per checkpoint
             out = root / "eval" / _label(root, ck_path) / "lm-eval.json"
             protocol = {"lm_eval": list(arm.eval.lm_eval), "lm_eval_limit": arm.eval.lm_eval_limit}
             nodes.append(Node("lm_eval", f"lm-eval {_label(root, ck_path)}", out,
-                              _lm_eval_job(ck_path, out, protocol), label, deps, protocol, pretrain_seed=ps))
+                              _lm_eval_job(ck_path, out, protocol), label, deps, protocol, pretrain_seed=ps,
+                              rate="lm_eval"))
     return nodes
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from rlearly.errors import RlearlyError
 from rlearly.machine import free_cpus, usable_cpus
+from rlearly.study.estimate import RATES, estimate, load_rates
 from rlearly.study.nodes import Node, plan
 from rlearly.study.spec import StudySpec
 from rlearly.study.tables import write_tables
@@ -46,6 +47,8 @@ def run(spec: StudySpec, root: str | Path, log=print, jobs: int = 1, threads: in
         log(f"study {spec.name}: {len(nodes)} nodes, {len(nodes) - len(todo)} done, {len(todo)} to run"
             + (f", {jobs} at a time" if jobs > 1 and todo else ""))
         pace = _Pace(todo, jobs)
+        if todo and local:
+            log(_estimate_line(todo, min(cpus, jobs * (threads or max(1, cpus // jobs)))))
         if jobs <= 1 and executor == "pool":
             import torch
             torch.set_num_threads(threads or free_cpus())
@@ -121,6 +124,19 @@ class _Pace:
         if len(untimed) == len({n.kind for n in self.left}):
             return f"{spent}; {more} not yet timed"
         return f"{spent}, about {clock(known / self.jobs)} left" + (f" (+ {more} not yet timed)" if more else "")
+
+
+def _estimate_line(todo: list[Node], cpus: int) -> str:
+    """'estimate: about 2h07m for 79 nodes on 2 CPUs (...)', before the first node runs (rlearly.study.estimate)."""
+    e = estimate(todo, cpus)
+    if e["seconds"] is None:
+        return f"estimate: none (no {RATES.name}); the pace line after each node measures"
+    rates = load_rates()
+    unknown = f"; not counted: {', '.join(e['unknown'])} (no rate)" if e["unknown"] else ""
+    return (f"estimate: about {clock(e['seconds'])} for {len(todo)} nodes on {cpus} CPU{'s' * (cpus > 1)} "
+            f"({clock(e['node_seconds'])} of node time at rates fitted on {rates['cpu']} to the "
+            f"{' and '.join(rates['studies'])} studies, this CPU's matmul at {e['speed']:.2f}x of it; a branch counts "
+            f"its most steps, so a plateau ends it sooner{unknown})")
 
 
 def clock(seconds: float) -> str:
