@@ -208,14 +208,22 @@ def main(argv=None) -> dict:
     # (3x forward) of each prompt once and of every completion token, the head only where tokens are drawn/scored
     G, n = args.group, args.new
 
-    def step_flops(s: int) -> float:
+    def part_flops(s: int) -> tuple[float, float]:  # (sampling, update) of step s
         ps = [len(recipe.prompts[i]) for i in epoch_batch(cfg.seed, s, args.prompts, len(recipe.problems))]
         sample = sum(benchlib.forward_flops(model, p) + G * benchlib.forward_flops(model, n - 1, p, n) for p in ps)
         update = sum(benchlib.forward_flops(model, p - 1) + G * benchlib.forward_flops(model, n, p - 1, n) for p in ps)
-        return sample + 3 * update
-    bound = benchlib.floor(statistics.median(step_flops(s) for s in range(args.warmup, total)),
-                           benchlib.matmul_peak(torch.get_num_threads())["gflops"],
+        return sample, 3 * update
+
+    peak = benchlib.matmul_peak(torch.get_num_threads())["gflops"]
+    parts = [part_flops(s) for s in range(args.warmup, total)]
+    bound = benchlib.floor(statistics.median(a + b for a, b in parts), peak,
                            engines["TRL GRPOTrainer step"]["median_s"] if trl else None)
+    bound["rollout_floor_s"] = statistics.median(a for a, _ in parts) / (peak * 1e9)
+    bound["update_floor_s"] = statistics.median(b for _, b in parts) / (peak * 1e9)
+    for e in engines.values():  # each phase's least work at the peak over its time: the fraction of the fp32 floor
+        e["fraction_of_fp32_floor"] = dict(step=bound["floor_s"] / e["median_s"],
+                                           rollout=bound["rollout_floor_s"] / e["rollout_median_s"],
+                                           update=bound["update_floor_s"] / e["update_median_s"])
     result = dict(benchmark="grpo", machine=benchlib.machine(), floor=bound, settings=dict(
         preset=args.preset, n_params=model.num_params(), prompts_per_step=args.prompts, group_size=args.group,
         max_new_tokens=args.new, completion_tokens_per_step=tokens, lr=args.lr, temperature=1.0, top_p=1.0,

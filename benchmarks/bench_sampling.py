@@ -59,6 +59,12 @@ def run_shape(name: str, s: dict, model, hf, prompts, args) -> list[dict]:
         rows.append(dict(shape=name, engine=label, tokens=tokens, repeats=reps, tok_per_s=tokens / t["median_s"], **t))
     for r in rows:
         r["rlearly_speedup"] = rows[0]["tok_per_s"] / r["tok_per_s"]
+    # the least work: each prompt's prefill once, then its n samples' new tokens, the head where tokens are drawn
+    P = len(prompts[0])
+    flops = len(prompts) * (benchlib.forward_flops(model, P) + s["n"] * benchlib.forward_flops(model, s["new"] - 1, P,
+                                                                                                 s["new"]))
+    rows[0]["floor"] = benchlib.floor(flops, args.peak_gflops)
+    rows[0]["fraction_of_fp32_floor"] = rows[0]["floor"]["floor_s"] / rows[0]["median_s"]
     return rows
 
 
@@ -74,6 +80,7 @@ def main() -> None:
     cfg, tok, model = benchlib.build(args.preset)
     model.eval()
     hf = None if args.no_hf else benchlib.hf_copy(model, tok)[0].eval()
+    args.peak_gflops = benchlib.matmul_peak(torch.get_num_threads(), 512 if args.quick else 2048)["gflops"]
     g = torch.Generator().manual_seed(0)
     rows = []
     for name, s in shapes(args.quick).items():
@@ -82,9 +89,13 @@ def main() -> None:
     print(f"preset {args.preset} ({model.num_params():,} params), prompts of {args.prompt_len} tokens, "
           f"torch threads {torch.get_num_threads()}, medians of {args.repeats}")
     print(benchlib.table(rows, [("shape", "shape", "s"), ("engine", "engine", "s"), ("tok_per_s", "tok/s", ",.0f"),
-                                ("median_s", "median s", ".3f"), ("rlearly_speedup", "rlearly is x faster", ".1f")]))
+                                ("median_s", "median s", ".3f"), ("rlearly_speedup", "rlearly is x faster", ".1f"),
+                                ("fraction_of_fp32_floor", "of the fp32 floor", ".1%")]))
+    print(f"fp32 floor: the least work (prefill once a prompt, the new tokens of every sample) at the measured "
+          f"{args.peak_gflops:.0f} GFLOP/s matmul peak")
     benchlib.write_results(args.out, dict(benchmark="sampling", preset=args.preset, n_params=model.num_params(),
                                           prompt_len=args.prompt_len, shapes=shapes(args.quick), rows=rows,
+                                          peak_gflops=args.peak_gflops,
                                           machine=benchlib.machine()))
 
 

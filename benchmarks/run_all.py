@@ -42,19 +42,24 @@ def headline(name: str, res: dict) -> dict:
     """The few numbers worth a line each: speed ratios (baseline time / rlearly time), MFU, shares."""
     if not res:
         return {}
-    if name in ("grpo", "sft"):
+    if name == "grpo":
+        ours = res["engines"]["rlearly RLRecipe.step"]["fraction_of_fp32_floor"]
+        return {"ratio": res.get("ratio_trl_over_rlearly"), "update of the fp32 floor": ours["update"],
+                "rollouts of the fp32 floor": ours["rollout"], "notes": res.get("notes")}
+    if name == "sft":
         return {"ratio": res.get("ratio_trl_over_rlearly"), "notes": res.get("notes")}
     if name == "pretrain":
         return {f"{s['batch_size']}x{s['seq_len']}": dict(
-            ratio=s["ratio_plain_over_rlearly"], mfu_nonemb=s["engines"]["rlearly train_step"]["mfu"]["6N_nonemb"])
-            for s in res["shapes"]}
+            ratio=s["ratio_plain_over_rlearly"], mfu_nonemb=s["engines"]["rlearly train_step"]["mfu"]["6N_nonemb"],
+            of_the_fp32_floor=s["engines"]["rlearly train_step"]["mfu"]["6N_nonemb+attn"]) for s in res["shapes"]}
     if name == "study":
         return {k: v["share"] for k, v in res.get("groups", {}).items()}
     if name == "shared":
         return {"slowdown beside a busy process, every CPU": res["all_cpus"]["slowdown"],
                 "slowdown beside a busy process, free_cpus()": res["free_cpus"]["slowdown"]}
-    rows = res.get("rows") or []
-    return {f"{r.get('shape')}: {r.get('engine')}": r.get("rlearly_speedup") for r in rows}
+    rows = res.get("rows") or []  # sampling: speed-ups, and rlearly's share of the fp32 floor per shape
+    return {f"{r.get('shape')}: {r.get('engine')}": r.get("rlearly_speedup") for r in rows} | {
+        f"{r['shape']}: of the fp32 floor": r["fraction_of_fp32_floor"] for r in rows if "fraction_of_fp32_floor" in r}
 
 
 def main(argv=None) -> int:

@@ -81,6 +81,21 @@ def test_pretrain_reports_mfu_for_every_shape(quick):
     assert shape["ratio_plain_over_rlearly"] > 0 and quick["pretrain"]["matmul_peak"]["gflops"] > 0
 
 
+def test_each_stage_reports_its_share_of_the_fp32_floor(quick):
+    """The three fractions of issue 38: the pretraining step (MFU with attention), the GRPO update and rollouts, and
+    evaluation sampling, each the least work at the measured fp32 matmul peak over the measured time."""
+    heads = quick["run_all"]["benchmarks"]
+    (pre,) = heads["pretrain"]["headline"].values()
+    grpo = quick["grpo"]["engines"]["rlearly RLRecipe.step"]["fraction_of_fp32_floor"]
+    assert 0 < pre["of_the_fp32_floor"] and 0 < grpo["update"] and 0 < grpo["rollout"] and 0 < grpo["step"]
+    assert heads["grpo"]["headline"]["update of the fp32 floor"] == grpo["update"]
+    f = quick["grpo"]["floor"]
+    assert f["rollout_floor_s"] + f["update_floor_s"] == pytest.approx(f["floor_s"], rel=0.05)  # medians of parts
+    ours = quick["sampling"]["rows"][0]
+    assert ours["engine"].startswith("rlearly") and 0 < ours["fraction_of_fp32_floor"]
+    assert heads["sampling"]["headline"]["eval: of the fp32 floor"] > 0
+
+
 def test_shared_machine_slowdown_is_measured_both_ways(quick):
     """bench_shared: the step beside one busy process with every usable CPU as threads and with free_cpus()."""
     r = quick["shared"]
