@@ -21,6 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib  # noqa: E402
 import torch  # noqa: E402
+from bench_pretrain import study_overrides  # noqa: E402
 
 from rlearly.machine import busy_cpus, free_cpus, usable_cpus  # noqa: E402
 from rlearly.train.common import make_adamw  # noqa: E402
@@ -38,7 +39,7 @@ def main(argv=None) -> dict:
     args = ap.parse_args(argv)
     if args.quick:
         args.repeats = 2
-    preset, overrides = ("tiny", {}) if args.quick else __import__("bench_pretrain").study_overrides()
+    preset, overrides = ("tiny", {}) if args.quick else study_overrides()
     cfg, tok, model = benchlib.build(preset, overrides)
     opt = make_adamw(model, cfg.pretrain.lr, cfg.pretrain.weight_decay)
     rows, seq = (2, 64) if args.quick else (cfg.pretrain.batch_size, cfg.pretrain.seq_len)

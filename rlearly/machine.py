@@ -41,27 +41,26 @@ def _quota(cgroup: Path) -> float | None:
     return None if quota <= 0 else quota / period
 
 
-def cpu_flags() -> set[str]:
-    """The instruction-set flags of the first CPU in /proc/cpuinfo (empty where there is none)."""
+def _cpuinfo(field: str) -> str | None:
+    """The value of `field` for the first CPU in /proc/cpuinfo (None where there is none)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return set(line.split(":", 1)[1].split())
+            if line.startswith(field):
+                return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return set()
+    return None
+
+
+def cpu_flags() -> set[str]:
+    """The instruction-set flags of the first CPU in /proc/cpuinfo (empty where there is none)."""
+    return set((_cpuinfo("flags") or "").split())
 
 
 def cpu_model() -> str:
     """The CPU's model name, as `lscpu` shows it (timings are compared only within one model)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
     import platform
-    return platform.processor() or platform.machine()
+    return _cpuinfo("model name") or platform.processor() or platform.machine()
 
 
 def fast_cpu_bf16(flags: set[str] | None = None) -> bool:

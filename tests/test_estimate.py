@@ -17,11 +17,11 @@ def node(kind, rate, cost):
     return Node(kind, f"{kind} {rate}", None, lambda: None, cost=cost, rate=rate)
 
 
-def test_matmul_params_counted_by_hand():
+def test_planned_matmul_params_counted_by_hand():
     cfg = load_config(preset="tiny")
     m, v = cfg.model, cfg.data.vocab_size
     attention = m.n_embd * m.head_dim * m.n_head * 2 + m.n_embd * m.head_dim * m.n_kv_head * 2  # q, o; k, v
-    assert estimate.matmul_params(cfg) == m.n_layer * (attention + 3 * m.n_embd * m.ffn_hidden) + m.n_embd * v
+    assert estimate.planned_matmul_params(cfg) == m.n_layer * (attention + 3 * m.n_embd * m.ffn_hidden) + m.n_embd * v
 
 
 def test_estimate_adds_fixed_and_per_unit_seconds_scaled_by_this_machine():

@@ -229,7 +229,8 @@ def passk_curves(passk: pd.DataFrame, parent_tokens=None, split: str = "test", f
         for m in method_order(sub["method"].unique()):
             d = sub[sub["method"] == m].sort_values("k")
             line = d if every is None else every[(every["method"] == m) & (every["parent_tokens"] == pt)]
-            marks = [i for i, k in enumerate(line["k"]) if k in set(d["k"])]  # markers at the evaluated ks only
+            evaluated = set(d["k"])
+            marks = [i for i, k in enumerate(line["k"]) if k in evaluated]  # markers at the evaluated ks only
             ax.plot(line["k"], line["pass_at_k"], marker="o", ms=3, markevery=marks, color=method_color(m),
                     label=method_label(m))
             ax.fill_between(d["k"], d["ci_low"], d["ci_high"], color=method_color(m), alpha=0.15, lw=0)

@@ -22,8 +22,9 @@ from rlearly.files import REPO, write_atomic
 RATES = REPO / "studies" / "rates.json"
 
 
-def matmul_params(cfg: Config) -> int:
-    """N: the weights every token multiplies (attention and MLP projections, the LM head), from the config."""
+def planned_matmul_params(cfg: Config) -> int:
+    """N: the weights every token multiplies (attention and MLP projections, the LM head), from the config, before
+    any weights exist (study.tables.matmul_params reads the same N from a written checkpoint's header)."""
     m = cfg.model
     per_layer = m.n_embd * m.head_dim * (2 * m.n_head + 2 * m.n_kv_head) + 3 * m.n_embd * m.ffn_hidden
     return m.n_layer * per_layer + m.n_embd * cfg.data.vocab_size

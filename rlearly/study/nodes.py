@@ -9,7 +9,7 @@ from typing import Callable
 
 from rlearly.config import Config
 from rlearly.errors import ConfigError
-from rlearly.study.estimate import matmul_params
+from rlearly.study.estimate import planned_matmul_params
 from rlearly.study.spec import MAIN, Arm, EvalPlan, StudySpec, arm_labels
 from rlearly.tasks import task_class
 
@@ -55,12 +55,11 @@ def _arm_nodes(spec: StudySpec, arm: Arm, root: Path, label: str) -> list[Node]:
 def _run_nodes(arm: Arm, ps: int, root: Path, label: str) -> list[Node]:
     """The nodes of one pretraining run of `arm` (seed `ps`): pretraining, branches, evaluations."""
     from rlearly.train import RECIPES, pretrain
-
     from rlearly.train.branch import total_steps
 
     cfg = arm.base_config(ps)
     pre_dir = root / "pretrain" / cfg.hash()
-    n = matmul_params(cfg)
+    n = planned_matmul_params(cfg)
     nodes = [Node("pretrain", f"pretrain {cfg.hash()}", pre_dir,
                   lambda: pretrain.run(cfg, pre_dir, show_progress=True), label,
                   cost=float(cfg.pretrain.tokens * n), pretrain_seed=ps, rate="pretrain")]

@@ -49,15 +49,19 @@ def run(spec: StudySpec, root: str | Path, log=print, jobs: int = 1, threads: in
         pace = _Pace(todo, jobs)
         if todo and local:
             log(_estimate_line(todo, min(cpus, jobs * (threads or max(1, cpus // jobs)))))
-        if jobs <= 1 and executor == "pool":
+        if jobs <= 1 and executor == "pool" and todo:
             import torch
+            before = torch.get_num_threads()
             torch.set_num_threads(threads or free_cpus())
-            for i, node in enumerate(todo, 1):
-                log(f"[{i}/{len(todo)}] {node.key}")
-                seconds = _timed(node, root)
-                log(f"done {node.key} ({seconds:.0f} s; {pace.step(node, seconds)})")
+            try:
+                for i, node in enumerate(todo, 1):
+                    log(f"[{i}/{len(todo)}] {node.key}")
+                    seconds = _timed(node, root)
+                    log(f"done {node.key} ({seconds:.0f} s; {pace.step(node, seconds)})")
+            finally:
+                torch.set_num_threads(before)  # the caller's process keeps its own setting
         elif todo:
-            _run_parallel(spec, root, todo, jobs, log, threads, pace, executor, cluster, params)
+            _run_parallel(spec, root, todo, jobs, log, threads, pace, executor, cluster, params, cpus)
         write_tables(spec, root)
     return nodes
 
@@ -128,10 +132,10 @@ class _Pace:
 
 def _estimate_line(todo: list[Node], cpus: int) -> str:
     """'estimate: about 2h07m for 79 nodes on 2 CPUs (...)', before the first node runs (rlearly.study.estimate)."""
-    e = estimate(todo, cpus)
+    rates = load_rates()
+    e = estimate(todo, cpus, rates)
     if e["seconds"] is None:
         return f"estimate: none (no {RATES.name}); the pace line after each node measures"
-    rates = load_rates()
     unknown = f"; not counted: {', '.join(e['unknown'])} (no rate)" if e["unknown"] else ""
     return (f"estimate: about {clock(e['seconds'])} for {len(todo)} nodes on {cpus} CPU{'s' * (cpus > 1)} "
             f"({clock(e['node_seconds'])} of node time at rates fitted on {rates['cpu']} to the "
@@ -261,12 +265,12 @@ def _last_error(text: str) -> str:
 
 def _run_parallel(spec: StudySpec, root: Path, todo: list[Node], jobs: int, log, threads: int = 0,
                   pace: _Pace | None = None, executor: str = "pool", cluster: str | None = None,
-                  params: dict | None = None) -> None:
+                  params: dict | None = None, cores: int | None = None) -> None:
     """Dependency-ordered execution, `jobs` nodes at a time: in spawned local processes, each with cores/jobs
-    torch threads (all the cores for a node that starts alone with nothing else ready, e.g. a study's only
-    pretraining run), or as submitit jobs (`executor="submitit"`, on `cluster`: slurm, local, or None for
-    submitit's choice)."""
-    cores = usable_cpus()
+    torch threads (the CPUs other processes leave free for a node that starts alone with nothing else ready, e.g. a
+    study's only pretraining run), or as submitit jobs (`executor="submitit"`, on `cluster`: slurm, local, or None
+    for submitit's choice). `cores`: the usable CPUs (run() has read them)."""
+    cores = cores or usable_cpus()
     on_cluster = executor == "submitit" and cluster != "local"
     sized = not threads and not on_cluster  # rlearly sizes the threads: a node alone gets the CPUs left free
     threads = threads or (0 if on_cluster else max(1, cores // jobs))

@@ -218,8 +218,7 @@ def _resolve_auto_dtype(spec: StudySpec) -> None:
         base = arm.base_config().runtime
         if base.dtype == "auto":
             config["runtime.dtype"] = resolve_dtype(base.device)
-        overrides = [arm.branch.overrides, *arm.branch.method_overrides.values()]
-        for o in overrides:
+        for o in [arm.branch.overrides, *arm.branch.method_overrides.values()]:
             if o.get("runtime.dtype") == "auto":
                 o["runtime.dtype"] = resolve_dtype(o.get("runtime.device", base.device))
 
