@@ -282,6 +282,21 @@ def test_part_helpers_by_hand():
         p = P()
         rules._at_most(p, low, high, 0.01)
         assert p.verdict == want, (low, high)
+    for low, high, want in ((0.011, 0.05, claims.HELD), (-0.1, 0.01, claims.CONTRADICTED), (0.0, 0.05, claims.NO_EFFECT)):
+        assert rules.beyond_verdict(low, high, 0.01) == want, (low, high)
+    for low, high, want in ((-0.019, 0.1, claims.HELD), (-0.1, -0.021, claims.CONTRADICTED), (-0.05, 0.0, claims.NO_EFFECT)):
+        assert rules.non_inferior_verdict(low, high, 0.02) == want, (low, high)
+    assert rules.all_verdict([claims.HELD, claims.NO_EFFECT]) == claims.NO_EFFECT
+    assert rules.all_verdict([claims.HELD, claims.CONTRADICTED]) == claims.CONTRADICTED
+    assert rules.all_verdict([]) == claims.NOT_MEASURED
+
+
+def test_the_power_check_decides_with_the_claims_own_verdict_functions():
+    from rlearly.results import power
+
+    for name in ("sig_verdict", "within_verdict", "at_most_verdict", "beyond_verdict", "non_inferior_verdict",
+                 "all_verdict"):
+        assert getattr(power, name) is getattr(rules, name), name
 
 
 def test_one_seed_intervals_say_so_and_several_seeds_are_resampled(tmp_path):

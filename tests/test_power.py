@@ -11,7 +11,7 @@ from scipy import special
 from rlearly.evaluation.passk import spread_difference
 from rlearly.evaluation.units import seed_spread_test, unit_contrast
 from rlearly.results import power
-from rlearly.results.claims import CONTRADICTED, HELD, NO_EFFECT
+from rlearly.results.claims import CONTRADICTED, HELD, NO_EFFECT, rules
 from rlearly.study import load_study
 
 STUDIES = Path(__file__).resolve().parents[1] / "studies"
@@ -50,7 +50,7 @@ def test_a_rule_that_cannot_hold_and_one_that_cannot_fail_are_both_unfit():
         gap = 0.0 if scenario == "false" else 0.08 * effect
         a = sim.cell(0.3 + gap, 0.6, units, seed_sd=0.0)
         b = sim.cell(0.3, 0.6, ((0, 1),), seed_sd=0.0)
-        return power.sig(*unit_contrast(a, b, units, ((0, 1),))[1:3])
+        return rules.sig_verdict(*unit_contrast(a, b, units, ((0, 1),))[1:3])
     parts = [(1, "always", "", lambda s, sc, e: HELD), (2, "never", "", lambda s, sc, e: NO_EFFECT),
              (3, "fair", "", fair), (4, "untestable", "needs a second run", None)]
     table = power.simulate_parts(parts, _design(), sims=200)

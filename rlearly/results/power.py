@@ -9,8 +9,8 @@ gives that pass@k_max, at the same quantile for every cell (a problem is hard or
 pretraining run shifts every cell's mean alike (RUN_SD), each run shifts a contrast's treated side (GAP_SD), each
 branch seed its own unit (SEED_SD); counts are binomial. The simulated per-unit values go through the very procedures
 the claims use (rlearly.evaluation.units.unit_contrast and seed_spread_test, the tolerances of
-rlearly.results.claims.rules); the verdict functions below mirror rules._sig, _within, _at_most and _non_inferior
-on an interval, as the claims apply them.
+rlearly.results.claims.rules) and decide with the claims' own verdict functions (rules.sig_verdict, within_verdict,
+at_most_verdict, beyond_verdict, non_inferior_verdict, all_verdict).
 
 Effects. "true" gives each contrast the paper's size scaled to this world: a gain as the same share of the headroom
 above the lower level (Δ_world = Δ_paper / (1 − level_paper) x (1 − level_world)), a loss as the same share of the
@@ -39,7 +39,8 @@ from rlearly.evaluation.passk import pass_at_k
 from rlearly.evaluation.units import seed_spread_test, unit_contrast
 from rlearly.results.analysis import CAPABILITY_TOL
 from rlearly.results.claims.rules import (CONTRADICTED, FLAT_TOL, HELD, JUMP_SHARE, MEASURABLE, NI_MARGIN,
-                                          NO_EFFECT, NOT_MEASURED, PEAK_TOL)
+                                          NO_EFFECT, NOT_MEASURED, PEAK_TOL, all_verdict, at_most_verdict,
+                                          beyond_verdict, non_inferior_verdict, sig_verdict, within_verdict)
 
 POWER_MIN, SIZE_MAX = 0.80, 0.05  # fit: held this often when the claim is true, at most this often when false
 SCENARIOS = ("true", "false", "sensitivity")
@@ -236,36 +237,6 @@ class Sim:
         return unit_contrast(a, b, units_a, units_b)[:3]
 
 
-def sig(low, high) -> str:  # rules._sig
-    return NOT_MEASURED if not np.isfinite(low) else HELD if low > 0 else CONTRADICTED if high < 0 else NO_EFFECT
-
-
-def within(low, high, tol) -> str:  # rules._within
-    if not np.isfinite(low):
-        return NOT_MEASURED
-    return HELD if -tol <= low and high <= tol else CONTRADICTED if low > tol or high < -tol else NO_EFFECT
-
-
-def at_most(low, high, tol) -> str:  # rules._at_most
-    return NOT_MEASURED if not np.isfinite(low) else HELD if high <= tol else CONTRADICTED if low > tol else NO_EFFECT
-
-
-def beyond(low, high, tol) -> str:  # claims.paper._beyond
-    return NOT_MEASURED if not np.isfinite(low) else HELD if low > tol else CONTRADICTED if high <= tol else NO_EFFECT
-
-
-def non_inferior(low, high, margin) -> str:  # rules._non_inferior
-    if not np.isfinite(low):
-        return NOT_MEASURED
-    return HELD if low > -margin else CONTRADICTED if high < -margin else NO_EFFECT
-
-
-def every(verdicts: list[str]) -> str:  # rules._all
-    if not verdicts or NOT_MEASURED in verdicts:
-        return NOT_MEASURED
-    return CONTRADICTED if CONTRADICTED in verdicts else HELD if all(v == HELD for v in verdicts) else NO_EFFECT
-
-
 def with_p1(level: tuple, p1: float) -> tuple:
     """A cell like `level` (pass@1, pass@k_max) moved to pass@1 `p1`, its problems' spread kept."""
     conc = concentration(level[0], level[1], 16)
@@ -296,7 +267,7 @@ def parts_of(d: Design) -> list[tuple]:
     def flat(sim, scenario, effect):  # claims 1 and 2: the paper's gain where its base is first measurable
         b, rl = paper[t0]
         gain = FLAT_TOL if scenario == "false" else effect * (rl[0] - b[0])
-        return within(*sim.contrast(with_p1(b, b[0] + gain), b, u("rl", t0), u("base", t0))[1:], FLAT_TOL)
+        return within_verdict(*sim.contrast(with_p1(b, b[0] + gain), b, u("rl", t0), u("base", t0))[1:], FLAT_TOL)
     parts.append((1, "no gain where the base is first measurable", "no checkpoint's base reaches pass@k_max "
                   f"{MEASURABLE} on the paper's trajectory" if t0 is None else need(("rl", t0), ("base", t0)), flat))
 
@@ -338,8 +309,8 @@ def parts_of(d: Design) -> list[tuple]:
             a = (b[0] + effect * (rl[0] - b[0]), b[1] + (0.0 if scenario == "false" else effect * (rl[1] - b[1])))
             one, big = sim.contrast(a, b, u("rl", i), u("base", i), (1, km))
             if one[1] > 0:
-                vs.append(sig(*big[1:]))
-        return every(vs) if vs else NO_EFFECT
+                vs.append(sig_verdict(*big[1:]))
+        return all_verdict(vs) if vs else NO_EFFECT
     parts.append((3, "pass@k_max up wherever pass@1 is", need(*[("rl", i) for i in range(len(d.shares))]), expands))
 
     sft = LEVELS["sft"]
@@ -348,7 +319,7 @@ def parts_of(d: Design) -> list[tuple]:
         p1 = sft[0] + (0.0 if scenario == "false" else effect * headroom_gain(42.4, 58.8, sft[0]))
         pk = sft[1] + (0.0 if scenario == "false" else effect * relative_change(87.6, 80.1, sft[1]))
         low, high = sim.contrast((p1, pk), sft, u("sft_rl", last), u("sft", last), k)[1:]
-        return sig(low, high) if k == 1 else sig(-high, -low)
+        return sig_verdict(low, high) if k == 1 else sig_verdict(-high, -low)
     need4 = need(("sft_rl", last), ("sft", last))
     parts.append((4, "pass@1 up", need4, lambda s, sc, e: sharpens(s, sc, e, 1)))
     parts.append((4, "pass@k_max down", need4, lambda s, sc, e: sharpens(s, sc, e, km)))
@@ -360,9 +331,9 @@ def parts_of(d: Design) -> list[tuple]:
         if which == "early":  # the paper's RL − SFT at 4B: −0.7 pp (not ahead); false: ahead by the margin
             b = with_p1(sft, sft[0] * d.shares[early])
             gap = FLAT_TOL if scenario == "false" else 0.0
-            return at_most(*sim.contrast(with_p1(b, b[0] + gap), b, u("rl", early), u("sft", early))[1:], FLAT_TOL)
+            return at_most_verdict(*sim.contrast(with_p1(b, b[0] + gap), b, u("rl", early), u("sft", early))[1:], FLAT_TOL)
         gap = 0.0 if scenario == "false" else effect * headroom_gain(42.4, 56.2, sft[0])  # +13.8 pp at 44B
-        return sig(*sim.contrast(with_p1(sft, sft[0] + gap), sft, u("rl", last), u("sft", last))[1:])
+        return sig_verdict(*sim.contrast(with_p1(sft, sft[0] + gap), sft, u("rl", last), u("sft", last))[1:])
     parts.append((5, "RL not ahead at the earliest", "needs an SFT checkpoint before the last whose base is "
                   "measurable" if early is None else need(("rl", early)), lambda s, sc, e: rl_vs_sft(s, sc, e, "early")))
     parts.append((5, "RL ahead at the last", need(("rl", last), ("sft", last)),
@@ -372,13 +343,13 @@ def parts_of(d: Design) -> list[tuple]:
     def gold_wins(sim, scenario, effect):  # SFT-Gold − RL pass@32 +7 pp at 44B
         rl = LEVELS["rl"]
         pk = rl[1] + (0.0 if scenario == "false" else effect * headroom_gain(80.8, 87.8, rl[1]))
-        return every([sig(*sim.contrast((rl[0], pk), rl, u("sft_gold", i), u("rl", i), km)[1:]) for i in gold_at])
+        return all_verdict([sig_verdict(*sim.contrast((rl[0], pk), rl, u("sft_gold", i), u("rl", i), km)[1:]) for i in gold_at])
     parts.append((5, "SFT-Gold wins on pass@k_max", "" if gold_at else "needs SFT-Gold branches", gold_wins))
 
     def gold_rl_best(sim, scenario, effect):  # SFT-Gold→RL − SFT→RL pass@1 +1.5 pp at 44B
         b = LEVELS["sft_rl"]
         gap = 0.0 if scenario == "false" else effect * headroom_gain(58.8, 60.3, b[0])
-        return sig(*sim.contrast(with_p1(b, b[0] + gap), b, u("sft_gold_rl", last), u("sft_rl", last))[1:])
+        return sig_verdict(*sim.contrast(with_p1(b, b[0] + gap), b, u("sft_gold_rl", last), u("sft_rl", last))[1:])
     parts.append((5, "SFT-Gold→RL has the best pass@1", need(("sft_gold_rl", last), ("sft_rl", last)), gold_rl_best))
 
     sft_units = u("sft", last) or u("sft_gold", last)
@@ -387,13 +358,13 @@ def parts_of(d: Design) -> list[tuple]:
     def capability(sim, scenario, effect, which):
         if which == "keep":
             diff = CAPABILITY_TOL if scenario == "false" else 0.0
-            return at_most(*sim.items(u("rl", last), u("base", last), d.documents, diff, DOC_SD)[1:], CAPABILITY_TOL)
+            return at_most_verdict(*sim.items(u("rl", last), u("base", last), d.documents, diff, DOC_SD)[1:], CAPABILITY_TOL)
         if which == "erode":
             diff = CAPABILITY_TOL if scenario == "false" else effect * erosion
-            return beyond(*sim.items(sft_units, u("rl", last), d.documents, diff, DOC_SD)[1:], CAPABILITY_TOL)
+            return beyond_verdict(*sim.items(sft_units, u("rl", last), d.documents, diff, DOC_SD)[1:], CAPABILITY_TOL)
         diff = 0.0 if scenario == "false" else -effect * erosion * MARGIN_LEVEL
         low, high = sim.items(sft_units, u("rl", last), d.probes, diff, MARGIN_SD)[1:]
-        return sig(-high, -low)
+        return sig_verdict(-high, -low)
     parts.append((6, "RL keeps capability", need(("rl", last)), lambda s, sc, e: capability(s, sc, e, "keep")))
     need6 = "" if sft_units else "needs an SFT-family branch"
     parts.append((6, "SFT erodes it", need6, lambda s, sc, e: capability(s, sc, e, "erode")))
@@ -405,7 +376,7 @@ def parts_of(d: Design) -> list[tuple]:
         rl, vs = LEVELS["rl"], []
         if which == "cap":  # one test over every parallel checkpoint's documents, as the claim pools them
             diff = CAPABILITY_TOL if scenario == "false" else 0.0
-            return at_most(*sim.items(u("parallel", last), u("rl", last), d.documents * len(par_at), diff,
+            return at_most_verdict(*sim.items(u("parallel", last), u("rl", last), d.documents * len(par_at), diff,
                                       DOC_SD)[1:], CAPABILITY_TOL)
         for i in par_at:
             if which == "win":  # against the best other at this checkpoint, picked from the same samples as the
@@ -415,14 +386,14 @@ def parts_of(d: Design) -> list[tuple]:
                 got = {m: sim.cell(*LEVELS[m], u(m, i), km) for m in others}
                 best = max(got, key=lambda m: got[m].mean())
                 par = sim.cell(LEVELS["parallel"][0], pk, u("parallel", i), km, gap_sd=GAP_SD)
-                vs.append(non_inferior(*unit_contrast(par, got[best], u("parallel", i), u(best, i))[1:3], NI_MARGIN))
+                vs.append(non_inferior_verdict(*unit_contrast(par, got[best], u("parallel", i), u(best, i))[1:3], NI_MARGIN))
             elif which == "between":  # 47.9 between SFT 37.7 and RL 54.7 at 44B: the same place between this world's
                 place = 0.0 if scenario == "false" else (47.9 - 37.7) / (54.7 - 37.7)
                 mid = with_p1(sft, sft[0] + place * (rl[0] - sft[0]))
-                a = sig(*sim.contrast(mid, sft, u("parallel", i), u("sft", i) or u("rl", i))[1:])
-                b = sig(*sim.contrast(rl, mid, u("rl", i), u("parallel", i))[1:])
+                a = sig_verdict(*sim.contrast(mid, sft, u("parallel", i), u("sft", i) or u("rl", i))[1:])
+                b = sig_verdict(*sim.contrast(rl, mid, u("rl", i), u("parallel", i))[1:])
                 vs.append(HELD if a == b == HELD else CONTRADICTED if CONTRADICTED in (a, b) else NO_EFFECT)
-        return every(vs)
+        return all_verdict(vs)
     need7 = "" if par_at else "needs parallel branches"
     parts.append((7, "≥ the best on pass@k_max", need7, lambda s, sc, e: parallel(s, sc, e, "win")))
     parts.append((7, "pass@1 between SFT and RL", need7, lambda s, sc, e: parallel(s, sc, e, "between")))
@@ -430,7 +401,7 @@ def parts_of(d: Design) -> list[tuple]:
 
     def rollouts(sim, scenario, effect, gain):  # one seed per arm at the last checkpoint
         rl = LEVELS["rl"]
-        return sig(*sim.contrast(with_p1(rl, rl[0] + (0.0 if scenario == "false" else effect * gain)), rl,
+        return sig_verdict(*sim.contrast(with_p1(rl, rl[0] + (0.0 if scenario == "false" else effect * gain)), rl,
                                  ((0, 0),), ((0, 1),))[1:])
     need8 = "" if d.rollout_arms else "needs arms with roles rollouts_few, rollouts_many and rollouts_same_tokens"
     parts.append((8, "many rollouts better per prompt", need8, lambda s, sc, e: rollouts(s, sc, e, 0.047)))
@@ -439,7 +410,7 @@ def parts_of(d: Design) -> list[tuple]:
     def peaks(sim, scenario, effect):  # few at its plateau − many; "true": equal peaks, "false": apart by the margin
         rl = LEVELS["rl"]
         gap = PEAK_TOL if scenario == "false" else 0.0
-        return within(*sim.contrast(with_p1(rl, rl[0] + gap), rl, ((0, 0),), ((0, 1),))[1:], PEAK_TOL)
+        return within_verdict(*sim.contrast(with_p1(rl, rl[0] + gap), rl, ((0, 0),), ((0, 1),))[1:], PEAK_TOL)
     parts.append((8, "both reach about the same peak", "" if d.plateau_arm else
                   "needs arms with roles rollouts_many and rollouts_few_plateau", peaks))
     parts.append((8, "few rollouts better per FLOP on hard prompts", "needs Easy/Hard training splits chosen by the "
@@ -453,7 +424,7 @@ def parts_of(d: Design) -> list[tuple]:
         for r, us in runs.items():
             top = with_p1(gained, gained[0] + (extra if r == "targeted_mix" else 0.0))
             gains[r] = sim.cell(*top, us, gap_sd=GAP_SD) - sim.cell(*b, us)
-        return sig(*unit_contrast(gains["targeted_mix"], gains["wider_model"], runs["targeted_mix"],
+        return sig_verdict(*unit_contrast(gains["targeted_mix"], gains["wider_model"], runs["targeted_mix"],
                                   runs["wider_model"])[1:3])
     parts.append((9, "the targeted mix gains more than the wider model", "" if len(d.hard_runs) == 2 and
                   d.hard_problems else "needs arms with roles targeted_mix and wider_model evaluated on hard",

@@ -13,7 +13,8 @@ from rlearly.results.analysis import (CAPABILITY_TOL, SFT_FAMILY, arm_gains, bud
                                       fmt_tokens, gain_contrast, general_contrast, seed_spread)
 from rlearly.results.claims.rules import (CONTRADICTED, FLAT_TOL, HELD, JUMP_SHARE, MEASURABLE, MIN_SCORED, NI_MARGIN,
                                           NO_EFFECT, NOT_MEASURED, PEAK_TOL, Part, Rule, Study, _all, _at_most, _ci,
-                                          _non_inferior, _one, _row, _series, _set, _sig, _within, register)
+                                          _non_inferior, _row, _series, _set, _sig, _within, beyond_verdict, register,
+                                          sig_verdict)
 
 _NULL_FLAT = f"|Δ| > {FLAT_TOL}"
 
@@ -169,7 +170,7 @@ def _claim3(s: Study, parts: dict) -> dict:
     if post.empty:
         part.why = "no checkpoint where RL lifted pass@1 significantly"
         return {"dpasskmax_last": big["diff"].iloc[-1] if len(big) else None}
-    _all(part, [_one(r.low, r.high) for r in post.itertuples()])
+    _all(part, [sig_verdict(r.low, r.high) for r in post.itertuples()])
     return {"dpasskmax_last": big["diff"].iloc[-1], "dpasskmax_min_post": post["diff"].min()}
 
 
@@ -224,7 +225,7 @@ def _claim5(s: Study, parts: dict) -> dict:
     if s.has("sft_gold"):
         g = s.contrast("sft_gold", "rl", s.km)
         gold.value = f"pass@{s.km} SFT-Gold − RL " + _series(g)
-        _all(gold, [_one(r.low, r.high) for r in g.itertuples()])
+        _all(gold, [sig_verdict(r.low, r.high) for r in g.itertuples()])
         stats["gold_minus_rl_passkmax_min"] = g["diff"].min() if len(g) else None
     else:
         gold.why = "needs SFT-Gold branches"
@@ -238,7 +239,7 @@ def _claim5(s: Study, parts: dict) -> dict:
             best = max(others, key=others.get)
             c = s.contrast("sft_gold_rl", best)
             c = c[c["parent_tokens"] == t].iloc[0]
-            verdicts.append(_one(c["low"], c["high"]))
+            verdicts.append(sig_verdict(c["low"], c["high"]))
             vals.append(f"{fmt_tokens(t)}: − {best} {_row(c)}")
             stats["gold_rl_minus_best_pass1_min"] = min(stats["gold_rl_minus_best_pass1_min"] or math.inf, c["diff"])
         gold_rl.value = "pass@1 SFT-Gold→RL " + "; ".join(vals)
@@ -283,14 +284,14 @@ def _claim6(s: Study, parts: dict) -> dict:
     worse = {m: general_contrast(items, m, "rl") for m in sfts}
     erode_p.value = " · ".join(f"{m} − RL {c['diff']:+.2%} [{c['low']:+.2%}, {c['high']:+.2%}]"
                                for m, c in worse.items())
-    _all(erode_p, [_beyond(c["low"], c["high"], CAPABILITY_TOL) for c in worse.values()], "SFT-family method")
+    _all(erode_p, [beyond_verdict(c["low"], c["high"], CAPABILITY_TOL) for c in worse.values()], "SFT-family method")
     lower = {m: score(m, "rl") for m in sfts}
     lower = {m: c for m, c in lower.items() if c is not None}
     if lower:
         n_probes = next(iter(lower.values()))["n_items"]
         margin_p.value = " · ".join(f"{m} − RL {c['diff']:+.3f} {_ci(c['low'], c['high'])}"
                                     for m, c in lower.items()) + f" ({unit}, {n_probes} probes)"
-        _all(margin_p, [_one(-c["high"], -c["low"]) for c in lower.values()], "SFT-family method")
+        _all(margin_p, [sig_verdict(-c["high"], -c["low"]) for c in lower.values()], "SFT-family method")
         if not margins:
             margin_p.why = f"{margin_p.why}; accuracy: these evaluations predate probe margins"
     else:
@@ -298,16 +299,6 @@ def _claim6(s: Study, parts: dict) -> dict:
     return stats | {f"dnll_rel_minus_rl.{m}": c["diff"] for m, c in worse.items()} | \
         {f"dnll_rel_minus_rl_low.{m}": c["low"] for m, c in worse.items()} | \
         {f"d{probe}_minus_rl.{m}": c["diff"] for m, c in lower.items()}
-
-
-def _beyond(low: float, high: float, tol: float) -> str:
-    """'A is more than tol above B': held when the CI lies above +tol, contradicted when it lies at or below it."""
-    part = Part(Rule("", "", "", "", ""))
-    if not (np.isfinite(low) and np.isfinite(high)):
-        _set(part, NOT_MEASURED)
-    else:
-        _set(part, HELD if low > tol else CONTRADICTED if high <= tol else NO_EFFECT)
-    return part.verdict
 
 
 @register(7, "Parallel averaging wins on pass@k_max and keeps capability",
@@ -348,7 +339,7 @@ def _claim7(s: Study, parts: dict) -> dict:
         c_lo = c_lo[c_lo["parent_tokens"] == t].iloc[0]
         c_hi = s.contrast(hi, "parallel")
         c_hi = c_hi[c_hi["parent_tokens"] == t].iloc[0]
-        v_lo, v_hi = _one(c_lo["low"], c_lo["high"]), _one(c_hi["low"], c_hi["high"])
+        v_lo, v_hi = sig_verdict(c_lo["low"], c_lo["high"]), sig_verdict(c_hi["low"], c_hi["high"])
         betweens.append(HELD if v_lo == v_hi == HELD else CONTRADICTED if CONTRADICTED in (v_lo, v_hi) else
                         NOT_MEASURED if NOT_MEASURED in (v_lo, v_hi) else NO_EFFECT)
         vals1.append(f"{fmt_tokens(t)}: − {lo} {_row(c_lo)}, {hi} − parallel {_row(c_hi)}")

@@ -103,54 +103,77 @@ def _set(part: Part, verdict: str, why: str = "") -> None:
     part.verdict, part.why = verdict, why
 
 
+def _interval(low: float, high: float) -> bool:
+    return bool(np.isfinite(low) and np.isfinite(high))
+
+
+def sig_verdict(low: float, high: float) -> str:
+    """'A > B': held when the CI lies above 0, contradicted below 0. The claims and the power check
+    (rlearly.results.power) decide with these same functions."""
+    return NOT_MEASURED if not _interval(low, high) else HELD if low > 0 else CONTRADICTED if high < 0 else NO_EFFECT
+
+
+def at_most_verdict(low: float, high: float, tol: float) -> str:
+    """'A is not more than tol above B': held when the CI lies below +tol, contradicted when it lies above."""
+    if not _interval(low, high):
+        return NOT_MEASURED
+    return HELD if high <= tol else CONTRADICTED if low > tol else NO_EFFECT
+
+
+def within_verdict(low: float, high: float, tol: float) -> str:
+    """'no effect' as an equivalence test: held when the CI lies inside ±tol, contradicted when outside."""
+    if not _interval(low, high):
+        return NOT_MEASURED
+    return HELD if -tol <= low and high <= tol else CONTRADICTED if low > tol or high < -tol else NO_EFFECT
+
+
+def beyond_verdict(low: float, high: float, tol: float) -> str:
+    """'A is more than tol above B': held when the CI lies above +tol, contradicted when it lies at or below it."""
+    if not _interval(low, high):
+        return NOT_MEASURED
+    return HELD if low > tol else CONTRADICTED if high <= tol else NO_EFFECT
+
+
+def non_inferior_verdict(low: float, high: float, margin: float) -> str:
+    """'A ≥ B' as non-inferiority: held when the CI of A − B lies above −margin, contradicted below it."""
+    if not _interval(low, high):
+        return NOT_MEASURED
+    return HELD if low > -margin else CONTRADICTED if high < -margin else NO_EFFECT
+
+
+def all_verdict(verdicts: list[str]) -> str:
+    """A part that must hold at each of several places: held at all; contradicted at any; else no effect."""
+    if not verdicts or NOT_MEASURED in verdicts:
+        return NOT_MEASURED
+    return CONTRADICTED if CONTRADICTED in verdicts else HELD if all(v == HELD for v in verdicts) else NO_EFFECT
+
+
 def _sig(part: Part, low: float, high: float) -> None:
-    """'A > B': held when the CI lies above 0, contradicted below 0."""
-    if not (np.isfinite(low) and np.isfinite(high)):
-        _set(part, NOT_MEASURED, "no interval: the stored samples are missing or do not match the tables")
-    else:
-        _set(part, HELD if low > 0 else CONTRADICTED if high < 0 else NO_EFFECT)
+    v = sig_verdict(low, high)
+    _set(part, v, "no interval: the stored samples are missing or do not match the tables" if v == NOT_MEASURED else "")
 
 
 def _at_most(part: Part, low: float, high: float, tol: float) -> None:
-    """'A is not more than tol above B': held when the CI lies below +tol, contradicted when it lies above."""
-    if not (np.isfinite(low) and np.isfinite(high)):
-        _set(part, NOT_MEASURED, "no interval")
-    else:
-        _set(part, HELD if high <= tol else CONTRADICTED if low > tol else NO_EFFECT)
+    v = at_most_verdict(low, high, tol)
+    _set(part, v, "no interval" if v == NOT_MEASURED else "")
 
 
 def _within(part: Part, low: float, high: float, tol: float) -> None:
-    """'no effect' as an equivalence test: held when the CI lies inside ±tol, contradicted when outside."""
-    if not (np.isfinite(low) and np.isfinite(high)):
-        _set(part, NOT_MEASURED, "no interval")
-    else:
-        _set(part, HELD if -tol <= low and high <= tol else CONTRADICTED if low > tol or high < -tol else NO_EFFECT)
+    v = within_verdict(low, high, tol)
+    _set(part, v, "no interval" if v == NOT_MEASURED else "")
 
 
 def _all(part: Part, verdicts: list[str], what: str = "checkpoint") -> None:
-    """A part that must hold at each of several places: held at all; contradicted at any; else no effect."""
-    if not verdicts or NOT_MEASURED in verdicts:
-        _set(part, NOT_MEASURED, part.why or f"not measured at every {what}")
-    elif CONTRADICTED in verdicts:
-        _set(part, CONTRADICTED, f"contradicted at {verdicts.count(CONTRADICTED)} of {len(verdicts)} {what}s")
-    elif all(v == HELD for v in verdicts):
-        _set(part, HELD, f"at all {len(verdicts)} {what}s")
-    else:
-        _set(part, NO_EFFECT, f"held at {verdicts.count(HELD)} of {len(verdicts)} {what}s")
+    v = all_verdict(verdicts)
+    why = {NOT_MEASURED: part.why or f"not measured at every {what}",
+           CONTRADICTED: f"contradicted at {verdicts.count(CONTRADICTED)} of {len(verdicts)} {what}s",
+           HELD: f"at all {len(verdicts)} {what}s"}.get(v, f"held at {verdicts.count(HELD)} of {len(verdicts)} {what}s")
+    _set(part, v, why)
 
 
 def _non_inferior(part: Part, low: float, high: float, margin: float) -> None:
-    """'A ≥ B' as non-inferiority: held when the CI of A − B lies above −margin, contradicted below it."""
-    if not (np.isfinite(low) and np.isfinite(high)):
-        _set(part, NOT_MEASURED, "no interval")
-    else:
-        _set(part, HELD if low > -margin else CONTRADICTED if high < -margin else NO_EFFECT)
-
-
-def _one(low: float, high: float) -> str:
-    p = Part(Rule("", "", "", "", ""))
-    _sig(p, low, high)
-    return p.verdict
+    v = non_inferior_verdict(low, high, margin)
+    _set(part, v, "no interval" if v == NOT_MEASURED else "")
 
 
 def claim_verdict(parts: list[Part]) -> str:
