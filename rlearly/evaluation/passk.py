@@ -266,25 +266,19 @@ def stratified_rank_test(x, y, strata, n_perm: int = 20000, seed: int = 0) -> tu
         return sum(float((np.sign(x[g][:, None] - x[g][None, :]) * np.sign(yy[g][:, None] - yy[g][None, :])).sum())
                    / 2 for g in groups)
 
-    obs = score(y)
-    total = math.prod(math.factorial(len(g)) for g in groups)
-    if total <= n_perm:
-        perms = [list(itertools.permutations(g)) for g in groups]
-        draws = []
-        for choice in itertools.product(*perms):
-            yy = y.copy()
-            for g, order in zip(groups, choice):
-                yy[g] = y[list(order)]
-            draws.append(score(yy))
+    def permuted(orders) -> float:  # the score with each stratum's y in the given order
+        yy = y.copy()
+        for g, order in zip(groups, orders):
+            yy[g] = y[list(order)]
+        return score(yy)
+
+    if math.prod(math.factorial(len(g)) for g in groups) <= n_perm:  # every within-stratum permutation
+        orders = itertools.product(*(itertools.permutations(g) for g in groups))
     else:
         rng = np.random.default_rng(seed)
-        draws = []
-        for _ in range(n_perm):
-            yy = y.copy()
-            for g in groups:
-                yy[g] = y[rng.permutation(g)]
-            draws.append(score(yy))
-    return obs, float(np.mean(np.asarray(draws) >= obs - 1e-9)), pairs
+        orders = ([rng.permutation(g) for g in groups] for _ in range(n_perm))
+    obs, draws = score(y), np.asarray([permuted(o) for o in orders])
+    return obs, float(np.mean(draws >= obs - 1e-9)), pairs
 
 
 # ---------------------------------------------------------------- branch against its start
