@@ -27,6 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib  # noqa: E402
 import torch  # noqa: E402
 
+from rlearly.config import RuntimeConfig  # noqa: E402
+from rlearly.lm.runtime import resolve  # noqa: E402
 from rlearly.tasks import SyntheticTask  # noqa: E402
 from rlearly.train.common import epoch_batch  # noqa: E402
 from rlearly.train.rl import RLRecipe  # noqa: E402
@@ -156,6 +158,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--new", type=int, default=64, help="tokens per completion (exactly)")
     ap.add_argument("--lr", type=float, default=1e-4)
     ap.add_argument("--no-trl", action="store_true", help="skip the TRL baseline")
+    ap.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32",
+                    help="rlearly's precision (runtime.dtype); the floor stays fp32's, so bf16 may pass 100%%")
     args = ap.parse_args(argv)
     if args.quick:
         args.preset, args.prompts, args.group, args.new, args.repeats, args.warmup = "tiny", 2, 4, 8, 1, 1
@@ -171,9 +175,12 @@ def main(argv=None) -> dict:
     rl_times, rl_rows, rl_rollout = [], [], []
     recipe.collect = clocked(recipe.collect, rl_rollout)  # sampling + rewards + advantages of each step
 
+    precision = resolve(RuntimeConfig(device="cpu", dtype=args.dtype))
+
     def rl_step(i: int) -> None:
         t = time.perf_counter()
-        rl_rows.append(recipe.step(i))
+        with precision.autocast():  # as a branch runs its recipe (rlearly.train.branch)
+            rl_rows.append(recipe.step(i))
         if i >= args.warmup:
             rl_times.append(time.perf_counter() - t)
 
@@ -225,7 +232,7 @@ def main(argv=None) -> dict:
                                            rollout=bound["rollout_floor_s"] / e["rollout_median_s"],
                                            update=bound["update_floor_s"] / e["update_median_s"])
     result = dict(benchmark="grpo", machine=benchlib.machine(), floor=bound, settings=dict(
-        preset=args.preset, n_params=model.num_params(), prompts_per_step=args.prompts, group_size=args.group,
+        preset=args.preset, dtype=args.dtype, n_params=model.num_params(), prompts_per_step=args.prompts, group_size=args.group,
         max_new_tokens=args.new, completion_tokens_per_step=tokens, lr=args.lr, temperature=1.0, top_p=1.0,
         kl=0.0, clip=0.2, dual_clip=3.0, loss="token-mean (TRL dapo)", reward="parity of completion characters",
         stop_tokens="none (rlearly); min_new_tokens=max_new_tokens (TRL)", warmup=args.warmup,

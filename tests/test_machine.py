@@ -100,7 +100,28 @@ def test_a_study_resolves_auto_once_when_loaded(monkeypatch, tmp_path, fast, dty
     assert spec.config["runtime.dtype"] == dtype
     assert all(a.config["runtime.dtype"] == dtype for a in spec.arms.values())
     assert spec.base_config().runtime.dtype == dtype
+    assert spec.eval.dtype == dtype and all(a.eval.dtype == dtype for a in spec.arms.values())  # sampling too
     plain = tmp_path / "plain.yaml"
     plain.write_text(text.replace("  preset: tiny\n", "  preset: tiny\n  runtime.device: cpu\n"))
     keys = lambda s: [n.key for n in study.plan(s, tmp_path / "root")]  # noqa: E731
     assert (keys(spec) == keys(study.load_study(plain))) == (dtype == "fp32")
+
+
+def test_eval_dtype_follows_the_study_unless_named(tmp_path):
+    """eval.dtype left out: the study's runtime.dtype; named: its own (bf16 samples are stored and recorded apart,
+    so an evaluation node's protocol names a dtype other than fp32)."""
+    from rlearly import study
+    from rlearly.errors import ConfigError
+    from rlearly.study.nodes import _protocol
+
+    text = (REPO / "studies" / "tiny.yaml").read_text()
+    (tmp_path / "b.yaml").write_text(text.replace("  preset: tiny\n", "  preset: tiny\n  runtime.dtype: bf16\n"))
+    spec = study.load_study(tmp_path / "b.yaml")
+    assert spec.eval.dtype == "bf16" and _protocol(spec.eval)["dtype"] == "bf16"
+    plain = study.load_study(REPO / "studies" / "tiny.yaml")
+    assert plain.eval.dtype == "fp32" and "dtype" not in _protocol(plain.eval)  # older results still count
+    (tmp_path / "e.yaml").write_text(text.replace("eval:\n", "eval:\n  dtype: bf16\n", 1))
+    assert study.load_study(tmp_path / "e.yaml").eval.dtype == "bf16"
+    (tmp_path / "bad.yaml").write_text(text.replace("eval:\n", "eval:\n  dtype: fp16\n", 1))
+    with pytest.raises(ConfigError, match="eval.dtype='fp16' must be fp32, bf16 or auto"):
+        study.load_study(tmp_path / "bad.yaml")

@@ -114,3 +114,40 @@ def test_top_p_samples_in_vocabulary_order_among_the_kept_tokens():
     u = (torch.arange(1700) + 0.5) / 1700
     picks = pick_tokens(logits.expand(1700, 4), u, 1.0, 0.8)
     assert torch.bincount(picks, minlength=4).tolist() == [0, 1000, 0, 700]
+
+
+def test_bf16_sampling_keeps_the_streams_and_fp32_is_unchanged(model, tok):
+    """bf16 (autocast; attention in fp32 on the CPU) draws from the same uniforms, so most first tokens come out
+    the same, with the same log-prob to bf16's rounding (this tiny random model is near uniform, so later tokens
+    drift apart sooner than a trained one's: benchmarks/bench_precision.py measures those); inside a bf16 autocast
+    context (a branch's rollouts) the sampler takes the bf16 path by itself; fp32 is bit for bit unchanged."""
+    prompts = [tok.encode("Ava has 3 marbles."), tok.encode("Tom lives in"), tok.encode("Mia")]
+    kw = dict(n=4, max_new_tokens=6, temperature=1.0, top_p=0.95, seed=2, pad_id=tok.pad_id)
+    fp32, default = generate(model, prompts, dtype="fp32", **kw), generate(model, prompts, **kw)
+    assert [c.tokens for c in fp32] == [c.tokens for c in default]
+    assert [c.logprobs for c in fp32] == [c.logprobs for c in default]
+    bf16 = generate(model, prompts, dtype="bf16", **kw)
+    same = [(a, b) for a, b in zip(fp32, bf16) if a.tokens[0] == b.tokens[0]]
+    assert len(same) >= len(fp32) * 3 // 4, len(same)
+    assert max(abs(a.logprobs[0] - b.logprobs[0]) for a, b in same) < 0.1
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ambient = generate(model, prompts, **kw)
+    assert [c.tokens for c in ambient] == [c.tokens for c in bf16]
+    with pytest.raises(ValueError, match="sampling dtype 'fp16'"):
+        generate(model, prompts, dtype="fp16", **kw)
+
+
+def test_attention_runs_in_fp32_under_cpu_autocast():
+    """Under bf16 autocast on the CPU attention's inputs are cast up and autocast is off inside (its fp32 kernels
+    are the faster ones there); without autocast nothing changes."""
+    from rlearly.lm.model import attention_precision
+
+    q, v = torch.randn(2, 3), torch.randn(2, 3).bfloat16()
+    ctx, (q2, v2) = attention_precision(q, v)
+    assert q2 is q and v2 is v
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ctx, (q2, v2) = attention_precision(q, v)
+        assert v2.dtype == torch.float32
+        with ctx:
+            assert (q2 @ v2.T).dtype == torch.float32
+        assert (q2 @ v2.T).dtype == torch.bfloat16

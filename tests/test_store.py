@@ -194,6 +194,29 @@ def test_missing_refuses_samples_drawn_with_another_budget_shots_or_backend(tmp_
         s.missing(TASK, CKPT, "test", ["b"], 1, 0, top_k=5)
 
 
+def test_bf16_samples_never_count_as_fp32_ones_and_unrecorded_rows_are_fp32(tmp_path):
+    s = SampleStore(tmp_path)
+    s.add([row("a", 0), row("b", 0, dtype="bf16")])  # "a" records no dtype: it was drawn in fp32
+    assert s.missing(TASK, CKPT, "test", ["a"], 2, 0, dtype="fp32") == [("a", 1)]
+    with pytest.raises(DataError, match="stored samples use dtype=fp32, not bf16"):
+        s.missing(TASK, CKPT, "test", ["a"], 2, 0, dtype="bf16")
+    with pytest.raises(DataError, match="stored samples use dtype=bf16, not fp32"):
+        s.missing(TASK, CKPT, "test", ["b"], 2, 0, dtype="fp32")
+    assert s.load(TASK, CKPT, "test")["dtype"].fillna("unrecorded").tolist() == ["unrecorded", "bf16"]
+
+
+def test_a_part_from_before_the_dtype_column_reads_as_fp32(tmp_path):
+    s = SampleStore(tmp_path)
+    s.add([row("a", 0)])
+    (part,) = parts(s)
+    path = s._dir(TASK, CKPT, "test") / part
+    pq.write_table(pq.read_table(path).drop(["dtype"]), path)  # as a store written before bf16 sampling
+    s = SampleStore(tmp_path)
+    assert s.missing(TASK, CKPT, "test", ["a"], 1, 0, dtype="fp32") == []
+    with pytest.raises(DataError, match="dtype=fp32, not bf16"):
+        s.missing(TASK, CKPT, "test", ["a"], 1, 0, dtype="bf16")
+
+
 def test_samples_of_another_task_are_never_reused(tmp_path):
     """The key carries the task id: the same checkpoint, split and problem ids under another task (another
     dataset file, world or scoring) share nothing."""

@@ -161,11 +161,12 @@ def _max_len(model) -> int:
 def sample_problems(model, tok: Tokenizer, task: Task, problems, *, checkpoint_id: str, split: str, n: int,
                     seed: int, store: SampleStore, temperature: float = 0.6, top_p: float = 0.95,
                     max_new_tokens: int | None = None, prompt_mode: str = "zero-shot", shots: int = SHOTS,
-                    batch_size: int = 512, backend: str = "torch", progress: bool = True) -> int:
+                    batch_size: int = 512, backend: str = "torch", dtype: str = "fp32", progress: bool = True) -> int:
     """Draw the samples among problems × range(n) that `store` lacks, score them, store them. Returns rows added.
 
     `model` is what sampling engine `backend` loads (rlearly.sampling: a LlamaLM for torch). Each problem's
-    budget is min(max_new_tokens, max_seq_len − prompt length), so it never depends on the batch.
+    budget is min(max_new_tokens, max_seq_len − prompt length), so it never depends on the batch. `dtype` (fp32,
+    bf16) is the precision the sampler computes in; each row records it, so fp32 samples never count as bf16 ones.
     """
     gen = _sampler(backend)
     max_new_tokens = task.max_new_tokens if max_new_tokens is None else max_new_tokens  # the task's protocol
@@ -173,7 +174,7 @@ def sample_problems(model, tok: Tokenizer, task: Task, problems, *, checkpoint_i
         raise RlearlyError(f"prompt_mode={prompt_mode!r} must be one of {', '.join(PROMPT_MODES)}")
     by_id = {str(p.id): p for p in problems}
     protocol = dict(max_new_tokens=int(max_new_tokens), shots=int(shots) if prompt_mode == "few-shot" else 0,
-                    backend=backend)
+                    backend=backend, dtype=dtype)
     tid = task.task_id(split)
     missing = store.missing(tid, checkpoint_id, split, list(by_id), n, seed, temperature, top_p, prompt_mode,
                             **protocol)
@@ -196,7 +197,8 @@ def sample_problems(model, tok: Tokenizer, task: Task, problems, *, checkpoint_i
     for T, m, pieces in _plan(todo, room, batch_size):
         keys = [sample_key(pid, i) for pid, idx in pieces for i in idx]
         outs = gen(model, [prompts[pid] for pid, _ in pieces], n=m, max_new_tokens=T, temperature=temperature,
-                   top_p=top_p, stop_ids=stop, seed=seed, keys=keys, pad_id=tok.pad_id)
+                   top_p=top_p, stop_ids=stop, seed=seed, keys=keys, pad_id=tok.pad_id,
+                   **({"dtype": dtype} if dtype != "fp32" else {}))
         pairs = [(pid, i) for pid, idx in pieces for i in idx]
         for (pid, i), c in zip(pairs, outs):
             text = task.answer_text(tok.decode(c.tokens))
@@ -242,7 +244,7 @@ def _ensure_samples(ckpt_path, task: Task, split: str, n: int, seed: int, store:
     t, p = sampling.get("temperature", 0.6), sampling.get("top_p", 0.95)
     protocol = dict(max_new_tokens=int(sampling.get("max_new_tokens") or task.max_new_tokens),
                     shots=int(sampling.get("shots", SHOTS)) if mode == "few-shot" else 0,
-                    backend=sampling.get("backend", "torch"))
+                    backend=sampling.get("backend", "torch"), dtype=sampling.get("dtype", "fp32"))
     if store.missing(task.task_id(split), cid, split, pids, n, seed, t, p, mode, **protocol):
         model, tok = _load(path, sampling.get("backend", "torch"), device)
         sample_problems(model, tok, task, problems, checkpoint_id=cid, split=split, n=n, seed=seed, store=store,
@@ -256,7 +258,7 @@ def evaluate_passk(ckpt_path, task: Task | str = "synthetic", split: str = "test
     """pass@k of a checkpoint for every k in ks (95% bootstrap CIs over problems), from stored samples.
 
     Draws only what the store lacks; `sampling` goes to sample_problems (temperature, top_p,
-    max_new_tokens, shots, batch_size, backend, progress), but for `device` (where the model samples: auto,
+    max_new_tokens, shots, batch_size, backend, dtype, progress), but for `device` (where the model samples: auto,
     cpu, cuda[:i]; default auto). Rates are over all n samples of all problems.
     """
     ks = check_ks(ks, n)

@@ -63,10 +63,13 @@ SCHEMA = pa.schema([
     ("max_new_tokens", pa.int64()),  # token budget the sample was drawn with (null: not recorded)
     ("shots", pa.int64()),  # few-shot exemplars in the prompt (0 for zero-shot; null: not recorded)
     ("backend", pa.string()),  # sampling engine: torch or vllm (null: not recorded)
+    ("dtype", pa.string()),  # precision the sampler computed in: fp32 or bf16 (null: fp32, rows from before bf16)
 ])
 PROMPT_MODES = ("zero-shot", "few-shot")
-_OPTIONAL = {"answer": None, "answer_text": None, "max_new_tokens": None, "shots": None, "backend": None}
-_PROTOCOL = ("max_new_tokens", "shots", "backend")  # compared exactly when both sides record them
+_OPTIONAL = {"answer": None, "answer_text": None, "max_new_tokens": None, "shots": None, "backend": None,
+             "dtype": None}
+_PROTOCOL = ("max_new_tokens", "shots", "backend", "dtype")  # compared exactly when both sides record them
+_LATE = {"dtype": "fp32"}  # columns parts written before them lack, and what a missing value means
 _STR = ("task", "checkpoint_id", "split", "problem_id", "completion", "prompt_mode")
 _INT = ("sample_index", "seed", "tokens")
 _FLOAT = ("logprob", "temperature", "top_p")
@@ -110,7 +113,7 @@ def _check_row(i: int, row: dict) -> dict:
         out[f] = bool(out[f])
     for f in _PROTOCOL:
         v = out[f]
-        ok = v is None or (isinstance(v, str) if f == "backend" else
+        ok = v is None or (isinstance(v, str) if f in ("backend", "dtype") else
                            isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)))
         if not ok:
             raise DataError(f"sample row {i}: field '{f}' has the wrong type: {v!r}")
@@ -198,6 +201,9 @@ class SampleStore:
             first = str(e).splitlines()[0] if str(e) else ""
             raise DataError(f"sample store part {path} is corrupt or truncated ({type(e).__name__}: {first}); "
                             f"delete that file and re-run the evaluation to resample it") from None
+        for f in _LATE:
+            if f not in table.column_names:  # a part from before the column existed
+                table = table.append_column(f, pa.nulls(len(table), SCHEMA.field(f).type))
         missing = [f for f in SCHEMA.names if f not in table.column_names]
         if missing:
             raise DataError(f"sample store part {path} lacks column(s) {missing}; it was not written by SampleStore")
@@ -244,7 +250,7 @@ class SampleStore:
         """Stored samples under the same key must come from the same sampling protocol."""
         for field, want in protocol.items():
             if want is not None and len(df) and field in df:
-                have = df[field].dropna()
+                have = df[field].fillna(_LATE[field]) if field in _LATE else df[field].dropna()
                 bad = have != want
                 if bad.any():
                     raise DataError(f"{where}: stored samples use {field}={have[bad].iloc[0]}, not {want}; "
@@ -266,7 +272,7 @@ class SampleStore:
                 top_p: float | None = None, prompt_mode: str | None = None, **protocol) -> list[tuple[str, int]]:
         """(problem_id, sample_index) pairs among problem_ids x range(n) not stored yet for this seed.
 
-        Given temperature/top_p/prompt_mode (and max_new_tokens/shots/backend as keywords), stored samples of
+        Given temperature/top_p/prompt_mode (and max_new_tokens/shots/backend/dtype as keywords), stored samples of
         these problems drawn otherwise are an error (they would be silently reused under the wrong protocol).
         """
         unknown = set(protocol) - set(_PROTOCOL)

@@ -6,6 +6,7 @@ a loss mask), RL (per-token log-probs of given targets) and sampling (logits wit
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 
@@ -130,6 +131,20 @@ class Packing:
         return y.transpose(1, 2).reshape(self.B * self.T, -1).index_select(0, self.index)
 
 
+ATTENTION_FP32_ON_CPU = True  # see attention_precision
+
+
+def attention_precision(*ts):
+    """(context, tensors) for attention under autocast: on the CPU, attention runs in fp32 (the tensors cast up,
+    autocast off inside), where its kernels are faster than bf16's: the CPU's bf16 flash-attention backward is
+    2-4x slower than fp32's, and its bf16 batched matmul copies the strided KV-cache slice it reads at every
+    decoding step (benchmarks/README.md). The matmuls of the projections and the MLP stay bf16. Elsewhere (no
+    autocast, a GPU): nothing changes."""
+    if ATTENTION_FP32_ON_CPU and ts[0].device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+        return torch.autocast("cpu", enabled=False), [t.float() for t in ts]
+    return contextlib.nullcontext(), ts
+
+
 def shared_prefix_attention(q, ks, vs, pk, pv, pmask, group: int):
     """Softmax attention of q (B, H, T, hd) over a prompt prefix shared by `group` consecutive rows
     (pk/pv (B/group, H, P, hd), pmask (B/group, P) True on real keys) followed by each row's own keys
@@ -197,14 +212,16 @@ class Attention(nn.Module):
             cache.k[layer, :, :, start:start + T] = k
             cache.v[layer, :, :, start:start + T] = v
             k, v = cache.k[layer, :, :, :start + T], cache.v[layer, :, :, :start + T]
-        if cache is not None and cache.prefix is not None:
-            pk, pv, pmask = cache.prefix
-            y = shared_prefix_attention(q, self._heads(k), self._heads(v), self._heads(pk[layer]), self._heads(pv[layer]),
-                                        pmask, cache.group)
-        elif attn_mask is None:  # grouped-query attention inside the kernel: no copy of the keys per query head
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=self.n_kv != self.n_head)
-        else:
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, enable_gqa=self.n_kv != self.n_head)
+        precision, (q, k, v) = attention_precision(q, k, v)
+        with precision:
+            if cache is not None and cache.prefix is not None:
+                pk, pv, pmask = cache.prefix
+                y = shared_prefix_attention(q, self._heads(k), self._heads(v), self._heads(pk[layer]),
+                                            self._heads(pv[layer]), pmask, cache.group)
+            elif attn_mask is None:  # grouped-query attention inside the kernel: no copy of the keys per query head
+                y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=self.n_kv != self.n_head)
+            else:
+                y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, enable_gqa=self.n_kv != self.n_head)
         return self._out(y)
 
     def forward_shared(self, xp, xs, rope_p, rope_s, pmask, preal, group: int, packing: Packing,
@@ -216,12 +233,15 @@ class Attention(nn.Module):
         Returns (prompt output (Bp, P, d) or None when `prefix_out` is False, packed output (M, d))."""
         qp, kp, vp = (t.transpose(1, 2) for t in self._qkv(xp, *rope_p))
         qs, ks, vs = (packing.unpack(t) for t in self._qkv(xs, *rope_s))
-        ys = shared_prefix_sdpa(qs, ks, vs, kp, vp, preal, group, self.n_kv != self.n_head, mask=packing.mask)
+        precision, (qp, kp, vp, qs, ks, vs) = attention_precision(qp, kp, vp, qs, ks, vs)
+        with precision:
+            ys = shared_prefix_sdpa(qs, ks, vs, kp, vp, preal, group, self.n_kv != self.n_head, mask=packing.mask)
         ys = self.o_proj(packing.pack(ys))  # (M, d)
         if not prefix_out:
             return None, ys
-        return self._out(F.scaled_dot_product_attention(qp, kp, vp, attn_mask=pmask,
-                                                        enable_gqa=self.n_kv != self.n_head)), ys
+        with precision:
+            yp = F.scaled_dot_product_attention(qp, kp, vp, attn_mask=pmask, enable_gqa=self.n_kv != self.n_head)
+        return self._out(yp), ys
 
     def _out(self, y):
         """Heads (B, H, T, hd) back to the residual stream (B, T, d)."""

@@ -10,6 +10,8 @@ Prompts are left-padded to a common length; one prefill per distinct prompt is s
 """
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import torch
 
@@ -76,7 +78,7 @@ def pick_tokens(logits: torch.Tensor, u: torch.Tensor, temperature: float, top_p
     every token at least as likely as the least likely token of the nucleus (ties at the cut all stay)."""
     if temperature == 0:
         return logits.argmax(-1)
-    probs = torch.softmax(logits / temperature, dim=-1)
+    probs = torch.softmax(logits if temperature == 1 else logits / temperature, dim=-1)  # x / 1 is x
     if top_p < 1.0:
         probs = probs * (probs >= nucleus_threshold(probs, top_p).unsqueeze(-1))
     cum = probs.cumsum(-1)
@@ -87,13 +89,36 @@ def pick_tokens(logits: torch.Tensor, u: torch.Tensor, temperature: float, top_p
 @torch.no_grad()
 def generate(model: LlamaLM, prompts: list[list[int]], *, n: int = 1, max_new_tokens: int = 64,
              temperature: float = 1.0, top_p: float = 1.0, stop_ids=(), seed: int = 0,
-             keys: list[int] | None = None, pad_id: int = 0, use_cache: bool = True) -> list[Completion]:
+             keys: list[int] | None = None, pad_id: int = 0, use_cache: bool = True,
+             dtype: str | None = None) -> list[Completion]:
     """Sample n completions for each prompt. Returns len(prompts) * n completions, prompt-major.
 
     `keys` (one per completion) fix each sample's random stream; default: its index in the output.
     `use_cache=False` recomputes the whole sequence every step (the slow reference).
+    `dtype` "bf16": the forward passes under bf16 autocast (on the CPU attention stays fp32 over an fp32 KV cache:
+    rlearly.lm.model.attention_precision); token picking and log-probs stay fp32. None: bf16 inside a bf16 autocast context (a branch's
+    rollouts under runtime.dtype bf16), else fp32, bit for bit as before bf16 sampling existed.
     """
     model.eval()
+    device_type = model.rope_cos.device.type
+    if dtype is None:
+        bf16 = torch.is_autocast_enabled(device_type) and torch.get_autocast_dtype(device_type) == torch.bfloat16
+        dtype = "bf16" if bf16 else "fp32"
+    with _precision(device_type, dtype):
+        return _generate(model, prompts, n, max_new_tokens, temperature, top_p, stop_ids, seed, keys, pad_id,
+                         use_cache, dtype)
+
+
+def _precision(device_type: str, dtype: str):
+    """The context a sampling forward runs in: bf16 autocast on the model's device, or nothing."""
+    if dtype == "fp32":
+        return contextlib.nullcontext()
+    if dtype != "bf16":
+        raise ValueError(f"sampling dtype {dtype!r}: known fp32, bf16")
+    return torch.autocast(device_type=device_type, dtype=torch.bfloat16)
+
+
+def _generate(model, prompts, n, max_new_tokens, temperature, top_p, stop_ids, seed, keys, pad_id, use_cache, dtype):
     total = len(prompts) * n
     keys = list(range(total)) if keys is None else list(keys)
     if len(keys) != total:

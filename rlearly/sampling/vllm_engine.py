@@ -221,9 +221,9 @@ def to_completion(output) -> Completion:
 
 def generate(model: VllmModel, prompts: list[list[int]], *, n: int = 1, max_new_tokens: int = 64,
              temperature: float = 1.0, top_p: float = 1.0, stop_ids=(), seed: int = 0,
-             keys: list[int] | None = None, pad_id: int = 0) -> list[Completion]:
+             keys: list[int] | None = None, pad_id: int = 0, dtype: str | None = None) -> list[Completion]:
     """sampling.generate's contract on vLLM: len(prompts) * n completions, prompt-major, one key each.
-    `pad_id` is unused (vLLM does not pad)."""
+    `pad_id` is unused (vLLM does not pad); so is `dtype` (vLLM computes in the dtype its engine was loaded in)."""
     total = len(prompts) * n
     keys = list(range(total)) if keys is None else list(keys)
     if len(keys) != total:

@@ -146,9 +146,10 @@ def _branch_job(cfg: Config, parent: Path, out: Path, method: str, sft_dir: Path
 
 def _protocol(e: EvalPlan) -> dict:
     """What an evaluation result must record to count as this plan's (n, ks, seed, problems; the sampler when it
-    is not rlearly's own, so results of older plans still count)."""
+    is not rlearly's own and its precision when not fp32, so results of older plans still count)."""
     return dict(n=e.n, ks=list(e.ks), eval_seed=e.seed, max_problems=e.max_problems, base_prompt=e.base_prompt,
-                **({"backend": e.backend} if e.backend != "torch" else {}))
+                **({"backend": e.backend} if e.backend != "torch" else {}),
+                **({"dtype": e.dtype} if e.dtype not in ("", "fp32") else {}))
 
 
 def _eval_job(e: EvalPlan, root: Path, ckpt: Path, split: str, out: Path, tc, protocol: dict):
@@ -163,7 +164,7 @@ def _eval_job(e: EvalPlan, root: Path, ckpt: Path, split: str, out: Path, tc, pr
         task = config_task(tc, cfg.world)  # a task made from the world: the checkpoint's
         rec = record.evaluation_record(ckpt, task, split, n=e.n, ks=e.ks, seed=e.seed, store_root=root / "samples",
                                        prompt_mode=mode, max_problems=e.max_problems, device=cfg.runtime.device,
-                                       backend=e.backend, protocol=protocol)
+                                       backend=e.backend, dtype=e.dtype or "fp32", protocol=protocol)
         record.write_record(out, rec)
     return job
 

@@ -40,6 +40,7 @@ class EvalPlan:
     task: str = ""  # the task evaluated (e.g. gsm8k); "": the arm's training task (task.name, default synthetic)
     task_files: list[str] = field(default_factory=list)  # its local data files as "split=path" (default: its hub)
     backend: str = "torch"  # the sampler: torch (rlearly's) or vllm ([gpu]; its samples are stored apart)
+    dtype: str = ""  # the sampler's precision: fp32, bf16, auto; "": the study's runtime.dtype (resolved at load)
     lm_eval: list[str] = field(default_factory=list)  # lm-eval benchmarks (rlearly.evaluation.lmeval.BENCHMARKS) on every
     #                                                   evaluated checkpoint ([eval] extra; its data come from the hub)
     lm_eval_limit: int = 1000  # examples per benchmark (the paper's 1,000)
@@ -59,6 +60,9 @@ class EvalPlan:
         if splits and (bad := [s for s in self.splits if s not in splits]):
             raise ConfigError(f"study eval.splits: unknown split {bad[0]!r}; known: {', '.join(splits)}")
         get_engine(self.backend, "study eval.backend: ")
+        if self.dtype not in ("", "auto", "fp32", "bf16"):
+            raise ConfigError(f"study eval.dtype={self.dtype!r} must be fp32, bf16 or auto (or left out: the study's "
+                              "runtime.dtype)")
         if self.n < 1 or any(k < 1 or k > self.n for k in self.ks):
             raise ConfigError(f"study eval.ks={self.ks} must lie in [1, eval.n={self.n}]")
         if self.max_problems < 1:
@@ -211,13 +215,17 @@ def load_study(path: str | Path) -> StudySpec:
 
 def _resolve_auto_dtype(spec: StudySpec) -> None:
     """runtime.dtype auto, resolved once, here, where the study is loaded: the resolved value is written into the
-    spec's configs, so every node's hash holds it and workers (pool or submitit) use the planner's value."""
+    spec's configs, so every node's hash holds it and workers (pool or submitit) use the planner's value. An
+    evaluation samples in the study's precision unless its eval.dtype names one (auto resolved the same way)."""
     from rlearly.lm.runtime import resolve_dtype
 
     for arm, config in [(spec.main_arm(), spec.config), *((a, a.config) for a in spec.arms.values())]:
         base = arm.base_config().runtime
         if base.dtype == "auto":
             config["runtime.dtype"] = resolve_dtype(base.device)
+        if arm.eval.dtype in ("", "auto"):
+            arm.eval.dtype = resolve_dtype(base.device) if arm.eval.dtype == "auto" else config.get(
+                "runtime.dtype", base.dtype)
         for o in [arm.branch.overrides, *arm.branch.method_overrides.values()]:
             if o.get("runtime.dtype") == "auto":
                 o["runtime.dtype"] = resolve_dtype(o.get("runtime.device", base.device))
