@@ -36,6 +36,7 @@ from rlearly.config import load_config, read_yaml_mapping  # noqa: E402
 from rlearly.data.mixture import Mixture, PretrainBatches  # noqa: E402
 from rlearly.data.world import World  # noqa: E402
 from rlearly.train.common import cosine_lr, make_adamw  # noqa: E402
+from rlearly.machine import fast_cpu_bf16  # noqa: E402
 from rlearly.train.pretrain import train_step  # noqa: E402
 
 STUDY = benchlib.ROOT / "studies" / "default.yaml"
@@ -74,8 +75,9 @@ def bench_shape(base, preset: str, overrides: dict, mixture, tok, rows: int, seq
         batches.append(maker.batch(i))
         data_s.append(time.perf_counter() - t)
 
-    ours, plain = copy.deepcopy(base).train(), copy.deepcopy(base).train()
+    ours, plain, half = copy.deepcopy(base).train(), copy.deepcopy(base).train(), copy.deepcopy(base).train()
     opt = make_adamw(ours, pc.lr, pc.weight_decay, (pc.beta1, pc.beta2))
+    half_opt = make_adamw(half, pc.lr, pc.weight_decay, (pc.beta1, pc.beta2))
     plain_opt = torch.optim.AdamW(plain.parameters(), lr=pc.lr, betas=(pc.beta1, pc.beta2),
                                   weight_decay=pc.weight_decay)
     warmup_steps = pc.warmup_tokens // pc.tokens_per_step
@@ -84,6 +86,13 @@ def bench_shape(base, preset: str, overrides: dict, mixture, tok, rows: int, seq
         x, y = batches[i]
         lr = cosine_lr(i, pc.total_steps, warmup_steps, pc.lr, pc.min_lr_ratio)
         loss, _ = train_step(ours, opt, x, y, lr, pc.grad_clip)
+        return loss.item()
+
+    def bf16_step(i):  # runtime.dtype bf16: the same step under bf16 autocast (attention stays fp32 on the CPU)
+        x, y = batches[i]
+        lr = cosine_lr(i, pc.total_steps, warmup_steps, pc.lr, pc.min_lr_ratio)
+        loss, _ = train_step(half, half_opt, x, y, lr, pc.grad_clip,
+                             autocast=torch.autocast("cpu", dtype=torch.bfloat16))
         return loss.item()
 
     def plain_step(i):
@@ -95,9 +104,11 @@ def bench_shape(base, preset: str, overrides: dict, mixture, tok, rows: int, seq
         plain_opt.step()
         return loss.item()
 
-    times = {"rlearly train_step": [], "plain PyTorch loop": []}
-    losses = {k: [] for k in times}
     steps = {"rlearly train_step": rlearly_step, "plain PyTorch loop": plain_step}
+    if args.bf16:
+        steps[BF16] = bf16_step
+    times = {k: [] for k in steps}
+    losses = {k: [] for k in times}
     for i in range(total):
         names = list(steps) if i % 2 == 0 else list(steps)[::-1]
         for name in names:
@@ -122,12 +133,18 @@ def bench_shape(base, preset: str, overrides: dict, mixture, tok, rows: int, seq
                 ratio_plain_over_rlearly=engines["plain PyTorch loop"]["median_s"] / base_s)
 
 
+BF16 = "rlearly train_step, bf16"
+
+
 def main(argv=None) -> dict:
     ap = benchlib.parser("bench_pretrain", __doc__)
+    ap.add_argument("--bf16", choices=["auto", "yes", "no"], default="auto",
+                    help="also time rlearly's step in bf16 (auto: where the CPU multiplies bf16 in hardware)")
     ap.add_argument("--shapes", default="study,16x256,32x256",
                     help="comma-separated batch shapes rows x seq_len; 'study' = the default study's")
     ap.add_argument("--matmul-n", type=int, default=2048, help="size of the square matmul that sets the peak")
     args = ap.parse_args(argv)
+    args.bf16 = args.bf16 == "yes" or (args.bf16 == "auto" and fast_cpu_bf16())
     preset, overrides = study_overrides()
     if args.quick:
         preset, overrides, args.shapes, args.repeats, args.warmup, args.matmul_n = "tiny", {}, "2x64", 1, 1, 256

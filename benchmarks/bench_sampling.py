@@ -18,6 +18,7 @@ import benchlib
 import torch
 
 benchlib.ensure_path()
+from rlearly.machine import fast_cpu_bf16  # noqa: E402
 from rlearly.sampling.torch_engine import generate  # noqa: E402
 
 
@@ -25,6 +26,9 @@ def shapes(quick: bool) -> dict:
     if quick:
         return {"batch": dict(prompts=8, n=1, new=8, per_call=8), "eval": dict(prompts=4, n=4, new=8, per_call=8)}
     return {"batch": dict(prompts=64, n=1, new=64, per_call=64), "eval": dict(prompts=64, n=32, new=64, per_call=512)}
+
+
+BF16 = "rlearly, bf16"
 
 
 def run_shape(name: str, s: dict, model, hf, prompts, args) -> list[dict]:
@@ -48,7 +52,13 @@ def run_shape(name: str, s: dict, model, hf, prompts, args) -> list[dict]:
                             do_sample=True, temperature=1.0, top_k=0, top_p=1.0, num_return_sequences=s["n"],
                             pad_token_id=0)
 
+    def ours_bf16():
+        for c in calls:
+            generate(model, c, dtype="bf16", **kw)
+
     engines = [("rlearly (KV cache, shared prefill)", ours, len(calls)), ("naive (no cache)", naive, 1)]
+    if args.bf16:
+        engines.append((BF16, ours_bf16, len(calls)))
     if hf is not None:
         engines.append(("HF transformers generate", hf_generate, len(calls)))
     rows = []
@@ -64,7 +74,9 @@ def run_shape(name: str, s: dict, model, hf, prompts, args) -> list[dict]:
     flops = len(prompts) * (benchlib.forward_flops(model, P) + s["n"] * benchlib.forward_flops(model, s["new"] - 1, P,
                                                                                                  s["new"]))
     rows[0]["floor"] = benchlib.floor(flops, args.peak_gflops)
-    rows[0]["fraction_of_fp32_floor"] = rows[0]["floor"]["floor_s"] / rows[0]["median_s"]
+    for r in rows:
+        if r["engine"] in (rows[0]["engine"], BF16):
+            r["fraction_of_fp32_floor"] = rows[0]["floor"]["floor_s"] / r["median_s"]
     return rows
 
 
@@ -73,7 +85,10 @@ def main() -> None:
     ap.add_argument("--preset", default="small")
     ap.add_argument("--prompt-len", type=int, default=40)
     ap.add_argument("--no-hf", action="store_true", help="skip the transformers baseline")
+    ap.add_argument("--bf16", choices=["auto", "yes", "no"], default="auto",
+                    help="also time rlearly's sampler in bf16 (auto: where the CPU multiplies bf16 in hardware)")
     args = ap.parse_args()
+    args.bf16 = args.bf16 == "yes" or (args.bf16 == "auto" and fast_cpu_bf16())
     if args.quick:
         args.preset, args.repeats, args.prompt_len = "tiny", 1, 8
     benchlib.setup_threads(args.threads)

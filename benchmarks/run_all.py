@@ -20,6 +20,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib  # noqa: E402
 
+from rlearly.machine import fast_cpu_bf16  # noqa: E402
+
 BENCHMARKS = ("sampling", "grpo", "sft", "pretrain", "shared", "study")
 
 
@@ -42,6 +44,9 @@ def headline(name: str, res: dict) -> dict:
     """The few numbers worth a line each: speed ratios (baseline time / rlearly time), MFU, shares."""
     if not res:
         return {}
+    if name == "grpo_bf16":
+        ours = res["engines"]["rlearly RLRecipe.step"]["fraction_of_fp32_floor"]
+        return {"bf16: update of the fp32 floor": ours["update"], "bf16: rollouts of the fp32 floor": ours["rollout"]}
     if name == "grpo":
         ours = res["engines"]["rlearly RLRecipe.step"]["fraction_of_fp32_floor"]
         return {"ratio": res.get("ratio_trl_over_rlearly"), "update of the fp32 floor": ours["update"],
@@ -49,9 +54,12 @@ def headline(name: str, res: dict) -> dict:
     if name == "sft":
         return {"ratio": res.get("ratio_trl_over_rlearly"), "notes": res.get("notes")}
     if name == "pretrain":
+        bf16 = "rlearly train_step, bf16"
         return {f"{s['batch_size']}x{s['seq_len']}": dict(
             ratio=s["ratio_plain_over_rlearly"], mfu_nonemb=s["engines"]["rlearly train_step"]["mfu"]["6N_nonemb"],
-            of_the_fp32_floor=s["engines"]["rlearly train_step"]["mfu"]["6N_nonemb+attn"]) for s in res["shapes"]}
+            of_the_fp32_floor=s["engines"]["rlearly train_step"]["mfu"]["6N_nonemb+attn"],
+            **({"bf16: of the fp32 floor": s["engines"][bf16]["mfu"]["6N_nonemb+attn"]} if bf16 in s["engines"] else {}))
+            for s in res["shapes"]}
     if name == "study":
         return {k: v["share"] for k, v in res.get("groups", {}).items()}
     if name == "shared":
@@ -59,7 +67,8 @@ def headline(name: str, res: dict) -> dict:
                 "slowdown beside a busy process, free_cpus()": res["free_cpus"]["slowdown"]}
     rows = res.get("rows") or []  # sampling: speed-ups, and rlearly's share of the fp32 floor per shape
     return {f"{r.get('shape')}: {r.get('engine')}": r.get("rlearly_speedup") for r in rows} | {
-        f"{r['shape']}: of the fp32 floor": r["fraction_of_fp32_floor"] for r in rows if "fraction_of_fp32_floor" in r}
+        f"{r['shape']}: {r['engine']}: of the fp32 floor": r["fraction_of_fp32_floor"] for r in rows
+        if "fraction_of_fp32_floor" in r}
 
 
 def main(argv=None) -> int:
@@ -78,24 +87,27 @@ def main(argv=None) -> int:
     if unknown:
         ap.error(f"unknown benchmark(s) {', '.join(unknown)}; known: {', '.join(BENCHMARKS)}")
     summary, failed = {}, []
-    for name in names:
-        flags = ["--out", str(args.out_dir / f"{name}.json")]
+    if "grpo" in names and fast_cpu_bf16():  # the GRPO step once more in bf16, rlearly alone (TRL's baseline is fp32)
+        names.insert(names.index("grpo") + 1, "grpo_bf16")
+    for label in names:
+        name, flags = label.removesuffix("_bf16"), ["--out", str(args.out_dir / f"{label}.json")]
+        flags += ["--dtype", "bf16", "--no-trl"] if label == "grpo_bf16" else []
         flags += ["--quick"] if args.quick else []
         flags += ["--repeats", str(args.repeats)] if args.repeats and name != "study" else []
         flags += ["--threads", str(args.threads)] if args.threads is not None else []
         flags += ["--study", str(args.study)] if name == "study" and args.study else []
-        print(f"\n=== {name}: benchmarks/bench_{name}.py {' '.join(flags)}", flush=True)
+        print(f"\n=== {label}: benchmarks/bench_{name}.py {' '.join(flags)}", flush=True)
         t = time.perf_counter()
         try:
             res = call_main(name, flags)
             if not isinstance(res, dict):  # a main that only writes its JSON
-                p = args.out_dir / f"{name}.json"
+                p = args.out_dir / f"{label}.json"
                 res = json.loads(p.read_text()) if p.is_file() else {}
-            summary[name] = dict(seconds=round(time.perf_counter() - t, 1), headline=headline(name, res))
+            summary[label] = dict(seconds=round(time.perf_counter() - t, 1), headline=headline(label, res))
         except Exception as e:  # one broken benchmark must not hide the others' numbers
             traceback.print_exc()
-            failed.append(name)
-            summary[name] = dict(seconds=round(time.perf_counter() - t, 1), error=f"{type(e).__name__}: {e}")
+            failed.append(label)
+            summary[label] = dict(seconds=round(time.perf_counter() - t, 1), error=f"{type(e).__name__}: {e}")
     print("\n=== summary (ratios: baseline time / rlearly time, > 1 = rlearly faster)")
     for name, s in summary.items():
         print(f"  {name:<9} {s['seconds']:>6.1f} s  {s.get('error') or json.dumps(s['headline'], default=str)}")

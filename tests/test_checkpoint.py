@@ -76,9 +76,13 @@ def test_corrupt_missing_and_foreign_checkpoints_are_named(tmp_path, tok):
     (path / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(CheckpointError, match="model_type is 'gpt2'"):
         load_checkpoint(path, verify=False)
-    cfg["model_type"] = "olmo2"  # the paper's model: the error names what rlearly's Llama lacks
+    cfg["model_type"] = "gemma"  # a relative rlearly lacks: the error names what its decoder would need
     (path / "config.json").write_text(json.dumps(cfg))
-    with pytest.raises(CheckpointError, match=r"model_type is 'olmo2', rlearly loads only 'llama' \(OLMo2 needs QK-norm"):
+    with pytest.raises(CheckpointError, match=r"model_type is 'gemma'; rlearly loads llama, olmo2, .* \(Gemma needs GeGLU"):
+        load_checkpoint(path, verify=False)
+    cfg["model_type"] = "olmo2"  # a family it has, but these weights are a Llama's: named, not half-loaded
+    (path / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match=r"weights do not fit the architecture .*missing \['model.layers.0.self_attn.q_norm"):
         load_checkpoint(path, verify=False)
 
 

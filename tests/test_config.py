@@ -39,14 +39,16 @@ def test_late_options_at_their_noop_value_keep_old_run_names(monkeypatch):
                                           "sft.epochs", "branch.patience", "branch.min_delta", "branch.no_signal_steps", "pretrain.engine",
                                           "rl.vllm_memory",
                                           "rl.vllm_dtype", "rl.vllm_max_seqs", "rl.vllm_tp", "rl.vllm_eager", "runtime.dtype",
-                                          "task.name", "task.files", "task.multiline", "task.max_new_tokens"}
+                                          "task.name", "task.files", "task.multiline", "task.max_new_tokens",
+                                          "model.family", "model.head_size", "model.rotary_fraction"}
     # where and how, not what: never in a hash
     assert config.execution_options() == ["pretrain.nanotron_launch", "runtime.device", "runtime.micro_batches",
                                           "runtime.activation_checkpointing", "runtime.logit_chunk", "runtime.shard",
                                           "runtime.threads", "runtime.compile"]
     assert load_config(overrides={**study, "runtime.device": "cuda"}).hash() == name
     for option, value in {"rl.filter_groups": True, "sft.demo_merge": 0.5, "rl.format_score": 0.1,
-                          "runtime.dtype": "bf16", "task.name": "gsm8k"}.items():
+                          "runtime.dtype": "bf16", "task.name": "gsm8k", "model.family": "olmo2",
+                          "model.head_size": 64, "model.rotary_fraction": 0.5}.items():
         assert load_config(overrides={**study, option: value}).hash() != name, option
     monkeypatch.setattr(config.tree, "SCHEMA", 2)  # where Config.hash reads them
     assert load_config(overrides=study).hash() != name

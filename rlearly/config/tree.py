@@ -61,19 +61,34 @@ class ModelConfig:
     norm_eps: float = setting(1e-5, "RMSNorm epsilon")
     tie_embeddings: bool = setting(False, "the paper's OLMo2 unties input and output embeddings")
     init_std: float = setting(0.02, "std of the normal initialisation of every weight matrix")
+    family: str = late("llama", "architecture family (rlearly.lm.families): llama, olmo2 (the paper's: QK-norm, norms "
+                       "after attention and MLP), qwen2 (q/k/v biases), qwen3 (QK-norm per head), gpt_neox (Pythia)")
+    head_size: int = late(0, "width of one attention head; 0: n_embd / n_head (Qwen3 names its own)")
+    rotary_fraction: float = late(1.0, "share of each head's dimensions RoPE rotates (GPT-NeoX/Pythia: 0.25)")
 
     def __post_init__(self):
-        _positive(self, "n_layer", "n_head", "n_kv_head", "n_embd", "ffn_hidden", "max_seq_len")
-        if self.n_embd % self.n_head:
+        _positive(self, "n_layer", "n_head", "n_kv_head", "n_embd", "ffn_hidden", "max_seq_len")  # model.family: the
+        # model checks it against rlearly.lm.families' registry when built (config sits below lm)
+        if self.head_size < 0:
+            raise ConfigError(f"model.head_size={self.head_size} must be >= 0 (0: n_embd / n_head)")
+        if not self.head_size and self.n_embd % self.n_head:
             raise ConfigError(f"model.n_embd={self.n_embd} must be divisible by model.n_head={self.n_head}")
         if self.n_head % self.n_kv_head:
             raise ConfigError(f"model.n_head={self.n_head} must be divisible by model.n_kv_head={self.n_kv_head}")
-        if (self.n_embd // self.n_head) % 2:
-            raise ConfigError("model head size (n_embd / n_head) must be even for RoPE")
+        if not 0 < self.rotary_fraction <= 1:
+            raise ConfigError(f"model.rotary_fraction={self.rotary_fraction} must lie in (0, 1]")
+        if self.rotary_dims % 2 or not self.rotary_dims:
+            raise ConfigError(f"model head size {self.head_dim} x rotary_fraction {self.rotary_fraction} = "
+                              f"{self.head_dim * self.rotary_fraction:g} dimensions: RoPE needs an even number")
 
     @property
     def head_dim(self) -> int:
-        return self.n_embd // self.n_head
+        return self.head_size or self.n_embd // self.n_head
+
+    @property
+    def rotary_dims(self) -> int:
+        """The dimensions of each head RoPE rotates (the first ones; Hugging Face's int() of the product)."""
+        return int(self.head_dim * self.rotary_fraction)
 
 
 @dataclass

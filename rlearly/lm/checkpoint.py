@@ -1,4 +1,4 @@
-"""Checkpoints in Hugging Face Llama layout, with provenance, written atomically and loaded without pickle.
+"""Checkpoints in Hugging Face layout (Llama's, or the model family's: rlearly.lm.families), with provenance, written atomically and loaded without pickle.
 
 A checkpoint directory holds `config.json`, `model.safetensors`, `generation_config.json`, the tokenizer
 files, rlearly's resolved `config.yaml`, optionally the trainer state in `trainer/` (`optimizer.safetensors` +
@@ -27,6 +27,7 @@ import rlearly
 from rlearly.config import Config, ModelConfig
 from rlearly.errors import CheckpointError, StorageError
 from rlearly.files import git_commit, sha256_file
+from rlearly.lm.families import family_of_hf, get_family
 from rlearly.lm.model import LlamaLM
 from rlearly.lm.tokenizer import Tokenizer
 
@@ -47,50 +48,13 @@ def provenance() -> dict:
 
 
 def hf_config(cfg: ModelConfig, tok: Tokenizer) -> dict:
-    return {
-        "architectures": ["LlamaForCausalLM"], "model_type": "llama",
-        "vocab_size": tok.vocab_size, "hidden_size": cfg.n_embd, "intermediate_size": cfg.ffn_hidden,
-        "num_hidden_layers": cfg.n_layer, "num_attention_heads": cfg.n_head,
-        "num_key_value_heads": cfg.n_kv_head, "head_dim": cfg.head_dim, "hidden_act": "silu",
-        "max_position_embeddings": cfg.max_seq_len, "rms_norm_eps": cfg.norm_eps,
-        "rope_theta": cfg.rope_theta, "rope_parameters": {"rope_type": "default", "rope_theta": cfg.rope_theta},
-        "tie_word_embeddings": cfg.tie_embeddings, "attention_bias": False, "mlp_bias": False,
-        "initializer_range": cfg.init_std, "bos_token_id": tok.bos_id, "eos_token_id": tok.eos_id,
-        "pad_token_id": tok.pad_id, "torch_dtype": "float32", "use_cache": True,
-    }
+    """config.json for a model of `cfg.model.family`, in that family's Hugging Face layout."""
+    return get_family(cfg.family).hf_config(cfg, tok)
 
 
 def model_config_from_hf(hf: dict, where: Path) -> ModelConfig:
-    kind = hf.get("model_type")
-    if kind != "llama":
-        why = MISSING_ARCHITECTURE.get(kind, "")
-        raise CheckpointError(f"{where}: model_type is {kind!r}, rlearly loads only 'llama'" + (f" ({why})" if why else ""))
-    for k in ("hidden_act", "attention_bias", "mlp_bias"):
-        if hf.get(k, {"hidden_act": "silu"}.get(k, False)) not in ("silu", False):
-            raise CheckpointError(f"{where}: unsupported {k}={hf[k]!r} (rlearly's Llama has silu and no biases)")
-    missing = [k for k in _HF_REQUIRED if not isinstance(hf.get(k), int) or isinstance(hf.get(k), bool)]
-    if missing:
-        raise CheckpointError(f"{where}/config.json lacks integer field(s) {missing}")
-    theta = hf.get("rope_theta") or (hf.get("rope_parameters") or {}).get("rope_theta", 10000.0)
-    n_head = hf["num_attention_heads"]
-    return ModelConfig(n_layer=hf["num_hidden_layers"], n_head=n_head, n_kv_head=hf.get("num_key_value_heads", n_head),
-                       n_embd=hf["hidden_size"], ffn_hidden=hf["intermediate_size"],
-                       max_seq_len=hf["max_position_embeddings"], rope_theta=float(theta),
-                       norm_eps=hf.get("rms_norm_eps", 1e-5), tie_embeddings=hf.get("tie_word_embeddings", False),
-                       init_std=hf.get("initializer_range", 0.02))
-
-
-# Llama relatives and what rlearly's Llama lacks to load them (the paper's model is OLMo2-1B)
-MISSING_ARCHITECTURE = {
-    "olmo2": "OLMo2 needs QK-norm (RMSNorm on queries and keys) and norms after attention and MLP instead of before",
-    "olmo": "OLMo needs non-parametric layer norm and QKV clipping",
-    "mistral": "Mistral needs sliding-window attention",
-    "qwen2": "Qwen2 needs biases on the query, key and value projections",
-    "gemma": "Gemma needs GeGLU, (1 + weight) RMSNorm and scaled embeddings",
-}
-
-_HF_REQUIRED = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
-                "max_position_embeddings")
+    """The ModelConfig of a config.json: its model_type names the family (rlearly.lm.families)."""
+    return family_of_hf(hf, str(where)).model_config(hf, str(where))
 
 
 def save_checkpoint(path: str | Path, model: LlamaLM, tok: Tokenizer, meta: dict, config: Config | None = None,
@@ -111,6 +75,7 @@ def save_checkpoint(path: str | Path, model: LlamaLM, tok: Tokenizer, meta: dict
         state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}  # fp32 CPU, wherever trained
         if model.cfg.tie_embeddings:
             state.pop("lm_head.weight")  # safetensors stores no aliases; HF re-ties from config.json
+        state = {k: v.contiguous() for k, v in get_family(model.cfg.family).to_hf(state, model.cfg).items()}
         save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         tok.save(tmp, model.cfg.max_seq_len)
         if config is not None:
@@ -191,11 +156,18 @@ def load_checkpoint(path: str | Path, verify: bool = True) -> tuple[LlamaLM, Tok
     if not (path / "config.json").is_file() or not (path / "model.safetensors").is_file():
         raise CheckpointError(f"{path} is not a checkpoint (needs config.json and model.safetensors; "
                               "pickle files such as pytorch_model.bin are never loaded)")
+    model = load_model(path)
+    return model, Tokenizer.load(path), meta
+
+
+def load_model(path: str | Path) -> LlamaLM:
+    """The model of a checkpoint directory (config.json + model.safetensors, any registered family's layout),
+    without its tokenizer: what a plain Hugging Face directory written by transformers holds."""
+    path = Path(path)
     hf = _read_json(path / "config.json")
     mcfg = model_config_from_hf(hf, path)
-    tok = Tokenizer.load(path)
     model = LlamaLM(mcfg, hf["vocab_size"])
-    state = _load_tensors(path / "model.safetensors")
+    state = get_family(mcfg.family).from_hf(_load_tensors(path / "model.safetensors"), mcfg)
     if mcfg.tie_embeddings and "model.embed_tokens.weight" in state:
         state.setdefault("lm_head.weight", state["model.embed_tokens.weight"])
     try:
@@ -206,7 +178,7 @@ def load_checkpoint(path: str | Path, verify: bool = True) -> tuple[LlamaLM, Tok
     if missing or unexpected:
         raise CheckpointError(f"{path}: weights do not fit the architecture in config.json "
                               f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
-    return model, tok, meta
+    return model
 
 
 def load_trainer_state(path: str | Path, optimizers: dict[str, torch.optim.Optimizer]) -> dict:

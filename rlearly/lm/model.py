@@ -1,7 +1,10 @@
-"""Llama-architecture decoder (RMSNorm, RoPE, SwiGLU, no biases, optional GQA).
+"""The decoder: Llama's architecture (RMSNorm, RoPE, SwiGLU, no biases, optional GQA) and, by `model.family`,
+its relatives (rlearly.lm.families: OLMo-2's QK-norm and norms after attention and MLP, Qwen2's q/k/v biases,
+Qwen3's per-head QK-norm, GPT-NeoX's LayerNorm, parallel residual, partial RoPE and GELU MLP).
 
-The state dict uses Hugging Face `LlamaForCausalLM` parameter names, so a saved checkpoint loads with
-`transformers.AutoModelForCausalLM` unchanged. One `forward` serves pretraining (mean NLL), SFT (NLL under
+The state dict uses Hugging Face Llama parameter names (plus the families' own: q_norm, k_norm,
+post_feedforward_layernorm, biases); a family's weight-name map writes its own layout, so a saved checkpoint
+loads with `transformers.AutoModelForCausalLM` unchanged. One `forward` serves pretraining (mean NLL), SFT (NLL under
 a loss mask), RL (per-token log-probs of given targets) and sampling (logits with a KV cache).
 """
 from __future__ import annotations
@@ -16,6 +19,8 @@ import torch.nn.functional as F
 import torch.utils.checkpoint
 
 from rlearly.config import ModelConfig
+from rlearly.errors import ConfigError
+from rlearly.lm.families import get_family
 from rlearly.lm.losses import chunked_logprobs, scatter_masked, token_entropy, token_logprobs
 
 
@@ -32,6 +37,12 @@ class RMSNorm(nn.Module):
         return self.weight * xf.to(x.dtype)
 
 
+def make_norm(cfg: ModelConfig, dim: int | None = None) -> nn.Module:
+    """The family's norm over `dim` (default the residual width): RMSNorm, or LayerNorm with a bias (GPT-NeoX)."""
+    dim = dim or cfg.n_embd
+    return nn.LayerNorm(dim, eps=cfg.norm_eps) if get_family(cfg.family).layer_norm else RMSNorm(dim, cfg.norm_eps)
+
+
 def rope_tables(head_dim: int, max_len: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
     """cos/sin of shape (max_len, head_dim) in HF's half-split layout (not interleaved)."""
     inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.int64).float() / head_dim))
@@ -41,8 +52,12 @@ def rope_tables(head_dim: int, max_len: int, theta: float) -> tuple[torch.Tensor
 
 
 def apply_rope(x, cos, sin):
-    """x: (..., H, hd); cos/sin: (..., 1, hd), one row per token. Rotates pairs (i, i + hd/2)."""
-    half = x.shape[-1] // 2
+    """x: (..., H, hd); cos/sin: (..., 1, r), one row per token. Rotates pairs (i, i + r/2) of the first r
+    dimensions (r < hd: partial rotary, GPT-NeoX's); the rest pass through."""
+    r = cos.shape[-1]
+    if r < x.shape[-1]:
+        return torch.cat([apply_rope(x[..., :r], cos, sin), x[..., r:]], dim=-1)
+    half = r // 2
     rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
     return x * cos + rotated * sin
 
@@ -190,17 +205,30 @@ class Attention(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.n_head, self.n_kv, self.hd = cfg.n_head, cfg.n_kv_head, cfg.head_dim
-        self.q_proj = nn.Linear(cfg.n_embd, cfg.n_head * self.hd, bias=False)
-        self.k_proj = nn.Linear(cfg.n_embd, cfg.n_kv_head * self.hd, bias=False)
-        self.v_proj = nn.Linear(cfg.n_embd, cfg.n_kv_head * self.hd, bias=False)
-        self.o_proj = nn.Linear(cfg.n_head * self.hd, cfg.n_embd, bias=False)
+        fam = get_family(cfg.family)
+        if fam.fused_qkv and cfg.n_kv_head != cfg.n_head:
+            raise ConfigError(f"model.family={fam.name} has no grouped-query attention: model.n_kv_head="
+                              f"{cfg.n_kv_head} must equal model.n_head={cfg.n_head}")
+        qkv_bias = fam.qkv_bias or fam.dense_bias
+        self.q_proj = nn.Linear(cfg.n_embd, cfg.n_head * self.hd, bias=qkv_bias)
+        self.k_proj = nn.Linear(cfg.n_embd, cfg.n_kv_head * self.hd, bias=qkv_bias)
+        self.v_proj = nn.Linear(cfg.n_embd, cfg.n_kv_head * self.hd, bias=qkv_bias)
+        self.o_proj = nn.Linear(cfg.n_head * self.hd, cfg.n_embd, bias=fam.dense_bias)
+        self.qk_norm = fam.qk_norm  # "", "proj" (OLMo-2), "head" (Qwen3)
+        if fam.qk_norm:
+            q_dim, k_dim = (cfg.n_head * self.hd, cfg.n_kv_head * self.hd) if fam.qk_norm == "proj" else (self.hd,) * 2
+            self.q_norm, self.k_norm = RMSNorm(q_dim, cfg.norm_eps), RMSNorm(k_dim, cfg.norm_eps)
 
     def _qkv(self, x, cos, sin):
         """x (..., d) -> rotated queries (..., H, hd), rotated keys and values (..., Hkv, hd), with the
         rotation tables cos/sin (..., 1, hd). Works on (B, T, d) grids and on packed (M, d) tokens."""
         lead = x.shape[:-1]
-        q = self.q_proj(x).view(*lead, self.n_head, self.hd)
-        k = self.k_proj(x).view(*lead, self.n_kv, self.hd)
+        q, k = self.q_proj(x), self.k_proj(x)
+        if self.qk_norm == "proj":  # OLMo-2: over the whole projection, before the heads are split
+            q, k = self.q_norm(q), self.k_norm(k)
+        q, k = q.view(*lead, self.n_head, self.hd), k.view(*lead, self.n_kv, self.hd)
+        if self.qk_norm == "head":  # Qwen3: per head
+            q, k = self.q_norm(q), self.k_norm(k)
         v = self.v_proj(x).view(*lead, self.n_kv, self.hd)
         return apply_rope(q, cos, sin), apply_rope(k, cos, sin), v
 
@@ -255,37 +283,65 @@ class Attention(nn.Module):
 class MLP(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        self.gate_proj = nn.Linear(cfg.n_embd, cfg.ffn_hidden, bias=False)
-        self.up_proj = nn.Linear(cfg.n_embd, cfg.ffn_hidden, bias=False)
-        self.down_proj = nn.Linear(cfg.ffn_hidden, cfg.n_embd, bias=False)
+        self.gelu = get_family(cfg.family).gelu_mlp  # GPT-NeoX: up -> GELU -> down, with biases; else SwiGLU
+        if not self.gelu:
+            self.gate_proj = nn.Linear(cfg.n_embd, cfg.ffn_hidden, bias=False)
+        self.up_proj = nn.Linear(cfg.n_embd, cfg.ffn_hidden, bias=self.gelu)
+        self.down_proj = nn.Linear(cfg.ffn_hidden, cfg.n_embd, bias=self.gelu)
 
     def forward(self, x):
+        if self.gelu:
+            return self.down_proj(F.gelu(self.up_proj(x)))
         return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))  # SwiGLU
 
 
 class Block(nn.Module):
+    """One layer. Llama (and Qwen): x + attn(norm(x)), then + mlp(norm(x)); OLMo-2 (`norm_after`): the norms on the
+    outputs instead, x + norm(attn(x)), then + norm(mlp(x)); GPT-NeoX (`parallel_residual`): x + attn(norm1(x)) +
+    mlp(norm2(x)), both from the same x. The parameter names are Hugging Face's for each."""
+
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        self.input_layernorm = RMSNorm(cfg.n_embd, cfg.norm_eps)
+        fam = get_family(cfg.family)
+        self.norm_after, self.parallel = fam.norm_after, fam.parallel_residual
+        if not self.norm_after:
+            self.input_layernorm = make_norm(cfg)
         self.self_attn = Attention(cfg)
-        self.post_attention_layernorm = RMSNorm(cfg.n_embd, cfg.norm_eps)
+        self.post_attention_layernorm = make_norm(cfg)  # OLMo-2: on the attention's output
+        if self.norm_after:
+            self.post_feedforward_layernorm = make_norm(cfg)
         self.mlp = MLP(cfg)
 
+    def _attn_in(self, x):
+        return x if self.norm_after else self.input_layernorm(x)
+
+    def _attn_out(self, a):
+        return self.post_attention_layernorm(a) if self.norm_after else a
+
+    def _mlp(self, x):
+        if self.norm_after:
+            return self.post_feedforward_layernorm(self.mlp(x))
+        return self.mlp(self.post_attention_layernorm(x))
+
+    def _residual(self, x, a):
+        """The layer's output from its input x and its attention's output a (normed as the family does)."""
+        if self.parallel:
+            return x + a + self._mlp(x)
+        x = x + a
+        return x + self._mlp(x)
+
     def forward(self, x, cos, sin, cache, layer, attn_mask):
-        x = x + self.self_attn(self.input_layernorm(x), cos, sin, cache, layer, attn_mask)
-        return x + self.mlp(self.post_attention_layernorm(x))
+        return self._residual(x, self._attn_out(self.self_attn(self._attn_in(x), cos, sin, cache, layer, attn_mask)))
 
     def forward_shared(self, xp, xs, rope_p, rope_s, pmask, preal, group: int, packing: Packing, last: bool):
         """The block on prompts xp and their packed continuations xs (see Attention.forward_shared). In the
         last block the prompts' own outputs are not needed (only their keys/values): xp comes back None."""
-        ap, a_s = self.self_attn.forward_shared(self.input_layernorm(xp), self.input_layernorm(xs), rope_p,
+        ap, a_s = self.self_attn.forward_shared(self._attn_in(xp), self._attn_in(xs), rope_p,
                                                 rope_s, pmask, preal, group, packing, prefix_out=not last)
-        xs = xs + a_s
-        xs = xs + self.mlp(self.post_attention_layernorm(xs))
+        xs = self._residual(xs, self._attn_out(a_s))
         if last:
             return None, xs
-        xp = xp + ap
-        return xp + self.mlp(self.post_attention_layernorm(xp)), xs
+        return self._residual(xp, self._attn_out(ap)), xs
 
 
 class _Trunk(nn.Module):
@@ -295,7 +351,7 @@ class _Trunk(nn.Module):
         super().__init__()
         self.embed_tokens = nn.Embedding(vocab_size, cfg.n_embd)
         self.layers = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
-        self.norm = RMSNorm(cfg.n_embd, cfg.norm_eps)
+        self.norm = make_norm(cfg)
 
 
 class LlamaLM(nn.Module):
@@ -308,7 +364,7 @@ class LlamaLM(nn.Module):
         self.lm_head = nn.Linear(cfg.n_embd, vocab_size, bias=False)
         if cfg.tie_embeddings:
             self.lm_head.weight = self.model.embed_tokens.weight
-        cos, sin = rope_tables(cfg.head_dim, cfg.max_seq_len, cfg.rope_theta)
+        cos, sin = rope_tables(cfg.rotary_dims, cfg.max_seq_len, cfg.rope_theta)
         self.register_buffer("rope_cos", cos, persistent=False)
         self.register_buffer("rope_sin", sin, persistent=False)
         self.apply(self._init)
@@ -319,6 +375,8 @@ class LlamaLM(nn.Module):
     def _init(self, m):
         if isinstance(m, (nn.Linear, nn.Embedding)):
             nn.init.normal_(m.weight, std=self.cfg.init_std)
+        if isinstance(m, nn.Linear) and m.bias is not None:
+            nn.init.zeros_(m.bias)
 
     def num_params(self, embeddings: bool = True) -> int:
         n = sum(p.numel() for p in self.parameters())

@@ -37,6 +37,7 @@ from pathlib import Path
 from rlearly.errors import CheckpointError, ConfigError, RlearlyError
 from rlearly.extras import require
 from rlearly.lm.checkpoint import save_checkpoint
+from rlearly.lm.families import get_family
 from rlearly.sampling import Completion
 from rlearly.seeds import vllm_sample_seed
 
@@ -156,6 +157,7 @@ def hf_weights(model) -> list[tuple]:
     state = model.state_dict()
     if model.cfg.tie_embeddings:
         state.pop("lm_head.weight")
+    state = get_family(model.cfg.family).to_hf(state, model.cfg)  # the family's names (GPT-NeoX: fused q/k/v)
     return [(name, t.detach()) for name, t in state.items()]
 
 

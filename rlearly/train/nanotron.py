@@ -67,6 +67,8 @@ def nanotron_config(cfg: Config, *, tokenizer_path: str, vocab_size: int, specia
                     checkpoint_interval: int | None = None, dtype: str = "bfloat16") -> dict:
     """nanotron's config as a dict (see the module docstring for the mapping)."""
     m, pc = cfg.model, cfg.pretrain
+    if m.family != "llama":
+        raise ConfigError(f"model.family={m.family}: nanotron's model here is its Llama; export model.family=llama")
     if dp < 1 or pc.batch_size % dp:
         raise ConfigError(f"--dp {dp} must divide pretrain.batch_size={pc.batch_size}")
     mbs = micro_batch_size or pc.batch_size // dp
