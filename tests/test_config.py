@@ -40,7 +40,7 @@ def test_late_options_at_their_noop_value_keep_old_run_names(monkeypatch):
                                           "rl.vllm_memory",
                                           "rl.vllm_dtype", "rl.vllm_max_seqs", "rl.vllm_tp", "rl.vllm_eager", "runtime.dtype",
                                           "task.name", "task.files", "task.multiline", "task.max_new_tokens",
-                                          "model.family", "model.head_size", "model.rotary_fraction"}
+                                          "model.family", "model.head_size", "model.rotary_fraction", "branch.base"}
     # where and how, not what: never in a hash
     assert config.execution_options() == ["pretrain.nanotron_launch", "runtime.device", "runtime.micro_batches",
                                           "runtime.activation_checkpointing", "runtime.logit_chunk", "runtime.shard",

@@ -328,6 +328,8 @@ class BranchConfig:
     no_signal_steps: int = late(0,
                                 "RL alone: stop after this many first steps in which no group's rollouts got "
                                 "differing rewards (a zero policy gradient: the start solves none of them); 0 = off")
+    base: str = late("", "the suite checkpoint a branch starts from, <model id>@<commit>#<weights' id> (set by a "
+                     "study's base section: rlearly.study.suite)")
 
     def __post_init__(self):
         for name in ("parallel_rl_weight", "combined_sft_weight"):

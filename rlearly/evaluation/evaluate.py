@@ -100,7 +100,8 @@ def task_prompt(task: Task, problem: TaskProblem, prompt_mode: str, shots: int =
     return task.prompt(problem, exemplars)
 
 
-BASE_METHODS = ("pretrain", "nanotron")  # a base checkpoint: pretrained by rlearly, or converted from nanotron
+BASE_METHODS = ("pretrain", "nanotron", "suite")  # a base checkpoint: pretrained by rlearly, converted from
+#                                                  nanotron, or a public suite's revision (rlearly.study.suite)
 
 
 def resolve_prompt_mode(prompt_mode: str, meta: dict) -> str:

@@ -22,12 +22,12 @@ from rlearly.lm.runtime import place
 
 def evaluation_record(ckpt, task, split: str, *, n: int, ks, seed: int, store_root, prompt_mode: str,
                       max_problems: int | None, device: str = "auto", backend: str = "torch", dtype: str = "fp32",
-                      protocol: dict, progress: bool = False) -> dict:
+                      shots: int = 2, protocol: dict, progress: bool = False) -> dict:
     """Sample what the store lacks, score pass@k, measure general capability (on the world of the checkpoint's
     config.yaml; a plain Hugging Face directory has none) and return the record."""
     res = evaluate_passk(ckpt, task, split, n, ks, seed, store_root, prompt_mode, max_problems=max_problems,
                          progress=progress, device=device, **({"backend": backend} if backend != "torch" else {}),
-                         **({"dtype": dtype} if dtype != "fp32" else {}))
+                         **({"dtype": dtype} if dtype != "fp32" else {}), **({"shots": shots} if shots != 2 else {}))
     model, tok, meta = load_checkpoint(ckpt)
     if (Path(ckpt) / "config.yaml").is_file():
         res["general"] = general_capability(place(model, device), tok, load_config_of(ckpt).world, items=True)

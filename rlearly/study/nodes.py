@@ -16,7 +16,7 @@ from rlearly.tasks import task_class
 
 @dataclass
 class Node:
-    kind: str  # pretrain | branch | eval | lm_eval
+    kind: str  # pretrain | base (a suite revision copied in) | branch | eval | lm_eval
     key: str  # human-readable id, e.g. "branch rl ckpt-0000200704 s0"
     path: Path  # where its result lives; `done` checks it
     run: Callable[[], None]
@@ -49,22 +49,26 @@ def plan(spec: StudySpec, root: str | Path) -> list[Node]:
 
 
 def _arm_nodes(spec: StudySpec, arm: Arm, root: Path, label: str) -> list[Node]:
-    return [node for ps in arm.seeds_pretrain() for node in _run_nodes(arm, ps, root, label)]
+    return [node for ps in arm.seeds_pretrain() for node in _run_nodes(spec, arm, ps, root, label)]
 
 
-def _run_nodes(arm: Arm, ps: int, root: Path, label: str) -> list[Node]:
+def _run_nodes(spec: StudySpec, arm: Arm, ps: int, root: Path, label: str) -> list[Node]:
     """The nodes of one pretraining run of `arm` (seed `ps`): pretraining, branches, evaluations."""
     from rlearly.train import RECIPES, pretrain
     from rlearly.train.branch import total_steps
 
     cfg = arm.base_config(ps)
-    pre_dir = root / "pretrain" / cfg.hash()
     n = planned_matmul_params(cfg)
-    nodes = [Node("pretrain", f"pretrain {cfg.hash()}", pre_dir,
-                  lambda: pretrain.run(cfg, pre_dir, show_progress=True), label,
-                  cost=float(cfg.pretrain.tokens * n), pretrain_seed=ps, rate="pretrain")]
-    steps = cfg.pretrain.checkpoint_steps()
-    names = [pretrain.ckpt_name(s * cfg.pretrain.tokens_per_step) for s in steps]
+    if spec.base:  # a checkpoint suite: one node copies each revision in; they are the run's checkpoints
+        nodes, sources = _suite_nodes(spec.base, cfg, root, label)
+    else:
+        pre_dir = root / "pretrain" / cfg.hash()
+        nodes = [Node("pretrain", f"pretrain {cfg.hash()}", pre_dir,
+                      lambda: pretrain.run(cfg, pre_dir, show_progress=True), label,
+                      cost=float(cfg.pretrain.tokens * n), pretrain_seed=ps, rate="pretrain")]
+        steps = cfg.pretrain.checkpoint_steps()
+        sources = {pretrain.ckpt_name(s * cfg.pretrain.tokens_per_step): (pre_dir, "") for s in steps}
+    names, bases = list(sources), {d for d, _ in sources.values()}
     bp = arm.branch
     every = names if bp.checkpoints == "all" else [names[i] for i in _indices(bp.checkpoints, names)]
     per = {m: [names[i] for i in _indices(idx, names)] for m, idx in bp.per_method.items()}
@@ -74,16 +78,17 @@ def _run_nodes(arm: Arm, ps: int, root: Path, label: str) -> list[Node]:
         methods = [m for m in bp.methods if ck in per.get(m, every)]
         if not methods:
             continue
-        parent = pre_dir / ck
-        finals.append((parent, [pre_dir]))
+        home, base = sources[ck]  # the node that makes the checkpoint; a suite revision's identity
+        parent = home / ck if not base else home
+        finals.append((parent, [home]))
         for seed in bp.seeds:
             for method in methods:
-                bcfg = arm.branch_config(seed, method)
+                bcfg = arm.branch_config(seed, method, base)
                 out = root / "branch" / method / ck / f"{run}s{seed}-{bcfg.hash()}"
                 first = RECIPES[method].after or None  # SFT→RL and SFT-Gold→RL start from that SFT branch
-                sft_cfg = arm.branch_config(seed, first) if first else None  # the SFT branch's own config
+                sft_cfg = arm.branch_config(seed, first, base) if first else None  # the SFT branch's own config
                 sft_dir = root / "branch" / first / ck / f"{run}s{seed}-{sft_cfg.hash()}" if sft_cfg else None
-                deps = [pre_dir] + ([sft_dir] if sft_dir and first in methods else [])
+                deps = [home] + ([sft_dir] if sft_dir and first in methods else [])
                 on = task_class(bcfg.task.name).node_label()  # " on gsm8k": a real training task
                 nodes.append(Node("branch", f"branch {method}{on} {ck} {run}s{seed} [{label}]", out,
                                   _branch_job(bcfg, parent, out, method, sft_dir, sft_cfg), label, deps,
@@ -93,7 +98,8 @@ def _run_nodes(arm: Arm, ps: int, root: Path, label: str) -> list[Node]:
     evaluated = eval_task(arm.eval, cfg)
     for ck_path, deps in finals:
         # readiness: the base on its RL training prompts (the training task's train split)
-        readiness = [(cfg.task, "train")] if arm.eval.readiness and ck_path.parent == pre_dir else []
+        readiness = [(cfg.task, "train")] if arm.eval.readiness and (ck_path.parent in bases or ck_path in bases) \
+            else []
         pairs = [(evaluated, s) for s in arm.eval.splits]
         for tc, split in [*pairs, *[r for r in readiness if r not in pairs]]:
             task = task_class(tc.name)
@@ -111,6 +117,21 @@ def _run_nodes(arm: Arm, ps: int, root: Path, label: str) -> list[Node]:
                               _lm_eval_job(ck_path, out, protocol), label, deps, protocol, pretrain_seed=ps,
                               rate="lm_eval"))
     return nodes
+
+
+def _suite_nodes(base, cfg: Config, root: Path, label: str) -> tuple[list[Node], dict]:
+    """One node per suite revision, copying it into root/base/<model>/<name> (rlearly.study.suite), and the
+    checkpoints they make: {name: (its directory, its identity for branch.base)}."""
+    from rlearly.study.suite import materialize
+
+    home = root / "base" / (base.model.replace("/", "__") or "local")
+    nodes, sources = [], {}
+    for src in base.sources:
+        out = home / src.name
+        nodes.append(Node("base", f"base {src.model or 'local'} {src.revision}", out,
+                          lambda src=src, out=out: materialize(src, out, cfg), label))
+        sources[src.name] = (out, src.identity())
+    return nodes, sources
 
 
 def eval_task(e: EvalPlan, cfg: Config):
@@ -146,10 +167,12 @@ def _branch_job(cfg: Config, parent: Path, out: Path, method: str, sft_dir: Path
 
 def _protocol(e: EvalPlan) -> dict:
     """What an evaluation result must record to count as this plan's (n, ks, seed, problems; the sampler when it
-    is not rlearly's own and its precision when not fp32, so results of older plans still count)."""
+    is not rlearly's own, its precision when not fp32 and the few-shot exemplars when not 2, so results of older
+    plans still count)."""
     return dict(n=e.n, ks=list(e.ks), eval_seed=e.seed, max_problems=e.max_problems, base_prompt=e.base_prompt,
                 **({"backend": e.backend} if e.backend != "torch" else {}),
-                **({"dtype": e.dtype} if e.dtype not in ("", "fp32") else {}))
+                **({"dtype": e.dtype} if e.dtype not in ("", "fp32") else {}),
+                **({"shots": e.shots} if e.shots != 2 else {}))
 
 
 def _eval_job(e: EvalPlan, root: Path, ckpt: Path, split: str, out: Path, tc, protocol: dict):
@@ -164,7 +187,7 @@ def _eval_job(e: EvalPlan, root: Path, ckpt: Path, split: str, out: Path, tc, pr
         task = config_task(tc, cfg.world)  # a task made from the world: the checkpoint's
         rec = record.evaluation_record(ckpt, task, split, n=e.n, ks=e.ks, seed=e.seed, store_root=root / "samples",
                                        prompt_mode=mode, max_problems=e.max_problems, device=cfg.runtime.device,
-                                       backend=e.backend, dtype=e.dtype or "fp32", protocol=protocol)
+                                       backend=e.backend, dtype=e.dtype or "fp32", shots=e.shots, protocol=protocol)
         record.write_record(out, rec)
     return job
 

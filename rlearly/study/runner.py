@@ -18,7 +18,7 @@ from rlearly.study.nodes import Node, plan
 from rlearly.study.spec import StudySpec
 from rlearly.study.tables import write_tables
 
-_PRIORITY = {"pretrain": 0, "branch": 1, "eval": 2, "lm_eval": 3}  # start order among ready nodes with --jobs
+_PRIORITY = {"pretrain": 0, "base": 0, "branch": 1, "eval": 2, "lm_eval": 3}  # start order among ready nodes with --jobs
 
 
 def run(spec: StudySpec, root: str | Path, log=print, jobs: int = 1, threads: int = 0, executor: str = "pool",

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from rlearly.config import Config, from_dict, load_config, read_yaml_mapping
 from rlearly.errors import ConfigError
+from rlearly.study.suite import BasePlan, parse_base, resolve
 from rlearly.train import method_name
 
 # the roles an arm can play for the claims (rlearly.results.claims reads arms by role, not by name)
@@ -41,6 +42,7 @@ class EvalPlan:
     task_files: list[str] = field(default_factory=list)  # its local data files as "split=path" (default: its hub)
     backend: str = "torch"  # the sampler: torch (rlearly's) or vllm ([gpu]; its samples are stored apart)
     dtype: str = ""  # the sampler's precision: fp32, bf16, auto; "": the study's runtime.dtype (resolved at load)
+    shots: int = 2  # exemplars in a base checkpoint's few-shot prompt (the paper's GSM8K protocol: 8)
     lm_eval: list[str] = field(default_factory=list)  # lm-eval benchmarks (rlearly.evaluation.lmeval.BENCHMARKS) on every
     #                                                   evaluated checkpoint ([eval] extra; its data come from the hub)
     lm_eval_limit: int = 1000  # examples per benchmark (the paper's 1,000)
@@ -63,6 +65,8 @@ class EvalPlan:
         if self.dtype not in ("", "auto", "fp32", "bf16"):
             raise ConfigError(f"study eval.dtype={self.dtype!r} must be fp32, bf16 or auto (or left out: the study's "
                               "runtime.dtype)")
+        if self.shots < 0:
+            raise ConfigError(f"study eval.shots={self.shots} must be >= 0")
         if self.n < 1 or any(k < 1 or k > self.n for k in self.ks):
             raise ConfigError(f"study eval.ks={self.ks} must lie in [1, eval.n={self.n}]")
         if self.max_problems < 1:
@@ -95,10 +99,12 @@ class Arm:
         ps = self.seeds_pretrain()[0] if pretrain_seed is None else pretrain_seed
         return load_config(overrides={**self.config, "seed": ps})
 
-    def branch_config(self, seed: int, method: str | None = None) -> Config:
-        """The recipe config of `method`'s branches (the arm's, plus that method's own overrides)."""
+    def branch_config(self, seed: int, method: str | None = None, base: str = "") -> Config:
+        """The recipe config of `method`'s branches (the arm's, plus that method's own overrides); `base`: the suite
+        checkpoint they start from (branch.base, in their hash)."""
         own = self.branch.method_overrides.get(method, {})
-        return load_config(overrides={**self.config, **self.branch.overrides, **own, "seed": seed})
+        return load_config(overrides={**self.config, **self.branch.overrides, **own, "seed": seed,
+                                      **({"branch.base": base} if base else {})})
 
 
 @dataclass
@@ -109,6 +115,7 @@ class StudySpec:
     eval: EvalPlan = field(default_factory=EvalPlan)
     arms: dict = field(default_factory=dict)  # name -> Arm (after load_study; the main arm is not in it)
     pretrain_seeds: list[int] | None = None  # the main arm's pretraining runs (None: the config's seed)
+    base: BasePlan | None = None  # a checkpoint suite to branch instead of pretraining (rlearly.study.suite)
 
     def main_arm(self) -> Arm:
         return Arm(MAIN, dict(self.config), self.branch, self.eval, pretrain_seeds=self.pretrain_seeds)
@@ -182,8 +189,11 @@ def load_study(path: str | Path) -> StudySpec:
         raise ConfigError("study key 'arms' must map arm names to {config, branch, eval}")
     branch = _branch_plan(raw.pop("branch", None), "branch")
     seeds = _seed_list(raw.pop("pretrain_seeds", None), "pretrain_seeds")
+    base = parse_base(raw.pop("base", None))
     spec = from_dict(StudySpec, raw)  # strict: unknown keys and wrong types name the field
-    spec.config, spec.branch, spec.pretrain_seeds = dict(config), branch, seeds
+    spec.config, spec.branch, spec.pretrain_seeds, spec.base = dict(config), branch, seeds, base
+    if base and (seeds or arms):
+        raise ConfigError("a study with a base section branches its checkpoints: it takes no pretrain_seeds or arms")
     _check_configs(spec.main_arm())  # fail now, naming the bad key, not mid-study
     for name, a in arms.items():
         where = f"arms.{name}"
@@ -210,6 +220,8 @@ def load_study(path: str | Path) -> StudySpec:
         _check_configs(arm)
         spec.arms[name] = arm
     _resolve_auto_dtype(spec)
+    if base:  # each revision's commit and weights, once, now: without a hub a hub id fails here
+        resolve(base, Path(path).parent)
     return spec
 
 
