@@ -156,3 +156,28 @@ def test_pretraining_an_olmo2_saves_what_transformers_loads_as_olmo2(tmp_path):
     ids = torch.tensor([tok.encode("Ava has 3 marbles.")])
     with torch.no_grad():
         torch.testing.assert_close(hf_logits(hf, ids), ours.eval()(ids).float(), atol=1e-4, rtol=1e-4)
+
+
+def test_a_branch_says_its_memory_and_refuses_a_device_it_cannot_fit(tok, monkeypatch):
+    """rlearly.train.budget: weights, gradients and AdamW's moments (16 bytes a parameter), RL's reference (4) and
+    one rollout batch's KV cache, by hand; more than the device has is one clear error before any step."""
+    from rlearly.config import load_config
+    from rlearly.errors import ConfigError
+    from rlearly.lm.model import LlamaLM
+    from rlearly.train import budget
+
+    cfg = load_config(preset="tiny", overrides={"rl.kl_coef": 0.01})
+    model = LlamaLM(cfg.model, tok.vocab_size)
+    n, m = model.num_params(), cfg.model
+    parts = budget.branch_memory(cfg, model, "rl")
+    kv = 2 * m.n_layer * cfg.rl.prompts_per_step * cfg.rl.group_size * m.n_kv_head * m.head_dim * min(
+        m.max_seq_len, 512 + cfg.rl.max_new_tokens) * 4
+    assert parts == {"weights": 4 * n, "gradients": 4 * n, "AdamW moments": 8 * n, "RL reference": 4 * n,
+                     "KV cache (one rollout batch)": kv}
+    assert "RL reference" not in budget.branch_memory(cfg, model, "sft")
+    said = []
+    budget.check_fits(cfg, model, "rl", torch.device("cpu"), log=said.append)
+    assert said[0].startswith("memory: rl on a") and "GiB free" in said[0]
+    monkeypatch.setattr(budget, "device_memory", lambda device: 1000)
+    with pytest.raises(ConfigError, match=r"rl on this 0M-parameter model needs at least .* GiB .* and cpu has 0.0 GiB"):
+        budget.check_fits(cfg, model, "rl", torch.device("cpu"), log=said.append)

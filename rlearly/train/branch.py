@@ -32,6 +32,7 @@ from rlearly.sampling.torch_engine import generate
 from rlearly.seeds import branch_seed
 from rlearly.tasks import Task, config_task
 from rlearly.train import RECIPES, method_name
+from rlearly.train.budget import check_fits
 from rlearly.train.common import claim_run_dir, resume_latest, set_lr, set_threads
 from rlearly.train.dist import data_parallel
 
@@ -85,6 +86,7 @@ def _run(cfg: Config, parent: Path, out: Path, method: str, show_progress: bool,
     model, tok, _ = load_checkpoint(parent, verify=False)  # verified by read_meta above
     rt = resolve(cfg.runtime)
     model = rt.place(model)  # before the recipe builds its optimizers (and RL its frozen reference)
+    check_fits(cfg, model, method, rt.device, log=print if dp.main and show_progress else (lambda s: None))
     torch.manual_seed(cfg.seed)
     task = config_task(cfg.task, cfg.world)  # a task made from the world: this config's; else its data
     recipe = make_recipe(method, cfg, model, tok, task)  # a held-out split or bad data fails here, before any file
