@@ -57,3 +57,17 @@ def test_bf16_autocast_runs_and_stays_near_fp32(tmp_path):
     bf16, _ = _pretrain(tmp_path, "bf16", "runtime.device=cuda", "runtime.dtype=bf16")
     a, b = read_metrics(fp32 / "metrics.jsonl")[-1], read_metrics(bf16 / "metrics.jsonl")[-1]
     assert math.isfinite(b["loss"]) and b["loss"] == pytest.approx(a["loss"], rel=0.05)
+
+
+@pytest.mark.parametrize("family", ["olmo2", "gpt_neox"])
+def test_another_family_pretrains_and_branches_on_the_gpu_as_on_the_cpu(tmp_path, family):
+    """A family other than Llama (issue 39) on the GPU: pretraining steps give the CPU's losses, and RL runs."""
+    over = [f"model.family={family}"]
+    losses = {}
+    for dev in ("cpu", "cuda"):
+        run, ckpt = _pretrain(tmp_path, f"{family}-{dev}", f"runtime.device={dev}", *over)
+        losses[dev] = [r["loss"] for r in read_metrics(run / "metrics.jsonl") if "loss" in r]
+    assert all(math.isclose(a, b, rel_tol=1e-3) for a, b in zip(losses["cpu"], losses["cuda"])), losses
+    cfg = load_config(ckpt / "config.yaml", ["rl.steps=2", "branch.eval_every=0"])
+    out = branch.run(cfg, ckpt, tmp_path / f"{family}-rl", "rl", show_progress=False)
+    assert (out / "DONE").exists() and load_checkpoint(out / "final")[0].cfg.family == family
