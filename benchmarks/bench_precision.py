@@ -9,9 +9,11 @@ Read on the dev split (a check of the engine, not of a claim).
 
     python benchmarks/bench_precision.py --checkpoint runs/quick/branch/rl/.../final [--checkpoint ...]
         [--split dev] [--n 16] [--problems 200] [--threads 1]
+    python benchmarks/bench_precision.py --compare-studies FP32_ROOT BF16_ROOT FP32_OTHER_SEEDS_ROOT
 """
 from __future__ import annotations
 
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -58,15 +60,54 @@ def check(ckpt: Path, args, root: Path) -> dict:
                 recorded_dtypes=sorted(set(a["dtype"].fillna("fp32")) | set(b["dtype"].fillna("fp32"))), **res)
 
 
+def study_passk(root: Path, split: str = "test") -> dict[str, dict]:
+    """{"<method> <checkpoint>": its evaluation record's pass@k} of a finished study root (eval/*/<split>.json)."""
+    out = {}
+    for f in sorted(root.glob(f"eval/*/{split}.json")):
+        r = json.loads(f.read_text())
+        label = f.parent.name.split("__")
+        method = label[1] if label[0] == "branch" else "base"
+        ck = next(x for x in label if x.startswith("ckpt-"))
+        out[f"{method} {ck}"] = {p["k"]: p["pass_at_k"] for p in r["passk"]}
+    return out
+
+
+def compare_studies(fp32: Path, bf16: Path, fp32_seed: Path, k: int = 1) -> dict:
+    """The same study trained in fp32 and in bf16 (same seeds), and in fp32 under other seeds: pass@k of every
+    evaluated checkpoint, paired by method and checkpoint; the largest and mean |difference| of each pair."""
+    a, b, c = study_passk(fp32), study_passk(bf16), study_passk(fp32_seed)
+    rows = [dict(node=n, fp32=a[n][k], bf16=b[n][k], fp32_other_seeds=c[n][k]) for n in a if n in b and n in c]
+    prec = [abs(r["bf16"] - r["fp32"]) for r in rows]
+    seed = [abs(r["fp32_other_seeds"] - r["fp32"]) for r in rows]
+    return dict(k=k, rows=rows, precision_max=max(prec), precision_mean=sum(prec) / len(prec), seeds_max=max(seed),
+                seeds_mean=sum(seed) / len(seed), within=max(prec) <= max(seed) and sum(prec) <= sum(seed))
+
+
 def main() -> None:
     ap = benchlib.parser("precision", __doc__)
-    ap.add_argument("--checkpoint", type=Path, action="append", required=True, help="a trained checkpoint (repeat)")
+    ap.add_argument("--checkpoint", type=Path, action="append", default=[], help="a trained checkpoint (repeat)")
+    ap.add_argument("--compare-studies", type=Path, nargs=3, metavar=("FP32", "BF16", "FP32_OTHER_SEEDS"),
+                    help="finished roots of one study trained in fp32, in bf16 (same seeds) and in fp32 under other "
+                         "seeds (`rlearly study run --seed 1`): test pass@1 and pass@8 of each evaluated checkpoint")
     ap.add_argument("--split", default="dev")
     ap.add_argument("--n", type=int, default=16, help="samples per problem")
     ap.add_argument("--problems", type=int, default=200)
     ap.add_argument("--temperature", type=float, default=0.6)
     ap.add_argument("--top-p", type=float, default=0.95)
     args = ap.parse_args()
+    if args.compare_studies:
+        res = {k: compare_studies(*args.compare_studies, k=k) for k in (1, 8)}
+        for k, r in res.items():
+            print(f"test pass@{k}: |bf16 - fp32| max {r['precision_max']:.3f} mean {r['precision_mean']:.3f}; "
+                  f"|fp32 other seeds - fp32| max {r['seeds_max']:.3f} mean {r['seeds_mean']:.3f}; "
+                  f"bf16 within the seeds' spread: {'yes' if r['within'] else 'no'}")
+        print(benchlib.table(res[1]["rows"], [("node", "node", "s"), ("fp32", "fp32", ".3f"), ("bf16", "bf16", ".3f"),
+                                               ("fp32_other_seeds", "fp32 other seeds", ".3f")]))
+        benchlib.write_results(args.out, dict(benchmark="precision", studies=[str(p) for p in args.compare_studies],
+                                              compare=res, machine=benchlib.machine()))
+        return
+    if not args.checkpoint:
+        ap.error("give --checkpoint (repeatable) or --compare-studies")
     if args.quick:
         args.n, args.problems = 2, 8
     benchlib.setup_threads(args)

@@ -2,6 +2,7 @@
 transformers as local revisions, each with a tokenizer built on this machine, branched by RL and SFT on a tiny
 GSM8K-format file, evaluated few-shot and tabled, offline; the same spec naming a hub id fails in one line."""
 import json
+from pathlib import Path
 
 import pytest
 
@@ -121,3 +122,32 @@ def test_the_shipped_pythia_suite_fails_in_one_line_without_a_hub():
                        text=True, timeout=60)
     assert r.returncode != 0 and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert "base.model 'EleutherAI/pythia-160m'" in r.stderr and "hub cannot be reached" in r.stderr
+
+
+SUITES = {"olmo2": "allenai/OLMo-2-0425-1B", "pythia": "EleutherAI/pythia-160m", "qwen3": "Qwen/Qwen3-0.6B-Base",
+          "smollm3": "HuggingFaceTB/SmolLM3-3B-Base"}
+
+
+@pytest.mark.hub
+@pytest.mark.parametrize("suite", sorted(SUITES))
+def test_a_suites_real_tokenizer_reads_with_its_bos_eos_and_newlines(suite, tmp_path):
+    """Each suite's own tokenizer through rlearly's Tokenizer: its EOS (and BOS where it has one) as transformers
+    names them, a newline among the line-stop tokens, and text back as it went in."""
+    from rlearly import hub
+    from rlearly.lm.tokenizer import Tokenizer
+
+    if hub.offline() or hub.unreachable():
+        pytest.skip("needs the Hugging Face hub")
+    from huggingface_hub import snapshot_download
+
+    where = Path(snapshot_download(SUITES[suite], allow_patterns=["tokenizer*", "special_tokens_map.json"],
+                                   local_dir=tmp_path / suite))
+    hf = transformers.AutoTokenizer.from_pretrained(where)
+    tok = Tokenizer.load(where)
+    assert tok.eos_id == hf.eos_token_id
+    if hf.bos_token_id is not None:
+        assert tok.bos_id == hf.bos_token_id
+    text = "Ava has 3 marbles.\nShe buys 4 more: 3 + 4 = 7.\n#### 7"
+    assert tok.decode(tok.encode(text, bos=False)) == text
+    newline = tok.encode("\n", bos=False)
+    assert set(newline) & set(tok.line_stop_ids())
