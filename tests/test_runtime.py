@@ -243,3 +243,28 @@ def test_compiled_pretraining_takes_the_eager_steps(tiny_pretrain_run, tmp_path)
     for a, b in zip(read_metrics(eager / "metrics.jsonl"), read_metrics(out / "metrics.jsonl"), strict=True):
         assert b["step"] == a["step"] and b["loss"] == pytest.approx(a["loss"], rel=1e-4)
     assert load_config(out / "config.yaml").runtime.compile
+
+
+def test_compiled_loss_blocks_give_the_eager_logprobs_and_gradients(model, tok):
+    """runtime.compile in a branch: each block's shared-prompt forward through torch.compile (dynamic shapes) gives
+    GRPO's log-probs and their gradients as the eager blocks do, on two batches of different packed lengths."""
+    import copy
+
+    from rlearly.train.branch import compile_blocks
+
+    compiled = copy.deepcopy(model)
+    compile_blocks(compiled)
+    g = torch.Generator().manual_seed(0)
+    for T in (5, 7):
+        prefix, real = torch.randint(3, tok.vocab_size, (2, 4), generator=g), torch.ones(2, 4, dtype=torch.bool)
+        x = torch.randint(3, tok.vocab_size, (4, T), generator=g)
+        mask = torch.ones(4, T)
+        mask[1, T - 2:] = 0  # rows of different lengths
+        outs = []
+        for m in (model, compiled):
+            m.zero_grad()
+            lp, _ = m.masked_logprobs(x, x.roll(-1, 1), mask, prefix=prefix, prefix_real=real, group=2)
+            lp.sum().backward()
+            outs.append((lp.detach(), m.lm_head.weight.grad.clone()))
+        torch.testing.assert_close(outs[1][0], outs[0][0], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(outs[1][1], outs[0][1], atol=1e-5, rtol=1e-4)

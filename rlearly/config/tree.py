@@ -386,7 +386,8 @@ class RuntimeConfig:
                            "fsdp: under torchrun, FSDP2 shards weights, gradients and AdamW state over the ranks "
                            "(pretraining); none: every rank holds the whole model (DDP-style)")
     threads: int = execution(0, "torch threads of a stage (0: pretrain.threads, whose 0 is all cores)")
-    compile: bool = execution(False, "pretraining's step through torch.compile (the first step compiles, ~30 s)")
+    compile: bool = execution(False, "pretraining's step and the GRPO loss's blocks through torch.compile (the first "
+                              "step compiles, 15-50 s; inductor caches it on disk)")
 
     def __post_init__(self):
         import re

@@ -73,6 +73,14 @@ def run(cfg: Config, parent: str | Path, out_dir: str | Path, method: str, *, sh
     return _run(cfg, Path(parent), out, method, show_progress, stop_after)
 
 
+def compile_blocks(model) -> None:
+    """Each block's shared-prompt forward (what GRPO's loss and its reference run, forward and backward) through
+    torch.compile with dynamic shapes (a batch's packed length varies every step); sampling keeps the eager forward,
+    whose KV cache changes shape as it fills. Inductor caches what it compiles on disk, so a later process reuses it."""
+    for block in model.model.layers:
+        block.forward_shared = torch.compile(block.forward_shared, dynamic=True)
+
+
 def _run(cfg: Config, parent: Path, out: Path, method: str, show_progress: bool, stop_after: int | None) -> Path:
     if (out / "DONE").exists():  # finished: only check that it is a run of this very config
         claim_run_dir(out, cfg)
@@ -87,6 +95,8 @@ def _run(cfg: Config, parent: Path, out: Path, method: str, show_progress: bool,
     rt = resolve(cfg.runtime)
     model = rt.place(model)  # before the recipe builds its optimizers (and RL its frozen reference)
     check_fits(cfg, model, method, rt.device, log=print if dp.main and show_progress else (lambda s: None))
+    if cfg.runtime.compile:  # the losses' blocks (GRPO's shared-prompt path) through torch.compile, once a process
+        compile_blocks(model)
     torch.manual_seed(cfg.seed)
     task = config_task(cfg.task, cfg.world)  # a task made from the world: this config's; else its data
     recipe = make_recipe(method, cfg, model, tok, task)  # a held-out split or bad data fails here, before any file
