@@ -62,7 +62,7 @@ def _suite(tmp_path, tok):
 def test_a_suite_of_local_olmo2_revisions_is_branched_evaluated_and_tabled(tmp_path, tok):
     from rlearly import study
     from rlearly.lm.checkpoint import checkpoint_id, read_meta
-    from rlearly.results import analysis
+    from rlearly.results import analysis, report
 
     spec_path = _suite(tmp_path, tok)
     spec = study.load_study(spec_path)
@@ -90,6 +90,12 @@ def test_a_suite_of_local_olmo2_revisions_is_branched_evaluated_and_tabled(tmp_p
     passk = tables["passk"]
     assert set(passk["method"]) == {"base", "rl", "sft"}
     assert sorted(passk[passk["method"] == "base"]["parent_tokens"].unique()) == [10**6, 2 * 10**6, 3 * 10**6]
+    lines = []  # and its report: what a suite has no runs for is skipped and said
+    report.report(spec, tmp_path / "root", runs_dir=tmp_path / "papermill_runs", reports_dir=tmp_path / "reports",
+                  names=["pretrain", "passk_curves", "readiness", "summary"], log=lines.append)
+    pages = {p.stem for p in (tmp_path / "reports" / "suite").glob("*.html")}
+    assert {"passk_curves", "summary"} <= pages and not {"pretrain", "readiness"} & pages
+    assert "notebook pretrain: skipped (the study branches a checkpoint suite: it pretrains nothing)" in lines
 
 
 def test_a_hub_id_fails_in_one_line_offline_and_a_missing_directory_is_named(tmp_path, tok, monkeypatch):

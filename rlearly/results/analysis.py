@@ -215,6 +215,8 @@ def general_contrast(items: pd.DataFrame, method: str, against: str = "base", me
             for unit, row in v[cols].iterrows():
                 sides[name].setdefault(tuple(unit), []).append(row.to_numpy(dtype=float) / scale)
     ua, ub = list(sides[method]), list(sides[against])
+    if not ua or not ub:  # no item both sides scored
+        return None
     va = np.stack([np.mean(sides[method][u], axis=0) for u in ua])
     vb = np.stack([np.mean(sides[against][u], axis=0) for u in ub])
     diff, low, high, covers = unit_contrast(va, vb, ua, ub, n_boot=n_boot, seed=seed)

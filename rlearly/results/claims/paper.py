@@ -271,6 +271,9 @@ def _claim6(s: Study, parts: dict) -> dict:
     probe = "probe_margin" if margins else "probe_correct"
     score = lambda m, a: general_contrast(items, m, a, probe, relative=False)  # noqa: E731
     keep, rl_probe = general_contrast(items, "rl", "base"), score("rl", "base")
+    if keep is None:
+        keep_p.why = erode_p.why = margin_p.why = "needs general-capability scores of base and RL on the same documents"
+        return {}
     unit = "nats" if margins else "accuracy"
     probe_text = f"; Δprobe {unit} {rl_probe['diff']:+.3f} {_ci(rl_probe['low'], rl_probe['high'])}" if rl_probe else ""
     keep_p.value = f"ΔNLL RL − base {keep['diff']:+.2%} [{keep['low']:+.2%}, {keep['high']:+.2%}] " \
