@@ -181,3 +181,24 @@ def test_a_branch_says_its_memory_and_refuses_a_device_it_cannot_fit(tok, monkey
     monkeypatch.setattr(budget, "device_memory", lambda device: 1000)
     with pytest.raises(ConfigError, match=r"rl on this 0M-parameter model needs at least .* GiB .* and cpu has 0.0 GiB"):
         budget.check_fits(cfg, model, "rl", torch.device("cpu"), log=said.append)
+
+
+def test_a_branch_says_its_compute_floor_by_hand(tok):
+    """rlearly.train.budget.branch_flops: an RL step 10N a rollout token with the reference (2 sample, 6 update,
+    2 reference), an SFT step 6N a demo token; parallel averaging both; the time is that at the device's rate."""
+    from rlearly.config import load_config
+    from rlearly.lm.model import LlamaLM
+    from rlearly.train import budget
+
+    cfg = load_config(preset="tiny", overrides={"rl.kl_coef": 0.01})
+    model = LlamaLM(cfg.model, tok.vocab_size)
+    n = budget.matmul_params(model)
+    assert n == sum(p.numel() for name, p in model.named_parameters() if name.endswith("proj.weight")) + \
+        model.lm_head.weight.numel()
+    rl_tokens = cfg.rl.prompts_per_step * cfg.rl.group_size * cfg.rl.max_new_tokens
+    assert budget.branch_flops(cfg, model, "rl", 3) == 3 * rl_tokens * 10 * n
+    assert budget.branch_flops(cfg, model, "sft", 2, sft_tokens=40) == 2 * cfg.sft.batch_size * 40 * 6 * n
+    assert budget.branch_flops(cfg, model, "parallel", 1, 40) == rl_tokens * 10 * n + cfg.sft.batch_size * 40 * 6 * n
+    said = []
+    s = budget.say_time(cfg, model, "rl", 3, torch.device("cpu"), "fp32", 0.0, log=said.append)
+    assert s > 0 and said[0].startswith("time: rl, 3 steps,") and "GFLOP/s (fp32)" in said[0]

@@ -32,7 +32,7 @@ from rlearly.sampling.torch_engine import generate
 from rlearly.seeds import branch_seed
 from rlearly.tasks import Task, config_task
 from rlearly.train import RECIPES, method_name
-from rlearly.train.budget import check_fits
+from rlearly.train.budget import check_fits, say_time
 from rlearly.train.common import claim_run_dir, resume_latest, set_lr, set_threads
 from rlearly.train.dist import data_parallel
 
@@ -105,6 +105,10 @@ def _run(cfg: Config, parent: Path, out: Path, method: str, show_progress: bool,
     log = dp.metrics_log(out / "metrics.jsonl")
     n_demos = recipe.n_demos()
     steps, floor = total_steps(method, cfg, n_demos), min_steps(method, cfg, n_demos)
+    if dp.main and show_progress:
+        demos = [p for p in task.training_problems(cfg.sft.split)[:32] if p.demo]
+        sft_tokens = sum(len(tok.encode(task.prompt(p) + p.demo)) for p in demos) / max(len(demos), 1)
+        say_time(cfg, model, method, steps, rt.device, rt.dtype, sft_tokens)
     step, elapsed = resume_latest([out / "state"], model, recipe.optimizers, log)
     if step and dp.main:
         print(f"{out}: resuming at step {step} of {steps} (its saved state)")

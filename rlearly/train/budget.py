@@ -1,11 +1,16 @@
-"""What a branch will hold in memory, said before it starts (issue 39: real checkpoints bring real sizes): the
-fp32 master weights, their gradients, AdamW's two moments, RL's frozen reference (when its KL term is on) and the KV
-cache of one rollout batch; checked against what the device has, so a 1B model that cannot fit fails in one line
-before any step, not with an out-of-memory error an hour in. Activations are not counted (they scale with
-`runtime.micro_batches` and `runtime.activation_checkpointing`): the total is a floor.
+"""What a branch will hold in memory and about how long it will compute, said before it starts (issue 39: real
+checkpoints bring real sizes). Memory: the fp32 master weights, their gradients, AdamW's two moments, RL's frozen
+reference (when its KL term is on) and the KV cache of one rollout batch; checked against what the device has, so a
+1B model that cannot fit fails in one line before any step, not with an out-of-memory error an hour in. Activations
+are not counted (they scale with `runtime.micro_batches` and `runtime.activation_checkpointing`): the total is a
+floor. Time: the branch's matmul FLOPs (rollouts counted at rl.max_new_tokens, SFT at its demos' mean length) at
+the matmul rate this device gives now, in the branch's precision: its compute floor, which attention, sampling's
+per-token overhead and evaluation add to (benchmarks/README.md measures the share of the floor each stage reaches).
 """
 from __future__ import annotations
 
+import functools
+import time
 from pathlib import Path
 
 import torch
@@ -59,3 +64,54 @@ def check_fits(cfg: Config, model, method: str, device: torch.device, log=print)
                           f"({said}) and {device} has {free / GIB:.1f} GiB free; use a larger device, "
                           "rl.prompts_per_step or rl.group_size smaller, or rl.kl_coef=0 (no reference copy)")
     return parts
+
+
+def matmul_params(model) -> int:
+    """Weights every token multiplies through (each linear layer, the LM head included; not the embedding lookup)."""
+    return sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
+
+
+@functools.lru_cache(maxsize=8)
+def matmul_rate(device: str, dtype: str) -> float:
+    """FLOP/s of a 512 x 1024 x 512 matmul on `device` in `dtype` (bf16 under autocast), measured now (~50 ms)."""
+    dev = torch.device(device)
+    a, b = torch.randn(512, 1024, device=dev), torch.randn(1024, 512, device=dev)
+    ctx = torch.autocast(dev.type, dtype=torch.bfloat16) if dtype == "bf16" else torch.autocast(dev.type, enabled=False)
+    with ctx:
+        (a @ b).sum().item()
+        t, n = time.perf_counter(), 0
+        while time.perf_counter() - t < 0.05 or n < 3:
+            (a @ b).sum().item()
+            n += 1
+    return 2 * 512 * 1024 * 512 * n / (time.perf_counter() - t)
+
+
+def branch_flops(cfg: Config, model, method: str, steps: int, sft_tokens: float = 0.0) -> float:
+    """Matmul FLOPs of `steps` steps of `method`: an RL step samples and updates on prompts x group rollouts of
+    rl.max_new_tokens (2N a sampled token, 6N a trained one, 2N more for the reference), an SFT step trains on
+    sft.batch_size demos of `sft_tokens` tokens each (6N a token); parallel averaging and its kin do both."""
+    n = matmul_params(model)
+    rl = method in ("rl", "sft_rl", "sft_gold_rl", "parallel", "combined", "interleaved")
+    sft = method in ("sft", "sft_gold", "parallel", "combined", "interleaved")
+    per = 0.0
+    if rl:
+        tokens = cfg.rl.prompts_per_step * cfg.rl.group_size * cfg.rl.max_new_tokens
+        per += tokens * n * (2 + 6 + (2 if cfg.rl.kl_coef > 0 else 0))
+    if sft:
+        per += cfg.sft.batch_size * sft_tokens * 6 * n
+    return per * steps
+
+
+def say_time(cfg: Config, model, method: str, steps: int, device: torch.device, dtype: str, sft_tokens: float,
+             log=print) -> float:
+    """Print the branch's compute floor (branch_flops at matmul_rate); returns it in seconds."""
+    flops = branch_flops(cfg, model, method, steps, sft_tokens)
+    rate = matmul_rate(str(device), dtype)
+    seconds = flops / rate
+    log(f"time: {method}, {steps} steps, {flops / 1e12:,.2f} TFLOP of matmuls: at least {_clock(seconds)} at this "
+        f"device's {rate / 1e9:,.0f} GFLOP/s ({dtype}); attention, sampling overhead and validation come on top")
+    return seconds
+
+
+def _clock(s: float) -> str:
+    return f"{s:.0f} s" if s < 120 else f"{s / 60:.0f} min" if s < 7200 else f"{s / 3600:.1f} h"
