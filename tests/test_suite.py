@@ -96,6 +96,9 @@ def test_a_suite_of_local_olmo2_revisions_is_branched_evaluated_and_tabled(tmp_p
     pages = {p.stem for p in (tmp_path / "reports" / "suite").glob("*.html")}
     assert {"passk_curves", "summary"} <= pages and not {"pretrain", "readiness"} & pages
     assert "notebook pretrain: skipped (the study branches a checkpoint suite: it pretrains nothing)" in lines
+    from rlearly.results import power  # the power check simulates this world's pretraining runs: refused, named
+    with pytest.raises(ConfigError, match="branches a checkpoint suite: the power check simulates"):
+        power.design_of(spec)
 
 
 def test_a_hub_id_fails_in_one_line_offline_and_a_missing_directory_is_named(tmp_path, tok, monkeypatch):

@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, special, stats
 
+from rlearly.errors import ConfigError
 from rlearly.evaluation.passk import pass_at_k
 from rlearly.evaluation.units import seed_spread_test, unit_contrast
 from rlearly.results.analysis import CAPABILITY_TOL
@@ -163,6 +164,10 @@ def design_of(spec) -> Design:
     """The design of a study spec, read from its plan (nothing runs)."""
     from rlearly.data.general_world import GeneralWorld
     from rlearly.study import plan
+
+    if getattr(spec, "base", None):
+        raise ConfigError(f"study {spec.name} branches a checkpoint suite: the power check simulates studies of this "
+                          "world's pretraining runs (their variance components), not a suite's")
 
     side = {a.name for a in spec.all_arms() if a.role in SIDE_ROLES}
     branches = [n for n in plan(spec, Path("/design")) if n.kind == "branch" and n.arm not in side]
