@@ -66,8 +66,9 @@ def headline(name: str, res: dict) -> dict:
         return {"slowdown beside a busy process, every CPU": res["all_cpus"]["slowdown"],
                 "slowdown beside a busy process, free_cpus()": res["free_cpus"]["slowdown"]}
     rows = res.get("rows") or []  # sampling: speed-ups, and rlearly's share of the fp32 floor per shape
+    bf16 = lambda r: ": bf16" if r["engine"].endswith("bf16") else ""  # noqa: E731
     return {f"{r.get('shape')}: {r.get('engine')}": r.get("rlearly_speedup") for r in rows} | {
-        f"{r['shape']}: {r['engine']}: of the fp32 floor": r["fraction_of_fp32_floor"] for r in rows
+        f"{r['shape']}{bf16(r)}: of the fp32 floor": r["fraction_of_fp32_floor"] for r in rows
         if "fraction_of_fp32_floor" in r}
 
 

@@ -94,6 +94,13 @@ def test_each_stage_reports_its_share_of_the_fp32_floor(quick):
     ours = quick["sampling"]["rows"][0]
     assert ours["engine"].startswith("rlearly") and 0 < ours["fraction_of_fp32_floor"]
     assert heads["sampling"]["headline"]["eval: of the fp32 floor"] > 0
+    from rlearly.machine import fast_cpu_bf16
+
+    if fast_cpu_bf16():  # and each in bf16 beside fp32, still against the fp32 floor
+        assert heads["sampling"]["headline"]["eval: bf16: of the fp32 floor"] > 0
+        assert pre["bf16: of the fp32 floor"] > 0
+        assert heads["grpo_bf16"]["headline"]["bf16: update of the fp32 floor"] > 0
+        assert quick["grpo_bf16"]["settings"]["dtype"] == "bf16"
 
 
 def test_shared_machine_slowdown_is_measured_both_ways(quick):
