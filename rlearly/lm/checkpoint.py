@@ -75,7 +75,7 @@ def save_checkpoint(path: str | Path, model: LlamaLM, tok: Tokenizer, meta: dict
         state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}  # fp32 CPU, wherever trained
         if model.cfg.tie_embeddings:
             state.pop("lm_head.weight")  # safetensors stores no aliases; HF re-ties from config.json
-        state = {k: v.contiguous() for k, v in get_family(model.cfg.family).to_hf(state, model.cfg).items()}
+        state = get_family(model.cfg.family).to_hf(state, model.cfg)  # its layout (GPT-NeoX fuses q/k/v: new tensors)
         save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         tok.save(tmp, model.cfg.max_seq_len)
         if config is not None:

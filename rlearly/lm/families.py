@@ -12,7 +12,7 @@ its switches, config.json fields and weight-name map, then `register_family` (do
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -42,7 +42,6 @@ class Family:
     read_hf: Callable[[dict, str], dict] = lambda hf, where: {}  # ModelConfig fields read from config.json
     to_hf: Callable[[dict, ModelConfig], dict] = _same  # rlearly's state dict -> the family's weight names
     from_hf: Callable[[dict, ModelConfig], dict] = _same  # and back
-    aliases: tuple[str, ...] = field(default=())  # other model_type names read as this family
 
     def hf_config(self, cfg: ModelConfig, tok) -> dict:
         """config.json of a checkpoint of this family: it loads in transformers as `architecture`."""
@@ -103,7 +102,7 @@ def family_of_hf(hf: dict, where: str) -> Family:
     """The registered family of a config.json (its model_type); one rlearly lacks is an error naming why."""
     kind = hf.get("model_type")
     for f in FAMILIES.values():
-        if kind == f.model_type or kind in f.aliases:
+        if kind == f.model_type:
             return f
     why = MISSING_ARCHITECTURE.get(kind, "")
     known = ", ".join(f.model_type for f in FAMILIES.values())

@@ -221,7 +221,8 @@ class Attention(nn.Module):
 
     def _qkv(self, x, cos, sin):
         """x (..., d) -> rotated queries (..., H, hd), rotated keys and values (..., Hkv, hd), with the
-        rotation tables cos/sin (..., 1, hd). Works on (B, T, d) grids and on packed (M, d) tokens."""
+        rotation tables cos/sin (..., 1, r), r the rotary dimensions (apply_rope). Works on (B, T, d) grids and on
+        packed (M, d) tokens."""
         lead = x.shape[:-1]
         q, k = self.q_proj(x), self.k_proj(x)
         if self.qk_norm == "proj":  # OLMo-2: over the whole projection, before the heads are split

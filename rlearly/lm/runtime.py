@@ -125,6 +125,30 @@ def resolve_dtype(device: str = "auto", dtype: str = "auto") -> str:
     return resolve(RuntimeConfig(device=device, dtype=dtype)).dtype
 
 
+def matmul_rate(device: str = "cpu", dtype: str = "fp32", size: int = 512, seconds: float = 0.3) -> float:
+    """FLOP/s of a size² matmul on `device` in `dtype` (bf16 under autocast) at the process's torch threads: the median
+    of products repeated for `seconds` (at least 3), measured now. What the study's time estimate (study.estimate)
+    and a branch's compute floor (train.budget) scale by."""
+    import statistics
+    import time
+
+    dev = torch.device(device)
+    a, b = torch.randn(size, size, device=dev), torch.randn(size, size, device=dev)
+    ctx = torch.autocast(dev.type, dtype=torch.bfloat16) if dtype == "bf16" else contextlib.nullcontext()
+    sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)  # a GPU runs ahead
+    times = []
+    with ctx:
+        a @ b
+        sync()
+        t_end = time.perf_counter() + seconds
+        while time.perf_counter() < t_end or len(times) < 3:
+            t0 = time.perf_counter()
+            a @ b
+            sync()
+            times.append(time.perf_counter() - t0)
+    return 2 * size ** 3 / statistics.median(times)
+
+
 def place(model: torch.nn.Module, device: str = "auto") -> torch.nn.Module:
     """The model on `device` (a runtime.device value: auto, cpu, cuda[:i]) in fp32, for evaluation and sampling."""
     return resolve(RuntimeConfig(device=device)).place(model)

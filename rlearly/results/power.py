@@ -165,7 +165,7 @@ def design_of(spec) -> Design:
     from rlearly.data.general_world import GeneralWorld
     from rlearly.study import plan
 
-    if getattr(spec, "base", None):
+    if spec.base:
         raise ConfigError(f"study {spec.name} branches a checkpoint suite: the power check simulates studies of this "
                           "world's pretraining runs (their variance components), not a suite's")
 

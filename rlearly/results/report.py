@@ -41,7 +41,7 @@ def why_skipped(spec, name: str) -> str | None:
     methods = {m for arm in spec.all_arms() for m in arm.branch.methods}
     if lacking := [m for m in NEEDS_METHODS.get(name, ()) if m not in methods]:
         return f"the study trains no {', '.join(lacking)} branch"
-    if name == "pretrain" and getattr(spec, "base", None):
+    if name == "pretrain" and spec.base:
         return "the study branches a checkpoint suite: it pretrains nothing"
     if name == "readiness" and not any(arm.eval.readiness for arm in spec.all_arms()):
         return "the study evaluates no base on its RL prompts (eval.readiness: false)"

@@ -96,8 +96,8 @@ def generate(model: LlamaLM, prompts: list[list[int]], *, n: int = 1, max_new_to
     `keys` (one per completion) fix each sample's random stream; default: its index in the output.
     `use_cache=False` recomputes the whole sequence every step (the slow reference).
     `dtype` "bf16": the forward passes under bf16 autocast (on the CPU attention stays fp32 over an fp32 KV cache:
-    rlearly.lm.model.attention_precision); token picking and log-probs stay fp32. None: bf16 inside a bf16 autocast context (a branch's
-    rollouts under runtime.dtype bf16), else fp32, bit for bit as before bf16 sampling existed.
+    rlearly.lm.model.attention_precision); token picking and log-probs stay fp32. None: bf16 inside a bf16 autocast
+    context (a branch's rollouts under runtime.dtype bf16), else fp32, bit for bit as before bf16 sampling existed.
     """
     model.eval()
     device_type = model.rope_cos.device.type
@@ -106,7 +106,7 @@ def generate(model: LlamaLM, prompts: list[list[int]], *, n: int = 1, max_new_to
         dtype = "bf16" if bf16 else "fp32"
     with _precision(device_type, dtype):
         return _generate(model, prompts, n, max_new_tokens, temperature, top_p, stop_ids, seed, keys, pad_id,
-                         use_cache, dtype)
+                         use_cache)
 
 
 def _precision(device_type: str, dtype: str):
@@ -118,7 +118,7 @@ def _precision(device_type: str, dtype: str):
     return torch.autocast(device_type=device_type, dtype=torch.bfloat16)
 
 
-def _generate(model, prompts, n, max_new_tokens, temperature, top_p, stop_ids, seed, keys, pad_id, use_cache, dtype):
+def _generate(model, prompts, n, max_new_tokens, temperature, top_p, stop_ids, seed, keys, pad_id, use_cache):
     total = len(prompts) * n
     keys = list(range(total)) if keys is None else list(keys)
     if len(keys) != total:

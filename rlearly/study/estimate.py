@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import statistics
-import time
 from pathlib import Path
 
 from rlearly.config import Config
@@ -34,17 +33,12 @@ def matmul_gflops(seconds: float = 0.3, size: int = 512) -> float:
     """This machine's fp32 matmul rate at one torch thread (GFLOP/s, the median of repeated size² products)."""
     import torch
 
+    from rlearly.lm.runtime import matmul_rate
+
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        a, b = torch.randn(size, size), torch.randn(size, size)
-        a @ b
-        times, t_end = [], time.perf_counter() + seconds
-        while time.perf_counter() < t_end or len(times) < 3:
-            t0 = time.perf_counter()
-            a @ b
-            times.append(time.perf_counter() - t0)
-        return 2 * size ** 3 / statistics.median(times) / 1e9
+        return matmul_rate("cpu", "fp32", size, seconds) / 1e9
     finally:
         torch.set_num_threads(threads)
 

@@ -66,9 +66,9 @@ def _run_nodes(spec: StudySpec, arm: Arm, ps: int, root: Path, label: str) -> li
         nodes = [Node("pretrain", f"pretrain {cfg.hash()}", pre_dir,
                       lambda: pretrain.run(cfg, pre_dir, show_progress=True), label,
                       cost=float(cfg.pretrain.tokens * n), pretrain_seed=ps, rate="pretrain")]
-        steps = cfg.pretrain.checkpoint_steps()
-        sources = {pretrain.ckpt_name(s * cfg.pretrain.tokens_per_step): (pre_dir, "") for s in steps}
-    names, bases = list(sources), {d for d, _ in sources.values()}
+        names = [pretrain.ckpt_name(s * cfg.pretrain.tokens_per_step) for s in cfg.pretrain.checkpoint_steps()]
+        sources = {ck: (pre_dir / ck, pre_dir, "") for ck in names}
+    names, bases = list(sources), {parent for parent, _, _ in sources.values()}
     bp = arm.branch
     every = names if bp.checkpoints == "all" else [names[i] for i in _indices(bp.checkpoints, names)]
     per = {m: [names[i] for i in _indices(idx, names)] for m, idx in bp.per_method.items()}
@@ -78,8 +78,7 @@ def _run_nodes(spec: StudySpec, arm: Arm, ps: int, root: Path, label: str) -> li
         methods = [m for m in bp.methods if ck in per.get(m, every)]
         if not methods:
             continue
-        home, base = sources[ck]  # the node that makes the checkpoint; a suite revision's identity
-        parent = home / ck if not base else home
+        parent, home, base = sources[ck]  # the checkpoint, the node that makes it, a suite revision's identity
         finals.append((parent, [home]))
         for seed in bp.seeds:
             for method in methods:
@@ -98,8 +97,7 @@ def _run_nodes(spec: StudySpec, arm: Arm, ps: int, root: Path, label: str) -> li
     evaluated = eval_task(arm.eval, cfg)
     for ck_path, deps in finals:
         # readiness: the base on its RL training prompts (the training task's train split)
-        readiness = [(cfg.task, "train")] if arm.eval.readiness and (ck_path.parent in bases or ck_path in bases) \
-            else []
+        readiness = [(cfg.task, "train")] if arm.eval.readiness and ck_path in bases else []
         pairs = [(evaluated, s) for s in arm.eval.splits]
         for tc, split in [*pairs, *[r for r in readiness if r not in pairs]]:
             task = task_class(tc.name)
@@ -121,7 +119,7 @@ def _run_nodes(spec: StudySpec, arm: Arm, ps: int, root: Path, label: str) -> li
 
 def _suite_nodes(base, cfg: Config, root: Path, label: str) -> tuple[list[Node], dict]:
     """One node per suite revision, copying it into root/base/<model>/<name> (rlearly.study.suite), and the
-    checkpoints they make: {name: (its directory, its identity for branch.base)}."""
+    checkpoints they make: {name: (the checkpoint, the node's directory (the same), its identity for branch.base)}."""
     from rlearly.study.suite import materialize
 
     home = root / "base" / (base.model.replace("/", "__") or "local")
@@ -130,7 +128,7 @@ def _suite_nodes(base, cfg: Config, root: Path, label: str) -> tuple[list[Node],
         out = home / src.name
         nodes.append(Node("base", f"base {src.model or 'local'} {src.revision}", out,
                           lambda src=src, out=out: materialize(src, out, cfg), label))
-        sources[src.name] = (out, src.identity())
+        sources[src.name] = (out, out, src.identity())
     return nodes, sources
 
 

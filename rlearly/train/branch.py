@@ -94,7 +94,8 @@ def _run(cfg: Config, parent: Path, out: Path, method: str, show_progress: bool,
     model, tok, _ = load_checkpoint(parent, verify=False)  # verified by read_meta above
     rt = resolve(cfg.runtime)
     model = rt.place(model)  # before the recipe builds its optimizers (and RL its frozen reference)
-    check_fits(cfg, model, method, rt.device, log=print if dp.main and show_progress else (lambda s: None))
+    say = dp.main and show_progress  # what a branch needs, said before it starts (rlearly.train.budget)
+    check_fits(cfg, model, method, rt.device, log=print if say else (lambda s: None))
     if cfg.runtime.compile:  # the losses' blocks (GRPO's shared-prompt path) through torch.compile, once a process
         compile_blocks(model)
     torch.manual_seed(cfg.seed)
@@ -105,7 +106,7 @@ def _run(cfg: Config, parent: Path, out: Path, method: str, show_progress: bool,
     log = dp.metrics_log(out / "metrics.jsonl")
     n_demos = recipe.n_demos()
     steps, floor = total_steps(method, cfg, n_demos), min_steps(method, cfg, n_demos)
-    if dp.main and show_progress:
+    if say:
         demos = [p for p in task.training_problems(cfg.sft.split)[:32] if p.demo]
         sft_tokens = sum(len(tok.encode(task.prompt(p) + p.demo)) for p in demos) / max(len(demos), 1)
         say_time(cfg, model, method, steps, rt.device, rt.dtype, sft_tokens)

@@ -10,13 +10,13 @@ per-token overhead and evaluation add to (benchmarks/README.md measures the shar
 from __future__ import annotations
 
 import functools
-import time
 from pathlib import Path
 
 import torch
 
 from rlearly.config import Config
 from rlearly.errors import ConfigError
+from rlearly.lm.runtime import matmul_rate as runtime_matmul_rate
 
 GIB = 2**30
 
@@ -73,17 +73,8 @@ def matmul_params(model) -> int:
 
 @functools.lru_cache(maxsize=8)
 def matmul_rate(device: str, dtype: str) -> float:
-    """FLOP/s of a 512 x 1024 x 512 matmul on `device` in `dtype` (bf16 under autocast), measured now (~50 ms)."""
-    dev = torch.device(device)
-    a, b = torch.randn(512, 1024, device=dev), torch.randn(1024, 512, device=dev)
-    ctx = torch.autocast(dev.type, dtype=torch.bfloat16) if dtype == "bf16" else torch.autocast(dev.type, enabled=False)
-    with ctx:
-        (a @ b).sum().item()
-        t, n = time.perf_counter(), 0
-        while time.perf_counter() - t < 0.05 or n < 3:
-            (a @ b).sum().item()
-            n += 1
-    return 2 * 512 * 1024 * 512 * n / (time.perf_counter() - t)
+    """FLOP/s of a 512² matmul on `device` in `dtype`, measured once a process (~50 ms: lm.runtime.matmul_rate)."""
+    return runtime_matmul_rate(device, dtype, seconds=0.05)
 
 
 def branch_flops(cfg: Config, model, method: str, steps: int, sft_tokens: float = 0.0) -> float:
