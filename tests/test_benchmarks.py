@@ -208,3 +208,25 @@ def test_gpu_check_without_a_gpu_says_so_in_one_line_and_exits_2():
     r = subprocess.run([sys.executable, str(BENCH / "gpu_check.py")], capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and r.stdout == ""
     assert r.stderr.count("\n") == 1 and "sees no CUDA device" in r.stderr and "--dry-run" in r.stderr
+
+
+def test_static_decode_step_samples_what_the_sampler_samples():
+    """bench_static_decode's design (no compaction, a masked room, token picking without a data-dependent branch)
+    draws in fp32 exactly the tokens rlearly's sampler draws; its wide-nucleus path (a torch.cond) included."""
+    import bench_static_decode as sd
+    import torch
+
+    from rlearly.sampling.torch_engine import generate, pick_tokens
+
+    logits = torch.randn(6, 300) * 4
+    logits[:2] = torch.randn(2, 300) * 0.01  # nearly flat: top-p 0.95 needs far more than the 64 candidates
+    u = torch.rand(6)
+    for top_p in (0.95, 0.5):
+        assert torch.equal(sd.pick_static(logits, u, 0.7, top_p), pick_tokens(logits, u, 0.7, top_p))
+    cfg, _, model = sd.benchlib.build("tiny")
+    prompts = [[5, 6, 7, 8], [9, 10, 11], [12, 13, 14, 15, 16]]
+    stops = tuple(range(3, model.vocab_size, 7))  # one token in 7 ends a sample: lengths differ
+    kw = dict(n=3, max_new_tokens=12, temperature=0.8, top_p=0.9, stop_ids=stops, seed=3, pad_id=0)
+    ref = [c.tokens for c in generate(model, prompts, **kw)]
+    got = sd.generate_static(model, prompts, sd.static_step, **kw)
+    assert got == ref and len({len(t) for t in ref}) > 2  # rows stopped at different steps: the room was masked
