@@ -24,14 +24,11 @@ import torch
 benchlib.ensure_path()
 from rlearly.evaluation.evaluate import resolve_task, task_prompt  # noqa: E402
 from rlearly.lm.checkpoint import load_checkpoint  # noqa: E402
-from rlearly.lm.model import KVCache, attention_precision  # noqa: E402
+from rlearly.lm.model import attention_precision  # noqa: E402
+from rlearly.lm.runtime import Runtime  # noqa: E402
 from rlearly.machine import fast_cpu_bf16  # noqa: E402
-from rlearly.sampling.torch_engine import NUCLEUS_CANDIDATES, _precision, generate, sample_uniforms  # noqa: E402
-
-
-def _threshold(vals: torch.Tensor, top_p: float) -> torch.Tensor:
-    inside = (vals.cumsum(-1) - vals) < top_p
-    return vals.gather(-1, inside.sum(-1, keepdim=True) - 1).squeeze(-1)
+from rlearly.sampling.torch_engine import (NUCLEUS_CANDIDATES, generate, inverse_cdf, left_pad,  # noqa: E402
+                                           nucleus_cut, prefill, sample_uniforms)
 
 
 def pick_static(logits, u, temperature: float, top_p: float):
@@ -39,11 +36,9 @@ def pick_static(logits, u, temperature: float, top_p: float):
     wider than the candidates are sorted whole through torch.cond, so the graph has no break."""
     probs = torch.softmax(logits / temperature, dim=-1)
     top = probs.topk(NUCLEUS_CANDIDATES, dim=-1).values
-    cut = torch.cond((top.sum(-1) < top_p).any(), lambda p, t: _threshold(p.sort(-1, descending=True).values, top_p),
-                     lambda p, t: _threshold(t, top_p), (probs, top))
-    probs = probs * (probs >= cut.unsqueeze(-1))
-    cum = probs.cumsum(-1)
-    return torch.searchsorted(cum, u.unsqueeze(-1) * cum[:, -1:], right=True).clamp(max=cum.size(-1) - 1).squeeze(-1)
+    cut = torch.cond((top.sum(-1) < top_p).any(), lambda p, t: nucleus_cut(p.sort(-1, descending=True).values, top_p),
+                     lambda p, t: nucleus_cut(t, top_p), (probs, top))
+    return inverse_cdf(probs * (probs >= cut.unsqueeze(-1)), u)
 
 
 def _attend(q, ok, ov, pk, pv, pmask, group: int, own):
@@ -86,21 +81,15 @@ def generate_static(model, prompts, step, *, n, max_new_tokens, temperature, top
     """Sample like torch_engine.generate (same keys and uniforms), decoding with `step` (static_step, compiled or
     not). Returns one token list per sample."""
     model.eval()
-    with _precision("cpu", dtype):
-        P, total = max(len(p) for p in prompts), len(prompts) * n
-        ids = torch.full((len(prompts), P), pad_id, dtype=torch.long)
-        real = torch.zeros(len(prompts), P, dtype=torch.bool)
-        for i, p in enumerate(prompts):
-            ids[i, P - len(p):], real[i, P - len(p):] = torch.tensor(p), True
-        pad = (~real).sum(1)
+    with Runtime(torch.device("cpu"), dtype).autocast():
+        total = len(prompts) * n
+        ids, real, pad = left_pad(prompts, pad_id, 0, "cpu")
+        P = ids.shape[1]
         u = torch.from_numpy(sample_uniforms(seed, range(total), max_new_tokens)).float()
-        cache = KVCache.empty(model.cfg, len(prompts), P)
-        cache.key_mask = real
-        logits = model(ids, cache=cache, positions=(torch.arange(P) - pad[:, None]).clamp(min=0))[:, -1].float()
-        cache = cache.share_prefix(n, max_new_tokens)
+        cache, logits = prefill(model, ids, real, pad, n, max_new_tokens)
         pk, pv, pmask = (x.contiguous() for x in cache.prefix)
         ok, ov, pad = cache.k.zero_(), cache.v.zero_(), pad.repeat_interleave(n)
-        tok = pick_static(logits.repeat_interleave(n, 0), u[:, 0], temperature, top_p)
+        tok = pick_static(logits, u[:, 0], temperature, top_p)
         out = torch.full((total, max_new_tokens), pad_id, dtype=torch.long)
         lengths, done = torch.full((total,), max_new_tokens), torch.zeros(total, dtype=torch.bool)
         stops = torch.tensor(list(stop_ids) or [-1])

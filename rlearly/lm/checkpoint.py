@@ -57,6 +57,15 @@ def model_config_from_hf(hf: dict, where: Path) -> ModelConfig:
     return family_of_hf(hf, str(where)).model_config(hf, str(where))
 
 
+def hf_state(model: LlamaLM) -> dict:
+    """The model's weights under its family's Hugging Face names (GPT-NeoX: q/k/v fused, new tensors), without
+    lm_head.weight when the embeddings are tied (safetensors stores no aliases; Hugging Face and vLLM re-tie it)."""
+    state = model.state_dict()
+    if model.cfg.tie_embeddings:
+        state.pop("lm_head.weight")
+    return get_family(model.cfg.family).to_hf(state, model.cfg)
+
+
 def save_checkpoint(path: str | Path, model: LlamaLM, tok: Tokenizer, meta: dict, config: Config | None = None,
                     optimizers: dict[str, torch.optim.Optimizer | dict] | None = None, trainer_state: dict | None = None) -> Path:
     """Write a checkpoint atomically. `meta` is lineage (parent, method, step, tokens, seed, ...);
@@ -72,10 +81,7 @@ def save_checkpoint(path: str | Path, model: LlamaLM, tok: Tokenizer, meta: dict
         _write_json(tmp / "generation_config.json", {"bos_token_id": tok.bos_id, "eos_token_id": tok.eos_id,
                                                       "pad_token_id": tok.pad_id, "do_sample": True,
                                                       "temperature": 0.6, "top_p": 0.95})
-        state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}  # fp32 CPU, wherever trained
-        if model.cfg.tie_embeddings:
-            state.pop("lm_head.weight")  # safetensors stores no aliases; HF re-ties from config.json
-        state = get_family(model.cfg.family).to_hf(state, model.cfg)  # its layout (GPT-NeoX fuses q/k/v: new tensors)
+        state = {k: v.detach().cpu().contiguous() for k, v in hf_state(model).items()}  # fp32 CPU, wherever trained
         save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         tok.save(tmp, model.cfg.max_seq_len)
         if config is not None:

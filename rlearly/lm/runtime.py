@@ -134,10 +134,9 @@ def matmul_rate(device: str = "cpu", dtype: str = "fp32", size: int = 512, secon
 
     dev = torch.device(device)
     a, b = torch.randn(size, size, device=dev), torch.randn(size, size, device=dev)
-    ctx = torch.autocast(dev.type, dtype=torch.bfloat16) if dtype == "bf16" else contextlib.nullcontext()
     sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)  # a GPU runs ahead
     times = []
-    with ctx:
+    with Runtime(dev, dtype).autocast():
         a @ b
         sync()
         t_end = time.perf_counter() + seconds

@@ -10,14 +10,12 @@ Prompts are left-padded to a common length; one prefill per distinct prompt is s
 """
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
 import torch
 
 from rlearly.lm.checkpoint import load_checkpoint
 from rlearly.lm.model import KVCache, LlamaLM
-from rlearly.lm.runtime import place
+from rlearly.lm.runtime import Runtime, place
 from rlearly.sampling import Completion
 
 
@@ -66,9 +64,14 @@ def nucleus_threshold(probs: torch.Tensor, top_p: float) -> torch.Tensor:
         full = probs[wide].sort(dim=-1, descending=True).values
         vals = torch.cat([vals, vals.new_zeros(vals.size(0), full.size(-1) - K)], -1)
         vals[wide] = full
-    inside = (vals.cumsum(-1) - vals) < top_p  # mass before each token < top_p (the first always is)
-    last = inside.sum(-1, keepdim=True) - 1
-    return vals.gather(-1, last).squeeze(-1)
+    return nucleus_cut(vals, top_p)
+
+
+def nucleus_cut(vals: torch.Tensor, top_p: float) -> torch.Tensor:
+    """(B,) the smallest probability inside each row's nucleus, from its most likely probabilities vals (B, K),
+    descending: the last whose mass before it is < top_p (the first always is)."""
+    inside = (vals.cumsum(-1) - vals) < top_p
+    return vals.gather(-1, inside.sum(-1, keepdim=True) - 1).squeeze(-1)
 
 
 def pick_tokens(logits: torch.Tensor, u: torch.Tensor, temperature: float, top_p: float) -> torch.Tensor:
@@ -81,6 +84,12 @@ def pick_tokens(logits: torch.Tensor, u: torch.Tensor, temperature: float, top_p
     probs = torch.softmax(logits if temperature == 1 else logits / temperature, dim=-1)  # x / 1 is x
     if top_p < 1.0:
         probs = probs * (probs >= nucleus_threshold(probs, top_p).unsqueeze(-1))
+    return inverse_cdf(probs, u)
+
+
+def inverse_cdf(probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """(B,) one token per row of probs (B, V) (unnormalized: tokens outside the nucleus at 0) for uniforms u (B,),
+    the CDF running in vocabulary order."""
     cum = probs.cumsum(-1)
     idx = torch.searchsorted(cum, u.unsqueeze(-1) * cum[:, -1:], right=True).clamp(max=cum.size(-1) - 1)
     return idx.squeeze(-1)
@@ -100,22 +109,39 @@ def generate(model: LlamaLM, prompts: list[list[int]], *, n: int = 1, max_new_to
     context (a branch's rollouts under runtime.dtype bf16), else fp32, bit for bit as before bf16 sampling existed.
     """
     model.eval()
-    device_type = model.rope_cos.device.type
+    device = model.rope_cos.device
     if dtype is None:
-        bf16 = torch.is_autocast_enabled(device_type) and torch.get_autocast_dtype(device_type) == torch.bfloat16
+        bf16 = torch.is_autocast_enabled(device.type) and torch.get_autocast_dtype(device.type) == torch.bfloat16
         dtype = "bf16" if bf16 else "fp32"
-    with _precision(device_type, dtype):
+    if dtype not in ("fp32", "bf16"):
+        raise ValueError(f"sampling dtype {dtype!r}: known fp32, bf16")
+    with Runtime(device, dtype).autocast():  # bf16 autocast on the model's device, or nothing
         return _generate(model, prompts, n, max_new_tokens, temperature, top_p, stop_ids, seed, keys, pad_id,
                          use_cache)
 
 
-def _precision(device_type: str, dtype: str):
-    """The context a sampling forward runs in: bf16 autocast on the model's device, or nothing."""
-    if dtype == "fp32":
-        return contextlib.nullcontext()
-    if dtype != "bf16":
-        raise ValueError(f"sampling dtype {dtype!r}: known fp32, bf16")
-    return torch.autocast(device_type=device_type, dtype=torch.bfloat16)
+def left_pad(prompts: list[list[int]], pad_id: int, room: int, device) -> tuple[torch.Tensor, ...]:
+    """Prompts left-padded to their longest length P, so every one ends at column P-1: ids (Bp, P), real (Bp, P + room)
+    True on real tokens (room: the positions that follow), pad (Bp,) each prompt's padding."""
+    P = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), P), pad_id, dtype=torch.long, device=device)
+    real = torch.zeros(len(prompts), P + room, dtype=torch.bool, device=device)
+    for i, p in enumerate(prompts):
+        ids[i, P - len(p):] = torch.tensor(p, dtype=torch.long)
+        real[i, P - len(p):] = True
+    return ids, real, (~real[:, :P]).sum(1)
+
+
+def prefill(model: LlamaLM, ids, real, pad, n: int, room: int) -> tuple[KVCache, torch.Tensor]:
+    """Run each left-padded prompt (left_pad's ids, real over its P columns, pad) once; its n samples share its
+    keys/values (KVCache.share_prefix) with `room` positions of their own. Returns (cache, last-position logits
+    (Bp * n, V) fp32)."""
+    P = ids.shape[1]
+    cache = KVCache.empty(model.cfg, len(ids), P, device=ids.device)
+    cache.key_mask = real
+    pos = (torch.arange(P, device=ids.device) - pad[:, None]).clamp(min=0)
+    logits = model(ids, cache=cache, positions=pos)[:, -1].float()
+    return cache.share_prefix(n, room), logits.repeat_interleave(n, 0)
 
 
 def _generate(model, prompts, n, max_new_tokens, temperature, top_p, stop_ids, seed, keys, pad_id, use_cache):
@@ -127,21 +153,12 @@ def _generate(model, prompts, n, max_new_tokens, temperature, top_p, stop_ids, s
     if P + max_new_tokens > model.cfg.max_seq_len:
         raise ValueError(f"prompt ({P}) + max_new_tokens ({max_new_tokens}) exceeds model.max_seq_len={model.cfg.max_seq_len}")
     device = model.rope_cos.device
-    ids = torch.full((len(prompts), P), pad_id, dtype=torch.long, device=device)
-    real = torch.zeros(len(prompts), P + max_new_tokens, dtype=torch.bool, device=device)
-    for i, p in enumerate(prompts):  # left padding: every prompt ends at column P-1
-        ids[i, P - len(p):] = torch.tensor(p, dtype=torch.long)
-        real[i, P - len(p):] = True
-    pad = (~real[:, :P]).sum(1)  # (Bp,)
+    ids, real, pad = left_pad(prompts, pad_id, max_new_tokens, device)
     u = torch.from_numpy(sample_uniforms(seed, keys, max_new_tokens)).float().to(device)  # (B, T_new)
     stops = torch.tensor(list(stop_ids) or [-1], device=device)
 
-    if use_cache:  # prefill each prompt once; its n samples share those keys/values (KVCache.share_prefix)
-        cache = KVCache.empty(model.cfg, len(prompts), P, device=device)
-        cache.key_mask = real[:, :P]
-        pos = (torch.arange(P, device=device) - pad[:, None]).clamp(min=0)
-        logits = model(ids, cache=cache, positions=pos)[:, -1].float()
-        cache, logits = cache.share_prefix(n, max_new_tokens), logits.repeat_interleave(n, 0)
+    if use_cache:  # prefill each prompt once; its n samples share those keys/values
+        cache, logits = prefill(model, ids, real[:, :P], pad, n, max_new_tokens)
     else:
         seq, seq_real = ids.repeat_interleave(n, 0), real.repeat_interleave(n, 0)
     pad = pad.repeat_interleave(n)

@@ -36,8 +36,7 @@ from pathlib import Path
 
 from rlearly.errors import CheckpointError, ConfigError, RlearlyError
 from rlearly.extras import require
-from rlearly.lm.checkpoint import save_checkpoint
-from rlearly.lm.families import get_family
+from rlearly.lm.checkpoint import hf_state, save_checkpoint
 from rlearly.sampling import Completion
 from rlearly.seeds import vllm_sample_seed
 
@@ -152,13 +151,9 @@ def from_torch(model, tok, **llm_kwargs) -> VllmModel:
 
 
 def hf_weights(model) -> list[tuple]:
-    """(HF name, tensor) of every weight of a LlamaLM, as save_checkpoint writes them: without lm_head.weight
-    when the embeddings are tied (vLLM's Llama ties lm_head to embed_tokens itself and skips that name)."""
-    state = model.state_dict()
-    if model.cfg.tie_embeddings:
-        state.pop("lm_head.weight")
-    state = get_family(model.cfg.family).to_hf(state, model.cfg)  # the family's names (GPT-NeoX: fused q/k/v)
-    return [(name, t.detach()) for name, t in state.items()]
+    """(HF name, tensor) of every weight of a LlamaLM, as save_checkpoint writes them (checkpoint.hf_state: the
+    family's names; no lm_head.weight when the embeddings are tied: vLLM's Llama ties it itself)."""
+    return [(name, t.detach()) for name, t in hf_state(model).items()]
 
 
 def refresh_weights(engine: VllmModel, model) -> None:

@@ -136,8 +136,9 @@ def materialize(src: Source, out: Path, config) -> Path:
     from rlearly.lm.tokenizer import Tokenizer
 
     where = Path(src.location) if src.location else _download(src)
-    if checkpoint_id(where) != src.checkpoint_id and not src.model:
-        raise ConfigError(f"{where}: its weights changed since the study was planned (id {checkpoint_id(where)}, "
+    # a local directory may have changed since planning; a hub revision is fetched at its resolved commit
+    if not src.model and (now := checkpoint_id(where)) != src.checkpoint_id:
+        raise ConfigError(f"{where}: its weights changed since the study was planned (id {now}, "
                           f"planned {src.checkpoint_id}); plan the study again")
     model, tok = load_model(where), Tokenizer.load(where)
     cfg = dataclasses.replace(config, model=model.cfg)

@@ -19,13 +19,16 @@ from rlearly.errors import ConfigError
 from rlearly.lm.runtime import matmul_rate as runtime_matmul_rate
 
 GIB = 2**30
+# the recipes that sample rollouts and take GRPO steps, and those that take SFT steps
+RL_PARTS = ("rl", "sft_rl", "sft_gold_rl", "parallel", "combined", "interleaved")
+SFT_PARTS = ("sft", "sft_gold", "parallel", "combined", "interleaved")
 
 
 def branch_memory(cfg: Config, model, method: str) -> dict[str, int]:
     """Bytes per part for a branch of `method` (a recipe name) from `model` under `cfg`."""
     params = sum(p.numel() for p in model.parameters())
     m = model.cfg
-    rl = method in ("rl", "sft_rl", "sft_gold_rl", "parallel", "combined", "interleaved")
+    rl = method in RL_PARTS
     rows = cfg.rl.prompts_per_step * cfg.rl.group_size
     positions = min(m.max_seq_len, 512 + cfg.rl.max_new_tokens)  # prompts rarely pass 512 tokens
     cache_dtype = 2 if cfg.runtime.dtype == "bf16" and cfg.runtime.device.startswith("cuda") else 4
@@ -82,8 +85,8 @@ def branch_flops(cfg: Config, model, method: str, steps: int, sft_tokens: float 
     rl.max_new_tokens (2N a sampled token, 6N a trained one, 2N more for the reference), an SFT step trains on
     sft.batch_size demos of `sft_tokens` tokens each (6N a token); parallel averaging and its kin do both."""
     n = matmul_params(model)
-    rl = method in ("rl", "sft_rl", "sft_gold_rl", "parallel", "combined", "interleaved")
-    sft = method in ("sft", "sft_gold", "parallel", "combined", "interleaved")
+    rl = method in RL_PARTS
+    sft = method in SFT_PARTS
     per = 0.0
     if rl:
         tokens = cfg.rl.prompts_per_step * cfg.rl.group_size * cfg.rl.max_new_tokens
